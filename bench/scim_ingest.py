@@ -1,0 +1,913 @@
+"""SCIM ingest benchmark: a JumpCloud-like initial sync against the gateway, with python-scim as a reference.
+
+Run with the project's venv, e.g. ``.venv/bin/python bench/scim_ingest.py --users 2000``; ``--help`` lists the
+options and bench/README.md explains what is measured. This is a benchmark that prints figures, not a test: it
+asserts nothing about absolute times.
+
+Phases (each prints requests/s, p50/p99 latency and the error count):
+
+1. POST /Users x N at concurrency C, on our gateway and on python-scim's ``scim2-server`` side by side (A B A B);
+2. POST /Groups x G;
+3. PATCH /Groups/{id} adding one member per request, at concurrency C;
+4. adding ONE member to a 10-member group and to a 10,000-member group, alternating, median of each and the ratio.
+
+The servers are started here as subprocesses on 127.0.0.1, with a fresh SQLite file in a temp dir for ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import math
+import os
+import random
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+LOOPBACK = "127.0.0.1"
+
+FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Edsger", "Radia"]
+LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Torvalds", "Liskov", "Thompson", "Hamilton", "Ritchie", "Allen"]
+DEPARTMENTS = ["Engineering", "Sales", "Support", "Finance", "Marketing", "People", "Legal", "Operations"]
+TITLES = ["Engineer", "Account Executive", "Support Specialist", "Analyst", "Manager", "Designer", "Counsel"]
+CITIES = [("Denver", "CO", "80202"), ("Boulder", "CO", "80301"), ("Austin", "TX", "78701"), ("Seattle", "WA", "98101")]
+
+# The wrk script replays a file of pre-built requests (one "METHOD<TAB>PATH<TAB>BODY" per line), records the id of
+# every 201 response, and stops its (single) thread once `total` responses have come back, so a time-bounded wrk run
+# performs (about) N requests. The bodies are built in Python so that both servers get byte-identical requests.
+WRK_LUA = r"""
+local reqs = {}
+local idx = 0
+local got = 0
+local total = 0
+ids = {}
+errsamples = {}
+non2xx = 0
+outpath = ""
+
+function init(args)
+  local f = assert(io.open(args[1], "r"))
+  total = tonumber(args[2])
+  outpath = args[4]
+  local headers = {
+    ["Authorization"] = "Bearer " .. args[3],
+    ["Content-Type"] = "application/scim+json",
+    ["Accept"] = "application/scim+json",
+  }
+  for line in f:lines() do
+    local method, path, body = line:match("^(%u+)\t([^\t]*)\t(.*)$")
+    reqs[#reqs + 1] = wrk.format(method, path, headers, body)
+  end
+  f:close()
+end
+
+function request()
+  idx = idx + 1
+  if idx > #reqs then idx = 1 end
+  return reqs[idx]
+end
+
+function response(status, headers, body)
+  got = got + 1
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+    if #errsamples < 3 then errsamples[#errsamples + 1] = tostring(status) .. " " .. string.sub(body or "", 1, 300) end
+  elseif status == 201 then
+    local id = string.match(body, '"id"%s*:%s*"([^"]+)"')
+    if id then ids[#ids + 1] = id end
+  end
+  if got >= total then wrk.thread:stop() end
+end
+
+local threads = {}
+function setup(thread)
+  threads[#threads + 1] = thread
+end
+
+function done(summary, latency, requests)
+  local t = threads[1]
+  local out = assert(io.open(t:get("outpath"), "w"))
+  local e = summary.errors
+  out:write(string.format("requests %d\n", summary.requests))
+  out:write(string.format("duration_us %d\n", summary.duration))
+  out:write(string.format("p50_us %d\n", latency:percentile(50.0)))
+  out:write(string.format("p99_us %d\n", latency:percentile(99.0)))
+  out:write(string.format("socket_errors %d\n", e.connect + e.read + e.write + e.timeout))
+  out:write(string.format("non2xx %d\n", t:get("non2xx")))
+  for _, s in ipairs(t:get("errsamples")) do out:write("sample ", (string.gsub(s, "\n", " ")), "\n") end
+  for _, id in ipairs(t:get("ids")) do out:write("id ", id, "\n") end
+  out:close()
+end
+"""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Request bodies
+
+
+@dataclass(frozen=True)
+class Req:
+    method: str
+    path: str
+    body: bytes
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def user_body(i: int, tag: str, rng: random.Random) -> dict[str, Any]:
+    """A JumpCloud-shaped SCIM user (core + enterprise extension), unique per (i, tag)."""
+    given, family = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    user_name = f"user{i}-{tag}@example.com"
+    city, region, postal = rng.choice(CITIES)
+    return {
+        "schemas": [USER_URN, ENTERPRISE_URN],
+        "userName": user_name,
+        "externalId": f"jc-{tag}-{i:07d}-{rng.getrandbits(48):012x}",
+        "name": {"givenName": given, "familyName": family, "formatted": f"{given} {family}"},
+        "displayName": f"{given} {family}",
+        "emails": [{"value": user_name, "type": "work", "primary": True}],
+        "phoneNumbers": [{"value": f"tel:+1-555-{rng.randrange(100, 1000)}-{rng.randrange(10000):04d}", "type": "work"}],
+        "addresses": [
+            {
+                "type": "work",
+                "streetAddress": f"{rng.randrange(1, 9999)} Market St",
+                "locality": city,
+                "region": region,
+                "postalCode": postal,
+                "country": "US",
+                "primary": True,
+            }
+        ],
+        "title": rng.choice(TITLES),
+        "active": True,
+        ENTERPRISE_URN: {"department": rng.choice(DEPARTMENTS), "employeeNumber": str(100000 + i)},
+    }
+
+
+def user_reqs(base: str, start: int, count: int, tag: str, seed: int) -> list[Req]:
+    rng = random.Random(f"{seed}-{tag}")
+    return [Req("POST", f"{base}/Users", _dumps(user_body(i, tag, rng))) for i in range(start, start + count)]
+
+
+def group_reqs(base: str, count: int, tag: str) -> list[Req]:
+    return [
+        Req("POST", f"{base}/Groups", _dumps({"schemas": [GROUP_URN], "displayName": f"group{g}-{tag}",
+                                              "externalId": f"jc-group-{tag}-{g:05d}"}))
+        for g in range(count)
+    ]
+
+
+def add_members_body(user_ids: Sequence[str]) -> bytes:
+    return _dumps({
+        "schemas": [PATCH_URN],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": uid} for uid in user_ids]}],
+    })
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Measurement helpers
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (nan when empty)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2 :].split()
+    # utime and stime are fields 14 and 15 of stat; fields[0] here is field 3 (state).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    found = [pid]
+    for tid_dir in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (tid_dir / "children").read_text().split():
+                found.extend(_descendants(int(child)))
+    return found
+
+
+def tree_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants."""
+    if pid is None:
+        return 0.0
+    return sum(_proc_cpu_seconds(p) for p in _descendants(pid))
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class LoadResult:
+    phase: str
+    target: str
+    client: str
+    requests: int
+    errors: int
+    duration_s: float
+    p50_ms: float
+    p99_ms: float
+    client_cpu_s: float
+    server_cpu_s: float
+    ids: list[str] = field(default_factory=list)
+    error_samples: list[str] = field(default_factory=list)
+    counted: bool = True
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else math.nan
+
+    @property
+    def client_cpu_pct(self) -> float:
+        return 100.0 * self.client_cpu_s / self.duration_s if self.duration_s > 0 else math.nan
+
+    @property
+    def server_cpu_pct(self) -> float:
+        return 100.0 * self.server_cpu_s / self.duration_s if self.duration_s > 0 else math.nan
+
+    def line(self) -> str:
+        text = (
+            f"  {self.phase:<34} {self.target:<9} {self.requests:>6} req  {self.rate:>8.1f} req/s  "
+            f"p50 {self.p50_ms:>7.2f} ms  p99 {self.p99_ms:>7.2f} ms  errors {self.errors:<4}"
+            f" client CPU {self.client_cpu_pct:>4.0f}%  server CPU {self.server_cpu_pct:>4.0f}%"
+        )
+        for sample in self.error_samples[:3]:
+            text += f"\n      error sample: {sample}"
+        return text
+
+
+class LoadClient:
+    """Sends a list of requests at a fixed concurrency and measures them. wrk when available, else httpx."""
+
+    def __init__(self, kind: str, concurrency: int, workdir: Path, max_seconds: float) -> None:
+        self.kind = kind
+        self.concurrency = concurrency
+        self.workdir = workdir
+        self.max_seconds = max_seconds
+        self._n = 0
+        if kind == "wrk":
+            (workdir / "replay.lua").write_text(WRK_LUA)
+
+    def describe(self) -> str:
+        if self.kind == "wrk":
+            version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
+            v = version[0].split(" [")[0] if version else "wrk"
+            return (f"{v}, 1 thread, {self.concurrency} keep-alive connections, replaying pre-built bodies "
+                    f"from a Lua script (client CPU = wrk process CPU from getrusage)")
+        return (f"httpx {_httpx_version()} AsyncClient, pool of {self.concurrency} connections in this Python process "
+                f"(wrk not found; client CPU = this process's CPU: a Python client on 2 cores can be the bottleneck)")
+
+    def run(self, phase: str, target: str, host: str, port: int, token: str, reqs: Sequence[Req],
+            pads: Sequence[Req], server_pid: int | None, counted: bool = True) -> LoadResult:
+        """Send `reqs` (pads are extra requests wrk may send past the end while the last responses are in flight)."""
+        cpu_server0 = tree_cpu_seconds(server_pid)
+        if self.kind == "wrk":
+            res = self._run_wrk(phase, target, host, port, token, reqs, pads)
+        else:
+            res = asyncio.run(self._run_httpx(phase, target, host, port, token, reqs))
+        res.server_cpu_s = tree_cpu_seconds(server_pid) - cpu_server0
+        res.counted = counted
+        return res
+
+    def _run_wrk(self, phase: str, target: str, host: str, port: int, token: str, reqs: Sequence[Req],
+                 pads: Sequence[Req]) -> LoadResult:
+        self._n += 1
+        req_file = self.workdir / f"reqs-{self._n}.txt"
+        out_file = self.workdir / f"wrk-{self._n}.out"
+        with req_file.open("wb") as f:
+            for r in [*reqs, *pads]:
+                f.write(f"{r.method}\t{r.path}\t".encode() + r.body + b"\n")
+        cmd = [
+            "wrk", "-t1", f"-c{self.concurrency}", f"-d{int(self.max_seconds)}s", "--timeout", "30s",
+            "-s", str(self.workdir / "replay.lua"), f"http://{host}:{port}",
+            "--", str(req_file), str(len(reqs)), token, str(out_file),
+        ]
+        cpu0 = children_cpu_seconds()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.max_seconds + 60)
+        client_cpu = children_cpu_seconds() - cpu0
+        req_file.unlink()
+        if proc.returncode != 0 or not out_file.exists():
+            raise RuntimeError(f"wrk failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        values: dict[str, int] = {}
+        ids: list[str] = []
+        samples: list[str] = []
+        for line in out_file.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "id":
+                ids.append(value)
+            elif key == "sample":
+                samples.append(value)
+            else:
+                values[key] = int(value)
+        out_file.unlink()
+        errors = values["non2xx"] + values["socket_errors"]
+        if values["requests"] < len(reqs):
+            samples.append(f"wrk stopped after {values['requests']} of {len(reqs)} responses "
+                           f"(time bound {self.max_seconds:.0f}s or socket errors)")
+            errors += len(reqs) - values["requests"]
+        return LoadResult(phase, target, "wrk", values["requests"], errors, values["duration_us"] / 1e6,
+                          values["p50_us"] / 1e3, values["p99_us"] / 1e3, client_cpu, 0.0, ids, samples)
+
+    async def _run_httpx(self, phase: str, target: str, host: str, port: int, token: str,
+                         reqs: Sequence[Req]) -> LoadResult:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json",
+                   "Accept": "application/scim+json"}
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        latencies: list[float] = []
+        ids: list[str] = []
+        samples: list[str] = []
+        errors = 0
+        next_index = 0
+        deadline = time.perf_counter() + self.max_seconds
+
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", headers=headers, limits=limits,
+                                     timeout=30.0) as client:
+
+            async def worker() -> None:
+                nonlocal next_index, errors
+                while next_index < len(reqs) and time.perf_counter() < deadline:
+                    r = reqs[next_index]
+                    next_index += 1
+                    t0 = time.perf_counter()
+                    try:
+                        resp = await client.request(r.method, r.path, content=r.body)
+                    except httpx.HTTPError as exc:
+                        errors += 1
+                        if len(samples) < 3:
+                            samples.append(f"{type(exc).__name__}: {exc}")
+                        continue
+                    latencies.append(time.perf_counter() - t0)
+                    if not 200 <= resp.status_code < 300:
+                        errors += 1
+                        if len(samples) < 3:
+                            samples.append(f"{resp.status_code} {resp.text[:300]}")
+                    elif resp.status_code == 201:
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            ids.append(resp.json()["id"])
+
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        latencies.sort()
+        errors += len(reqs) - next_index
+        return LoadResult(phase, target, "httpx", len(latencies), errors, wall, percentile(latencies, 50) * 1e3,
+                          percentile(latencies, 99) * 1e3, cpu, 0.0, ids, samples)
+
+
+def _httpx_version() -> str:
+    import httpx
+
+    return str(httpx.__version__)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Target:
+    """One SCIM endpoint under test: `base` is the path prefix of /Users and /Groups."""
+
+    name: str
+    port: int
+    base: str
+    token: str
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_process(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("wb")
+    try:
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def wait_ready(target: Target, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if target.proc is not None and target.proc.poll() is not None:
+            raise RuntimeError(f"{target.name} server exited with code {target.proc.returncode}:\n{target.log_tail()}")
+        conn = http.client.HTTPConnection(LOOPBACK, target.port, timeout=2)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                return
+            last = f"HTTP {resp.status}"
+        except OSError as exc:
+            last = str(exc)
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"{target.name} server not ready on {path} after {timeout:.0f}s ({last}):\n{target.log_tail()}")
+
+
+def find_dsync(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    beside = Path(sys.executable).parent / "dsync"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("dsync")
+    if found is None:
+        raise RuntimeError("dsync not found: install the project in the venv (pip install -e .) or pass --dsync PATH")
+    return found
+
+
+def run_cli_json(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    out = proc.stdout.strip()
+    try:
+        data = json.loads(out)
+    except json.JSONDecodeError:
+        start = out.find("{")
+        try:
+            data = json.loads(out[start:]) if start >= 0 else None
+        except json.JSONDecodeError:
+            data = None
+    if not isinstance(data, dict):
+        raise RuntimeError(f"{' '.join(cmd)} printed no JSON object:\n{proc.stdout}\n{proc.stderr}")
+    return data
+
+
+def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
+    dsync = find_dsync(args.dsync)
+    port = args.port or free_port()
+    db = tmp / "dsync.db"
+    env = dict(os.environ)
+    env["DSYNC_DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
+    env["DSYNC_PUBLIC_URL"] = f"http://{LOOPBACK}:{port}"
+    target = Target("ours", port, "", "", log_path=tmp / "ours.log")
+    target.proc = start_process([dsync, "serve", "--host", LOOPBACK, "--port", str(port)], env, tmp, target.log_path)
+    wait_ready(target, "/healthz", args.startup_timeout)
+    org = run_cli_json([dsync, "organizations", "create", f"bench-{run_id}", "--json"], env, tmp)
+    directory = run_cli_json([dsync, "directories", "create", "--organization", str(org["id"]),
+                              "--name", f"jumpcloud-{run_id}", "--type", "jumpcloud", "--json"], env, tmp)
+    endpoint = urlsplit(str(directory["endpoint"]))
+    if (endpoint.hostname, endpoint.port) != (LOOPBACK, port):
+        print(f"  note: directory endpoint {directory['endpoint']} does not point at {LOOPBACK}:{port} "
+              f"(DSYNC_PUBLIC_URL ignored?); using its path on {LOOPBACK}:{port}")
+    target.base = endpoint.path.rstrip("/")
+    target.token = str(directory["bearer_token"])
+    return target
+
+
+def start_reference(args: argparse.Namespace, tmp: Path) -> Target:
+    port = (args.port + 1) if args.port else free_port()
+    target = Target("reference", port, "/v2", "unused-by-reference", log_path=tmp / "reference.log")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-reference", "--port", str(port)]
+    target.proc = start_process(cmd, dict(os.environ), tmp, target.log_path)
+    wait_ready(target, "/v2/ServiceProviderConfig", args.startup_timeout)
+    return target
+
+
+def serve_reference(port: int) -> None:
+    """The reference: python-scim's scim2-server ASGI application, in-memory storage, under uvicorn."""
+    import uvicorn
+    from scim2_server.applications.asgi import ASGIApplication
+    from scim2_server.memory import AsyncInMemoryStorage
+    from scim2_server.utils import load_default_provider
+
+    app = ASGIApplication(AsyncInMemoryStorage(), load_default_provider())
+    uvicorn.run(app, host=LOOPBACK, port=port, log_level="warning", access_log=False, lifespan="on")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Plain sequential requests (setup and the phase-4 probes)
+
+
+class Conn:
+    """A keep-alive http.client connection: the lightest client Python has, for sequential latency probes."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.conn = http.client.HTTPConnection(LOOPBACK, target.port, timeout=60)
+        self.headers = {"Authorization": f"Bearer {target.token}", "Content-Type": "application/scim+json",
+                        "Accept": "application/scim+json"}
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, float]:
+        for attempt in (1, 2):
+            try:
+                t0 = time.perf_counter()
+                self.conn.request(method, path, body=body, headers=self.headers)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                elapsed = time.perf_counter() - t0
+                if resp.getheader("connection", "").lower() == "close":
+                    self.conn.close()
+                return resp.status, data, elapsed
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def expect(status: int, data: bytes, what: str, ok: tuple[int, ...]) -> None:
+    if status not in ok:
+        raise RuntimeError(f"{what}: HTTP {status} {data[:500]!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The workload
+
+
+@dataclass
+class ProbeResult:
+    small_ms: list[float]
+    large_ms: list[float]
+    errors: int
+    small_size: int
+    large_size: int
+    build_s: float
+    large_members_seen: int | None
+    samples: list[str]
+
+
+def fmt_ms(values: list[float]) -> str:
+    s = sorted(values)
+    return f"median {statistics.median(s):.2f} ms, p99 {percentile(s, 99):.2f} ms ({len(s)} probes)"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, client: LoadClient, run_id: str, seed: int) -> None:
+        self.args = args
+        self.client = client
+        self.run_id = run_id
+        self.seed = seed
+        self.results: list[LoadResult] = []
+        self.user_counter = 0
+
+    def load(self, phase: str, target: Target, reqs: Sequence[Req], pads: Sequence[Req],
+             counted: bool = True) -> LoadResult:
+        res = self.client.run(phase, target.name, LOOPBACK, target.port, target.token, reqs, pads, target.pid,
+                              counted)
+        self.results.append(res)
+        print(res.line() + ("" if counted else "   (setup, not a figure)"), flush=True)
+        return res
+
+    def new_users(self, target: Target, count: int, tag: str) -> tuple[list[Req], list[Req]]:
+        """Bodies for `count` new users, plus pads (unique too) for wrk's in-flight overshoot."""
+        start = self.user_counter
+        self.user_counter += count
+        all_reqs = user_reqs(target.base, start, count + self.args.concurrency + 1, f"{self.run_id}{tag}", self.seed)
+        return all_reqs[:count], all_reqs[count:]
+
+    # Phase 1 ---------------------------------------------------------------------------------------------------------
+    def phase_users(self, targets: list[Target]) -> dict[str, list[str]]:
+        """POST /Users x N per round, rounds alternating between the targets (A B A B); same bodies per round."""
+        ids: dict[str, list[str]] = {t.name: [] for t in targets}
+        warm = min(200, max(20, self.args.users // 20))
+        for t in targets:
+            reqs = user_reqs(t.base, 0, warm + self.args.concurrency + 1, f"{self.run_id}w", self.seed)
+            res = self.load("warm-up POST /Users", t, reqs[:warm], reqs[warm:], counted=False)
+            ids[t.name].extend(res.ids)
+        for r in range(1, self.args.rounds + 1):
+            tag = f"{self.run_id}r{r}"
+            n = self.args.users
+            for t in targets:
+                reqs = user_reqs(t.base, 0, n + self.args.concurrency + 1, tag, self.seed)
+                res = self.load(f"1 POST /Users (round {r})", t, reqs[:n], reqs[n:])
+                ids[t.name].extend(res.ids)
+        return ids
+
+    # Phase 2 ---------------------------------------------------------------------------------------------------------
+    def phase_groups(self, target: Target) -> list[str]:
+        g = self.args.groups
+        reqs = group_reqs(target.base, g + self.args.concurrency + 1, self.run_id)
+        res = self.load("2 POST /Groups", target, reqs[:g], reqs[g:])
+        return res.ids
+
+    # Phase 3 ---------------------------------------------------------------------------------------------------------
+    def phase_memberships(self, target: Target, group_ids: list[str], user_ids: list[str]) -> tuple[str, int] | None:
+        if not group_ids or not user_ids:
+            print("  3 memberships: skipped (no groups or users were created)")
+            return None
+        if self.args.members_per_group is None:
+            users = user_ids[: self.args.users]
+            pairs = [(group_ids[i % len(group_ids)], uid) for i, uid in enumerate(users)]
+        else:
+            m = min(self.args.members_per_group, len(user_ids))
+            pairs = [(gid, user_ids[(gi * m + k) % len(user_ids)]) for gi, gid in enumerate(group_ids)
+                     for k in range(m)]
+        # Interleave groups so concurrent requests hit different groups, as an IdP sync typically does.
+        reqs = [Req("PATCH", f"{target.base}/Groups/{gid}", add_members_body([uid])) for gid, uid in pairs]
+        pads = reqs[: self.args.concurrency + 1]  # re-adding an existing member: idempotent
+        self.load("3 PATCH add 1 member", target, reqs, pads)
+        first = group_ids[0]
+        return first, sum(1 for gid, _ in pairs if gid == first)
+
+    # Phase 4 ---------------------------------------------------------------------------------------------------------
+    def phase_large_vs_small(self, target: Target, pool: list[str]) -> ProbeResult:
+        small, large, repeats = self.args.small_group_size, self.args.large_group_size, self.args.probe_repeats
+        need = small + large + 2 * repeats
+        if len(pool) < need:
+            reqs, pads = self.new_users(target, need - len(pool), "x")
+            res = self.load(f"4 setup: {len(reqs)} extra users", target, reqs, pads, counted=False)
+            pool = pool + res.ids
+            if len(pool) < need:
+                raise RuntimeError(f"phase 4 needs {need} user ids, only {len(pool)} were created")
+        small_members, large_members = pool[:small], pool[small : small + large]
+        probes = pool[small + large : need]
+        conn = Conn(target)
+        try:
+            gids: dict[str, str] = {}
+            for label in ("small", "large"):
+                body = _dumps({"schemas": [GROUP_URN], "displayName": f"bench-{label}-{self.run_id}",
+                               "externalId": f"jc-bench-{label}-{self.run_id}"})
+                status, data, _ = conn.request("POST", f"{target.base}/Groups", body)
+                expect(status, data, f"POST /Groups ({label})", (201,))
+                gids[label] = json.loads(data)["id"]
+            t0 = time.perf_counter()
+            batch = self.args.batch_size
+            for label, members in (("small", small_members), ("large", large_members)):
+                for i in range(0, len(members), batch):
+                    status, data, _ = conn.request("PATCH", f"{target.base}/Groups/{gids[label]}",
+                                                   add_members_body(members[i : i + batch]))
+                    expect(status, data, f"PATCH add {batch} members ({label})", (200, 204))
+            build_s = time.perf_counter() - t0
+            print(f"  4 setup: groups of {small} and {large} members built with PATCH adds of <= {batch} values "
+                  f"in {build_s:.1f}s", flush=True)
+            timings: dict[str, list[float]] = {"small": [], "large": []}
+            errors, samples = 0, []
+            it: Iterator[str] = iter(probes)
+            for _ in range(repeats):
+                for label in ("small", "large"):  # A B A B ...
+                    status, data, elapsed = conn.request("PATCH", f"{target.base}/Groups/{gids[label]}",
+                                                         add_members_body([next(it)]))
+                    if status in (200, 204):
+                        timings[label].append(elapsed * 1e3)
+                    else:
+                        errors += 1
+                        if len(samples) < 3:
+                            samples.append(f"{status} {data[:300]!r}")
+            seen = None
+            status, data, _ = conn.request("GET", f"{target.base}/Groups/{gids['large']}")
+            if status == 200:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    seen = len(json.loads(data).get("members") or [])
+        finally:
+            conn.close()
+        return ProbeResult(timings["small"], timings["large"], errors, small, large, build_s, seen, samples)
+
+
+def check_group_size(target: Target, group_id: str, expected: int) -> str:
+    conn = Conn(target)
+    try:
+        status, data, _ = conn.request("GET", f"{target.base}/Groups/{group_id}")
+    finally:
+        conn.close()
+    if status != 200:
+        return f"GET /Groups/{{id}} answered HTTP {status}: member count not checked"
+    members = json.loads(data).get("members") or []
+    verdict = "ok" if len(members) == expected else "MISMATCH"
+    return f"first group has {len(members)} members, expected {expected}: {verdict}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Report
+
+
+def summary_table(results: list[LoadResult]) -> str:
+    head = (f"{'phase':<34} {'target':<9} {'client':<6} {'reqs':>6} {'errors':>6} {'req/s':>8} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'client CPU':>10} {'server CPU':>10}")
+    rows = [head, "-" * len(head)]
+    for r in results:
+        if not r.counted:
+            continue
+        rows.append(f"{r.phase:<34} {r.target:<9} {r.client:<6} {r.requests:>6} {r.errors:>6} {r.rate:>8.1f} "
+                    f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.client_cpu_pct:>9.0f}% {r.server_cpu_pct:>9.0f}%")
+    return "\n".join(rows)
+
+
+def median_rate(results: list[LoadResult], target: str) -> float:
+    rates = [r.rate for r in results if r.counted and r.target == target and r.phase.startswith("1 ")]
+    return statistics.median(rates) if rates else math.nan
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="SCIM ingest benchmark (JumpCloud-like initial sync).")
+    p.add_argument("--users", type=int, default=10000, help="users POSTed per phase-1 round (default 10000)")
+    p.add_argument("--groups", type=int, default=100, help="groups POSTed in phase 2 (default 100)")
+    p.add_argument("--concurrency", type=int, default=8, help="concurrent connections (default 8)")
+    p.add_argument("--members-per-group", type=int, default=None,
+                   help="phase-3 members per group (default: spread the users, each joins one group)")
+    p.add_argument("--skip-reference", action="store_true", help="do not run python-scim's scim2-server")
+    p.add_argument("--reference-only", action="store_true",
+                   help="run every phase against scim2-server only (to check this script without the gateway)")
+    p.add_argument("--port", type=int, default=None,
+                   help="port of our server (the reference uses PORT+1); default: free ports")
+    p.add_argument("--rounds", type=int, default=2, help="phase-1 rounds per server, alternated A B A B (default 2)")
+    p.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
+                   help="load client for phases 1-3 (default: wrk if installed, else httpx)")
+    p.add_argument("--small-group-size", type=int, default=10)
+    p.add_argument("--large-group-size", type=int, default=10000)
+    p.add_argument("--probe-repeats", type=int, default=200, help="single-member adds per group in phase 4")
+    p.add_argument("--batch-size", type=int, default=500, help="values per PATCH when building the phase-4 groups")
+    p.add_argument("--max-phase-seconds", type=float, default=None,
+                   help="time bound of one load run (default: 60s + 20 ms per request)")
+    p.add_argument("--startup-timeout", type=float, default=60.0)
+    p.add_argument("--dsync", default=None, help="path of the dsync CLI (default: beside this Python, then PATH)")
+    p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (database, server logs)")
+    p.add_argument("--serve-reference", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    if args.serve_reference:
+        serve_reference(args.port)
+        return 0
+    if args.reference_only and args.skip_reference:
+        print("--reference-only and --skip-reference exclude each other", file=sys.stderr)
+        return 2
+    for name in ("users", "groups", "concurrency", "rounds", "probe_repeats", "batch_size"):
+        if getattr(args, name) < 1:
+            print(f"--{name.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
+
+    kind = args.client
+    if kind == "auto":
+        kind = "wrk" if shutil.which("wrk") else "httpx"
+    elif kind == "wrk" and not shutil.which("wrk"):
+        print("wrk not found (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    biggest = max(args.users, args.large_group_size, args.groups * (args.members_per_group or 1))
+    max_seconds = args.max_phase_seconds or 60.0 + 0.02 * biggest
+
+    run_id = secrets.token_hex(4)
+    seed = secrets.randbits(32)
+    tmp = Path(tempfile.mkdtemp(prefix="dsync-bench-"))
+    client = LoadClient(kind, args.concurrency, tmp, max_seconds)
+    bench = Bench(args, client, run_id, seed)
+    targets: list[Target] = []
+    load0 = os.getloadavg()
+    print(f"SCIM ingest benchmark  run id {run_id}  seed {seed}  cpus {os.cpu_count()}  "
+          f"load avg {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+    print(f"workload: users/round {args.users}, rounds {args.rounds}, groups {args.groups}, concurrency "
+          f"{args.concurrency}, members/group {args.members_per_group or 'spread (each user in one group)'}")
+    print(f"load client (phases 1-3): {client.describe()}")
+    print("phase-4 probes: sequential PATCHes over one keep-alive http.client connection, alternating small/large")
+    probe: ProbeResult | None = None
+    group_check = ""
+    try:
+        if not args.reference_only:
+            ours = start_ours(args, tmp, run_id)
+            targets.append(ours)
+            print(f"ours: dsync serve on {LOOPBACK}:{ours.port}, SQLite {tmp / 'dsync.db'}, endpoint {ours.base}")
+        if not args.skip_reference:
+            ref = start_reference(args, tmp)
+            targets.append(ref)
+            print(f"reference: scim2-server {_dist_version('scim2-server')} ASGIApplication + AsyncInMemoryStorage "
+                  f"under uvicorn {_dist_version('uvicorn')} (1 process, access log off, no auth check, not durable) "
+                  f"on {LOOPBACK}:{ref.port}")
+        primary = targets[0]
+        print()
+        print("phase 1: POST /Users" + (" (A B A B between the servers, same bodies per round)"
+                                        if len(targets) > 1 else ""))
+        ids = bench.phase_users(targets)
+        print(f"phase 2-4 against {primary.name}")
+        group_ids = bench.phase_groups(primary)
+        first = bench.phase_memberships(primary, group_ids, ids[primary.name])
+        if first is not None:
+            group_check = check_group_size(primary, *first)
+            print(f"  check: {group_check}")
+        pool = ids[primary.name][args.users :] + ids[primary.name][: args.users]
+        probe = bench.phase_large_vs_small(primary, pool)
+        print(f"  4 add 1 member, {probe.small_size}-member group: {fmt_ms(probe.small_ms)}")
+        print(f"  4 add 1 member, {probe.large_size}-member group: {fmt_ms(probe.large_ms)}")
+        for sample in probe.samples:
+            print(f"      error sample: {sample}")
+    except Exception as exc:  # report what happened, with the servers' logs, and still clean up
+        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
+        for t in targets:
+            tail = t.log_tail()
+            if tail:
+                print(f"--- last lines of the {t.name} server log ---\n{tail}", file=sys.stderr)
+        return 1
+    finally:
+        for t in targets:
+            stop_process(t.proc)
+        if args.keep_temp:
+            print(f"temp dir kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    load1 = os.getloadavg()
+    print()
+    print("=" * 118)
+    print(f"SUMMARY (client: {client.kind}; CPU columns are % of one core over the phase; load avg now "
+          f"{load1[0]:.2f})")
+    print(summary_table(bench.results))
+    print()
+    primary_name = targets[0].name
+    ours_rate = median_rate(bench.results, primary_name)
+    if not args.skip_reference and not args.reference_only:
+        ref_rate = median_rate(bench.results, "reference")
+        ratio = ours_rate / ref_rate
+        print(f"POST /Users, median of {args.rounds} rounds: ours {ours_rate:.1f}/s, scim2-server {ref_rate:.1f}/s, "
+              f"ratio {ratio:.2f}x (target >= 2x: {'met' if ratio >= 2 else 'NOT met'})")
+    else:
+        print(f"POST /Users, median of {args.rounds} rounds ({primary_name}): {ours_rate:.1f}/s")
+    if probe is not None and probe.small_ms and probe.large_ms:
+        small_med, large_med = statistics.median(probe.small_ms), statistics.median(probe.large_ms)
+        ratio = large_med / small_med
+        print(f"add 1 member: {probe.small_size}-member group median {small_med:.2f} ms, {probe.large_size}-member "
+              f"group median {large_med:.2f} ms, ratio {ratio:.2f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
+        expected_large = probe.large_size + len(probe.large_ms)
+        if probe.large_members_seen is not None:
+            verdict = "ok" if probe.large_members_seen == expected_large else "MISMATCH"
+            print(f"large group read back with {probe.large_members_seen} members, expected {expected_large}: "
+                  f"{verdict}")
+    if group_check:
+        print(f"phase-3 check: {group_check}")
+    errors = sum(r.errors for r in bench.results) + (probe.errors if probe else 0)
+    if errors:
+        print(f"WARNING: {errors} failed requests: figures with errors are not comparable")
+        return 3
+    return 0
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

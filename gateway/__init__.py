@@ -1,0 +1,1 @@
+"""Directory Sync Gateway: SCIM 2.0 ingest, SQL store, GraphQL API."""

@@ -1,0 +1,171 @@
+"""Admin operations on organizations, directories and API keys: one implementation for the CLI, GraphQL and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.credentials import hash_secret, new_secret
+from gateway.events import EventName, directory_payload, record_event
+from gateway.ids import new_id
+from gateway.models import ApiKey, Directory, DirectoryType, Organization, utcnow
+
+_TYPE_ALIASES: dict[str, DirectoryType] = {
+    "jumpcloud": DirectoryType.JUMPCLOUD,
+    "okta": DirectoryType.OKTA,
+    "azure": DirectoryType.AZURE,
+    "entra": DirectoryType.AZURE,
+    "onelogin": DirectoryType.ONELOGIN,
+    "generic": DirectoryType.GENERIC,
+}
+
+
+class AdminError(Exception):
+    """Invalid input to an admin operation."""
+
+
+class NotFoundError(AdminError):
+    """The object does not exist (or is outside the caller's scope, which must look the same)."""
+
+
+@dataclass(frozen=True)
+class IssuedDirectory:
+    directory: Directory
+    endpoint: str
+    bearer_token: str  # shown once; only its hash is stored
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    key: str  # shown once; only its hash is stored
+
+
+def parse_directory_type(value: str) -> DirectoryType:
+    normalised = " ".join(value.lower().split())
+    if normalised in _TYPE_ALIASES:
+        return _TYPE_ALIASES[normalised]
+    try:
+        return DirectoryType(normalised)
+    except ValueError:
+        choices = ", ".join(sorted(_TYPE_ALIASES))
+        raise AdminError(f"unknown directory type {value!r}; choose one of {choices}") from None
+
+
+def directory_endpoint(*, public_url: str, directory_id: str) -> str:
+    return f"{public_url.rstrip('/')}/scim/v2/{directory_id}"
+
+
+def _clean_name(name: str, what: str) -> str:
+    cleaned = name.strip()
+    if not cleaned:
+        raise AdminError(f"{what} name must not be empty")
+    if len(cleaned) > 255:
+        raise AdminError(f"{what} name must be at most 255 characters")
+    return cleaned
+
+
+def _clean_domains(domains: list[str]) -> list[str]:
+    cleaned: list[str] = []
+    for domain in domains:
+        value = domain.strip().lower()
+        if not value or " " in value or "." not in value or value.startswith(".") or value.endswith("."):
+            raise AdminError(f"invalid domain {domain!r}")
+        if value not in cleaned:
+            cleaned.append(value)
+    return cleaned
+
+
+async def create_organization(session: AsyncSession, *, name: str, domains: list[str] | None = None) -> Organization:
+    organization = Organization(
+        id=new_id("org"), name=_clean_name(name, "organization"), domains=_clean_domains(domains or [])
+    )
+    session.add(organization)
+    await session.flush()
+    return organization
+
+
+async def get_organization(session: AsyncSession, *, organization_id: str) -> Organization:
+    organization = await session.get(Organization, organization_id)
+    if organization is None:
+        raise NotFoundError(f"organization {organization_id} not found")
+    return organization
+
+
+async def get_directory(session: AsyncSession, *, directory_id: str) -> Directory:
+    directory = await session.get(Directory, directory_id)
+    if directory is None:
+        raise NotFoundError(f"directory {directory_id} not found")
+    return directory
+
+
+async def create_directory(
+    session: AsyncSession, *, organization_id: str, name: str, type: str, public_url: str
+) -> IssuedDirectory:
+    await get_organization(session, organization_id=organization_id)
+    token = new_secret("dsync_scim_")
+    directory = Directory(
+        id=new_id("directory"),
+        organization_id=organization_id,
+        name=_clean_name(name, "directory"),
+        type=parse_directory_type(type).value,
+        token_hash=hash_secret(token),
+    )
+    session.add(directory)
+    await session.flush()
+    return IssuedDirectory(
+        directory=directory,
+        endpoint=directory_endpoint(public_url=public_url, directory_id=directory.id),
+        bearer_token=token,
+    )
+
+
+async def rotate_directory_token(session: AsyncSession, *, directory_id: str, public_url: str) -> IssuedDirectory:
+    """Issue a new bearer token; the old one stops working with the commit."""
+    directory = await get_directory(session, directory_id=directory_id)
+    token = new_secret("dsync_scim_")
+    directory.token_hash = hash_secret(token)
+    directory.updated_at = utcnow()
+    await session.flush()
+    return IssuedDirectory(
+        directory=directory,
+        endpoint=directory_endpoint(public_url=public_url, directory_id=directory.id),
+        bearer_token=token,
+    )
+
+
+async def delete_directory(session: AsyncSession, *, directory_id: str) -> None:
+    """Delete a directory with its users, groups and memberships; only ``dsync.deleted`` is emitted for them all."""
+    directory = await get_directory(session, directory_id=directory_id)
+    payload = directory_payload(directory)
+    payload["state"] = "deleting"
+    await record_event(
+        session,
+        event=EventName.DELETED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=payload,
+    )
+    # Foreign keys cascade to users, groups and memberships.
+    await session.execute(delete(Directory).where(Directory.id == directory_id))
+
+
+async def create_api_key(session: AsyncSession, *, organization_id: str | None = None) -> IssuedApiKey:
+    if organization_id is not None:
+        await get_organization(session, organization_id=organization_id)
+    key = new_secret("dsync_key_")
+    api_key = ApiKey(id=new_id("api_key"), key_hash=hash_secret(key), organization_id=organization_id)
+    session.add(api_key)
+    await session.flush()
+    return IssuedApiKey(api_key=api_key, key=key)
+
+
+async def ensure_admin_key(session: AsyncSession, *, key: str) -> None:
+    """Register the bootstrap admin key from ``DSYNC_ADMIN_KEY`` (idempotent)."""
+    key_hash = hash_secret(key)
+    found = await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == key_hash))
+    if found is None:
+        session.add(ApiKey(id=new_id("api_key"), key_hash=key_hash, organization_id=None))
+        await session.flush()

@@ -1,0 +1,182 @@
+"""The ``dsync`` console script: serve, migrate and the admin operations (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import admin
+from gateway.db import Database
+from gateway.migrate import upgrade
+from gateway.settings import Settings, get_settings
+
+
+def _organization_json(organization: Any) -> dict[str, Any]:
+    return {"id": organization.id, "name": organization.name, "domains": organization.domains}
+
+
+def _directory_json(issued: admin.IssuedDirectory) -> dict[str, Any]:
+    d = issued.directory
+    return {
+        "id": d.id,
+        "organization_id": d.organization_id,
+        "name": d.name,
+        "type": d.type,
+        "state": d.state,
+        "endpoint": issued.endpoint,
+        "bearer_token": issued.bearer_token,
+    }
+
+
+def _run_in_transaction(settings: Settings, operation: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    if settings.is_sqlite:
+        # The embedded database creates and migrates itself, so admin commands work before the first `serve`.
+        upgrade(settings.database_url)
+
+    async def run() -> Any:
+        database = Database(settings)
+        try:
+            async with database.write() as session:
+                return await operation(session)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+def _print(payload: dict[str, Any], *, as_json: bool, text: str) -> None:
+    print(json.dumps(payload) if as_json else text)
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+    uvicorn.run("gateway.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    upgrade(settings.database_url)
+    print("database is up to date")
+    return 0
+
+
+def _cmd_organizations_create(args: argparse.Namespace, settings: Settings) -> int:
+    organization = _run_in_transaction(
+        settings, lambda s: admin.create_organization(s, name=args.name, domains=args.domain or [])
+    )
+    payload = _organization_json(organization)
+    _print(payload, as_json=args.json, text=f"Created organization {organization.id} ({organization.name})")
+    return 0
+
+
+def _cmd_directories_create(args: argparse.Namespace, settings: Settings) -> int:
+    issued = _run_in_transaction(
+        settings,
+        lambda s: admin.create_directory(
+            s, organization_id=args.organization, name=args.name, type=args.type, public_url=settings.public_url
+        ),
+    )
+    _print(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Created"))
+    return 0
+
+
+def _cmd_directories_rotate_token(args: argparse.Namespace, settings: Settings) -> int:
+    issued = _run_in_transaction(
+        settings,
+        lambda s: admin.rotate_directory_token(s, directory_id=args.directory_id, public_url=settings.public_url),
+    )
+    _print(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Rotated the token of"))
+    return 0
+
+
+def _cmd_directories_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _run_in_transaction(settings, lambda s: admin.delete_directory(s, directory_id=args.directory_id))
+    _print({"id": args.directory_id, "deleted": True}, as_json=args.json, text=f"Deleted {args.directory_id}")
+    return 0
+
+
+def _cmd_api_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    issued = _run_in_transaction(settings, lambda s: admin.create_api_key(s, organization_id=args.organization))
+    payload = {"id": issued.api_key.id, "key": issued.key, "organization_id": issued.api_key.organization_id}
+    scope = issued.api_key.organization_id or "all organizations (admin)"
+    _print(payload, as_json=args.json, text=f"API key {issued.api_key.id} for {scope}:\n  {issued.key}\n(shown once)")
+    return 0
+
+
+def _directory_text(issued: admin.IssuedDirectory, verb: str) -> str:
+    d = issued.directory
+    return (
+        f"{verb} directory {d.id} ({d.name}, {d.type}) for {d.organization_id}\n"
+        f"  SCIM endpoint: {issued.endpoint}\n"
+        f"  Bearer token:  {issued.bearer_token}\n"
+        "The token is shown once; paste both into your identity provider's SCIM settings."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsync", description="Directory Sync Gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (migrates the embedded database first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=_cmd_serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_cmd_migrate)
+
+    organizations = commands.add_parser("organizations").add_subparsers(dest="action", required=True)
+    org_create = organizations.add_parser("create", help="create an organization")
+    org_create.add_argument("name")
+    org_create.add_argument("--domain", action="append", help="a domain of the organization (repeatable)")
+    org_create.add_argument("--json", action="store_true")
+    org_create.set_defaults(handler=_cmd_organizations_create)
+
+    directories = commands.add_parser("directories").add_subparsers(dest="action", required=True)
+    dir_create = directories.add_parser("create", help="create a directory; prints its SCIM endpoint and token")
+    dir_create.add_argument("--organization", required=True, metavar="ORG_ID")
+    dir_create.add_argument("--name", required=True)
+    dir_create.add_argument("--type", default="jumpcloud", help="jumpcloud, okta, azure, onelogin or generic")
+    dir_create.add_argument("--json", action="store_true")
+    dir_create.set_defaults(handler=_cmd_directories_create)
+    rotate = directories.add_parser("rotate-token", help="issue a new bearer token; the old one stops working")
+    rotate.add_argument("directory_id")
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(handler=_cmd_directories_rotate_token)
+    dir_delete = directories.add_parser("delete", help="delete a directory with its users and groups")
+    dir_delete.add_argument("directory_id")
+    dir_delete.add_argument("--json", action="store_true")
+    dir_delete.set_defaults(handler=_cmd_directories_delete)
+
+    api_keys = commands.add_parser("api-keys").add_subparsers(dest="action", required=True)
+    key_create = api_keys.add_parser("create", help="create a GraphQL API key (admin unless --organization)")
+    key_create.add_argument("--organization", metavar="ORG_ID")
+    key_create.add_argument("--json", action="store_true")
+    key_create.set_defaults(handler=_cmd_api_keys_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+        return handler(args, settings)
+    except admin.AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

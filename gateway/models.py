@@ -1,0 +1,179 @@
+"""SQLModel tables: the store. Alembic migrations in ``migrations/`` own the schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(*, index: bool = False) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, index=index))
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSONType, nullable=False))
+
+
+def _fk(target: str, *, nullable: bool = False, index: bool = True) -> Any:
+    return Field(
+        sa_column=Column(String, ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=index),
+        default=None if nullable else ...,
+    )
+
+
+class DirectoryType(StrEnum):
+    JUMPCLOUD = "jumpcloud scim v2.0"
+    OKTA = "okta scim v2.0"
+    AZURE = "azure scim v2.0"
+    ONELOGIN = "onelogin scim v2.0"
+    GENERIC = "generic scim v2.0"
+
+
+class DirectoryState(StrEnum):
+    UNLINKED = "unlinked"
+    LINKED = "linked"
+
+
+class DeprovisionPolicy(StrEnum):
+    KEEP_INACTIVE = "keep_inactive"
+    DELETE_INACTIVE = "delete_inactive"
+
+
+class UserState(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+
+    id: str = Field(primary_key=True)
+    name: str
+    domains: list[str] = _json(list)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class Directory(SQLModel, table=True):
+    __tablename__ = "directories"
+
+    id: str = Field(primary_key=True)
+    organization_id: str = _fk("organizations.id")
+    name: str
+    type: str
+    state: str = Field(default=DirectoryState.UNLINKED.value)
+    deprovision_policy: str = Field(default=DeprovisionPolicy.KEEP_INACTIVE.value)
+    # SHA-256 of the bearer token: tokens carry 256 random bits, so a fast hash is enough and lookups stay cheap.
+    token_hash: str
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class DirectoryUser(SQLModel, table=True):
+    __tablename__ = "directory_users"
+    __table_args__ = (
+        # userName is caseExact=false (RFC 7643 §4.1.1): uniqueness ignores case.
+        Index("uq_directory_users_user_name", "directory_id", func.lower(Column("user_name")), unique=True),
+        Index("uq_directory_users_idp_id", "directory_id", "idp_id", unique=True),
+        Index("ix_directory_users_directory_id_id", "directory_id", "id"),
+    )
+
+    id: str = Field(primary_key=True)
+    directory_id: str = _fk("directories.id", index=False)
+    idp_id: str | None = None
+    user_name: str
+    email: str | None = None
+    emails: list[dict[str, Any]] = _json(list)
+    first_name: str | None = None
+    last_name: str | None = None
+    display_name: str | None = None
+    job_title: str | None = None
+    state: str = Field(default=UserState.ACTIVE.value)
+    custom_attributes: dict[str, Any] = _json(dict)
+    # The SCIM resource as the IdP last described it (without id, meta, password and the computed groups).
+    raw_attributes: dict[str, Any] = _json(dict)
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class DirectoryGroup(SQLModel, table=True):
+    __tablename__ = "directory_groups"
+    __table_args__ = (
+        Index("uq_directory_groups_external_id", "directory_id", "external_id", unique=True),
+        Index("ix_directory_groups_directory_id_id", "directory_id", "id"),
+    )
+
+    id: str = Field(primary_key=True)
+    directory_id: str = _fk("directories.id", index=False)
+    # The IdP's identity for the group: externalId when sent, else displayName.
+    idp_id: str
+    external_id: str | None = None
+    name: str
+    raw_attributes: dict[str, Any] = _json(dict)
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class GroupMembership(SQLModel, table=True):
+    """One row per (group, user) edge, so adding or removing a member is O(1) whatever the group's size."""
+
+    __tablename__ = "group_memberships"
+    __table_args__ = (Index("ix_group_memberships_user_id", "user_id"),)
+
+    group_id: str = Field(
+        sa_column=Column(String, ForeignKey("directory_groups.id", ondelete="CASCADE"), primary_key=True)
+    )
+    user_id: str = Field(
+        sa_column=Column(String, ForeignKey("directory_users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    directory_id: str = _fk("directories.id")
+    created_at: datetime = _timestamp()
+
+
+class Event(SQLModel, table=True):
+    """The durable change log. ``cursor`` orders it; ``id`` is the public, WorkOS-style identifier."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_organization_cursor", "organization_id", "cursor"),
+        Index("ix_events_directory_cursor", "directory_id", "cursor"),
+    )
+
+    cursor: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    id: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    event: str = Field(index=True)
+    organization_id: str
+    # No foreign key: a directory's events (dsync.deleted above all) outlive it.
+    directory_id: str | None = None
+    data: dict[str, Any] = _json(dict)
+    created_at: datetime = _timestamp()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True)
+    key_hash: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    # None: an admin key that sees every organization.
+    organization_id: str | None = _fk("organizations.id", nullable=True)
+    created_at: datetime = _timestamp()
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

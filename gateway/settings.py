@@ -1,0 +1,55 @@
+"""The one settings object, read from ``DSYNC_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dsync.db"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broadcast_url: str = "memory://"
+    public_url: str = "http://localhost:8000"
+    admin_key: str | None = None
+    # SCIM request bodies above this size answer 413 (RFC 7644 §3.1 leaves the limit to the server).
+    scim_max_body_bytes: int = 2 * 1024 * 1024
+    scim_max_page_size: int = 1000
+    scim_default_page_size: int = 100
+    sqlite_busy_timeout_ms: int = 10_000
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            database_url=env.get("DSYNC_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            broadcast_url=env.get("DSYNC_BROADCAST_URL") or "memory://",
+            public_url=(env.get("DSYNC_PUBLIC_URL") or "http://localhost:8000").rstrip("/"),
+            admin_key=env.get("DSYNC_ADMIN_KEY") or None,
+            scim_max_body_bytes=_int("DSYNC_SCIM_MAX_BODY_BYTES", 2 * 1024 * 1024),
+            scim_max_page_size=_int("DSYNC_SCIM_MAX_PAGE_SIZE", 1000),
+            scim_default_page_size=_int("DSYNC_SCIM_DEFAULT_PAGE_SIZE", 100),
+            sqlite_busy_timeout_ms=_int("DSYNC_SQLITE_BUSY_TIMEOUT_MS", 10_000),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,1 @@
+"""Alembic migrations; ``gateway.migrate`` runs them."""

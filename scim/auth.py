@@ -1,0 +1,56 @@
+"""Bearer authentication bound to the directory in the URL, and activation on first contact."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from gateway.credentials import secret_matches
+from gateway.events import EventName, directory_payload, record_event
+from gateway.models import Directory, DirectoryState, utcnow
+from scim.errors import ScimError
+
+
+def bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ScimError(401, "Missing or malformed bearer token")
+    return token.strip()
+
+
+async def authenticate(session: AsyncSession, *, directory_id: str, authorization: str | None) -> Directory:
+    """The directory whose URL was called, if the token is its current one (RFC 7644 §2)."""
+    token = bearer_token(authorization)
+    directory = await session.scalar(select(Directory).where(Directory.id == directory_id))
+    if directory is None:
+        raise ScimError(404, "Directory not found")
+    if not secret_matches(token, directory.token_hash):
+        raise ScimError(401, "Invalid bearer token for this directory")
+    return directory
+
+
+async def activate(session: AsyncSession, *, directory: Directory) -> None:
+    """Flip an unlinked directory to linked and emit ``dsync.activated`` exactly once, even under races.
+
+    ``session`` must be a write session; JumpCloud's Test Connection is the usual first request."""
+    if directory.state != DirectoryState.UNLINKED:
+        return
+    now = utcnow()
+    result = await session.execute(
+        update(Directory)
+        .where(Directory.id == directory.id, Directory.state == DirectoryState.UNLINKED.value)
+        .values(state=DirectoryState.LINKED.value, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return
+    # Already written by the UPDATE above: record the values without marking the object dirty.
+    set_committed_value(directory, "state", DirectoryState.LINKED.value)
+    set_committed_value(directory, "updated_at", now)
+    await record_event(
+        session,
+        event=EventName.ACTIVATED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=directory_payload(directory),
+    )

@@ -1,0 +1,46 @@
+"""The one SCIM error type (RFC 7644 §3.12) and its response."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from starlette.responses import JSONResponse
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+SCIM_MEDIA_TYPE = "application/scim+json"
+
+ScimType = Literal[
+    "invalidFilter",
+    "tooMany",
+    "uniqueness",
+    "mutability",
+    "invalidSyntax",
+    "invalidPath",
+    "noTarget",
+    "invalidValue",
+    "invalidVers",
+    "sensitive",
+]
+
+
+class ScimError(Exception):
+    def __init__(self, status: int, detail: str, scim_type: ScimType | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.scim_type = scim_type
+
+    def to_response(self) -> JSONResponse:
+        body: dict[str, object] = {"schemas": [ERROR_SCHEMA], "status": str(self.status), "detail": self.detail}
+        if self.scim_type:
+            body["scimType"] = self.scim_type
+        headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, media_type=SCIM_MEDIA_TYPE, headers=headers)
+
+
+def bad_request(detail: str, scim_type: ScimType = "invalidValue") -> ScimError:
+    return ScimError(400, detail, scim_type)
+
+
+def not_found(detail: str = "Resource not found") -> ScimError:
+    return ScimError(404, detail)

@@ -1,0 +1,292 @@
+"""SCIM Groups (RFC 7644 §3.3–3.6) and their memberships, one row per edge.
+
+Membership changes cost O(members changed): adds are one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` and removes
+one ``DELETE … RETURNING``, so only real changes produce events and the member list is never loaded or rewritten.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from gateway.events import (
+    EventName,
+    group_payload,
+    membership_payload,
+    previous_attributes,
+    record_event,
+    record_events,
+    user_payload,
+)
+from gateway.ids import new_id
+from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
+from scim.errors import ScimError
+from scim.filters import matches
+from scim.patch import MemberChange
+from scim.resources import Member, group_columns
+from scim.users import uniqueness_error
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+async def create_group(
+    session: AsyncSession, *, directory: Directory, raw: dict[str, Any], member_ids: Sequence[str]
+) -> DirectoryGroup:
+    now = utcnow()
+    group = DirectoryGroup(
+        id=new_id("directory_group"), directory_id=directory.id, created_at=now, updated_at=now, version=1,
+        **group_columns(raw),
+    )
+    try:
+        await session.execute(insert(DirectoryGroup).values(group.model_dump()))
+    except IntegrityError as exc:
+        raise uniqueness_error(exc, "Group") from None
+    await record_event(
+        session,
+        event=EventName.GROUP_CREATED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=group_payload(group, organization_id=directory.organization_id),
+    )
+    await add_members(session, directory=directory, group=group, user_ids=member_ids, touch_group=False)
+    return group
+
+
+async def get_group(session: AsyncSession, *, directory_id: str, group_id: str) -> DirectoryGroup:
+    group = await session.scalar(
+        select(DirectoryGroup).where(DirectoryGroup.id == group_id, DirectoryGroup.directory_id == directory_id)
+    )
+    if group is None:
+        raise ScimError(404, f"Group {group_id} not found")
+    return group
+
+
+async def save_group(
+    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, raw: dict[str, Any]
+) -> bool:
+    """Store ``raw`` (without members); ``dsync.group.updated`` only when something really changed."""
+    columns = group_columns(raw)
+    if all(getattr(group, key) == value for key, value in columns.items()):
+        return False
+    before = group_payload(group, organization_id=directory.organization_id)
+    for key, value in columns.items():
+        setattr(group, key, value)
+    group.version += 1
+    group.updated_at = utcnow()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise uniqueness_error(exc, "Group") from None
+    after = group_payload(group, organization_id=directory.organization_id)
+    after["previous_attributes"] = previous_attributes(before, after)
+    await record_event(
+        session,
+        event=EventName.GROUP_UPDATED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=after,
+    )
+    return True
+
+
+async def _users_in_directory(session: AsyncSession, *, directory_id: str, ids: list[str]) -> list[DirectoryUser]:
+    if not ids:
+        return []
+    rows = await session.scalars(
+        select(DirectoryUser).where(
+            DirectoryUser.directory_id == directory_id,
+            DirectoryUser.id.in_(ids),  # type: ignore[attr-defined]
+        )
+    )
+    by_id = {u.id: u for u in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def _membership_changed(
+    session: AsyncSession,
+    *,
+    directory: Directory,
+    group: DirectoryGroup,
+    users: list[DirectoryUser],
+    event: EventName,
+    touch_group: bool = True,
+) -> None:
+    """Bump the users (their ``groups`` changed) and the group, and emit one event per edge."""
+    if not users:
+        return
+    now = utcnow()
+    await session.execute(
+        update(DirectoryUser)
+        .where(DirectoryUser.id.in_([u.id for u in users]))  # type: ignore[attr-defined]
+        .values(version=DirectoryUser.version + 1, updated_at=now)
+    )
+    for user in users:
+        set_committed_value(user, "version", user.version + 1)
+        set_committed_value(user, "updated_at", now)
+    if touch_group:
+        await session.execute(
+            update(DirectoryGroup)
+            .where(DirectoryGroup.id == group.id)
+            .values(version=DirectoryGroup.version + 1, updated_at=now)
+        )
+        set_committed_value(group, "version", group.version + 1)
+        set_committed_value(group, "updated_at", now)
+    org = directory.organization_id
+    group_data = group_payload(group, organization_id=org)
+    await record_events(
+        session,
+        organization_id=org,
+        directory_id=directory.id,
+        events=[(event, membership_payload(user_payload(u, organization_id=org), group_data)) for u in users],
+    )
+
+
+async def add_members(
+    session: AsyncSession,
+    *,
+    directory: Directory,
+    group: DirectoryGroup,
+    user_ids: Iterable[str],
+    touch_group: bool = True,
+) -> int:
+    """Add members; values unknown in this directory are ignored and re-adds are silent no-ops (JumpCloud re-sends)."""
+    users = await _users_in_directory(session, directory_id=directory.id, ids=_unique(user_ids))
+    if not users:
+        return 0
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    now = utcnow()
+    statement = (
+        dialect_insert(GroupMembership)
+        .values([{"group_id": group.id, "user_id": u.id, "directory_id": directory.id, "created_at": now} for u in users])
+        .on_conflict_do_nothing()
+        .returning(GroupMembership.user_id)
+    )
+    added = set(await session.scalars(statement))
+    changed = [u for u in users if u.id in added]
+    await _membership_changed(
+        session,
+        directory=directory,
+        group=group,
+        users=changed,
+        event=EventName.GROUP_USER_ADDED,
+        touch_group=touch_group,
+    )
+    return len(changed)
+
+
+async def remove_members(
+    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]
+) -> int:
+    """Remove members; removing one that is absent is a silent no-op."""
+    ids = _unique(user_ids)
+    if not ids:
+        return 0
+    removed = set(
+        await session.scalars(
+            delete(GroupMembership)
+            .where(GroupMembership.group_id == group.id, GroupMembership.user_id.in_(ids))  # type: ignore[attr-defined]
+            .returning(GroupMembership.user_id)
+        )
+    )
+    users = await _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
+    await _membership_changed(
+        session, directory=directory, group=group, users=users, event=EventName.GROUP_USER_REMOVED
+    )
+    return len(users)
+
+
+async def replace_members(
+    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]
+) -> None:
+    """Make the member list exactly ``user_ids`` (known ones), applied as a difference."""
+    wanted = _unique(user_ids)
+    stale = select(GroupMembership.user_id).where(
+        GroupMembership.group_id == group.id,
+        GroupMembership.user_id.not_in(wanted),  # type: ignore[attr-defined]
+    )
+    await remove_members(session, directory=directory, group=group, user_ids=list(await session.scalars(stale)))
+    await add_members(session, directory=directory, group=group, user_ids=wanted)
+
+
+async def apply_member_changes(
+    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, changes: Sequence[MemberChange]
+) -> None:
+    """Apply a PATCH's member operations in order."""
+    for change in changes:
+        if change.kind == "add":
+            await add_members(session, directory=directory, group=group, user_ids=change.user_ids)
+        elif change.kind == "remove":
+            await remove_members(session, directory=directory, group=group, user_ids=change.user_ids)
+        elif change.kind == "replace":
+            await replace_members(session, directory=directory, group=group, user_ids=change.user_ids)
+        else:
+            # A filter other than `value eq …` (e.g. on display): the only case that reads the member list.
+            assert change.where is not None
+            members = (await members_of_groups(session, group_ids=[group.id])).get(group.id, [])
+            chosen = [
+                m.id
+                for m in members
+                if matches(change.where, {"value": m.id, "display": m.display, "type": "User"}, resource="Group",
+                           parent="members")
+            ]
+            await remove_members(session, directory=directory, group=group, user_ids=chosen)
+
+
+async def delete_group(session: AsyncSession, *, directory: Directory, group_id: str) -> None:
+    """Delete the group; its memberships go with it (``dsync.group.deleted`` says so)."""
+    group = await get_group(session, directory_id=directory.id, group_id=group_id)
+    payload = group_payload(group, organization_id=directory.organization_id)
+    member_ids = select(GroupMembership.user_id).where(GroupMembership.group_id == group.id)
+    await session.execute(
+        update(DirectoryUser)
+        .where(DirectoryUser.id.in_(member_ids))  # type: ignore[attr-defined]
+        .values(version=DirectoryUser.version + 1, updated_at=utcnow())
+    )
+    await session.execute(delete(DirectoryGroup).where(DirectoryGroup.id == group.id))
+    await record_event(
+        session,
+        event=EventName.GROUP_DELETED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=payload,
+    )
+
+
+async def list_groups(
+    session: AsyncSession, *, directory_id: str, where: Any | None, start_index: int, count: int
+) -> tuple[int, list[DirectoryGroup]]:
+    conditions = [DirectoryGroup.directory_id == directory_id]
+    if where is not None:
+        conditions.append(where)
+    total = await session.scalar(select(func.count()).select_from(DirectoryGroup).where(*conditions)) or 0
+    if count == 0:
+        return total, []
+    rows = await session.scalars(
+        select(DirectoryGroup).where(*conditions).order_by(DirectoryGroup.id).offset(start_index - 1).limit(count)
+    )
+    return total, list(rows)
+
+
+async def members_of_groups(session: AsyncSession, *, group_ids: Sequence[str]) -> dict[str, list[Member]]:
+    """``members`` for a page of groups, in one query."""
+    result: dict[str, list[Member]] = defaultdict(list)
+    if not group_ids:
+        return result
+    rows = await session.execute(
+        select(GroupMembership.group_id, DirectoryUser.id, DirectoryUser.display_name, DirectoryUser.user_name)
+        .join(DirectoryUser, DirectoryUser.id == GroupMembership.user_id)
+        .where(GroupMembership.group_id.in_(group_ids))  # type: ignore[attr-defined]
+        .order_by(DirectoryUser.id)
+    )
+    for group_id, user_id, display_name, user_name in rows:
+        result[group_id].append(Member(id=user_id, display=display_name or user_name))
+    return result

@@ -1,0 +1,132 @@
+"""HTTP plumbing for SCIM: body limits and media types, query parameters, responses (RFC 7644 §3.1, §3.4.2)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.settings import Settings
+from scim.errors import SCIM_MEDIA_TYPE, ScimError
+
+logger = logging.getLogger("dsync.scim")
+
+_ACCEPTED_MEDIA_TYPES = frozenset({"application/scim+json", "application/json"})
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without buffering them (413)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ScimError(413, f"Request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ScimError(413, f"Request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(request: Request, body: bytes) -> dict[str, Any]:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in _ACCEPTED_MEDIA_TYPES:
+        raise ScimError(415, f"Unsupported media type {media_type!r}; send application/scim+json")
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ScimError(400, f"Request body is not valid JSON: {exc}", "invalidSyntax") from None
+    if not isinstance(document, dict):
+        raise ScimError(400, "Request body must be a JSON object", "invalidSyntax")
+    return document
+
+
+@dataclass(frozen=True)
+class ListParams:
+    filter: str | None
+    start_index: int
+    count: int
+    attributes: list[str] | None
+    excluded: list[str] | None
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ScimError(400, f"{name} must be an integer", "invalidValue") from None
+
+
+def _list_param(request: Request, name: str) -> list[str] | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()] or None
+
+
+def projection_params(request: Request) -> tuple[list[str] | None, list[str] | None]:
+    return _list_param(request, "attributes"), _list_param(request, "excludedAttributes")
+
+
+def list_params(request: Request, settings: Settings) -> ListParams:
+    attributes, excluded = projection_params(request)
+    # RFC 7644 §3.4.2.4: startIndex below 1 is read as 1, a negative count as 0; we cap count.
+    start_index = max(1, _int_param(request, "startIndex", 1))
+    count = min(max(0, _int_param(request, "count", settings.scim_default_page_size)), settings.scim_max_page_size)
+    raw_filter = request.query_params.get("filter")
+    return ListParams(
+        filter=raw_filter if raw_filter and raw_filter.strip() else None,
+        start_index=start_index,
+        count=count,
+        attributes=attributes,
+        excluded=excluded,
+    )
+
+
+def scim_response(
+    body: dict[str, Any] | None, *, status: int = 200, location: str | None = None, etag: str | None = None
+) -> Response:
+    headers: dict[str, str] = {}
+    if location:
+        headers["Location"] = location
+    if etag:
+        headers["ETag"] = etag
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=SCIM_MEDIA_TYPE, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def scim_endpoint(handler: Handler) -> Handler:
+    """Every failure becomes a SCIM error response; an unexpected one is logged and answered 500 in SCIM's shape."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ScimError as exc:
+            return exc.to_response()
+        except Exception:
+            logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            return ScimError(500, "Internal server error").to_response()
+
+    return endpoint
+
+
+def check_if_match(request: Request, current_etag: str) -> None:
+    """RFC 7644 §3.14: a stale ``If-Match`` answers 412 and changes nothing."""
+    wanted = request.headers.get("if-match")
+    if wanted and wanted.strip() != "*" and current_etag not in [v.strip() for v in wanted.split(",")]:
+        raise ScimError(412, "The resource changed since the given ETag")

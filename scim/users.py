@@ -1,0 +1,142 @@
+"""SCIM Users (RFC 7644 §3.3–3.6) applied to the store, with one event per real change."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.events import EventName, previous_attributes, record_event, user_payload
+from gateway.ids import new_id
+from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
+from scim.errors import ScimError
+from scim.resources import Member, user_columns
+
+
+def uniqueness_error(exc: IntegrityError, resource: str) -> ScimError:
+    message = str(exc.orig)
+    if "idp_id" in message or "external_id" in message:
+        return ScimError(409, f"A {resource} with this externalId already exists in this directory", "uniqueness")
+    if resource == "User":
+        return ScimError(409, "A User with this userName already exists in this directory", "uniqueness")
+    return ScimError(409, f"{resource} conflicts with an existing one", "uniqueness")
+
+
+async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[str, Any]) -> DirectoryUser:
+    now = utcnow()
+    user = DirectoryUser(
+        id=new_id("directory_user"), directory_id=directory.id, created_at=now, updated_at=now, version=1,
+        **user_columns(raw),
+    )
+    try:
+        # A Core insert: one statement, and the UNIQUE indexes (not a read-then-insert) decide conflicts. A conflict
+        # aborts the whole request's transaction, so no savepoint is needed.
+        await session.execute(insert(DirectoryUser).values(user.model_dump()))
+    except IntegrityError as exc:
+        raise uniqueness_error(exc, "User") from None
+    await record_event(
+        session,
+        event=EventName.USER_CREATED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=user_payload(user, organization_id=directory.organization_id),
+    )
+    return user
+
+
+async def get_user(session: AsyncSession, *, directory_id: str, user_id: str) -> DirectoryUser:
+    user = await session.scalar(
+        select(DirectoryUser).where(DirectoryUser.id == user_id, DirectoryUser.directory_id == directory_id)
+    )
+    if user is None:
+        raise ScimError(404, f"User {user_id} not found")
+    return user
+
+
+async def save_user(
+    session: AsyncSession, *, directory: Directory, user: DirectoryUser, raw: dict[str, Any]
+) -> bool:
+    """Store ``raw`` as the user's new state; emit ``dsync.user.updated`` only when something really changed."""
+    columns = user_columns(raw)
+    if all(getattr(user, key) == value for key, value in columns.items()):
+        return False
+    before = user_payload(user, organization_id=directory.organization_id)
+    for key, value in columns.items():
+        setattr(user, key, value)
+    user.version += 1
+    user.updated_at = utcnow()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise uniqueness_error(exc, "User") from None
+    after = user_payload(user, organization_id=directory.organization_id)
+    after["previous_attributes"] = previous_attributes(before, after)
+    await record_event(
+        session,
+        event=EventName.USER_UPDATED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=after,
+    )
+    return True
+
+
+async def delete_user(session: AsyncSession, *, directory: Directory, user_id: str) -> None:
+    """Delete the user; it leaves every group with it (``dsync.user.deleted`` says so for all its memberships)."""
+    user = await get_user(session, directory_id=directory.id, user_id=user_id)
+    payload = user_payload(user, organization_id=directory.organization_id)
+    group_ids = list(await session.scalars(select(GroupMembership.group_id).where(GroupMembership.user_id == user.id)))
+    await session.execute(delete(DirectoryUser).where(DirectoryUser.id == user.id))
+    if group_ids:
+        await touch_groups(session, group_ids=group_ids)
+    await record_event(
+        session,
+        event=EventName.USER_DELETED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=payload,
+    )
+
+
+async def touch_groups(session: AsyncSession, *, group_ids: Sequence[str]) -> None:
+    """A group's member list changed: new version and lastModified."""
+    await session.execute(
+        update(DirectoryGroup)
+        .where(DirectoryGroup.id.in_(group_ids))  # type: ignore[attr-defined]
+        .values(version=DirectoryGroup.version + 1, updated_at=utcnow())
+    )
+
+
+async def list_users(
+    session: AsyncSession, *, directory_id: str, where: Any | None, start_index: int, count: int
+) -> tuple[int, list[DirectoryUser]]:
+    conditions = [DirectoryUser.directory_id == directory_id]
+    if where is not None:
+        conditions.append(where)
+    total = await session.scalar(select(func.count()).select_from(DirectoryUser).where(*conditions)) or 0
+    if count == 0:
+        return total, []
+    rows = await session.scalars(
+        select(DirectoryUser).where(*conditions).order_by(DirectoryUser.id).offset(start_index - 1).limit(count)
+    )
+    return total, list(rows)
+
+
+async def groups_of_users(session: AsyncSession, *, user_ids: Sequence[str]) -> dict[str, list[Member]]:
+    """The computed, read-only ``groups`` attribute for a page of users, in one query."""
+    result: dict[str, list[Member]] = defaultdict(list)
+    if not user_ids:
+        return result
+    rows = await session.execute(
+        select(GroupMembership.user_id, DirectoryGroup.id, DirectoryGroup.name)
+        .join(DirectoryGroup, DirectoryGroup.id == GroupMembership.group_id)
+        .where(GroupMembership.user_id.in_(user_ids))  # type: ignore[attr-defined]
+        .order_by(DirectoryGroup.id)
+    )
+    for user_id, group_id, name in rows:
+        result[user_id].append(Member(id=group_id, display=name))
+    return result
