@@ -51,8 +51,8 @@ def _scalar(value: Any, attribute: Attribute, path: str) -> Any:
     raise _invalid(path, "a string")
 
 
-def _complex(value: Any, attribute: Attribute, path: str) -> dict[str, Any] | None:
-    if isinstance(value, str) and attribute.sub_attribute("value") is not None:
+def _complex(value: Any, attribute: Attribute, path: str, *, element: bool) -> dict[str, Any] | None:
+    if isinstance(value, str) and not element and attribute.sub_attribute("value") is not None:
         value = {"value": value}  # `manager: "id"` instead of `manager: {"value": "id"}`
     if not isinstance(value, dict):
         raise _invalid(path, "an object")
@@ -71,17 +71,17 @@ def _complex(value: Any, attribute: Attribute, path: str) -> dict[str, Any] | No
     return result or None
 
 
-def normalise_value(value: Any, attribute: Attribute, path: str) -> Any:
+def normalise_value(value: Any, attribute: Attribute, path: str, *, element: bool = False) -> Any:
     """One attribute's value in canonical form, or None for "no value"."""
     if value in _EMPTY:
         return None
     if attribute.multi_valued:
         items = value if isinstance(value, list) else [value]
         single = Attribute(attribute.name, attribute.type, sub_attributes=attribute.sub_attributes)
-        result = [v for v in (normalise_value(item, single, path) for item in items) if v is not None]
+        result = [v for v in (normalise_value(item, single, path, element=True) for item in items) if v is not None]
         return result or None
     if attribute.type == "complex":
-        return _complex(value, attribute, path)
+        return _complex(value, attribute, path, element=element)
     return _scalar(value, attribute, path)
 
 

@@ -1,0 +1,176 @@
+"""Bad input gets the right SCIM error, and leaves the database exactly as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from gateway import admin
+from gateway.db import Database
+from gateway.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
+from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
+
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+async def snapshot(database: Database) -> tuple[int, ...]:
+    async with database.read() as session:
+        return tuple(
+            [
+                await session.scalar(select(func.count()).select_from(model)) or 0
+                for model in (DirectoryUser, DirectoryGroup, GroupMembership, Event)
+            ]
+        )
+
+
+def assert_error(response: httpx.Response, status: int, scim_type: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["schemas"] == [ERROR] and body["status"] == str(status) and body["detail"]
+    assert body.get("scimType") == scim_type
+    assert response.headers["content-type"].startswith("application/scim+json")
+
+
+@pytest.fixture
+async def seeded(client: httpx.AsyncClient, directory: DirectoryFixture) -> dict[str, Any]:
+    user = await client.post(f"{directory.path}/Users", headers=directory.headers,
+                             json={"userName": "ada@acme.test", "externalId": "u-1"})
+    group = await client.post(f"{directory.path}/Groups", headers=directory.headers,
+                              json={"displayName": "Eng", "externalId": "g-1", "members": [{"value": user.json()["id"]}]})
+    # Joining the group bumped the user's version: keep the current representation.
+    current = await client.get(f"{directory.path}/Users/{user.json()['id']}", headers=directory.headers)
+    return {"user": current.json(), "group": group.json()}
+
+
+BAD_BODIES = [
+    ("POST", "/Users", b"{not json", 400, "invalidSyntax"),
+    ("POST", "/Users", b"[1, 2]", 400, "invalidSyntax"),
+    ("POST", "/Users", b'{"name": {"givenName": "x"}}', 400, "invalidValue"),
+    ("POST", "/Users", b'{"userName": ""}', 400, "invalidValue"),
+    ("POST", "/Users", b'{"userName": "x@acme.test", "active": "maybe"}', 400, "invalidValue"),
+    ("POST", "/Users", b'{"userName": "x@acme.test", "emails": "x@acme.test"}', 400, "invalidValue"),
+    ("POST", "/Users", b'{"userName": "x@acme.test", "name": 5}', 400, "invalidValue"),
+    ("POST", "/Users", b'{"userName": ["a"]}', 400, "invalidValue"),
+    ("POST", "/Users", b'{"userName": "ADA@acme.test"}', 409, "uniqueness"),
+    ("POST", "/Users", b'{"userName": "other@acme.test", "externalId": "u-1"}', 409, "uniqueness"),
+    ("POST", "/Groups", b'{"externalId": "x"}', 400, "invalidValue"),
+    ("POST", "/Groups", b'{"displayName": "Dup", "externalId": "g-1"}', 409, "uniqueness"),
+    ("POST", "/Groups", b'{"displayName": "Bad", "members": [{"value": 7}]}', 400, "invalidValue"),
+    ("PATCH", "/Users/{user}", b'{"Operations": []}', 400, "invalidSyntax"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "move", "path": "title", "value": 1}]}', 400, "invalidSyntax"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "emails[type eq", "value": 1}]}', 400,
+     "invalidPath"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "nosuch", "value": 1}]}', 400,
+     "invalidPath"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "remove"}]}', 400, "noTarget"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "remove", "path": "userName"}]}', 400, "invalidValue"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "id", "value": "x"}]}', 400,
+     "mutability"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "title", "value": "ok"},'
+                               b'{"op": "replace", "path": "active", "value": "nope"}]}', 400, "invalidValue"),
+    ("PUT", "/Users/{user}", b'{"displayName": "no userName"}', 400, "invalidValue"),
+    ("PATCH", "/Groups/{group}", b'{"Operations": [{"op": "add", "path": "members", "value": [{"nope": 1}]}]}',
+     400, "invalidValue"),
+    ("PATCH", "/Groups/{group}", b'{"Operations": [{"op": "replace", "path": "displayName", "value": "New"},'
+                                 b'{"op": "remove", "path": "displayName"}]}', 400, "invalidValue"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "scim_type"), BAD_BODIES)
+async def test_bad_bodies_change_nothing(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any], app: Any,
+    method: str, path: str, body: bytes, status: int, scim_type: str,
+) -> None:
+    before = await snapshot(app.state.database)
+    url = directory.path + path.format(user=seeded["user"]["id"], group=seeded["group"]["id"])
+    response = await client.request(method, url, content=body, headers=directory.headers)
+    assert_error(response, status, scim_type)
+    assert await snapshot(app.state.database) == before
+    # The resources are untouched too.
+    user = (await client.get(f"{directory.path}/Users/{seeded['user']['id']}", headers=directory.headers)).json()
+    assert user["meta"]["version"] == seeded["user"]["meta"]["version"]
+
+
+@pytest.mark.parametrize(
+    "bad_filter",
+    ['userName eq', 'userName xx "a"', '(userName eq "a"', 'userName eq "a")', 'userName eq a', 'nosuch eq "a"',
+     'emails[type eq "work"', 'active co "t"', 'meta.lastModified gt "yesterday"', 'userName eq "a" and', "x" * 5000],
+)
+async def test_bad_filters(client: httpx.AsyncClient, directory: DirectoryFixture, bad_filter: str) -> None:
+    response = await client.get(f"{directory.path}/Users", params={"filter": bad_filter}, headers=directory.headers)
+    assert_error(response, 400, "invalidFilter")
+
+
+async def test_oversize_body_is_413(client: httpx.AsyncClient, directory: DirectoryFixture, app: Any) -> None:
+    before = await snapshot(app.state.database)
+    body = b'{"userName": "big@acme.test", "displayName": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    assert_error(await client.post(f"{directory.path}/Users", content=body, headers=directory.headers), 413)
+    assert await snapshot(app.state.database) == before
+
+
+async def test_other_errors(client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
+    headers = directory.headers
+    text_headers = {**headers, "Content-Type": "text/plain"}
+    assert_error(await client.post(f"{directory.path}/Users", content=b"{}", headers=text_headers), 415)
+    assert_error(await client.get(f"{directory.path}/Users/directory_user_nope", headers=headers), 404)
+    assert_error(await client.request("POST", f"{directory.path}/Users/{seeded['user']['id']}", headers=headers), 405)
+    assert_error(await client.get(f"{directory.path}/Nothing", headers=headers), 404)
+    assert_error(await client.get(f"{directory.path}/Users", params={"count": "ten"}, headers=headers), 400,
+                 "invalidValue")
+    stale = {**headers, "If-Match": 'W/"999"'}
+    patch = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "x"}]}
+    assert_error(await client.patch(f"{directory.path}/Users/{seeded['user']['id']}", json=patch, headers=stale), 412)
+
+
+async def test_authentication(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any], app: Any
+) -> None:
+    database: Database = app.state.database
+    other = await make_directory(database, name="Other")
+    users = f"{directory.path}/Users"
+    assert_error(await client.get(users), 401)
+    assert_error(await client.get(users, headers={"Authorization": "Basic abc"}), 401)
+    assert_error(await client.get(users, headers={"Authorization": "Bearer wrong"}), 401)
+    # Another directory's valid token does not open this directory.
+    assert_error(await client.get(users, headers=other.headers), 401)
+    # This directory's ids are invisible through another directory's URL and token.
+    cross = f"{other.path}/Users/{seeded['user']['id']}"
+    assert_error(await client.get(cross, headers=other.headers), 404)
+    assert_error(await client.delete(cross, headers=other.headers), 404)
+    assert_error(await client.get(f"{other.path}/Groups/{seeded['group']['id']}", headers=other.headers), 404)
+    patch = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members",
+                                                 "value": [{"value": seeded["user"]["id"]}]}]}
+    other_group = (await client.post(f"{other.path}/Groups", json={"displayName": "Theirs"},
+                                     headers=other.headers)).json()
+    # A member value from another directory is ignored, never stored.
+    assert (await client.patch(f"{other.path}/Groups/{other_group['id']}", json=patch,
+                               headers=other.headers)).status_code == 204
+    async with database.read() as session:
+        assert await session.scalar(
+            select(func.count()).select_from(GroupMembership).where(GroupMembership.group_id == other_group["id"])
+        ) == 0
+
+    # Rotation: the old token fails at once, the new one works.
+    async with database.write() as session:
+        rotated = await admin.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+    assert_error(await client.get(users, headers=directory.headers), 401)
+    fresh = {"Authorization": f"Bearer {rotated.bearer_token}"}
+    assert (await client.get(users, headers=fresh)).status_code == 200
+
+    # Deletion: only dsync.deleted, everything of the directory gone, its URL answers 404.
+    async with database.write() as session:
+        await admin.delete_directory(session, directory_id=directory.id)
+    assert_error(await client.get(users, headers=fresh), 404)
+    async with database.read() as session:
+        assert await session.scalar(
+            select(func.count()).select_from(DirectoryUser).where(DirectoryUser.directory_id == directory.id)) == 0
+        assert await session.scalar(
+            select(func.count()).select_from(DirectoryGroup).where(DirectoryGroup.directory_id == directory.id)) == 0
+        last = await session.scalar(select(Event).order_by(Event.cursor.desc()).limit(1))  # type: ignore[union-attr]
+        assert last is not None and last.event == "dsync.deleted" and last.data["state"] == "deleting"
+    # The other directory is untouched.
+    assert (await client.get(f"{other.path}/Groups/{other_group['id']}", headers=other.headers)).status_code == 200
