@@ -56,9 +56,27 @@ CITIES = [("Denver", "CO", "80202"), ("Boulder", "CO", "80301"), ("Austin", "TX"
 # every 201 response, and stops its (single) thread once `total` responses have come back, so a time-bounded wrk run
 # performs (about) N requests. The bodies are built in Python so that both servers get byte-identical requests.
 WRK_LUA = r"""
+-- wrk's main thread sleeps for the whole -d duration even after thread:stop(), so once `total` responses are in,
+-- the thread stops and sends SIGINT to wrk itself (wrk then reports at once). The window is timed here with
+-- CLOCK_MONOTONIC: from the first request to the `total`-th response.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk_id, bench_timespec *tp);
+int kill(int pid, int sig);
+int getpid(void);
+]]
+local ts = ffi.new("bench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000000 + tonumber(ts.tv_nsec) / 1000
+end
+t_start = 0
+t_end = 0
+got = 0
+counted = 0
 local reqs = {}
 local idx = 0
-local got = 0
 local total = 0
 ids = {}
 errsamples = {}
@@ -82,6 +100,7 @@ function init(args)
 end
 
 function request()
+  if idx == 0 then t_start = now_us() end
   idx = idx + 1
   if idx > #reqs then idx = 1 end
   return reqs[idx]
@@ -96,7 +115,12 @@ function response(status, headers, body)
     local id = string.match(body, '"id"%s*:%s*"([^"]+)"')
     if id then ids[#ids + 1] = id end
   end
-  if got >= total then wrk.thread:stop() end
+  if got == total then
+    t_end = now_us()
+    counted = got
+    wrk.thread:stop()
+    ffi.C.kill(ffi.C.getpid(), 2)
+  end
 end
 
 local threads = {}
@@ -108,8 +132,14 @@ function done(summary, latency, requests)
   local t = threads[1]
   local out = assert(io.open(t:get("outpath"), "w"))
   local e = summary.errors
-  out:write(string.format("requests %d\n", summary.requests))
-  out:write(string.format("duration_us %d\n", summary.duration))
+  local t_end = t:get("t_end")
+  if t_end > 0 then
+    out:write(string.format("requests %d\n", t:get("counted")))
+    out:write(string.format("duration_us %d\n", t_end - t:get("t_start")))
+  else  -- time bound reached before `total` responses
+    out:write(string.format("requests %d\n", summary.requests))
+    out:write(string.format("duration_us %d\n", summary.duration))
+  end
   out:write(string.format("p50_us %d\n", latency:percentile(50.0)))
   out:write(string.format("p99_us %d\n", latency:percentile(99.0)))
   out:write(string.format("socket_errors %d\n", e.connect + e.read + e.write + e.timeout))
@@ -148,7 +178,9 @@ def user_body(i: int, tag: str, rng: random.Random) -> dict[str, Any]:
         "name": {"givenName": given, "familyName": family, "formatted": f"{given} {family}"},
         "displayName": f"{given} {family}",
         "emails": [{"value": user_name, "type": "work", "primary": True}],
-        "phoneNumbers": [{"value": f"tel:+1-555-{rng.randrange(100, 1000)}-{rng.randrange(10000):04d}", "type": "work"}],
+        "phoneNumbers": [
+            {"value": f"tel:+1-555-{rng.randrange(100, 1000)}-{rng.randrange(10000):04d}", "type": "work"}
+        ],
         "addresses": [
             {
                 "type": "work",
@@ -173,17 +205,22 @@ def user_reqs(base: str, start: int, count: int, tag: str, seed: int) -> list[Re
 
 def group_reqs(base: str, count: int, tag: str) -> list[Req]:
     return [
-        Req("POST", f"{base}/Groups", _dumps({"schemas": [GROUP_URN], "displayName": f"group{g}-{tag}",
-                                              "externalId": f"jc-group-{tag}-{g:05d}"}))
+        Req(
+            "POST",
+            f"{base}/Groups",
+            _dumps({"schemas": [GROUP_URN], "displayName": f"group{g}-{tag}", "externalId": f"jc-group-{tag}-{g:05d}"}),
+        )
         for g in range(count)
     ]
 
 
 def add_members_body(user_ids: Sequence[str]) -> bytes:
-    return _dumps({
-        "schemas": [PATCH_URN],
-        "Operations": [{"op": "add", "path": "members", "value": [{"value": uid} for uid in user_ids]}],
-    })
+    return _dumps(
+        {
+            "schemas": [PATCH_URN],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": uid} for uid in user_ids]}],
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -224,6 +261,16 @@ def tree_cpu_seconds(pid: int | None) -> float:
     return sum(_proc_cpu_seconds(p) for p in _descendants(pid))
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine spent busy so far (from /proc/stat; 0 where it is missing)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -241,6 +288,7 @@ class LoadResult:
     p99_ms: float
     client_cpu_s: float
     server_cpu_s: float
+    other_cpu_s: float = 0.0
     ids: list[str] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     counted: bool = True
@@ -254,14 +302,18 @@ class LoadResult:
         return 100.0 * self.client_cpu_s / self.duration_s if self.duration_s > 0 else math.nan
 
     @property
+    def other_cpu_pct(self) -> float:
+        return 100.0 * self.other_cpu_s / self.duration_s if self.duration_s > 0 else math.nan
+
+    @property
     def server_cpu_pct(self) -> float:
         return 100.0 * self.server_cpu_s / self.duration_s if self.duration_s > 0 else math.nan
 
     def line(self) -> str:
         text = (
             f"  {self.phase:<34} {self.target:<9} {self.requests:>6} req  {self.rate:>8.1f} req/s  "
-            f"p50 {self.p50_ms:>7.2f} ms  p99 {self.p99_ms:>7.2f} ms  errors {self.errors:<4}"
-            f" client CPU {self.client_cpu_pct:>4.0f}%  server CPU {self.server_cpu_pct:>4.0f}%"
+            f"p50 {self.p50_ms:>7.2f} ms  p99 {self.p99_ms:>7.2f} ms  errors {self.errors:<4} CPU client "
+            f"{self.client_cpu_pct:>3.0f}% server {self.server_cpu_pct:>3.0f}% other {self.other_cpu_pct:>3.0f}%"
         )
         for sample in self.error_samples[:3]:
             text += f"\n      error sample: {sample}"
@@ -284,25 +336,43 @@ class LoadClient:
         if self.kind == "wrk":
             version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
             v = version[0].split(" [")[0] if version else "wrk"
-            return (f"{v}, 1 thread, {self.concurrency} keep-alive connections, replaying pre-built bodies "
-                    f"from a Lua script (client CPU = wrk process CPU from getrusage)")
-        return (f"httpx {_httpx_version()} AsyncClient, pool of {self.concurrency} connections in this Python process "
-                f"(wrk not found; client CPU = this process's CPU: a Python client on 2 cores can be the bottleneck)")
+            return (
+                f"{v}, 1 thread, {self.concurrency} keep-alive connections, replaying pre-built bodies "
+                f"from a Lua script (client CPU = wrk process CPU from getrusage)"
+            )
+        return (
+            f"httpx {_httpx_version()} AsyncClient, pool of {self.concurrency} connections in this Python process "
+            f"(wrk not found; client CPU = this process's CPU: a Python client on 2 cores can be the bottleneck)"
+        )
 
-    def run(self, phase: str, target: str, host: str, port: int, token: str, reqs: Sequence[Req],
-            pads: Sequence[Req], server_pid: int | None, counted: bool = True) -> LoadResult:
+    def run(
+        self,
+        phase: str,
+        target: str,
+        host: str,
+        port: int,
+        token: str,
+        reqs: Sequence[Req],
+        pads: Sequence[Req],
+        server_pid: int | None,
+        counted: bool = True,
+    ) -> LoadResult:
         """Send `reqs` (pads are extra requests wrk may send past the end while the last responses are in flight)."""
         cpu_server0 = tree_cpu_seconds(server_pid)
+        busy0 = machine_busy_seconds()
         if self.kind == "wrk":
             res = self._run_wrk(phase, target, host, port, token, reqs, pads)
         else:
             res = asyncio.run(self._run_httpx(phase, target, host, port, token, reqs))
         res.server_cpu_s = tree_cpu_seconds(server_pid) - cpu_server0
+        busy = machine_busy_seconds() - busy0
+        res.other_cpu_s = max(0.0, busy - res.client_cpu_s - res.server_cpu_s)
         res.counted = counted
         return res
 
-    def _run_wrk(self, phase: str, target: str, host: str, port: int, token: str, reqs: Sequence[Req],
-                 pads: Sequence[Req]) -> LoadResult:
+    def _run_wrk(
+        self, phase: str, target: str, host: str, port: int, token: str, reqs: Sequence[Req], pads: Sequence[Req]
+    ) -> LoadResult:
         self._n += 1
         req_file = self.workdir / f"reqs-{self._n}.txt"
         out_file = self.workdir / f"wrk-{self._n}.out"
@@ -310,9 +380,20 @@ class LoadClient:
             for r in [*reqs, *pads]:
                 f.write(f"{r.method}\t{r.path}\t".encode() + r.body + b"\n")
         cmd = [
-            "wrk", "-t1", f"-c{self.concurrency}", f"-d{int(self.max_seconds)}s", "--timeout", "30s",
-            "-s", str(self.workdir / "replay.lua"), f"http://{host}:{port}",
-            "--", str(req_file), str(len(reqs)), token, str(out_file),
+            "wrk",
+            "-t1",
+            f"-c{self.concurrency}",
+            f"-d{int(self.max_seconds)}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(self.workdir / "replay.lua"),
+            f"http://{host}:{port}",
+            "--",
+            str(req_file),
+            str(len(reqs)),
+            token,
+            str(out_file),
         ]
         cpu0 = children_cpu_seconds()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.max_seconds + 60)
@@ -334,18 +415,36 @@ class LoadClient:
         out_file.unlink()
         errors = values["non2xx"] + values["socket_errors"]
         if values["requests"] < len(reqs):
-            samples.append(f"wrk stopped after {values['requests']} of {len(reqs)} responses "
-                           f"(time bound {self.max_seconds:.0f}s or socket errors)")
+            samples.append(
+                f"wrk stopped after {values['requests']} of {len(reqs)} responses "
+                f"(time bound {self.max_seconds:.0f}s or socket errors)"
+            )
             errors += len(reqs) - values["requests"]
-        return LoadResult(phase, target, "wrk", values["requests"], errors, values["duration_us"] / 1e6,
-                          values["p50_us"] / 1e3, values["p99_us"] / 1e3, client_cpu, 0.0, ids, samples)
+        return LoadResult(
+            phase,
+            target,
+            "wrk",
+            values["requests"],
+            errors,
+            values["duration_us"] / 1e6,
+            values["p50_us"] / 1e3,
+            values["p99_us"] / 1e3,
+            client_cpu,
+            server_cpu_s=0.0,
+            ids=ids,
+            error_samples=samples,
+        )
 
-    async def _run_httpx(self, phase: str, target: str, host: str, port: int, token: str,
-                         reqs: Sequence[Req]) -> LoadResult:
+    async def _run_httpx(
+        self, phase: str, target: str, host: str, port: int, token: str, reqs: Sequence[Req]
+    ) -> LoadResult:
         import httpx
 
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json",
-                   "Accept": "application/scim+json"}
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/scim+json",
+            "Accept": "application/scim+json",
+        }
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         latencies: list[float] = []
         ids: list[str] = []
@@ -354,8 +453,9 @@ class LoadClient:
         next_index = 0
         deadline = time.perf_counter() + self.max_seconds
 
-        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", headers=headers, limits=limits,
-                                     timeout=30.0) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://{host}:{port}", headers=headers, limits=limits, timeout=30.0
+        ) as client:
 
             async def worker() -> None:
                 nonlocal next_index, errors
@@ -384,8 +484,20 @@ class LoadClient:
             wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         latencies.sort()
         errors += len(reqs) - next_index
-        return LoadResult(phase, target, "httpx", len(latencies), errors, wall, percentile(latencies, 50) * 1e3,
-                          percentile(latencies, 99) * 1e3, cpu, 0.0, ids, samples)
+        return LoadResult(
+            phase,
+            target,
+            "httpx",
+            len(latencies),
+            errors,
+            wall,
+            percentile(latencies, 50) * 1e3,
+            percentile(latencies, 99) * 1e3,
+            cpu,
+            server_cpu_s=0.0,
+            ids=ids,
+            error_samples=samples,
+        )
 
 
 def _httpx_version() -> str:
@@ -428,8 +540,15 @@ class Target:
 def start_process(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     try:
-        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     finally:
         log.close()
 
@@ -506,16 +625,33 @@ def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
     env = dict(os.environ)
     env["DSYNC_DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
     env["DSYNC_PUBLIC_URL"] = f"http://{LOOPBACK}:{port}"
-    target = Target("ours", port, "", "", log_path=tmp / "ours.log")
-    target.proc = start_process([dsync, "serve", "--host", LOOPBACK, "--port", str(port)], env, tmp, target.log_path)
+    log_path = tmp / "ours.log"
+    target = Target("ours", port, "", "", log_path=log_path)
+    target.proc = start_process([dsync, "serve", "--host", LOOPBACK, "--port", str(port)], env, tmp, log_path)
     wait_ready(target, "/healthz", args.startup_timeout)
     org = run_cli_json([dsync, "organizations", "create", f"bench-{run_id}", "--json"], env, tmp)
-    directory = run_cli_json([dsync, "directories", "create", "--organization", str(org["id"]),
-                              "--name", f"jumpcloud-{run_id}", "--type", "jumpcloud", "--json"], env, tmp)
+    directory = run_cli_json(
+        [
+            dsync,
+            "directories",
+            "create",
+            "--organization",
+            str(org["id"]),
+            "--name",
+            f"jumpcloud-{run_id}",
+            "--type",
+            "jumpcloud",
+            "--json",
+        ],
+        env,
+        tmp,
+    )
     endpoint = urlsplit(str(directory["endpoint"]))
     if (endpoint.hostname, endpoint.port) != (LOOPBACK, port):
-        print(f"  note: directory endpoint {directory['endpoint']} does not point at {LOOPBACK}:{port} "
-              f"(DSYNC_PUBLIC_URL ignored?); using its path on {LOOPBACK}:{port}")
+        print(
+            f"  note: directory endpoint {directory['endpoint']} does not point at {LOOPBACK}:{port} "
+            f"(DSYNC_PUBLIC_URL ignored?); using its path on {LOOPBACK}:{port}"
+        )
     target.base = endpoint.path.rstrip("/")
     target.token = str(directory["bearer_token"])
     return target
@@ -523,9 +659,10 @@ def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
 
 def start_reference(args: argparse.Namespace, tmp: Path) -> Target:
     port = (args.port + 1) if args.port else free_port()
-    target = Target("reference", port, "/v2", "unused-by-reference", log_path=tmp / "reference.log")
+    log_path = tmp / "reference.log"
+    target = Target("reference", port, "/v2", "unused-by-reference", log_path=log_path)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-reference", "--port", str(port)]
-    target.proc = start_process(cmd, dict(os.environ), tmp, target.log_path)
+    target.proc = start_process(cmd, dict(os.environ), tmp, log_path)
     wait_ready(target, "/v2/ServiceProviderConfig", args.startup_timeout)
     return target
 
@@ -551,8 +688,11 @@ class Conn:
     def __init__(self, target: Target) -> None:
         self.target = target
         self.conn = http.client.HTTPConnection(LOOPBACK, target.port, timeout=60)
-        self.headers = {"Authorization": f"Bearer {target.token}", "Content-Type": "application/scim+json",
-                        "Accept": "application/scim+json"}
+        self.headers = {
+            "Authorization": f"Bearer {target.token}",
+            "Content-Type": "application/scim+json",
+            "Accept": "application/scim+json",
+        }
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, float]:
         for attempt in (1, 2):
@@ -610,10 +750,10 @@ class Bench:
         self.results: list[LoadResult] = []
         self.user_counter = 0
 
-    def load(self, phase: str, target: Target, reqs: Sequence[Req], pads: Sequence[Req],
-             counted: bool = True) -> LoadResult:
-        res = self.client.run(phase, target.name, LOOPBACK, target.port, target.token, reqs, pads, target.pid,
-                              counted)
+    def load(
+        self, phase: str, target: Target, reqs: Sequence[Req], pads: Sequence[Req], counted: bool = True
+    ) -> LoadResult:
+        res = self.client.run(phase, target.name, LOOPBACK, target.port, target.token, reqs, pads, target.pid, counted)
         self.results.append(res)
         print(res.line() + ("" if counted else "   (setup, not a figure)"), flush=True)
         return res
@@ -660,8 +800,9 @@ class Bench:
             pairs = [(group_ids[i % len(group_ids)], uid) for i, uid in enumerate(users)]
         else:
             m = min(self.args.members_per_group, len(user_ids))
-            pairs = [(gid, user_ids[(gi * m + k) % len(user_ids)]) for gi, gid in enumerate(group_ids)
-                     for k in range(m)]
+            pairs = [
+                (gid, user_ids[(gi * m + k) % len(user_ids)]) for gi, gid in enumerate(group_ids) for k in range(m)
+            ]
         # Interleave groups so concurrent requests hit different groups, as an IdP sync typically does.
         reqs = [Req("PATCH", f"{target.base}/Groups/{gid}", add_members_body([uid])) for gid, uid in pairs]
         pads = reqs[: self.args.concurrency + 1]  # re-adding an existing member: idempotent
@@ -685,8 +826,13 @@ class Bench:
         try:
             gids: dict[str, str] = {}
             for label in ("small", "large"):
-                body = _dumps({"schemas": [GROUP_URN], "displayName": f"bench-{label}-{self.run_id}",
-                               "externalId": f"jc-bench-{label}-{self.run_id}"})
+                body = _dumps(
+                    {
+                        "schemas": [GROUP_URN],
+                        "displayName": f"bench-{label}-{self.run_id}",
+                        "externalId": f"jc-bench-{label}-{self.run_id}",
+                    }
+                )
                 status, data, _ = conn.request("POST", f"{target.base}/Groups", body)
                 expect(status, data, f"POST /Groups ({label})", (201,))
                 gids[label] = json.loads(data)["id"]
@@ -694,19 +840,25 @@ class Bench:
             batch = self.args.batch_size
             for label, members in (("small", small_members), ("large", large_members)):
                 for i in range(0, len(members), batch):
-                    status, data, _ = conn.request("PATCH", f"{target.base}/Groups/{gids[label]}",
-                                                   add_members_body(members[i : i + batch]))
+                    status, data, _ = conn.request(
+                        "PATCH", f"{target.base}/Groups/{gids[label]}", add_members_body(members[i : i + batch])
+                    )
                     expect(status, data, f"PATCH add {batch} members ({label})", (200, 204))
             build_s = time.perf_counter() - t0
-            print(f"  4 setup: groups of {small} and {large} members built with PATCH adds of <= {batch} values "
-                  f"in {build_s:.1f}s", flush=True)
+            print(
+                f"  4 setup: groups of {small} and {large} members built with PATCH adds of <= {batch} values "
+                f"in {build_s:.1f}s",
+                flush=True,
+            )
             timings: dict[str, list[float]] = {"small": [], "large": []}
-            errors, samples = 0, []
+            errors = 0
+            samples: list[str] = []
             it: Iterator[str] = iter(probes)
             for _ in range(repeats):
                 for label in ("small", "large"):  # A B A B ...
-                    status, data, elapsed = conn.request("PATCH", f"{target.base}/Groups/{gids[label]}",
-                                                         add_members_body([next(it)]))
+                    status, data, elapsed = conn.request(
+                        "PATCH", f"{target.base}/Groups/{gids[label]}", add_members_body([next(it)])
+                    )
                     if status in (200, 204):
                         timings[label].append(elapsed * 1e3)
                     else:
@@ -741,14 +893,19 @@ def check_group_size(target: Target, group_id: str, expected: int) -> str:
 
 
 def summary_table(results: list[LoadResult]) -> str:
-    head = (f"{'phase':<34} {'target':<9} {'client':<6} {'reqs':>6} {'errors':>6} {'req/s':>8} {'p50 ms':>8} "
-            f"{'p99 ms':>8} {'client CPU':>10} {'server CPU':>10}")
+    head = (
+        f"{'phase':<34} {'target':<9} {'client':<6} {'reqs':>6} {'errors':>6} {'req/s':>8} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'client CPU':>10} {'server CPU':>10} {'other CPU':>9}"
+    )
     rows = [head, "-" * len(head)]
     for r in results:
         if not r.counted:
             continue
-        rows.append(f"{r.phase:<34} {r.target:<9} {r.client:<6} {r.requests:>6} {r.errors:>6} {r.rate:>8.1f} "
-                    f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.client_cpu_pct:>9.0f}% {r.server_cpu_pct:>9.0f}%")
+        rows.append(
+            f"{r.phase:<34} {r.target:<9} {r.client:<6} {r.requests:>6} {r.errors:>6} {r.rate:>8.1f} "
+            f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.client_cpu_pct:>9.0f}% {r.server_cpu_pct:>9.0f}% "
+            f"{r.other_cpu_pct:>8.0f}%"
+        )
     return "\n".join(rows)
 
 
@@ -762,22 +919,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=10000, help="users POSTed per phase-1 round (default 10000)")
     p.add_argument("--groups", type=int, default=100, help="groups POSTed in phase 2 (default 100)")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent connections (default 8)")
-    p.add_argument("--members-per-group", type=int, default=None,
-                   help="phase-3 members per group (default: spread the users, each joins one group)")
+    p.add_argument(
+        "--members-per-group",
+        type=int,
+        default=None,
+        help="phase-3 members per group (default: spread the users, each joins one group)",
+    )
     p.add_argument("--skip-reference", action="store_true", help="do not run python-scim's scim2-server")
-    p.add_argument("--reference-only", action="store_true",
-                   help="run every phase against scim2-server only (to check this script without the gateway)")
-    p.add_argument("--port", type=int, default=None,
-                   help="port of our server (the reference uses PORT+1); default: free ports")
+    p.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="run every phase against scim2-server only (to check this script without the gateway)",
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help="port of our server (the reference uses PORT+1); default: free ports"
+    )
     p.add_argument("--rounds", type=int, default=2, help="phase-1 rounds per server, alternated A B A B (default 2)")
-    p.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
-                   help="load client for phases 1-3 (default: wrk if installed, else httpx)")
+    p.add_argument(
+        "--client",
+        choices=["auto", "wrk", "httpx"],
+        default="auto",
+        help="load client for phases 1-3 (default: wrk if installed, else httpx)",
+    )
     p.add_argument("--small-group-size", type=int, default=10)
     p.add_argument("--large-group-size", type=int, default=10000)
     p.add_argument("--probe-repeats", type=int, default=200, help="single-member adds per group in phase 4")
     p.add_argument("--batch-size", type=int, default=500, help="values per PATCH when building the phase-4 groups")
-    p.add_argument("--max-phase-seconds", type=float, default=None,
-                   help="time bound of one load run (default: 60s + 20 ms per request)")
+    p.add_argument(
+        "--max-phase-seconds",
+        type=float,
+        default=None,
+        help="time bound of one load run (default: 60s + 20 ms per request)",
+    )
     p.add_argument("--startup-timeout", type=float, default=60.0)
     p.add_argument("--dsync", default=None, help="path of the dsync CLI (default: beside this Python, then PATH)")
     p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (database, server logs)")
@@ -813,11 +986,22 @@ def main() -> int:
     client = LoadClient(kind, args.concurrency, tmp, max_seconds)
     bench = Bench(args, client, run_id, seed)
     targets: list[Target] = []
-    load0 = os.getloadavg()
-    print(f"SCIM ingest benchmark  run id {run_id}  seed {seed}  cpus {os.cpu_count()}  "
-          f"load avg {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
-    print(f"workload: users/round {args.users}, rounds {args.rounds}, groups {args.groups}, concurrency "
-          f"{args.concurrency}, members/group {args.members_per_group or 'spread (each user in one group)'}")
+    busy0, t0 = machine_busy_seconds(), time.monotonic()
+    time.sleep(1.0)
+    idle_busy_pct = 100.0 * (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+    print(
+        f"SCIM ingest benchmark  run id {run_id}  seed {seed}  cpus {os.cpu_count()}  "
+        f"machine CPU busy before start {idle_busy_pct:.0f}% of one core"
+    )
+    if idle_busy_pct > 15:
+        print(
+            "WARNING: the machine is busy before the benchmark starts: figures will be noisy; compare the ratios "
+            "from this run, not absolute rates (see the 'other CPU' column)"
+        )
+    print(
+        f"workload: users/round {args.users}, rounds {args.rounds}, groups {args.groups}, concurrency "
+        f"{args.concurrency}, members/group {args.members_per_group or 'spread (each user in one group)'}"
+    )
     print(f"load client (phases 1-3): {client.describe()}")
     print("phase-4 probes: sequential PATCHes over one keep-alive http.client connection, alternating small/large")
     probe: ProbeResult | None = None
@@ -830,13 +1014,17 @@ def main() -> int:
         if not args.skip_reference:
             ref = start_reference(args, tmp)
             targets.append(ref)
-            print(f"reference: scim2-server {_dist_version('scim2-server')} ASGIApplication + AsyncInMemoryStorage "
-                  f"under uvicorn {_dist_version('uvicorn')} (1 process, access log off, no auth check, not durable) "
-                  f"on {LOOPBACK}:{ref.port}")
+            print(
+                f"reference: scim2-server {_dist_version('scim2-server')} ASGIApplication + AsyncInMemoryStorage "
+                f"under uvicorn {_dist_version('uvicorn')} (1 process, access log off, no auth check, not durable) "
+                f"on {LOOPBACK}:{ref.port}"
+            )
         primary = targets[0]
         print()
-        print("phase 1: POST /Users" + (" (A B A B between the servers, same bodies per round)"
-                                        if len(targets) > 1 else ""))
+        print(
+            "phase 1: POST /Users"
+            + (" (A B A B between the servers, same bodies per round)" if len(targets) > 1 else "")
+        )
         ids = bench.phase_users(targets)
         print(f"phase 2-4 against {primary.name}")
         group_ids = bench.phase_groups(primary)
@@ -865,11 +1053,12 @@ def main() -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    load1 = os.getloadavg()
     print()
     print("=" * 118)
-    print(f"SUMMARY (client: {client.kind}; CPU columns are % of one core over the phase; load avg now "
-          f"{load1[0]:.2f})")
+    print(
+        f"SUMMARY (client: {client.kind}; CPU columns are % of one core over the phase; 'other' is the machine's "
+        "CPU use outside the client and the server under test: noise)"
+    )
     print(summary_table(bench.results))
     print()
     primary_name = targets[0].name
@@ -877,20 +1066,26 @@ def main() -> int:
     if not args.skip_reference and not args.reference_only:
         ref_rate = median_rate(bench.results, "reference")
         ratio = ours_rate / ref_rate
-        print(f"POST /Users, median of {args.rounds} rounds: ours {ours_rate:.1f}/s, scim2-server {ref_rate:.1f}/s, "
-              f"ratio {ratio:.2f}x (target >= 2x: {'met' if ratio >= 2 else 'NOT met'})")
+        print(
+            f"POST /Users, median of {args.rounds} rounds: ours {ours_rate:.1f}/s, scim2-server {ref_rate:.1f}/s, "
+            f"ratio {ratio:.2f}x (target >= 2x: {'met' if ratio >= 2 else 'NOT met'})"
+        )
     else:
         print(f"POST /Users, median of {args.rounds} rounds ({primary_name}): {ours_rate:.1f}/s")
     if probe is not None and probe.small_ms and probe.large_ms:
         small_med, large_med = statistics.median(probe.small_ms), statistics.median(probe.large_ms)
         ratio = large_med / small_med
-        print(f"add 1 member: {probe.small_size}-member group median {small_med:.2f} ms, {probe.large_size}-member "
-              f"group median {large_med:.2f} ms, ratio {ratio:.2f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
+        verdict = "met" if ratio <= 1.5 else "NOT met"
+        print(
+            f"add 1 member: {probe.small_size}-member group median {small_med:.2f} ms, {probe.large_size}-member "
+            f"group median {large_med:.2f} ms, ratio {ratio:.2f} (target <= 1.5: {verdict})"
+        )
         expected_large = probe.large_size + len(probe.large_ms)
         if probe.large_members_seen is not None:
             verdict = "ok" if probe.large_members_seen == expected_large else "MISMATCH"
-            print(f"large group read back with {probe.large_members_seen} members, expected {expected_large}: "
-                  f"{verdict}")
+            print(
+                f"large group read back with {probe.large_members_seen} members, expected {expected_large}: {verdict}"
+            )
     if group_check:
         print(f"phase-3 check: {group_check}")
     errors = sum(r.errors for r in bench.results) + (probe.errors if probe else 0)

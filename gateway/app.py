@@ -65,4 +65,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={HTTPException: _http_error},
     )
     app.state.settings = settings
+    app.state.linked_directories = set()
     return app

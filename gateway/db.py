@@ -7,17 +7,20 @@ write lock up front means a transaction never fails half-way when it upgrades fr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from gateway.events import defer_events, write_deferred_events
 from gateway.settings import Settings
+from gateway.writes import WriteQueue
+
+T = TypeVar("T")
 
 
 class Database:
@@ -35,7 +38,9 @@ class Database:
             self._write_engine = self.engine
         self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._queue = (
+            WriteQueue(self._writes, begin=defer_events, before_commit=write_deferred_events) if self.is_sqlite else None
+        )
 
     @property
     def dialect(self) -> str:
@@ -53,8 +58,8 @@ class Database:
         The block may ``commit()`` early to make part of its work durable on its own; the rest then runs in a
         new transaction."""
         async with contextlib.AsyncExitStack() as stack:
-            if self._write_lock is not None:
-                await stack.enter_async_context(self._write_lock)
+            if self._queue is not None:
+                await stack.enter_async_context(self._queue.lock)
             session = await stack.enter_async_context(self._writes())
             try:
                 yield session
@@ -63,7 +68,19 @@ class Database:
                 await session.rollback()
                 raise
 
+    async def transaction(self, job: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``job`` in a write transaction and return its result once committed.
+
+        On SQLite concurrent jobs share one transaction and one commit (see ``gateway.writes``), so a job must do
+        all its work through the session it is given and may not commit or roll back itself."""
+        if self._queue is not None:
+            return await self._queue.run(job)
+        async with self.write() as session:
+            return await job(session)
+
     async def dispose(self) -> None:
+        if self._queue is not None:
+            await self._queue.close()
         await self.engine.dispose()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -22,7 +22,13 @@ def bearer_token(authorization: str | None) -> str:
 async def authenticate(session: AsyncSession, *, directory_id: str, authorization: str | None) -> Directory:
     """The directory whose URL was called, if the token is its current one (RFC 7644 §2)."""
     token = bearer_token(authorization)
-    directory = await session.scalar(select(Directory).where(Directory.id == directory_id))
+    # Jobs sharing one grouped transaction look the directory up once (the identity map alone holds it weakly).
+    known: dict[str, Directory] = session.info.setdefault("dsync.directories", {})
+    directory = known.get(directory_id)
+    if directory is None:
+        directory = await session.get(Directory, directory_id)
+        if directory is not None:
+            known[directory_id] = directory
     if directory is None:
         raise ScimError(404, "Directory not found")
     if not secret_matches(token, directory.token_hash):

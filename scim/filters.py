@@ -329,6 +329,9 @@ def _parse_datetime(value: Scalar, path: AttrPath) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+_TEXT_TYPES = ("string", "reference", "binary")
+
+
 def _check_operator(node: Compare, attribute: Attribute) -> None:
     """RFC 7644 §3.4.2.2 defines co/sw/ew and ordering only where they make sense."""
     if node.value is None and node.op not in ("eq", "ne"):
@@ -337,6 +340,10 @@ def _check_operator(node: Compare, attribute: Attribute) -> None:
         raise _filter_error(f"'{node.path}' is complex: compare one of its sub-attributes instead")
     if attribute.type == "boolean" and node.op not in ("eq", "ne"):
         raise _filter_error(f"'{node.op}' is not defined for boolean attribute '{node.path}'")
+    if attribute.type == "boolean" and node.value is not None and _as_bool(node.value) is None:
+        raise _filter_error(f"'{node.path}' is boolean: compare it with true or false")
+    if attribute.type in _TEXT_TYPES and isinstance(node.value, bool):
+        raise _filter_error(f"'{node.path}' is a string: compare it with a double-quoted value")
     if attribute.type == "dateTime" and node.op in ("co", "sw", "ew"):
         raise _filter_error(f"'{node.op}' is not defined for dateTime attribute '{node.path}'")
 
@@ -383,18 +390,19 @@ def matches(filter: Filter, element: Mapping[str, Any], *, resource: Resource, p
     top = find_attribute(resource, str(AttrPath(path.uri, path.name))) if parent is None else None
     node = _get(_scope(element, path, resource), path.name)
     sub = path.sub
-    if sub is None and isinstance(filter, Compare) and top and top.type == "complex" and top.sub_attribute("value"):
+    if sub is None and isinstance(filter, Compare) and top and top.multi_valued and top.sub_attribute("value"):
         sub, attribute = "value", top.sub_attribute("value")  # ``emails eq "x"`` compares emails.value
     many = isinstance(node, list) or bool(top and top.multi_valued)
     entries = node if isinstance(node, list) else ([] if many and node is None else [node])
     candidates = [_get(e, sub) for e in entries] if sub else entries
-    if isinstance(filter, Present) or filter.value is None:
-        found = any(_present(c) for c in candidates)
-        return found if isinstance(filter, Present) or filter.op == "ne" else not found
+    if isinstance(filter, Present):
+        return any(_present(c) for c in candidates)
     # Attributes outside the schema (custom extensions): caseExact false, typed after the filter's value.
     name = path.sub or path.name
     definition = attribute or Attribute(name, "boolean" if isinstance(filter.value, bool) else "string")
     _check_operator(filter, definition)
+    if filter.value is None:  # ``eq null`` asks for absence
+        return any(_present(c) for c in candidates) is (filter.op == "ne")
     if filter.op == "ne":
         return any(c is None or not _compare(filter, definition, c) for c in candidates)
     return any(c is not None and _compare(filter, definition, c) for c in candidates)
@@ -441,8 +449,6 @@ _ORDER_TESTS: dict[str, Callable[[Any, Any], Any]] = {
 
 
 # --- compiling to SQL ------------------------------------------------------------------------------------------
-
-_TEXT_TYPES = ("string", "reference", "binary")
 
 
 @dataclass(frozen=True)
@@ -723,10 +729,7 @@ class _Compiler:
         if node.value is None:  # ``eq null`` asks for absence
             return not_(present) if node.op == "eq" else present
         if isinstance(operand, _Truth):
-            wanted = _as_bool(node.value)
-            if wanted is None:
-                raise _filter_error(f"'{node.path}' is boolean: compare it with true or false")
-            hit = operand.is_true if wanted else operand.is_false
+            hit = operand.is_true if _as_bool(node.value) else operand.is_false
             return hit if node.op == "eq" else not_(hit)
         compared = self.compare(node, attribute, operand.expr)
         if not operand.nullable:
@@ -740,8 +743,6 @@ class _Compiler:
             return _SQL_TESTS[node.op](expr, _parse_datetime(node.value, node.path))
         if attribute.type not in _TEXT_TYPES:
             raise _filter_error(f"'{node.path}' cannot be filtered on")
-        if isinstance(node.value, bool):
-            raise _filter_error(f"'{node.path}' is a string: compare it with a double-quoted value")
         text = node.value if isinstance(node.value, str) else json.dumps(node.value)
         # caseExact false (RFC 7643 §2.2): lower() on both sides, which is also what the userName index holds.
         lhs = expr if attribute.case_exact else func.lower(expr)

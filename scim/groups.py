@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +34,16 @@ from scim.resources import Member, group_columns
 from scim.users import uniqueness_error
 
 
+_INSERT_GROUP = DirectoryGroup.__table__.insert()  # type: ignore[attr-defined]
+# Re-adding a member is a no-op; RETURNING names only the edges really added, so only they get events.
+_INSERT_MEMBERSHIPS = {
+    name: dialect.insert(GroupMembership.__table__)  # type: ignore[attr-defined]
+    .on_conflict_do_nothing()
+    .returning(GroupMembership.__table__.c.user_id)  # type: ignore[attr-defined]
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -42,14 +52,19 @@ async def create_group(
     session: AsyncSession, *, directory: Directory, raw: dict[str, Any], member_ids: Sequence[str]
 ) -> DirectoryGroup:
     now = utcnow()
-    group = DirectoryGroup(
-        id=new_id("directory_group"), directory_id=directory.id, created_at=now, updated_at=now, version=1,
+    row = {
+        "id": new_id("directory_group"),
+        "directory_id": directory.id,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
         **group_columns(raw),
-    )
+    }
     try:
-        await session.execute(insert(DirectoryGroup).values(group.model_dump()))
+        await session.execute(_INSERT_GROUP, row)
     except IntegrityError as exc:
         raise uniqueness_error(exc, "Group") from None
+    group = DirectoryGroup(**row)
     await record_event(
         session,
         event=EventName.GROUP_CREATED,
@@ -162,15 +177,10 @@ async def add_members(
     users = await _users_in_directory(session, directory_id=directory.id, ids=_unique(user_ids))
     if not users:
         return 0
-    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = _INSERT_MEMBERSHIPS[session.get_bind().dialect.name]
     now = utcnow()
-    statement = (
-        dialect_insert(GroupMembership)
-        .values([{"group_id": group.id, "user_id": u.id, "directory_id": directory.id, "created_at": now} for u in users])
-        .on_conflict_do_nothing()
-        .returning(GroupMembership.user_id)
-    )
-    added = set(await session.scalars(statement))
+    rows = [{"group_id": group.id, "user_id": u.id, "directory_id": directory.id, "created_at": now} for u in users]
+    added = set(await session.scalars(statement, rows))
     changed = [u for u in users if u.id in added]
     await _membership_changed(
         session,
@@ -241,9 +251,8 @@ async def apply_member_changes(
             await remove_members(session, directory=directory, group=group, user_ids=chosen)
 
 
-async def delete_group(session: AsyncSession, *, directory: Directory, group_id: str) -> None:
+async def delete_group(session: AsyncSession, *, directory: Directory, group: DirectoryGroup) -> None:
     """Delete the group; its memberships go with it (``dsync.group.deleted`` says so)."""
-    group = await get_group(session, directory_id=directory.id, group_id=group_id)
     payload = group_payload(group, organization_id=directory.organization_id)
     member_ids = select(GroupMembership.user_id).where(GroupMembership.group_id == group.id)
     await session.execute(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -29,7 +29,10 @@ from scim.http import (
 )
 from scim.normalize import member_values, normalize_resource
 from scim.patch import apply_patch, parse_patch
-from scim.resources import LIST_SCHEMA, etag, mentions, project, render_group, render_user
+from scim.resources import LIST_SCHEMA, Member, etag, mentions, project, render_group, render_user
+
+
+T = TypeVar("T")
 
 
 def _database(request: Request) -> Database:
@@ -46,30 +49,65 @@ def _base_url(request: Request) -> str:
     return f"{_settings(request).public_url}/scim/v2/{request.path_params['directory_id']}"
 
 
-@contextlib.asynccontextmanager
-async def _authorized(request: Request, *, write: bool) -> AsyncIterator[tuple[AsyncSession, Directory]]:
-    """A session and the directory its bearer token opens; the first authorized request activates the directory."""
+async def _ensure_linked(request: Request) -> None:
+    """The first authorized request links an unlinked directory (its own commit, so Test Connection counts even
+    if that request then fails). Directories never go back to unlinked, so each process checks each one once."""
+    linked: set[str] = request.app.state.linked_directories
+    directory_id = request.path_params["directory_id"]
+    if directory_id in linked:
+        return
     database = _database(request)
-    opener = database.write if write else database.read
-    async with opener() as session:
+    async with database.read() as session:
         directory = await authenticate(
-            session,
-            directory_id=request.path_params["directory_id"],
-            authorization=request.headers.get("authorization"),
+            session, directory_id=directory_id, authorization=request.headers.get("authorization")
         )
-        if directory.state == DirectoryState.UNLINKED:
-            # Committed on its own, so Test Connection links the directory even if this request then fails.
-            if write:
-                await activate(session, directory=directory)
-                await session.commit()
-            else:
-                async with database.write() as activation:
-                    await activate(activation, directory=directory)
-        yield session, directory
+    if directory.state == DirectoryState.UNLINKED:
+        await database.transaction(lambda session: activate(session, directory=directory))
+    linked.add(directory_id)
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    return parse_json(request, await read_body(request, limit=_settings(request).scim_max_body_bytes))
+async def _authorize(session: AsyncSession, request: Request) -> Directory:
+    return await authenticate(
+        session, directory_id=request.path_params["directory_id"], authorization=request.headers.get("authorization")
+    )
+
+
+@contextlib.asynccontextmanager
+async def _reading(request: Request) -> AsyncIterator[tuple[AsyncSession, Directory]]:
+    await _ensure_linked(request)
+    async with _database(request).read() as session:
+        yield session, await _authorize(session, request)
+
+
+async def _writing(request: Request, work: Callable[[AsyncSession, Directory], Awaitable[Response]]) -> Response:
+    """Run ``work`` in a write transaction; the response goes out only after the commit."""
+    await _ensure_linked(request)
+
+    async def job(session: AsyncSession) -> Response:
+        return await work(session, await _authorize(session, request))
+
+    return await _database(request).transaction(job)
+
+
+class _Prepared(Generic[T]):
+    """A request body parsed before the write transaction (keeping CPU work out of it); a parse error is raised
+    only after authentication, so an unauthorized caller learns nothing about its body."""
+
+    def __init__(self, value: T | None = None, error: ScimError | None = None) -> None:
+        self._value, self._error = value, error
+
+    def get(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+async def _prepared(request: Request, parse: Callable[[dict[str, Any]], T]) -> _Prepared[T]:
+    body = await read_body(request, limit=_settings(request).scim_max_body_bytes)
+    try:
+        return _Prepared(parse(parse_json(request, body)))
+    except ScimError as exc:
+        return _Prepared(error=exc)
 
 
 # -- discovery (RFC 7644 §4) ------------------------------------------------------------------------------------
@@ -77,19 +115,19 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 @scim_endpoint
 async def service_provider_config(request: Request) -> Response:
-    async with _authorized(request, write=False):
+    async with _reading(request):
         return scim_response(discovery.service_provider_config(_base_url(request), _settings(request)))
 
 
 @scim_endpoint
 async def resource_types(request: Request) -> Response:
-    async with _authorized(request, write=False):
+    async with _reading(request):
         return scim_response(discovery.resource_types(_base_url(request), request.path_params.get("name")))
 
 
 @scim_endpoint
 async def schemas(request: Request) -> Response:
-    async with _authorized(request, write=False):
+    async with _reading(request):
         return scim_response(discovery.schemas(_base_url(request), request.path_params.get("urn")))
 
 
@@ -112,9 +150,16 @@ async def _render_users(
     ]
 
 
-async def _user_response(session: AsyncSession, request: Request, user: Any, *, status: int = 200) -> Response:
+async def _user_response(
+    session: AsyncSession, request: Request, user: Any, *, status: int = 200, groups: list[Member] | None = None
+) -> Response:
+    """One user; ``groups`` when already known (a new user has none), else read from the memberships."""
     attributes, excluded = projection_params(request)
-    [body] = await _render_users(session, request, [user], attributes, excluded)
+    if groups is not None:
+        body = project(render_user(user, base_url=_base_url(request), groups=groups), attributes=attributes,
+                       excluded=excluded)
+    else:
+        [body] = await _render_users(session, request, [user], attributes, excluded)
     location = f"{_base_url(request)}/Users/{user.id}"
     return scim_response(body, status=status, location=location if status == 201 else None, etag=etag(user.version))
 
@@ -122,13 +167,15 @@ async def _user_response(session: AsyncSession, request: Request, user: Any, *, 
 @scim_endpoint
 async def users_collection(request: Request) -> Response:
     if request.method == "POST":
-        document = await _json_body(request)
-        async with _authorized(request, write=True) as (session, directory):
-            raw = normalize_resource(document, resource="User")
-            user = await users.create_user(session, directory=directory, raw=raw)
-            return await _user_response(session, request, user, status=201)
+        raw = await _prepared(request, lambda document: normalize_resource(document, resource="User"))
+
+        async def create(session: AsyncSession, directory: Directory) -> Response:
+            user = await users.create_user(session, directory=directory, raw=raw.get())
+            return await _user_response(session, request, user, status=201, groups=[])
+
+        return await _writing(request, create)
     params = list_params(request, _settings(request))
-    async with _authorized(request, write=False) as (session, directory):
+    async with _reading(request) as (session, directory):
         where = _where(session, params.filter, "User")
         total, rows = await users.list_users(
             session, directory_id=directory.id, where=where, start_index=params.start_index, count=params.count
@@ -141,27 +188,36 @@ async def users_collection(request: Request) -> Response:
 async def user_item(request: Request) -> Response:
     user_id = request.path_params["id"]
     if request.method == "GET":
-        async with _authorized(request, write=False) as (session, directory):
+        async with _reading(request) as (session, directory):
             user = await users.get_user(session, directory_id=directory.id, user_id=user_id)
             if request.headers.get("if-none-match") == etag(user.version):
                 return scim_response(None, status=304, etag=etag(user.version))
             return await _user_response(session, request, user)
     if request.method == "DELETE":
-        async with _authorized(request, write=True) as (session, directory):
+
+        async def remove(session: AsyncSession, directory: Directory) -> Response:
             user = await users.get_user(session, directory_id=directory.id, user_id=user_id)
             check_if_match(request, etag(user.version))
-            await users.delete_user(session, directory=directory, user_id=user_id)
-        return scim_response(None, status=204)
-    document = await _json_body(request)
-    async with _authorized(request, write=True) as (session, directory):
+            await users.delete_user(session, directory=directory, user=user)
+            return scim_response(None, status=204)
+
+        return await _writing(request, remove)
+    if request.method == "PUT":
+        body = await _prepared(request, lambda document: normalize_resource(document, resource="User"))
+    else:
+        body = await _prepared(request, parse_patch)
+
+    async def update(session: AsyncSession, directory: Directory) -> Response:
         user = await users.get_user(session, directory_id=directory.id, user_id=user_id)
         check_if_match(request, etag(user.version))
         if request.method == "PUT":
-            raw = normalize_resource(document, resource="User")
+            raw = body.get()
         else:
-            raw, _members = apply_patch(user.raw_attributes, parse_patch(document), resource="User")
+            raw, _members = apply_patch(user.raw_attributes, body.get(), resource="User")
         await users.save_user(session, directory=directory, user=user, raw=raw)
         return await _user_response(session, request, user)
+
+    return await _writing(request, update)
 
 
 # -- Groups -----------------------------------------------------------------------------------------------------
@@ -193,15 +249,19 @@ async def _group_response(session: AsyncSession, request: Request, group: Any, *
 @scim_endpoint
 async def groups_collection(request: Request) -> Response:
     if request.method == "POST":
-        document = await _json_body(request)
-        async with _authorized(request, write=True) as (session, directory):
-            raw = normalize_resource(document, resource="Group")
-            group = await groups.create_group(
-                session, directory=directory, raw=raw, member_ids=member_values(document.get("members"))
-            )
+        body = await _prepared(
+            request,
+            lambda document: (normalize_resource(document, resource="Group"), member_values(_members_of(document))),
+        )
+
+        async def create(session: AsyncSession, directory: Directory) -> Response:
+            raw, member_ids = body.get()
+            group = await groups.create_group(session, directory=directory, raw=raw, member_ids=member_ids)
             return await _group_response(session, request, group, status=201)
+
+        return await _writing(request, create)
     params = list_params(request, _settings(request))
-    async with _authorized(request, write=False) as (session, directory):
+    async with _reading(request) as (session, directory):
         where = _where(session, params.filter, "Group")
         total, rows = await groups.list_groups(
             session, directory_id=directory.id, where=where, start_index=params.start_index, count=params.count
@@ -210,40 +270,65 @@ async def groups_collection(request: Request) -> Response:
     return scim_response(_list_body(total, params.start_index, resources))
 
 
+def _members_of(document: dict[str, Any]) -> Any:
+    return next((v for k, v in document.items() if k.lower() == "members"), None)
+
+
+def _has_members(document: dict[str, Any]) -> bool:
+    return any(k.lower() == "members" for k in document)
+
+
 @scim_endpoint
 async def group_item(request: Request) -> Response:
     group_id = request.path_params["id"]
     if request.method == "GET":
-        async with _authorized(request, write=False) as (session, directory):
+        async with _reading(request) as (session, directory):
             group = await groups.get_group(session, directory_id=directory.id, group_id=group_id)
             if request.headers.get("if-none-match") == etag(group.version):
                 return scim_response(None, status=304, etag=etag(group.version))
             return await _group_response(session, request, group)
     if request.method == "DELETE":
-        async with _authorized(request, write=True) as (session, directory):
+
+        async def remove(session: AsyncSession, directory: Directory) -> Response:
             group = await groups.get_group(session, directory_id=directory.id, group_id=group_id)
             check_if_match(request, etag(group.version))
-            await groups.delete_group(session, directory=directory, group_id=group_id)
-        return scim_response(None, status=204)
-    document = await _json_body(request)
-    async with _authorized(request, write=True) as (session, directory):
+            await groups.delete_group(session, directory=directory, group=group)
+            return scim_response(None, status=204)
+
+        return await _writing(request, remove)
+    if request.method == "PUT":
+        # An omitted `members` is not asserted (RFC 7644 §3.5.1): memberships stay; `[]` empties the group.
+        replacement = await _prepared(
+            request,
+            lambda document: (
+                normalize_resource(document, resource="Group"),
+                member_values(_members_of(document)) if _has_members(document) else None,
+            ),
+        )
+
+        async def replace(session: AsyncSession, directory: Directory) -> Response:
+            group = await groups.get_group(session, directory_id=directory.id, group_id=group_id)
+            check_if_match(request, etag(group.version))
+            raw, member_ids = replacement.get()
+            await groups.save_group(session, directory=directory, group=group, raw=raw)
+            if member_ids is not None:
+                await groups.replace_members(session, directory=directory, group=group, user_ids=member_ids)
+            return await _group_response(session, request, group)
+
+        return await _writing(request, replace)
+    operations = await _prepared(request, parse_patch)
+
+    async def patch(session: AsyncSession, directory: Directory) -> Response:
         group = await groups.get_group(session, directory_id=directory.id, group_id=group_id)
         check_if_match(request, etag(group.version))
-        if request.method == "PUT":
-            raw = normalize_resource(document, resource="Group")
-            await groups.save_group(session, directory=directory, group=group, raw=raw)
-            # An omitted `members` is not asserted (RFC 7644 §3.5.1): memberships stay; `[]` empties the group.
-            if "members" in {k.lower() for k in document}:
-                await groups.replace_members(
-                    session, directory=directory, group=group, user_ids=member_values(document.get("members"))
-                )
-            return await _group_response(session, request, group)
-        raw, changes = apply_patch(group.raw_attributes, parse_patch(document), resource="Group")
+        raw, changes = apply_patch(group.raw_attributes, operations.get(), resource="Group")
         await groups.save_group(session, directory=directory, group=group, raw=raw)
         await groups.apply_member_changes(session, directory=directory, group=group, changes=changes)
         if changes and not _wants_body(request):
             return scim_response(None, status=204)
         return await _group_response(session, request, group)
+
+    return await _writing(request, patch)
 
 
 def _wants_body(request: Request) -> bool:

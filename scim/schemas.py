@@ -6,7 +6,7 @@ Everything that needs to know an attribute's type, case sensitivity or mutabilit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Resource = Literal["User", "Group"]
@@ -69,7 +69,7 @@ class Schema:
     id: str
     name: str
     description: str
-    attributes: tuple[Attribute, ...]
+    attributes: tuple[Attribute, ...] = field(repr=False)  # keeps ResolvedPath reprs readable
 
     def attribute(self, name: str) -> Attribute | None:
         wanted = name.lower()

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,9 @@ from gateway.ids import new_id
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.errors import ScimError
 from scim.resources import Member, user_columns
+
+
+_INSERT_USER = DirectoryUser.__table__.insert()  # type: ignore[attr-defined]
 
 
 def uniqueness_error(exc: IntegrityError, resource: str) -> ScimError:
@@ -28,16 +31,21 @@ def uniqueness_error(exc: IntegrityError, resource: str) -> ScimError:
 
 async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[str, Any]) -> DirectoryUser:
     now = utcnow()
-    user = DirectoryUser(
-        id=new_id("directory_user"), directory_id=directory.id, created_at=now, updated_at=now, version=1,
+    row = {
+        "id": new_id("directory_user"),
+        "directory_id": directory.id,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
         **user_columns(raw),
-    )
+    }
     try:
-        # A Core insert: one statement, and the UNIQUE indexes (not a read-then-insert) decide conflicts. A conflict
-        # aborts the whole request's transaction, so no savepoint is needed.
-        await session.execute(insert(DirectoryUser).values(user.model_dump()))
+        # One prebuilt Core statement; the UNIQUE indexes (not a read-then-insert) decide conflicts. A conflict
+        # fails the whole request's transaction, so no savepoint is needed.
+        await session.execute(_INSERT_USER, row)
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
+    user = DirectoryUser(**row)
     await record_event(
         session,
         event=EventName.USER_CREATED,
@@ -85,9 +93,8 @@ async def save_user(
     return True
 
 
-async def delete_user(session: AsyncSession, *, directory: Directory, user_id: str) -> None:
+async def delete_user(session: AsyncSession, *, directory: Directory, user: DirectoryUser) -> None:
     """Delete the user; it leaves every group with it (``dsync.user.deleted`` says so for all its memberships)."""
-    user = await get_user(session, directory_id=directory.id, user_id=user_id)
     payload = user_payload(user, organization_id=directory.organization_id)
     group_ids = list(await session.scalars(select(GroupMembership.group_id).where(GroupMembership.user_id == user.id)))
     await session.execute(delete(DirectoryUser).where(DirectoryUser.id == user.id))

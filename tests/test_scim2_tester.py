@@ -115,8 +115,9 @@ def live_directory(tmp_path: Path) -> Iterator[LiveDirectory]:
     }
     # The CLI migrates the embedded database itself, so the directory can be created before the server starts.
     organization = _dsync(env, "organizations", "create", "Acme")
-    directory = _dsync(env, "directories", "create", "--organization", organization["id"], "--name", "JC",
-                       "--type", "jumpcloud")
+    directory = _dsync(
+        env, "directories", "create", "--organization", organization["id"], "--name", "JC", "--type", "jumpcloud"
+    )
 
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
@@ -137,13 +138,42 @@ def live_directory(tmp_path: Path) -> Iterator[LiveDirectory]:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"dsync serve not healthy after {STARTUP_TIMEOUT_S}s:\n"
-                            f"{log_path.read_text(errors='replace')}")
+                pytest.fail(
+                    f"dsync serve not healthy after {STARTUP_TIMEOUT_S}s:\n{log_path.read_text(errors='replace')}"
+                )
             time.sleep(0.1)
 
         yield LiveDirectory(base_url=base_url, endpoint=directory["endpoint"], bearer_token=directory["bearer_token"])
     finally:
         _stop(process)
+
+
+def _without_display(members: Any) -> list[dict[str, Any]] | None:
+    if not isinstance(members, list):
+        return None
+    dumped = [member.model_dump() if hasattr(member, "model_dump") else member for member in members]
+    if not all(isinstance(member, dict) for member in dumped):
+        return None
+    return sorted(({k: v for k, v in m.items() if k != "display"} for m in dumped), key=lambda m: str(m.get("value")))
+
+
+def _is_server_derived_member_display(result: CheckResult) -> bool:
+    """Known scim2-tester over-strictness, not a server fault: the PATCH add/replace checks on ``Group.members``
+    compare the whole member objects, ``display`` included. RFC 7643 §2.4 makes a multi-valued attribute's
+    ``display`` READ-ONLY and the RFC 7643 §8.4 example shows the server filling it with the member's name, which is
+    what the gateway does (RFC 7644 §3.3 lets a server alter posted content). The tester sends a random ``display``
+    and fails when the member's real name comes back, and still fails when ``display`` is published as readOnly
+    (then it sends none and compares against the name). Only that one difference is tolerated: the member's
+    ``value``, ``$ref`` and ``type`` must still round-trip, and every other attribute of those checks still counts.
+    """
+    if result.title not in {"check_add_attribute", "check_replace_attribute"} or result.resource_type != "Group":
+        return False
+    data = result.data
+    if not isinstance(data, dict) or data.get("urn") != "members":
+        return False
+    actual = data["actual"] if "actual" in data else data.get("modify_actual")
+    expected_members, actual_members = _without_display(data.get("expected")), _without_display(actual)
+    return expected_members is not None and expected_members == actual_members
 
 
 def _describe(result: CheckResult) -> str:
@@ -163,8 +193,14 @@ def test_scim2_tester_checks(live_directory: LiveDirectory) -> None:
     by_status = dict(Counter(result.status.name for result in results))
     print(f"\nscim2-tester: {len(results)} checks, {by_status}")
 
+    tolerated = [
+        result for result in results if result.status in FAILING_STATUSES and _is_server_derived_member_display(result)
+    ]
+    for result in tolerated:
+        print(f"  tolerated (tester quirk, server-derived members.display): {result.title}")
+    tolerated_ids = {id(result) for result in tolerated}
+    failing = [result for result in results if result.status in FAILING_STATUSES and id(result) not in tolerated_ids]
+    report = f"{len(failing)} scim2-tester check(s) failed:\n" + "\n".join(map(_describe, failing))
     # The resource checks only run once the discovery endpoints described the server.
-    assert {result.resource_type for result in results} >= {"User", "Group"}, by_status
-
-    failing = [result for result in results if result.status in FAILING_STATUSES]
-    assert not failing, f"{len(failing)} scim2-tester check(s) failed:\n" + "\n".join(map(_describe, failing))
+    assert {result.resource_type for result in results} >= {"User", "Group"}, f"no resource checks ran; {report}"
+    assert not failing, report

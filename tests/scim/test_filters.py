@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import insert, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
 
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, Organization
 from scim.errors import ScimError
@@ -35,7 +35,7 @@ from scim.filters import (
     parse_path,
     translate_filter,
 )
-from scim.schemas import ENTERPRISE_USER_SCHEMA_ID, boolean_paths, find_attribute, schema_resource, GROUP_SCHEMA
+from scim.schemas import ENTERPRISE_USER_SCHEMA_ID, GROUP_SCHEMA, boolean_paths, find_attribute, schema_resource
 
 ENTERPRISE = ENTERPRISE_USER_SCHEMA_ID
 DIRECTORY = "directory_1"
@@ -83,7 +83,7 @@ USERS = [
         raw={"nickName": "50 off", "emails": [], ENTERPRISE: {"manager": {"value": "u1", "displayName": "Alice"}}},
     ),
     # Sparse and untidy: a non-object email entry must not break queries.
-    user("u4", "carolXx", created=when(4), updated=when(1), raw={"nickName": "5000ff", "emails": ["junk"]}),
+    user("u4", "carolXx", created=when(4), updated=when(1), raw={"nickName": "50/off", "emails": ["junk"]}),
     # Same userName in another directory: the directory condition must keep it out.
     user("u5", "alice@example.com", directory=OTHER_DIRECTORY, created=when(1), updated=when(1)),
 ]
@@ -92,7 +92,7 @@ ALL_USERS = {"u1", "u2", "u3", "u4"}
 GROUPS = [
     DirectoryGroup(id="g1", directory_id=DIRECTORY, idp_id="G-ENG", external_id="G-ENG", name="Engineering",
                    created_at=when(1, 5), updated_at=when(2)),
-    DirectoryGroup(id="g2", directory_id=DIRECTORY, idp_id="g-sales", external_id="g-sales", name="Sales",
+    DirectoryGroup(id="g2", directory_id=DIRECTORY, idp_id="g-[sales]*", external_id="g-[sales]*", name="Sales",
                    created_at=when(1, 6), updated_at=when(5)),
     DirectoryGroup(id="g3", directory_id=DIRECTORY, idp_id="Empty_Set", name="Empty_Set",
                    created_at=when(1, 7), updated_at=when(7)),
@@ -110,13 +110,13 @@ class Database:
 
     async def user_ids(self, filter_text: str) -> set[str]:
         condition = translate_filter(parse_filter(filter_text), resource="User", dialect=self.dialect)
-        query = select(DirectoryUser.id).where(DirectoryUser.directory_id == DIRECTORY, condition)
+        query = select(col(DirectoryUser.id)).where(col(DirectoryUser.directory_id) == DIRECTORY, condition)
         async with self.engine.connect() as connection:
             return set((await connection.execute(query)).scalars())
 
     async def group_ids(self, filter_text: str) -> set[str]:
         condition = translate_filter(parse_filter(filter_text), resource="Group", dialect=self.dialect)
-        query = select(DirectoryGroup.id).where(DirectoryGroup.directory_id == DIRECTORY, condition)
+        query = select(col(DirectoryGroup.id)).where(col(DirectoryGroup.directory_id) == DIRECTORY, condition)
         async with self.engine.connect() as connection:
             return set((await connection.execute(query)).scalars())
 
@@ -129,12 +129,13 @@ async def _seed(engine: AsyncEngine) -> None:
             Directory(id=d, organization_id="org_1", name=d, type="okta scim v2.0", token_hash=d)
             for d in (DIRECTORY, OTHER_DIRECTORY)
         ]
-        await connection.execute(Organization.__table__.insert(), [organization.model_dump()])
-        await connection.execute(Directory.__table__.insert(), [d.model_dump() for d in directories])
-        for model, rows in ((DirectoryUser, USERS), (DirectoryGroup, GROUPS)):
-            await connection.execute(model.__table__.insert(), [row.model_dump() for row in rows])
+        # Core inserts rather than a Session: the same model instances seed both databases.
+        await connection.execute(insert(Organization), [organization.model_dump()])
+        await connection.execute(insert(Directory), [d.model_dump() for d in directories])
+        await connection.execute(insert(DirectoryUser), [u.model_dump() for u in USERS])
+        await connection.execute(insert(DirectoryGroup), [g.model_dump() for g in GROUPS])
         await connection.execute(
-            GroupMembership.__table__.insert(),
+            insert(GroupMembership),
             [{"group_id": g, "user_id": u, "directory_id": DIRECTORY, "created_at": when(1)} for g, u in MEMBERSHIPS],
         )
 
@@ -208,6 +209,7 @@ USER_CASES: list[tuple[str, set[str]]] = [
     ('userName sw "carol_"', {"u3"}),
     ('nickName co "%_"', {"u2"}),
     ('nickName co "0%"', {"u2"}),
+    ('nickName co "0/o"', {"u4"}),
     ('urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber ew "%"', {"u2"}),
     # Multi-valued attributes: any element, or one element satisfying the whole value filter.
     ("emails pr", {"u1", "u2", "u4"}),
@@ -265,6 +267,13 @@ GROUP_CASES: list[tuple[str, set[str]]] = [
     ('externalId eq "G-ENG"', {"g1"}),
     ('externalId eq "g-eng"', set()),
     ("externalId pr", {"g1", "g2"}),
+    # caseExact LIKE: SQLite needs GLOB, whose wildcards must be escaped too.
+    ('externalId co "ENG"', {"g1"}),
+    ('externalId co "eng"', set()),
+    ('externalId co "[s"', {"g2"}),
+    ('externalId ew "]*"', {"g2"}),
+    ('externalId co "?"', set()),
+    ('externalId sw "*"', set()),
     ('members eq "u2"', {"g1"}),
     ('members.value eq "u1"', {"g1", "g2"}),
     ("members pr", {"g1", "g2"}),
@@ -323,7 +332,7 @@ def test_translation_rejects_meaningless_filters(resource: Any, filter_text: str
 
 def test_user_name_equality_uses_the_lower_index() -> None:
     condition = translate_filter(parse_filter('userName eq "X"'), resource="User", dialect="sqlite")
-    for dialect in (sqlite.dialect(), postgresql.dialect()):
+    for dialect in (make_url("sqlite://").get_dialect()(), make_url("postgresql+asyncpg://").get_dialect()()):
         sql = str(condition.compile(dialect=dialect))
         assert sql.startswith("lower(directory_users.user_name) = lower(")
         assert "IS NOT NULL" not in sql
@@ -507,6 +516,7 @@ ALICE: dict[str, Any] = {
         ("primary eq true", {"primary": "True"}, "emails", True),
         ("primary eq false", {"primary": "False"}, "emails", True),
         ("primary eq false", {}, "emails", False),
+        ("primary eq false", {"primary": "maybe"}, "emails", False),
         ("primary ne true", {}, "emails", True),
         ("display pr", {"display": ""}, "emails", False),
         ("display pr", {"display": "Work"}, "emails", True),
@@ -537,9 +547,10 @@ def test_matches(filter_text: str, element: dict[str, Any], parent: str | None, 
 
 
 def test_matches_rejects_meaningless_comparisons() -> None:
-    with pytest.raises(ScimError) as caught:
-        matches(parse_filter('primary co "t"'), {"primary": True}, resource="User", parent="emails")
-    assert caught.value.scim_type == "invalidFilter"
+    for filter_text in ('primary co "t"', 'primary eq "maybe"', "value eq true", 'value co null'):
+        with pytest.raises(ScimError) as caught:
+            matches(parse_filter(filter_text), {"primary": True, "value": "x"}, resource="User", parent="emails")
+        assert caught.value.scim_type == "invalidFilter"
 
 
 # --- the schema lookups the filters rely on ---------------------------------------------------------------------
