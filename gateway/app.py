@@ -40,7 +40,9 @@ async def readyz(request: Request) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if request.url.path.startswith("/scim/"):
-        return ScimError(exc.status_code, exc.detail or "Request not supported").to_response()
+        response = ScimError(exc.status_code, exc.detail or "Request not supported").to_response()
+        response.headers.update(exc.headers or {})  # e.g. Allow on 405
+        return response
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 

@@ -59,7 +59,14 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.is_sqlite:
         upgrade(settings.database_url)
-    uvicorn.run("gateway.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=settings.access_log,
+    )
     return 0
 
 

@@ -30,6 +30,7 @@ class Settings:
     scim_max_page_size: int = 1000
     scim_default_page_size: int = 100
     sqlite_busy_timeout_ms: int = 10_000
+    access_log: bool = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -47,6 +48,7 @@ class Settings:
             scim_max_page_size=_int("DSYNC_SCIM_MAX_PAGE_SIZE", 1000),
             scim_default_page_size=_int("DSYNC_SCIM_DEFAULT_PAGE_SIZE", 100),
             sqlite_busy_timeout_ms=_int("DSYNC_SQLITE_BUSY_TIMEOUT_MS", 10_000),
+            access_log=(env.get("DSYNC_ACCESS_LOG") or "").lower() in ("1", "true", "yes", "on"),
         )
 
 

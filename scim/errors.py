@@ -24,18 +24,22 @@ ScimType = Literal[
 
 
 class ScimError(Exception):
-    def __init__(self, status: int, detail: str, scim_type: ScimType | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, scim_type: ScimType | None = None, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
+        self.headers = dict(headers or {})
+        if status == 401:
+            self.headers.setdefault("WWW-Authenticate", 'Bearer realm="scim"')
 
     def to_response(self) -> JSONResponse:
         body: dict[str, object] = {"schemas": [ERROR_SCHEMA], "status": str(self.status), "detail": self.detail}
         if self.scim_type:
             body["scimType"] = self.scim_type
-        headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if self.status == 401 else None
-        return JSONResponse(body, status_code=self.status, media_type=SCIM_MEDIA_TYPE, headers=headers)
+        return JSONResponse(body, status_code=self.status, media_type=SCIM_MEDIA_TYPE, headers=self.headers)
 
 
 def bad_request(detail: str, scim_type: ScimType = "invalidValue") -> ScimError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
@@ -57,39 +57,49 @@ class ListParams:
     excluded: list[str] | None
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw.strip() == "":
+def _int_param(source: Mapping[str, Any], name: str, default: int) -> int:
+    raw = source.get(name)
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return default
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
     try:
         return int(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ScimError(400, f"{name} must be an integer", "invalidValue") from None
 
 
-def _list_param(request: Request, name: str) -> list[str] | None:
-    raw = request.query_params.get(name)
+def _names_param(source: Mapping[str, Any], name: str) -> list[str] | None:
+    """``attributes=a,b`` in a query, or ``"attributes": ["a", "b"]`` in a SearchRequest body."""
+    raw = source.get(name)
     if not raw:
         return None
-    return [part.strip() for part in raw.split(",") if part.strip()] or None
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    if not isinstance(raw, list) or not all(isinstance(part, str) for part in raw):
+        raise ScimError(400, f"{name} must be a list of attribute names", "invalidValue")
+    return [part.strip() for part in raw if part.strip()] or None
 
 
 def projection_params(request: Request) -> tuple[list[str] | None, list[str] | None]:
-    return _list_param(request, "attributes"), _list_param(request, "excludedAttributes")
+    query = request.query_params
+    return _names_param(query, "attributes"), _names_param(query, "excludedAttributes")
 
 
-def list_params(request: Request, settings: Settings) -> ListParams:
-    attributes, excluded = projection_params(request)
+def list_params(source: Mapping[str, Any], settings: Settings) -> ListParams:
+    """Query parameters of a GET, or the body of a POST ``.search`` (RFC 7644 §3.4.3)."""
     # RFC 7644 §3.4.2.4: startIndex below 1 is read as 1, a negative count as 0; we cap count.
-    start_index = max(1, _int_param(request, "startIndex", 1))
-    count = min(max(0, _int_param(request, "count", settings.scim_default_page_size)), settings.scim_max_page_size)
-    raw_filter = request.query_params.get("filter")
+    start_index = max(1, _int_param(source, "startIndex", 1))
+    count = min(max(0, _int_param(source, "count", settings.scim_default_page_size)), settings.scim_max_page_size)
+    raw_filter = source.get("filter")
+    if raw_filter is not None and not isinstance(raw_filter, str):
+        raise ScimError(400, "filter must be a string", "invalidFilter")
     return ListParams(
         filter=raw_filter if raw_filter and raw_filter.strip() else None,
         start_index=start_index,
         count=count,
-        attributes=attributes,
-        excluded=excluded,
+        attributes=_names_param(source, "attributes"),
+        excluded=_names_param(source, "excludedAttributes"),
     )
 
 

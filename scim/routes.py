@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from gateway.db import Database
 from gateway.models import Directory, DirectoryState
@@ -19,6 +19,7 @@ from scim.auth import activate, authenticate
 from scim.errors import ScimError
 from scim.filters import parse_filter, translate_filter
 from scim.http import (
+    ListParams,
     check_if_match,
     list_params,
     parse_json,
@@ -174,7 +175,10 @@ async def users_collection(request: Request) -> Response:
             return await _user_response(session, request, user, status=201, groups=[])
 
         return await _writing(request, create)
-    params = list_params(request, _settings(request))
+    return await _list_users(request, list_params(request.query_params, _settings(request)))
+
+
+async def _list_users(request: Request, params: ListParams) -> Response:
     async with _reading(request) as (session, directory):
         where = _where(session, params.filter, "User")
         total, rows = await users.list_users(
@@ -260,7 +264,10 @@ async def groups_collection(request: Request) -> Response:
             return await _group_response(session, request, group, status=201)
 
         return await _writing(request, create)
-    params = list_params(request, _settings(request))
+    return await _list_groups(request, list_params(request.query_params, _settings(request)))
+
+
+async def _list_groups(request: Request, params: ListParams) -> Response:
     async with _reading(request) as (session, directory):
         where = _where(session, params.filter, "Group")
         total, rows = await groups.list_groups(
@@ -357,8 +364,44 @@ def _list_body(total: int, start_index: int, resources: list[dict[str, Any]]) ->
     }
 
 
-async def _not_found(request: Request) -> Response:
+_SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+@scim_endpoint
+async def search(request: Request) -> Response:
+    """POST ``/Users/.search`` and ``/Groups/.search`` (RFC 7644 §3.4.3): a list query with its parameters in the
+    body, so filters never appear in URLs or access logs."""
+    body = await _prepared(request, lambda document: list_params(document, _settings(request)))
+    async with _reading(request):
+        params = body.get()
+    listing = _list_users if request.url.path.endswith("/Users/.search") else _list_groups
+    return await listing(request, params)
+
+
+@scim_endpoint
+async def search_everything(request: Request) -> Response:
+    async with _reading(request):
+        raise ScimError(501, "Searching several resource types at once is not supported; use /Users/.search or "
+                        "/Groups/.search")
+
+
+async def _unrouted(request: Request) -> Response:
+    """405 with ``Allow`` when the path exists for other methods, else 404 (both in SCIM's error shape)."""
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.endpoint is not _catch_all and route.methods:
+            match, _ = route.matches(request.scope)
+            if match == Match.PARTIAL:
+                allowed |= route.methods
+    if allowed:
+        raise ScimError(405, f"{request.method} is not supported here", headers={"Allow": ", ".join(sorted(allowed))})
     raise ScimError(404, f"No SCIM endpoint at {request.url.path}")
+
+
+_catch_all = scim_endpoint(_unrouted)
+
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def routes() -> list[Route]:
@@ -369,9 +412,12 @@ def routes() -> list[Route]:
         Route(f"{prefix}/ResourceTypes/{{name}}", resource_types, methods=["GET"]),
         Route(f"{prefix}/Schemas", schemas, methods=["GET"]),
         Route(f"{prefix}/Schemas/{{urn}}", schemas, methods=["GET"]),
+        Route(f"{prefix}/.search", search_everything, methods=["POST"]),
+        Route(f"{prefix}/Users/.search", search, methods=["POST"], name="search_users"),
+        Route(f"{prefix}/Groups/.search", search, methods=["POST"], name="search_groups"),
         Route(f"{prefix}/Users", users_collection, methods=["GET", "POST"]),
         Route(f"{prefix}/Users/{{id}}", user_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route(f"{prefix}/Groups", groups_collection, methods=["GET", "POST"]),
         Route(f"{prefix}/Groups/{{id}}", group_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Route(f"{prefix}/{{rest:path}}", scim_endpoint(_not_found)),
+        Route(f"{prefix}/{{rest:path}}", _catch_all, methods=_ALL_METHODS),
     ]

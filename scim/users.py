@@ -45,7 +45,8 @@ async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[
         await session.execute(_INSERT_USER, row)
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
-    user = DirectoryUser(**row)
+    # Only read from here on (payload, response): skip validation and ORM instrumentation, ~10x cheaper.
+    user = DirectoryUser.model_construct(**row)
     await record_event(
         session,
         event=EventName.USER_CREATED,

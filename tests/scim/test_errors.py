@@ -174,3 +174,24 @@ async def test_authentication(
         assert last is not None and last.event == "dsync.deleted" and last.data["state"] == "deleting"
     # The other directory is untouched.
     assert (await client.get(f"{other.path}/Groups/{other_group['id']}", headers=other.headers)).status_code == 200
+
+
+async def test_search_endpoints(client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": 'userName sw "ADA"',
+            "attributes": ["userName"], "count": 5}
+    found = await client.post(f"{directory.path}/Users/.search", json=body, headers=directory.headers)
+    assert found.status_code == 200, found.text
+    assert [r for r in found.json()["Resources"]] == [{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                                      "id": seeded["user"]["id"], "userName": "ada@acme.test"}]
+    groups = await client.post(f"{directory.path}/Groups/.search", json={"filter": 'displayName eq "eng"'},
+                               headers=directory.headers)
+    assert groups.json()["totalResults"] == 1
+    assert_error(await client.post(f"{directory.path}/Users/.search", json={"count": "many"},
+                                   headers=directory.headers), 400, "invalidValue")
+    assert_error(await client.post(f"{directory.path}/Users/.search", json={"filter": "bad"},
+                                   headers=directory.headers), 400, "invalidFilter")
+    assert_error(await client.post(f"{directory.path}/.search", json={}, headers=directory.headers), 501)
+    assert_error(await client.post(f"{directory.path}/Users/.search", json={}), 401)
+    not_allowed = await client.put(f"{directory.path}/Users", json={}, headers=directory.headers)
+    assert_error(not_allowed, 405)
+    assert "POST" in not_allowed.headers["allow"]
