@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from gateway.credentials import hash_secret, new_secret
 from gateway.events import EventName, directory_payload, record_event
@@ -149,7 +150,7 @@ async def delete_directory(session: AsyncSession, *, directory_id: str) -> None:
         data=payload,
     )
     # Foreign keys cascade to users, groups and memberships.
-    await session.execute(delete(Directory).where(Directory.id == directory_id))
+    await session.execute(delete(Directory).where(col(Directory.id) == directory_id))
 
 
 async def create_api_key(session: AsyncSession, *, organization_id: str | None = None) -> IssuedApiKey:
@@ -165,7 +166,7 @@ async def create_api_key(session: AsyncSession, *, organization_id: str | None =
 async def ensure_admin_key(session: AsyncSession, *, key: str) -> None:
     """Register the bootstrap admin key from ``DSYNC_ADMIN_KEY`` (idempotent)."""
     key_hash = hash_secret(key)
-    found = await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == key_hash))
+    found = await session.scalar(select(col(ApiKey.id)).where(col(ApiKey.key_hash) == key_hash))
     if found is None:
         session.add(ApiKey(id=new_id("api_key"), key_hash=key_hash, organization_id=None))
         await session.flush()

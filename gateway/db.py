@@ -39,7 +39,9 @@ class Database:
         self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._queue = (
-            WriteQueue(self._writes, begin=defer_events, before_commit=write_deferred_events) if self.is_sqlite else None
+            WriteQueue(self._writes, begin=defer_events, before_commit=write_deferred_events)
+            if self.is_sqlite
+            else None
         )
 
     @property
@@ -88,7 +90,7 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy emit BEGIN itself (below) instead of the driver's implicit, deferred one.
-        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")

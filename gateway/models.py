@@ -155,9 +155,7 @@ class Event(SQLModel, table=True):
 
     cursor: int | None = Field(
         default=None,
-        sa_column=Column(
-            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-        ),
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
     )
     id: str = Field(sa_column=Column(String, unique=True, nullable=False))
     event: str = Field(index=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col
 
 from gateway.credentials import secret_matches
 from gateway.events import EventName, directory_payload, record_event
@@ -45,7 +46,7 @@ async def activate(session: AsyncSession, *, directory: Directory) -> None:
     now = utcnow()
     result = await session.execute(
         update(Directory)
-        .where(Directory.id == directory.id, Directory.state == DirectoryState.UNLINKED.value)
+        .where(col(Directory.id) == directory.id, col(Directory.state) == DirectoryState.UNLINKED.value)
         .values(state=DirectoryState.LINKED.value, updated_at=now)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -41,7 +41,15 @@ MAX_DEPTH = 32  # nested parentheses, brackets and not(...), bounding recursion
 
 CompareOp = Literal["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"]
 _OPS: dict[str, CompareOp] = {
-    "eq": "eq", "ne": "ne", "co": "co", "sw": "sw", "ew": "ew", "gt": "gt", "ge": "ge", "lt": "lt", "le": "le",
+    "eq": "eq",
+    "ne": "ne",
+    "co": "co",
+    "sw": "sw",
+    "ew": "ew",
+    "gt": "gt",
+    "ge": "ge",
+    "lt": "lt",
+    "le": "le",
 }
 _LITERALS: dict[str, bool | None] = {"true": True, "false": False, "null": None}
 Scalar = str | int | float | bool | None
@@ -444,7 +452,12 @@ _TEXT_TESTS: dict[str, Callable[[str, str], bool]] = {
     "ew": str.endswith,
 }
 _ORDER_TESTS: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq, "ne": operator.eq, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le,
+    "eq": operator.eq,
+    "ne": operator.eq,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
 }
 
 

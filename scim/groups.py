@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col
 
 from gateway.events import (
     EventName,
@@ -32,7 +33,6 @@ from scim.filters import matches
 from scim.patch import MemberChange
 from scim.resources import Member, group_columns
 from scim.users import uniqueness_error
-
 
 _INSERT_GROUP = DirectoryGroup.__table__.insert()  # type: ignore[attr-defined]
 # Re-adding a member is a no-op; RETURNING names only the edges really added, so only they get events.
@@ -78,7 +78,9 @@ async def create_group(
 
 async def get_group(session: AsyncSession, *, directory_id: str, group_id: str) -> DirectoryGroup:
     group = await session.scalar(
-        select(DirectoryGroup).where(DirectoryGroup.id == group_id, DirectoryGroup.directory_id == directory_id)
+        select(DirectoryGroup).where(
+            col(DirectoryGroup.id) == group_id, col(DirectoryGroup.directory_id) == directory_id
+        )
     )
     if group is None:
         raise ScimError(404, f"Group {group_id} not found")
@@ -118,8 +120,8 @@ async def _users_in_directory(session: AsyncSession, *, directory_id: str, ids: 
         return []
     rows = await session.scalars(
         select(DirectoryUser).where(
-            DirectoryUser.directory_id == directory_id,
-            DirectoryUser.id.in_(ids),  # type: ignore[attr-defined]
+            col(DirectoryUser.directory_id) == directory_id,
+            col(DirectoryUser.id).in_(ids),
         )
     )
     by_id = {u.id: u for u in rows}
@@ -141,7 +143,7 @@ async def _membership_changed(
     now = utcnow()
     await session.execute(
         update(DirectoryUser)
-        .where(DirectoryUser.id.in_([u.id for u in users]))  # type: ignore[attr-defined]
+        .where(col(DirectoryUser.id).in_([u.id for u in users]))
         .values(version=DirectoryUser.version + 1, updated_at=now)
     )
     for user in users:
@@ -150,7 +152,7 @@ async def _membership_changed(
     if touch_group:
         await session.execute(
             update(DirectoryGroup)
-            .where(DirectoryGroup.id == group.id)
+            .where(col(DirectoryGroup.id) == group.id)
             .values(version=DirectoryGroup.version + 1, updated_at=now)
         )
         set_committed_value(group, "version", group.version + 1)
@@ -203,8 +205,8 @@ async def remove_members(
     removed = set(
         await session.scalars(
             delete(GroupMembership)
-            .where(GroupMembership.group_id == group.id, GroupMembership.user_id.in_(ids))  # type: ignore[attr-defined]
-            .returning(GroupMembership.user_id)
+            .where(col(GroupMembership.group_id) == group.id, col(GroupMembership.user_id).in_(ids))
+            .returning(col(GroupMembership.user_id))
         )
     )
     users = await _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
@@ -219,9 +221,9 @@ async def replace_members(
 ) -> None:
     """Make the member list exactly ``user_ids`` (known ones), applied as a difference."""
     wanted = _unique(user_ids)
-    stale = select(GroupMembership.user_id).where(
-        GroupMembership.group_id == group.id,
-        GroupMembership.user_id.not_in(wanted),  # type: ignore[attr-defined]
+    stale = select(col(GroupMembership.user_id)).where(
+        col(GroupMembership.group_id) == group.id,
+        col(GroupMembership.user_id).not_in(wanted),
     )
     await remove_members(session, directory=directory, group=group, user_ids=list(await session.scalars(stale)))
     await add_members(session, directory=directory, group=group, user_ids=wanted)
@@ -245,8 +247,12 @@ async def apply_member_changes(
             chosen = [
                 m.id
                 for m in members
-                if matches(change.where, {"value": m.id, "display": m.display, "type": "User"}, resource="Group",
-                           parent="members")
+                if matches(
+                    change.where,
+                    {"value": m.id, "display": m.display, "type": "User"},
+                    resource="Group",
+                    parent="members",
+                )
             ]
             await remove_members(session, directory=directory, group=group, user_ids=chosen)
 
@@ -254,13 +260,13 @@ async def apply_member_changes(
 async def delete_group(session: AsyncSession, *, directory: Directory, group: DirectoryGroup) -> None:
     """Delete the group; its memberships go with it (``dsync.group.deleted`` says so)."""
     payload = group_payload(group, organization_id=directory.organization_id)
-    member_ids = select(GroupMembership.user_id).where(GroupMembership.group_id == group.id)
+    member_ids = select(col(GroupMembership.user_id)).where(col(GroupMembership.group_id) == group.id)
     await session.execute(
         update(DirectoryUser)
-        .where(DirectoryUser.id.in_(member_ids))  # type: ignore[attr-defined]
+        .where(col(DirectoryUser.id).in_(member_ids))
         .values(version=DirectoryUser.version + 1, updated_at=utcnow())
     )
-    await session.execute(delete(DirectoryGroup).where(DirectoryGroup.id == group.id))
+    await session.execute(delete(DirectoryGroup).where(col(DirectoryGroup.id) == group.id))
     await record_event(
         session,
         event=EventName.GROUP_DELETED,
@@ -273,14 +279,14 @@ async def delete_group(session: AsyncSession, *, directory: Directory, group: Di
 async def list_groups(
     session: AsyncSession, *, directory_id: str, where: Any | None, start_index: int, count: int
 ) -> tuple[int, list[DirectoryGroup]]:
-    conditions = [DirectoryGroup.directory_id == directory_id]
+    conditions = [col(DirectoryGroup.directory_id) == directory_id]
     if where is not None:
         conditions.append(where)
     total = await session.scalar(select(func.count()).select_from(DirectoryGroup).where(*conditions)) or 0
     if count == 0:
         return total, []
     rows = await session.scalars(
-        select(DirectoryGroup).where(*conditions).order_by(DirectoryGroup.id).offset(start_index - 1).limit(count)
+        select(DirectoryGroup).where(*conditions).order_by(col(DirectoryGroup.id)).offset(start_index - 1).limit(count)
     )
     return total, list(rows)
 
@@ -291,10 +297,15 @@ async def members_of_groups(session: AsyncSession, *, group_ids: Sequence[str]) 
     if not group_ids:
         return result
     rows = await session.execute(
-        select(GroupMembership.group_id, DirectoryUser.id, DirectoryUser.display_name, DirectoryUser.user_name)
-        .join(DirectoryUser, DirectoryUser.id == GroupMembership.user_id)
-        .where(GroupMembership.group_id.in_(group_ids))  # type: ignore[attr-defined]
-        .order_by(DirectoryUser.id)
+        select(
+            col(GroupMembership.group_id),
+            col(DirectoryUser.id),
+            col(DirectoryUser.display_name),
+            col(DirectoryUser.user_name),
+        )
+        .join(DirectoryUser, col(DirectoryUser.id) == col(GroupMembership.user_id))
+        .where(col(GroupMembership.group_id).in_(group_ids))
+        .order_by(col(DirectoryUser.id))
     )
     for group_id, user_id, display_name, user_name in rows:
         result[group_id].append(Member(id=user_id, display=display_name or user_name))

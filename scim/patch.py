@@ -15,7 +15,7 @@ from scim.errors import ScimError
 from scim.filters import And, Compare, Filter, Or, matches, parse_path
 from scim.normalize import member_values, normalize_resource
 from scim.resources import PATCH_SCHEMA
-from scim.schemas import Resource, ResolvedPath, resolve_path
+from scim.schemas import ResolvedPath, Resource, resolve_path
 
 Op = Literal["add", "replace", "remove"]
 
@@ -115,8 +115,13 @@ def _apply(
     elif sub is not None:
         _apply_sub(container, key, operation, sub)
     else:
-        _apply_whole(container, key, operation, multi_valued=resolved.attribute.multi_valued,
-                     complex_=resolved.attribute.type == "complex")
+        _apply_whole(
+            container,
+            key,
+            operation,
+            multi_valued=resolved.attribute.multi_valued,
+            complex_=resolved.attribute.type == "complex",
+        )
 
 
 def _member_change(operation: Operation, where: Filter | None) -> MemberChange:
@@ -169,7 +174,9 @@ def _existing_key(container: dict[str, Any], name: str) -> str:
     return next((k for k in container if k.lower() == lowered), name)
 
 
-def _apply_whole(container: dict[str, Any], key: str, operation: Operation, *, multi_valued: bool, complex_: bool) -> None:
+def _apply_whole(
+    container: dict[str, Any], key: str, operation: Operation, *, multi_valued: bool, complex_: bool
+) -> None:
     value = operation.value
     current = container.get(key)
     if operation.op == "remove":

@@ -59,8 +59,12 @@ def user_columns(raw: Mapping[str, Any]) -> dict[str, Any]:
         for e in raw.get("emails") or []
         if isinstance(e, dict)
     ]
-    name = raw.get("name") if isinstance(raw.get("name"), dict) else {}
-    enterprise = raw.get(ENTERPRISE_SCHEMA) if isinstance(raw.get(ENTERPRISE_SCHEMA), dict) else {}
+    name = raw.get("name")
+    if not isinstance(name, dict):
+        name = {}
+    enterprise = raw.get(ENTERPRISE_SCHEMA)
+    if not isinstance(enterprise, dict):
+        enterprise = {}
     custom: dict[str, Any] = {
         key: enterprise[attr] for attr, key in _CUSTOM_FROM_ENTERPRISE.items() if enterprise.get(attr) not in (None, "")
     }
@@ -109,8 +113,7 @@ def render_user(user: DirectoryUser, *, base_url: str, groups: Iterable[Member] 
     body: dict[str, Any] = {"schemas": schemas, "id": user.id, **raw}
     if groups is not None:
         body["groups"] = [
-            {"value": g.id, "display": g.display, "$ref": f"{base_url}/Groups/{g.id}", "type": "direct"}
-            for g in groups
+            {"value": g.id, "display": g.display, "$ref": f"{base_url}/Groups/{g.id}", "type": "direct"} for g in groups
         ]
     body["meta"] = _meta("User", f"{base_url}/Users/{user.id}", user.created_at, user.updated_at, user.version)
     return body
@@ -193,9 +196,7 @@ def _remove(source: Any, parts: list[str]) -> None:
         _remove(source[key], parts[1:])
 
 
-def project(
-    body: dict[str, Any], *, attributes: list[str] | None, excluded: list[str] | None
-) -> dict[str, Any]:
+def project(body: dict[str, Any], *, attributes: list[str] | None, excluded: list[str] | None) -> dict[str, Any]:
     """Apply ``attributes`` (keep only these, plus id and schemas) or ``excludedAttributes``."""
     urns = [u for u in body.get("schemas", []) if isinstance(u, str)] + [USER_SCHEMA, GROUP_SCHEMA]
     if attributes:

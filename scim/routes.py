@@ -32,7 +32,6 @@ from scim.normalize import member_values, normalize_resource
 from scim.patch import apply_patch, parse_patch
 from scim.resources import LIST_SCHEMA, Member, etag, mentions, project, render_group, render_user
 
-
 T = TypeVar("T")
 
 
@@ -157,8 +156,9 @@ async def _user_response(
     """One user; ``groups`` when already known (a new user has none), else read from the memberships."""
     attributes, excluded = projection_params(request)
     if groups is not None:
-        body = project(render_user(user, base_url=_base_url(request), groups=groups), attributes=attributes,
-                       excluded=excluded)
+        body = project(
+            render_user(user, base_url=_base_url(request), groups=groups), attributes=attributes, excluded=excluded
+        )
     else:
         [body] = await _render_users(session, request, [user], attributes, excluded)
     location = f"{_base_url(request)}/Users/{user.id}"
@@ -207,21 +207,26 @@ async def user_item(request: Request) -> Response:
 
         return await _writing(request, remove)
     if request.method == "PUT":
-        body = await _prepared(request, lambda document: normalize_resource(document, resource="User"))
-    else:
-        body = await _prepared(request, parse_patch)
+        replacement = await _prepared(request, lambda document: normalize_resource(document, resource="User"))
 
-    async def update(session: AsyncSession, directory: Directory) -> Response:
+        async def replace(session: AsyncSession, directory: Directory) -> Response:
+            user = await users.get_user(session, directory_id=directory.id, user_id=user_id)
+            check_if_match(request, etag(user.version))
+            raw = replacement.get()
+            await users.save_user(session, directory=directory, user=user, raw=raw)
+            return await _user_response(session, request, user)
+
+        return await _writing(request, replace)
+    operations = await _prepared(request, parse_patch)
+
+    async def patch(session: AsyncSession, directory: Directory) -> Response:
         user = await users.get_user(session, directory_id=directory.id, user_id=user_id)
         check_if_match(request, etag(user.version))
-        if request.method == "PUT":
-            raw = body.get()
-        else:
-            raw, _members = apply_patch(user.raw_attributes, body.get(), resource="User")
+        raw, _members = apply_patch(user.raw_attributes, operations.get(), resource="User")
         await users.save_user(session, directory=directory, user=user, raw=raw)
         return await _user_response(session, request, user)
 
-    return await _writing(request, update)
+    return await _writing(request, patch)
 
 
 # -- Groups -----------------------------------------------------------------------------------------------------
@@ -381,8 +386,9 @@ async def search(request: Request) -> Response:
 @scim_endpoint
 async def search_everything(request: Request) -> Response:
     async with _reading(request):
-        raise ScimError(501, "Searching several resource types at once is not supported; use /Users/.search or "
-                        "/Groups/.search")
+        raise ScimError(
+            501, "Searching several resource types at once is not supported; use /Users/.search or /Groups/.search"
+        )
 
 
 async def _unrouted(request: Request) -> Response:

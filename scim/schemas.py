@@ -95,41 +95,87 @@ def _multi(
         Attribute("type", canonical_values=types, description="A label indicating the attribute's function."),
         Attribute("primary", "boolean", description="Indicates the 'primary' or preferred value."),
     )
-    return Attribute(name, "complex", multi_valued=True, mutability=mutability, sub_attributes=subs,
-                     description=description)
+    return Attribute(
+        name, "complex", multi_valued=True, mutability=mutability, sub_attributes=subs, description=description
+    )
 
 
 # RFC 7643 §3.1: common attributes. They belong to every resource but are not part of any schema representation.
 COMMON_ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("id", case_exact=True, mutability="readOnly", returned="always", uniqueness="server",
-              description="A unique identifier for a SCIM resource as defined by the service provider."),
-    Attribute("externalId", case_exact=True,
-              description="A String that is an identifier for the resource as defined by the provisioning client."),
-    Attribute("meta", "complex", mutability="readOnly", description="Resource metadata.", sub_attributes=(
-        Attribute("resourceType", case_exact=True, mutability="readOnly",
-                  description="The name of the resource type of the resource."),
-        Attribute("created", "dateTime", mutability="readOnly",
-                  description="The DateTime that the resource was added to the service provider."),
-        Attribute("lastModified", "dateTime", mutability="readOnly",
-                  description="The most recent DateTime that the details of this resource were updated."),
-        Attribute("location", "reference", case_exact=True, mutability="readOnly", reference_types=("uri",),
-                  description="The URI of the resource being returned."),
-        Attribute("version", case_exact=True, mutability="readOnly",
-                  description="The version (ETag) of the resource being returned."),
-    )),
+    Attribute(
+        "id",
+        case_exact=True,
+        mutability="readOnly",
+        returned="always",
+        uniqueness="server",
+        description="A unique identifier for a SCIM resource as defined by the service provider.",
+    ),
+    Attribute(
+        "externalId",
+        case_exact=True,
+        description="A String that is an identifier for the resource as defined by the provisioning client.",
+    ),
+    Attribute(
+        "meta",
+        "complex",
+        mutability="readOnly",
+        description="Resource metadata.",
+        sub_attributes=(
+            Attribute(
+                "resourceType",
+                case_exact=True,
+                mutability="readOnly",
+                description="The name of the resource type of the resource.",
+            ),
+            Attribute(
+                "created",
+                "dateTime",
+                mutability="readOnly",
+                description="The DateTime that the resource was added to the service provider.",
+            ),
+            Attribute(
+                "lastModified",
+                "dateTime",
+                mutability="readOnly",
+                description="The most recent DateTime that the details of this resource were updated.",
+            ),
+            Attribute(
+                "location",
+                "reference",
+                case_exact=True,
+                mutability="readOnly",
+                reference_types=("uri",),
+                description="The URI of the resource being returned.",
+            ),
+            Attribute(
+                "version",
+                case_exact=True,
+                mutability="readOnly",
+                description="The version (ETag) of the resource being returned.",
+            ),
+        ),
+    ),
 )
 
-_NAME = Attribute("name", "complex", description="The components of the user's real name.", sub_attributes=(
-    Attribute("formatted", description="The full name, including all middle names, titles, and suffixes."),
-    Attribute("familyName", description="The family name of the User, or last name."),
-    Attribute("givenName", description="The given name of the User, or first name."),
-    Attribute("middleName", description="The middle name(s) of the User."),
-    Attribute("honorificPrefix", description="The honorific prefix(es) of the User, e.g. 'Ms.'."),
-    Attribute("honorificSuffix", description="The honorific suffix(es) of the User, e.g. 'III'."),
-))
+_NAME = Attribute(
+    "name",
+    "complex",
+    description="The components of the user's real name.",
+    sub_attributes=(
+        Attribute("formatted", description="The full name, including all middle names, titles, and suffixes."),
+        Attribute("familyName", description="The family name of the User, or last name."),
+        Attribute("givenName", description="The given name of the User, or first name."),
+        Attribute("middleName", description="The middle name(s) of the User."),
+        Attribute("honorificPrefix", description="The honorific prefix(es) of the User, e.g. 'Ms.'."),
+        Attribute("honorificSuffix", description="The honorific suffix(es) of the User, e.g. 'III'."),
+    ),
+)
 
 _ADDRESSES = Attribute(
-    "addresses", "complex", multi_valued=True, description="A physical mailing address for this User.",
+    "addresses",
+    "complex",
+    multi_valued=True,
+    description="A physical mailing address for this User.",
     sub_attributes=(
         Attribute("formatted", description="The full mailing address, formatted for display."),
         Attribute("streetAddress", description="The full street address component."),
@@ -145,77 +191,151 @@ _ADDRESSES = Attribute(
 
 # §4.1.2 / §8.7.1: the service provider computes group membership; clients can only read it.
 _GROUPS = Attribute(
-    "groups", "complex", multi_valued=True, mutability="readOnly",
+    "groups",
+    "complex",
+    multi_valued=True,
+    mutability="readOnly",
     description="A list of groups to which the user belongs, either direct or indirect.",
     sub_attributes=(
         Attribute("value", mutability="readOnly", description="The identifier of the User's group."),
-        Attribute("$ref", "reference", mutability="readOnly", reference_types=("User", "Group"),
-                  description="The URI of the corresponding 'Group' resource."),
+        Attribute(
+            "$ref",
+            "reference",
+            mutability="readOnly",
+            reference_types=("User", "Group"),
+            description="The URI of the corresponding 'Group' resource.",
+        ),
         Attribute("display", mutability="readOnly", description="A human-readable name for the group."),
-        Attribute("type", mutability="readOnly", canonical_values=("direct", "indirect"),
-                  description="A label indicating the attribute's function, e.g. 'direct' or 'indirect'."),
+        Attribute(
+            "type",
+            mutability="readOnly",
+            canonical_values=("direct", "indirect"),
+            description="A label indicating the attribute's function, e.g. 'direct' or 'indirect'.",
+        ),
     ),
 )
 
-USER_SCHEMA = Schema(USER_SCHEMA_ID, "User", "User Account", (
-    Attribute("userName", required=True, uniqueness="server",
-              description="Unique identifier for the User, typically used to directly authenticate to the service."),
-    _NAME,
-    Attribute("displayName", description="The name of the User, suitable for display to end-users."),
-    Attribute("nickName", description="The casual way to address the user in real life."),
-    Attribute("profileUrl", "reference", reference_types=("external",),
-              description="A fully qualified URL pointing to a page representing the User's online profile."),
-    Attribute("title", description="The user's title, such as 'Vice President'."),
-    Attribute("userType", description="Identifies the relationship between the organization and the user."),
-    Attribute("preferredLanguage", description="The User's preferred written or spoken language (RFC 7231)."),
-    Attribute("locale", description="The User's default location for localizing, e.g. 'en-US'."),
-    Attribute("timezone", description="The User's time zone in the 'Olson' time zone database format."),
-    Attribute("active", "boolean", description="A Boolean value indicating the User's administrative status."),
-    # §4.1.1: never returned, and a client can only set it.
-    Attribute("password", mutability="writeOnly", returned="never",
-              description="The User's cleartext password, used to set or compare a password."),
-    _multi("emails", "Email addresses for the user.", types=("work", "home", "other")),
-    _multi("phoneNumbers", "Phone numbers for the User.", types=("work", "home", "mobile", "fax", "pager", "other")),
-    _multi("ims", "Instant messaging addresses for the User.",
-           types=("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo")),
-    _multi("photos", "URLs of photos of the User.", types=("photo", "thumbnail"),
-           value=Attribute("value", "reference", reference_types=("external",), description="URL of a photo.")),
-    _ADDRESSES,
-    _GROUPS,
-    _multi("entitlements", "A list of entitlements for the User that represent a thing the User has."),
-    _multi("roles", "A list of roles for the User that collectively represent who the User is."),
-    _multi("x509Certificates", "A list of certificates issued to the User.",
-           value=Attribute("value", "binary", description="The value of an X.509 certificate (DER, base64).")),
-))
+USER_SCHEMA = Schema(
+    USER_SCHEMA_ID,
+    "User",
+    "User Account",
+    (
+        Attribute(
+            "userName",
+            required=True,
+            uniqueness="server",
+            description="Unique identifier for the User, typically used to directly authenticate to the service.",
+        ),
+        _NAME,
+        Attribute("displayName", description="The name of the User, suitable for display to end-users."),
+        Attribute("nickName", description="The casual way to address the user in real life."),
+        Attribute(
+            "profileUrl",
+            "reference",
+            reference_types=("external",),
+            description="A fully qualified URL pointing to a page representing the User's online profile.",
+        ),
+        Attribute("title", description="The user's title, such as 'Vice President'."),
+        Attribute("userType", description="Identifies the relationship between the organization and the user."),
+        Attribute("preferredLanguage", description="The User's preferred written or spoken language (RFC 7231)."),
+        Attribute("locale", description="The User's default location for localizing, e.g. 'en-US'."),
+        Attribute("timezone", description="The User's time zone in the 'Olson' time zone database format."),
+        Attribute("active", "boolean", description="A Boolean value indicating the User's administrative status."),
+        # §4.1.1: never returned, and a client can only set it.
+        Attribute(
+            "password",
+            mutability="writeOnly",
+            returned="never",
+            description="The User's cleartext password, used to set or compare a password.",
+        ),
+        _multi("emails", "Email addresses for the user.", types=("work", "home", "other")),
+        _multi(
+            "phoneNumbers", "Phone numbers for the User.", types=("work", "home", "mobile", "fax", "pager", "other")
+        ),
+        _multi(
+            "ims",
+            "Instant messaging addresses for the User.",
+            types=("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"),
+        ),
+        _multi(
+            "photos",
+            "URLs of photos of the User.",
+            types=("photo", "thumbnail"),
+            value=Attribute("value", "reference", reference_types=("external",), description="URL of a photo."),
+        ),
+        _ADDRESSES,
+        _GROUPS,
+        _multi("entitlements", "A list of entitlements for the User that represent a thing the User has."),
+        _multi("roles", "A list of roles for the User that collectively represent who the User is."),
+        _multi(
+            "x509Certificates",
+            "A list of certificates issued to the User.",
+            value=Attribute("value", "binary", description="The value of an X.509 certificate (DER, base64)."),
+        ),
+    ),
+)
 
-ENTERPRISE_USER_SCHEMA = Schema(ENTERPRISE_USER_SCHEMA_ID, "EnterpriseUser", "Enterprise User", (
-    Attribute("employeeNumber", description="Numeric or alphanumeric identifier assigned to a person."),
-    Attribute("costCenter", description="Identifies the name of a cost center."),
-    Attribute("organization", description="Identifies the name of an organization."),
-    Attribute("division", description="Identifies the name of a division."),
-    Attribute("department", description="Identifies the name of a department."),
-    Attribute("manager", "complex", description="The User's manager.", sub_attributes=(
-        Attribute("value", description="The id of the SCIM resource representing the User's manager."),
-        Attribute("$ref", "reference", reference_types=("User",),
-                  description="The URI of the SCIM resource representing the User's manager."),
-        Attribute("displayName", mutability="readOnly", description="The displayName of the User's manager."),
-    )),
-))
+ENTERPRISE_USER_SCHEMA = Schema(
+    ENTERPRISE_USER_SCHEMA_ID,
+    "EnterpriseUser",
+    "Enterprise User",
+    (
+        Attribute("employeeNumber", description="Numeric or alphanumeric identifier assigned to a person."),
+        Attribute("costCenter", description="Identifies the name of a cost center."),
+        Attribute("organization", description="Identifies the name of an organization."),
+        Attribute("division", description="Identifies the name of a division."),
+        Attribute("department", description="Identifies the name of a department."),
+        Attribute(
+            "manager",
+            "complex",
+            description="The User's manager.",
+            sub_attributes=(
+                Attribute("value", description="The id of the SCIM resource representing the User's manager."),
+                Attribute(
+                    "$ref",
+                    "reference",
+                    reference_types=("User",),
+                    description="The URI of the SCIM resource representing the User's manager.",
+                ),
+                Attribute("displayName", mutability="readOnly", description="The displayName of the User's manager."),
+            ),
+        ),
+    ),
+)
 
-GROUP_SCHEMA = Schema(GROUP_SCHEMA_ID, "Group", "Group", (
-    # §8.7.1 says required false, but §4.2 makes displayName REQUIRED; we enforce the prose.
-    Attribute("displayName", required=True, description="A human-readable name for the Group."),
-    Attribute("members", "complex", multi_valued=True, description="A list of members of the Group.",
-              sub_attributes=(
-                  Attribute("value", mutability="immutable", description="Identifier of the member of this Group."),
-                  Attribute("$ref", "reference", mutability="immutable", reference_types=("User", "Group"),
-                            description="The URI corresponding to a SCIM resource that is a member of this Group."),
-                  Attribute("type", mutability="immutable", canonical_values=("User", "Group"),
-                            description="A label indicating the type of resource, e.g. 'User' or 'Group'."),
-                  # Not in §8.7.1, but §4.2's examples and every major IdP send it.
-                  Attribute("display", mutability="readOnly", description="A human-readable name for the member."),
-              )),
-))
+GROUP_SCHEMA = Schema(
+    GROUP_SCHEMA_ID,
+    "Group",
+    "Group",
+    (
+        # §8.7.1 says required false, but §4.2 makes displayName REQUIRED; we enforce the prose.
+        Attribute("displayName", required=True, description="A human-readable name for the Group."),
+        Attribute(
+            "members",
+            "complex",
+            multi_valued=True,
+            description="A list of members of the Group.",
+            sub_attributes=(
+                Attribute("value", mutability="immutable", description="Identifier of the member of this Group."),
+                Attribute(
+                    "$ref",
+                    "reference",
+                    mutability="immutable",
+                    reference_types=("User", "Group"),
+                    description="The URI corresponding to a SCIM resource that is a member of this Group.",
+                ),
+                Attribute(
+                    "type",
+                    mutability="immutable",
+                    canonical_values=("User", "Group"),
+                    description="A label indicating the type of resource, e.g. 'User' or 'Group'.",
+                ),
+                # Not in §8.7.1, but §4.2's examples and every major IdP send it.
+                Attribute("display", mutability="readOnly", description="A human-readable name for the member."),
+            ),
+        ),
+    ),
+)
 
 SCHEMAS: dict[str, Schema] = {s.id: s for s in (USER_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA)}
 # Core schema first: unqualified names resolve against it only (RFC 7644 §3.10).

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from gateway.events import EventName, previous_attributes, record_event, user_payload
 from gateway.ids import new_id
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.errors import ScimError
 from scim.resources import Member, user_columns
-
 
 _INSERT_USER = DirectoryUser.__table__.insert()  # type: ignore[attr-defined]
 
@@ -59,16 +59,14 @@ async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[
 
 async def get_user(session: AsyncSession, *, directory_id: str, user_id: str) -> DirectoryUser:
     user = await session.scalar(
-        select(DirectoryUser).where(DirectoryUser.id == user_id, DirectoryUser.directory_id == directory_id)
+        select(DirectoryUser).where(col(DirectoryUser.id) == user_id, col(DirectoryUser.directory_id) == directory_id)
     )
     if user is None:
         raise ScimError(404, f"User {user_id} not found")
     return user
 
 
-async def save_user(
-    session: AsyncSession, *, directory: Directory, user: DirectoryUser, raw: dict[str, Any]
-) -> bool:
+async def save_user(session: AsyncSession, *, directory: Directory, user: DirectoryUser, raw: dict[str, Any]) -> bool:
     """Store ``raw`` as the user's new state; emit ``dsync.user.updated`` only when something really changed."""
     columns = user_columns(raw)
     if all(getattr(user, key) == value for key, value in columns.items()):
@@ -97,8 +95,10 @@ async def save_user(
 async def delete_user(session: AsyncSession, *, directory: Directory, user: DirectoryUser) -> None:
     """Delete the user; it leaves every group with it (``dsync.user.deleted`` says so for all its memberships)."""
     payload = user_payload(user, organization_id=directory.organization_id)
-    group_ids = list(await session.scalars(select(GroupMembership.group_id).where(GroupMembership.user_id == user.id)))
-    await session.execute(delete(DirectoryUser).where(DirectoryUser.id == user.id))
+    group_ids = list(
+        await session.scalars(select(col(GroupMembership.group_id)).where(col(GroupMembership.user_id) == user.id))
+    )
+    await session.execute(delete(DirectoryUser).where(col(DirectoryUser.id) == user.id))
     if group_ids:
         await touch_groups(session, group_ids=group_ids)
     await record_event(
@@ -114,7 +114,7 @@ async def touch_groups(session: AsyncSession, *, group_ids: Sequence[str]) -> No
     """A group's member list changed: new version and lastModified."""
     await session.execute(
         update(DirectoryGroup)
-        .where(DirectoryGroup.id.in_(group_ids))  # type: ignore[attr-defined]
+        .where(col(DirectoryGroup.id).in_(group_ids))
         .values(version=DirectoryGroup.version + 1, updated_at=utcnow())
     )
 
@@ -122,14 +122,14 @@ async def touch_groups(session: AsyncSession, *, group_ids: Sequence[str]) -> No
 async def list_users(
     session: AsyncSession, *, directory_id: str, where: Any | None, start_index: int, count: int
 ) -> tuple[int, list[DirectoryUser]]:
-    conditions = [DirectoryUser.directory_id == directory_id]
+    conditions = [col(DirectoryUser.directory_id) == directory_id]
     if where is not None:
         conditions.append(where)
     total = await session.scalar(select(func.count()).select_from(DirectoryUser).where(*conditions)) or 0
     if count == 0:
         return total, []
     rows = await session.scalars(
-        select(DirectoryUser).where(*conditions).order_by(DirectoryUser.id).offset(start_index - 1).limit(count)
+        select(DirectoryUser).where(*conditions).order_by(col(DirectoryUser.id)).offset(start_index - 1).limit(count)
     )
     return total, list(rows)
 
@@ -140,10 +140,10 @@ async def groups_of_users(session: AsyncSession, *, user_ids: Sequence[str]) -> 
     if not user_ids:
         return result
     rows = await session.execute(
-        select(GroupMembership.user_id, DirectoryGroup.id, DirectoryGroup.name)
-        .join(DirectoryGroup, DirectoryGroup.id == GroupMembership.group_id)
-        .where(GroupMembership.user_id.in_(user_ids))  # type: ignore[attr-defined]
-        .order_by(DirectoryGroup.id)
+        select(col(GroupMembership.user_id), col(DirectoryGroup.id), col(DirectoryGroup.name))
+        .join(DirectoryGroup, col(DirectoryGroup.id) == col(GroupMembership.group_id))
+        .where(col(GroupMembership.user_id).in_(user_ids))
+        .order_by(col(DirectoryGroup.id))
     )
     for user_id, group_id, name in rows:
         result[user_id].append(Member(id=group_id, display=name))

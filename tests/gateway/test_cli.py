@@ -32,8 +32,20 @@ def test_admin_commands(tmp_path: Path) -> None:
     assert organization["id"].startswith("org_") and organization["domains"] == ["acme.com"]
     assert set(organization) == {"id", "name", "domains"}
 
-    directory = as_json(dsync(tmp_path, "directories", "create", "--organization", organization["id"],
-                              "--name", "Acme JumpCloud", "--type", "jumpcloud", "--json"))
+    directory = as_json(
+        dsync(
+            tmp_path,
+            "directories",
+            "create",
+            "--organization",
+            organization["id"],
+            "--name",
+            "Acme JumpCloud",
+            "--type",
+            "jumpcloud",
+            "--json",
+        )
+    )
     assert set(directory) == {"id", "organization_id", "name", "type", "state", "endpoint", "bearer_token"}
     assert directory["type"] == "jumpcloud scim v2.0" and directory["state"] == "unlinked"
     assert directory["endpoint"] == f"https://dsync.example.com/scim/v2/{directory['id']}"
@@ -52,8 +64,9 @@ def test_admin_commands(tmp_path: Path) -> None:
     for secret in (directory["bearer_token"], rotated["bearer_token"], key["key"], admin_key["key"]):
         assert secret.encode() not in raw
 
-    text = dsync(tmp_path, "directories", "create", "--organization", organization["id"], "--name", "Okta",
-                 "--type", "okta").stdout
+    text = dsync(
+        tmp_path, "directories", "create", "--organization", organization["id"], "--name", "Okta", "--type", "okta"
+    ).stdout
     assert "SCIM endpoint: https://dsync.example.com/scim/v2/directory_" in text and "Bearer token:" in text
 
     deleted = as_json(dsync(tmp_path, "directories", "delete", directory["id"], "--json"))

@@ -37,10 +37,14 @@ def assert_error(response: httpx.Response, status: int, scim_type: str | None = 
 
 @pytest.fixture
 async def seeded(client: httpx.AsyncClient, directory: DirectoryFixture) -> dict[str, Any]:
-    user = await client.post(f"{directory.path}/Users", headers=directory.headers,
-                             json={"userName": "ada@acme.test", "externalId": "u-1"})
-    group = await client.post(f"{directory.path}/Groups", headers=directory.headers,
-                              json={"displayName": "Eng", "externalId": "g-1", "members": [{"value": user.json()["id"]}]})
+    user = await client.post(
+        f"{directory.path}/Users", headers=directory.headers, json={"userName": "ada@acme.test", "externalId": "u-1"}
+    )
+    group = await client.post(
+        f"{directory.path}/Groups",
+        headers=directory.headers,
+        json={"displayName": "Eng", "externalId": "g-1", "members": [{"value": user.json()["id"]}]},
+    )
     # Joining the group bumped the user's version: keep the current representation.
     current = await client.get(f"{directory.path}/Users/{user.json()['id']}", headers=directory.headers)
     return {"user": current.json(), "group": group.json()}
@@ -62,28 +66,61 @@ BAD_BODIES = [
     ("POST", "/Groups", b'{"displayName": "Bad", "members": [{"value": 7}]}', 400, "invalidValue"),
     ("PATCH", "/Users/{user}", b'{"Operations": []}', 400, "invalidSyntax"),
     ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "move", "path": "title", "value": 1}]}', 400, "invalidSyntax"),
-    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "emails[type eq", "value": 1}]}', 400,
-     "invalidPath"),
-    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "nosuch", "value": 1}]}', 400,
-     "invalidPath"),
+    (
+        "PATCH",
+        "/Users/{user}",
+        b'{"Operations": [{"op": "replace", "path": "emails[type eq", "value": 1}]}',
+        400,
+        "invalidPath",
+    ),
+    (
+        "PATCH",
+        "/Users/{user}",
+        b'{"Operations": [{"op": "replace", "path": "nosuch", "value": 1}]}',
+        400,
+        "invalidPath",
+    ),
     ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "remove"}]}', 400, "noTarget"),
     ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "remove", "path": "userName"}]}', 400, "invalidValue"),
-    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "id", "value": "x"}]}', 400,
-     "mutability"),
-    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "title", "value": "ok"},'
-                               b'{"op": "replace", "path": "active", "value": "nope"}]}', 400, "invalidValue"),
+    ("PATCH", "/Users/{user}", b'{"Operations": [{"op": "replace", "path": "id", "value": "x"}]}', 400, "mutability"),
+    (
+        "PATCH",
+        "/Users/{user}",
+        b'{"Operations": [{"op": "replace", "path": "title", "value": "ok"},'
+        b'{"op": "replace", "path": "active", "value": "nope"}]}',
+        400,
+        "invalidValue",
+    ),
     ("PUT", "/Users/{user}", b'{"displayName": "no userName"}', 400, "invalidValue"),
-    ("PATCH", "/Groups/{group}", b'{"Operations": [{"op": "add", "path": "members", "value": [{"nope": 1}]}]}',
-     400, "invalidValue"),
-    ("PATCH", "/Groups/{group}", b'{"Operations": [{"op": "replace", "path": "displayName", "value": "New"},'
-                                 b'{"op": "remove", "path": "displayName"}]}', 400, "invalidValue"),
+    (
+        "PATCH",
+        "/Groups/{group}",
+        b'{"Operations": [{"op": "add", "path": "members", "value": [{"nope": 1}]}]}',
+        400,
+        "invalidValue",
+    ),
+    (
+        "PATCH",
+        "/Groups/{group}",
+        b'{"Operations": [{"op": "replace", "path": "displayName", "value": "New"},'
+        b'{"op": "remove", "path": "displayName"}]}',
+        400,
+        "invalidValue",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "scim_type"), BAD_BODIES)
 async def test_bad_bodies_change_nothing(
-    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any], app: Any,
-    method: str, path: str, body: bytes, status: int, scim_type: str,
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    seeded: dict[str, Any],
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes,
+    status: int,
+    scim_type: str,
 ) -> None:
     before = await snapshot(app.state.database)
     url = directory.path + path.format(user=seeded["user"]["id"], group=seeded["group"]["id"])
@@ -97,8 +134,19 @@ async def test_bad_bodies_change_nothing(
 
 @pytest.mark.parametrize(
     "bad_filter",
-    ['userName eq', 'userName xx "a"', '(userName eq "a"', 'userName eq "a")', 'userName eq a', 'nosuch eq "a"',
-     'emails[type eq "work"', 'active co "t"', 'meta.lastModified gt "yesterday"', 'userName eq "a" and', "x" * 5000],
+    [
+        "userName eq",
+        'userName xx "a"',
+        '(userName eq "a"',
+        'userName eq "a")',
+        "userName eq a",
+        'nosuch eq "a"',
+        'emails[type eq "work"',
+        'active co "t"',
+        'meta.lastModified gt "yesterday"',
+        'userName eq "a" and',
+        "x" * 5000,
+    ],
 )
 async def test_bad_filters(client: httpx.AsyncClient, directory: DirectoryFixture, bad_filter: str) -> None:
     response = await client.get(f"{directory.path}/Users", params={"filter": bad_filter}, headers=directory.headers)
@@ -119,8 +167,9 @@ async def test_other_errors(client: httpx.AsyncClient, directory: DirectoryFixtu
     assert_error(await client.get(f"{directory.path}/Users/directory_user_nope", headers=headers), 404)
     assert_error(await client.request("POST", f"{directory.path}/Users/{seeded['user']['id']}", headers=headers), 405)
     assert_error(await client.get(f"{directory.path}/Nothing", headers=headers), 404)
-    assert_error(await client.get(f"{directory.path}/Users", params={"count": "ten"}, headers=headers), 400,
-                 "invalidValue")
+    assert_error(
+        await client.get(f"{directory.path}/Users", params={"count": "ten"}, headers=headers), 400, "invalidValue"
+    )
     stale = {**headers, "If-Match": 'W/"999"'}
     patch = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "x"}]}
     assert_error(await client.patch(f"{directory.path}/Users/{seeded['user']['id']}", json=patch, headers=stale), 412)
@@ -142,17 +191,24 @@ async def test_authentication(
     assert_error(await client.get(cross, headers=other.headers), 404)
     assert_error(await client.delete(cross, headers=other.headers), 404)
     assert_error(await client.get(f"{other.path}/Groups/{seeded['group']['id']}", headers=other.headers), 404)
-    patch = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members",
-                                                 "value": [{"value": seeded["user"]["id"]}]}]}
-    other_group = (await client.post(f"{other.path}/Groups", json={"displayName": "Theirs"},
-                                     headers=other.headers)).json()
+    patch = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": seeded["user"]["id"]}]}],
+    }
+    other_group = (
+        await client.post(f"{other.path}/Groups", json={"displayName": "Theirs"}, headers=other.headers)
+    ).json()
     # A member value from another directory is ignored, never stored.
-    assert (await client.patch(f"{other.path}/Groups/{other_group['id']}", json=patch,
-                               headers=other.headers)).status_code == 204
+    assert (
+        await client.patch(f"{other.path}/Groups/{other_group['id']}", json=patch, headers=other.headers)
+    ).status_code == 204
     async with database.read() as session:
-        assert await session.scalar(
-            select(func.count()).select_from(GroupMembership).where(GroupMembership.group_id == other_group["id"])
-        ) == 0
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(GroupMembership).where(GroupMembership.group_id == other_group["id"])
+            )
+            == 0
+        )
 
     # Rotation: the old token fails at once, the new one works.
     async with database.write() as session:
@@ -166,10 +222,18 @@ async def test_authentication(
         await admin.delete_directory(session, directory_id=directory.id)
     assert_error(await client.get(users, headers=fresh), 404)
     async with database.read() as session:
-        assert await session.scalar(
-            select(func.count()).select_from(DirectoryUser).where(DirectoryUser.directory_id == directory.id)) == 0
-        assert await session.scalar(
-            select(func.count()).select_from(DirectoryGroup).where(DirectoryGroup.directory_id == directory.id)) == 0
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(DirectoryUser).where(DirectoryUser.directory_id == directory.id)
+            )
+            == 0
+        )
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(DirectoryGroup).where(DirectoryGroup.directory_id == directory.id)
+            )
+            == 0
+        )
         last = await session.scalar(select(Event).order_by(Event.cursor.desc()).limit(1))  # type: ignore[union-attr]
         assert last is not None and last.event == "dsync.deleted" and last.data["state"] == "deleting"
     # The other directory is untouched.
@@ -177,19 +241,35 @@ async def test_authentication(
 
 
 async def test_search_endpoints(client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
-    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": 'userName sw "ADA"',
-            "attributes": ["userName"], "count": 5}
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": 'userName sw "ADA"',
+        "attributes": ["userName"],
+        "count": 5,
+    }
     found = await client.post(f"{directory.path}/Users/.search", json=body, headers=directory.headers)
     assert found.status_code == 200, found.text
-    assert [r for r in found.json()["Resources"]] == [{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                                                      "id": seeded["user"]["id"], "userName": "ada@acme.test"}]
-    groups = await client.post(f"{directory.path}/Groups/.search", json={"filter": 'displayName eq "eng"'},
-                               headers=directory.headers)
+    assert [r for r in found.json()["Resources"]] == [
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": seeded["user"]["id"],
+            "userName": "ada@acme.test",
+        }
+    ]
+    groups = await client.post(
+        f"{directory.path}/Groups/.search", json={"filter": 'displayName eq "eng"'}, headers=directory.headers
+    )
     assert groups.json()["totalResults"] == 1
-    assert_error(await client.post(f"{directory.path}/Users/.search", json={"count": "many"},
-                                   headers=directory.headers), 400, "invalidValue")
-    assert_error(await client.post(f"{directory.path}/Users/.search", json={"filter": "bad"},
-                                   headers=directory.headers), 400, "invalidFilter")
+    assert_error(
+        await client.post(f"{directory.path}/Users/.search", json={"count": "many"}, headers=directory.headers),
+        400,
+        "invalidValue",
+    )
+    assert_error(
+        await client.post(f"{directory.path}/Users/.search", json={"filter": "bad"}, headers=directory.headers),
+        400,
+        "invalidFilter",
+    )
     assert_error(await client.post(f"{directory.path}/.search", json={}, headers=directory.headers), 501)
     assert_error(await client.post(f"{directory.path}/Users/.search", json={}), 401)
     not_allowed = await client.put(f"{directory.path}/Users", json={}, headers=directory.headers)

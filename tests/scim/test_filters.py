@@ -46,16 +46,38 @@ def when(month: int, day: int = 1) -> datetime:
     return datetime(2024, month, day, tzinfo=UTC)
 
 
-def user(id: str, user_name: str, *, created: datetime, updated: datetime, directory: str = DIRECTORY,
-         raw: dict[str, Any] | None = None, **columns: Any) -> DirectoryUser:
-    return DirectoryUser(id=id, directory_id=directory, user_name=user_name, created_at=created, updated_at=updated,
-                         raw_attributes={"userName": user_name, **(raw or {})}, **columns)
+def user(
+    id: str,
+    user_name: str,
+    *,
+    created: datetime,
+    updated: datetime,
+    directory: str = DIRECTORY,
+    raw: dict[str, Any] | None = None,
+    **columns: Any,
+) -> DirectoryUser:
+    return DirectoryUser(
+        id=id,
+        directory_id=directory,
+        user_name=user_name,
+        created_at=created,
+        updated_at=updated,
+        raw_attributes={"userName": user_name, **(raw or {})},
+        **columns,
+    )
 
 
 USERS = [
     user(
-        "u1", "Alice@Example.com", idp_id="EXT-1", display_name="Alice Liddell", first_name="Alice",
-        last_name="Liddell", job_title="Engineer", created=when(1), updated=when(3),
+        "u1",
+        "Alice@Example.com",
+        idp_id="EXT-1",
+        display_name="Alice Liddell",
+        first_name="Alice",
+        last_name="Liddell",
+        job_title="Engineer",
+        created=when(1),
+        updated=when(3),
         raw={
             "name": {"givenName": "Alice", "familyName": "Liddell", "formatted": "Ms. Alice Liddell"},
             "nickName": "Al",
@@ -69,8 +91,15 @@ USERS = [
         },
     ),
     user(
-        "u2", "bob", idp_id="ext-2", display_name="Bob Stone", last_name="Stone", job_title="engineer",
-        state="inactive", created=when(2), updated=when(6),
+        "u2",
+        "bob",
+        idp_id="ext-2",
+        display_name="Bob Stone",
+        last_name="Stone",
+        job_title="engineer",
+        state="inactive",
+        created=when(2),
+        updated=when(6),
         raw={
             "nickName": "50%_off",
             # Azure AD sends booleans as strings.
@@ -79,7 +108,11 @@ USERS = [
         },
     ),
     user(
-        "u3", "carol_x", idp_id="ext-3", created=when(3), updated=when(9),
+        "u3",
+        "carol_x",
+        idp_id="ext-3",
+        created=when(3),
+        updated=when(9),
         raw={"nickName": "50 off", "emails": [], ENTERPRISE: {"manager": {"value": "u1", "displayName": "Alice"}}},
     ),
     # Sparse and untidy: a non-object email entry must not break queries.
@@ -90,12 +123,27 @@ USERS = [
 ALL_USERS = {"u1", "u2", "u3", "u4"}
 
 GROUPS = [
-    DirectoryGroup(id="g1", directory_id=DIRECTORY, idp_id="G-ENG", external_id="G-ENG", name="Engineering",
-                   created_at=when(1, 5), updated_at=when(2)),
-    DirectoryGroup(id="g2", directory_id=DIRECTORY, idp_id="g-[sales]*", external_id="g-[sales]*", name="Sales",
-                   created_at=when(1, 6), updated_at=when(5)),
-    DirectoryGroup(id="g3", directory_id=DIRECTORY, idp_id="Empty_Set", name="Empty_Set",
-                   created_at=when(1, 7), updated_at=when(7)),
+    DirectoryGroup(
+        id="g1",
+        directory_id=DIRECTORY,
+        idp_id="G-ENG",
+        external_id="G-ENG",
+        name="Engineering",
+        created_at=when(1, 5),
+        updated_at=when(2),
+    ),
+    DirectoryGroup(
+        id="g2",
+        directory_id=DIRECTORY,
+        idp_id="g-[sales]*",
+        external_id="g-[sales]*",
+        name="Sales",
+        created_at=when(1, 6),
+        updated_at=when(5),
+    ),
+    DirectoryGroup(
+        id="g3", directory_id=DIRECTORY, idp_id="Empty_Set", name="Empty_Set", created_at=when(1, 7), updated_at=when(7)
+    ),
 ]
 MEMBERSHIPS = [("g1", "u1"), ("g1", "u2"), ("g2", "u1")]
 
@@ -184,8 +232,8 @@ USER_CASES: list[tuple[str, set[str]]] = [
     ('externalId eq "ext-1"', set()),
     ('externalId co "XT"', {"u1"}),
     ('externalId sw "ext"', {"u2", "u3"}),
-    ('externalId eq null', {"u4"}),
-    ('externalId ne null', {"u1", "u2", "u3"}),
+    ("externalId eq null", {"u4"}),
+    ("externalId ne null", {"u1", "u2", "u3"}),
     # Other columns; absent values never equal anything, so ne and not() include them.
     ('title eq "ENGINEER"', {"u1", "u2"}),
     ('title ne "engineer"', {"u3", "u4"}),
@@ -314,7 +362,7 @@ async def test_group_filters(db: Database, filter_text: str, expected: set[str])
         ("User", 'emails[nosuch eq "x"]'),
         ("User", "userName eq true"),
         ("User", "userName gt null"),
-        ('User', 'title[value eq "x"]'),
+        ("User", 'title[value eq "x"]'),
         ("User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User pr"),
         ("User", 'urn:example:custom:1.0:User:badge eq "x"'),
         ("User", 'employeeNumber eq "1"'),  # extension attributes need their URN (RFC 7644 §3.10)
@@ -367,8 +415,9 @@ def test_comparison_values_are_json(filter_text: str, value: Any) -> None:
 
 
 def test_paths_and_value_paths() -> None:
-    assert parse_filter(f"{ENTERPRISE}:manager.value eq \"x\"") == Compare(AttrPath(ENTERPRISE, "manager", "value"),
-                                                                          "eq", "x")
+    assert parse_filter(f'{ENTERPRISE}:manager.value eq "x"') == Compare(
+        AttrPath(ENTERPRISE, "manager", "value"), "eq", "x"
+    )
     assert parse_filter('members[value eq "u1"]') == ValuePath(
         AttrPath(None, "members"), Compare(AttrPath(None, "value"), "eq", "u1")
     )
@@ -406,9 +455,9 @@ def test_paths_and_value_paths() -> None:
         'emails[type eq "work"].value eq "x"',
         "emails[phoneNumbers[type pr]]",
         'emails[emails.type eq "work"]',
-        'name.givenName[value pr]',
+        "name.givenName[value pr]",
         'not userName eq "x"',
-        'not ()',
+        "not ()",
         "urn:bad path eq 1",
         "x" * 5000,
         "(" * 40 + "a pr" + ")" * 40,
@@ -423,7 +472,7 @@ def test_malformed_filters_are_invalid_filter(filter_text: str) -> None:
 
 def test_errors_say_where() -> None:
     with pytest.raises(ScimError, match="position 13"):
-        parse_filter('userName eq john')
+        parse_filter("userName eq john")
     with pytest.raises(ScimError, match="end of filter"):
         parse_filter("userName eq")
     with pytest.raises(ScimError, match="longer than 4096"):
@@ -445,16 +494,30 @@ def test_deep_but_allowed_nesting_parses() -> None:
         ("members", PatchPath(AttrPath(None, "members")), "members"),
         ("name.givenName", PatchPath(AttrPath(None, "name"), sub="givenName"), "name.givenName"),
         (f"{ENTERPRISE}:department", PatchPath(AttrPath(ENTERPRISE, "department")), f"{ENTERPRISE}:department"),
-        (f"{ENTERPRISE}:manager.value", PatchPath(AttrPath(ENTERPRISE, "manager"), sub="value"),
-         f"{ENTERPRISE}:manager.value"),
-        ('members[value eq "u1"]',
-         PatchPath(AttrPath(None, "members"), Compare(AttrPath(None, "value"), "eq", "u1")), "members"),
-        ('emails[type eq "work"].value',
-         PatchPath(AttrPath(None, "emails"), Compare(AttrPath(None, "type"), "eq", "work"), "value"), "emails.value"),
-        ('emails[type eq "work" and primary eq true].display',
-         PatchPath(AttrPath(None, "emails"), And((Compare(AttrPath(None, "type"), "eq", "work"),
-                                                   Compare(AttrPath(None, "primary"), "eq", True))), "display"),
-         "emails.display"),
+        (
+            f"{ENTERPRISE}:manager.value",
+            PatchPath(AttrPath(ENTERPRISE, "manager"), sub="value"),
+            f"{ENTERPRISE}:manager.value",
+        ),
+        (
+            'members[value eq "u1"]',
+            PatchPath(AttrPath(None, "members"), Compare(AttrPath(None, "value"), "eq", "u1")),
+            "members",
+        ),
+        (
+            'emails[type eq "work"].value',
+            PatchPath(AttrPath(None, "emails"), Compare(AttrPath(None, "type"), "eq", "work"), "value"),
+            "emails.value",
+        ),
+        (
+            'emails[type eq "work" and primary eq true].display',
+            PatchPath(
+                AttrPath(None, "emails"),
+                And((Compare(AttrPath(None, "type"), "eq", "work"), Compare(AttrPath(None, "primary"), "eq", True))),
+                "display",
+            ),
+            "emails.display",
+        ),
     ],
 )
 def test_parse_path(path_text: str, expected: PatchPath, target: str) -> None:
@@ -547,7 +610,7 @@ def test_matches(filter_text: str, element: dict[str, Any], parent: str | None, 
 
 
 def test_matches_rejects_meaningless_comparisons() -> None:
-    for filter_text in ('primary co "t"', 'primary eq "maybe"', "value eq true", 'value co null'):
+    for filter_text in ('primary co "t"', 'primary eq "maybe"', "value eq true", "value co null"):
         with pytest.raises(ScimError) as caught:
             matches(parse_filter(filter_text), {"primary": True, "value": "x"}, resource="User", parent="emails")
         assert caught.value.scim_type == "invalidFilter"

@@ -50,10 +50,16 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/scim+json")
     assert response.json()["totalResults"] == 0
-    test_user = (await client.post(f"{base}/Users", json=jumpcloud_user("Jc", "Test", external_id="jc-t"),
-                                   headers=headers)).json()
-    test_group = (await client.post(f"{base}/Groups", json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                                                            "displayName": "JC Test Group"}, headers=headers)).json()
+    test_user = (
+        await client.post(f"{base}/Users", json=jumpcloud_user("Jc", "Test", external_id="jc-t"), headers=headers)
+    ).json()
+    test_group = (
+        await client.post(
+            f"{base}/Groups",
+            json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "JC Test Group"},
+            headers=headers,
+        )
+    ).json()
     assert (await client.delete(f"{base}/Users/{test_user['id']}", headers=headers)).status_code == 204
     assert (await client.delete(f"{base}/Groups/{test_group['id']}", headers=headers)).status_code == 204
 
@@ -61,32 +67,57 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
         assert (await session.get(Directory, directory.id)).state == "linked"  # type: ignore[union-attr]
 
     # Users arrive.
-    created = await client.post(f"{base}/Users", json=jumpcloud_user("Ada", "Lovelace", external_id="jc-1",
-                                                                     department="R&D"), headers=headers)
+    created = await client.post(
+        f"{base}/Users", json=jumpcloud_user("Ada", "Lovelace", external_id="jc-1", department="R&D"), headers=headers
+    )
     assert created.status_code == 201
     ada = created.json()
     assert created.headers["location"] == ada["meta"]["location"] == f"{directory.endpoint}/Users/{ada['id']}"
     assert created.headers["etag"] == ada["meta"]["version"]
     assert ada["id"].startswith("directory_user_") and ada["groups"] == []
     assert ada[ENTERPRISE]["department"] == "R&D"
-    grace = (await client.post(f"{base}/Users", json=jumpcloud_user("Grace", "Hopper", external_id="jc-2"),
-                               headers=headers)).json()
-    alan = (await client.post(f"{base}/Users", json=jumpcloud_user("Alan", "Turing", external_id="jc-3"),
-                              headers=headers)).json()
+    grace = (
+        await client.post(f"{base}/Users", json=jumpcloud_user("Grace", "Hopper", external_id="jc-2"), headers=headers)
+    ).json()
+    alan = (
+        await client.post(f"{base}/Users", json=jumpcloud_user("Alan", "Turing", external_id="jc-3"), headers=headers)
+    ).json()
 
     # Lookup by filter, case-insensitively on userName.
-    found = (await client.get(f"{base}/Users", params={"filter": 'userName eq "ADA.LOVELACE@acme.test"'},
-                              headers=headers)).json()
+    found = (
+        await client.get(f"{base}/Users", params={"filter": 'userName eq "ADA.LOVELACE@acme.test"'}, headers=headers)
+    ).json()
     assert [r["id"] for r in found["Resources"]] == [ada["id"]]
 
     # A group, members added one at a time, then in a batch (with a re-add, which is a no-op).
-    group = (await client.post(f"{base}/Groups", json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                                                       "displayName": "Engineering", "externalId": "jc-g-1"},
-                               headers=headers)).json()
+    group = (
+        await client.post(
+            f"{base}/Groups",
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering",
+                "externalId": "jc-g-1",
+            },
+            headers=headers,
+        )
+    ).json()
     add_one = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": ada["id"]}]}]}
     assert (await client.patch(f"{base}/Groups/{group['id']}", json=add_one, headers=headers)).status_code == 204
-    add_batch = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [
-        {"value": ada["id"]}, {"value": grace["id"]}, {"value": alan["id"]}, {"value": "directory_user_unknown"}]}]}
+    add_batch = {
+        "schemas": [PATCH],
+        "Operations": [
+            {
+                "op": "add",
+                "path": "members",
+                "value": [
+                    {"value": ada["id"]},
+                    {"value": grace["id"]},
+                    {"value": alan["id"]},
+                    {"value": "directory_user_unknown"},
+                ],
+            }
+        ],
+    }
     assert (await client.patch(f"{base}/Groups/{group['id']}", json=add_batch, headers=headers)).status_code == 204
 
     # PUT replace of a user with empty arrays and deactivation; a PUT that changes nothing writes no event.
@@ -97,12 +128,19 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
     assert (await client.put(f"{base}/Users/{ada['id']}", json=ada_put, headers=headers)).status_code == 200
 
     # Rename the group with a path-less replace; one replace op per path on a user; deactivation.
-    rename = {"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"id": group["id"],
-                                                                             "displayName": "Engineers"}}]}
+    rename = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "value": {"id": group["id"], "displayName": "Engineers"}}],
+    }
     renamed = await client.patch(f"{base}/Groups/{group['id']}", json=rename, headers=headers)
     assert renamed.status_code == 200 and renamed.json()["displayName"] == "Engineers"
-    title = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "Staff Engineer"},
-                                                {"op": "replace", "path": "name.familyName", "value": "Hopper-Smith"}]}
+    title = {
+        "schemas": [PATCH],
+        "Operations": [
+            {"op": "replace", "path": "title", "value": "Staff Engineer"},
+            {"op": "replace", "path": "name.familyName", "value": "Hopper-Smith"},
+        ],
+    }
     assert (await client.patch(f"{base}/Users/{grace['id']}", json=title, headers=headers)).status_code == 200
     deactivate = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]}
     response = await client.patch(f"{base}/Users/{alan['id']}", json=deactivate, headers=headers)
@@ -111,8 +149,10 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
     # Member removes: by filter and by value list; then a delete.
     remove = {"schemas": [PATCH], "Operations": [{"op": "remove", "path": f'members[value eq "{grace["id"]}"]'}]}
     assert (await client.patch(f"{base}/Groups/{group['id']}", json=remove, headers=headers)).status_code == 204
-    remove_list = {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "members",
-                                                       "value": [{"value": alan["id"]}, {"value": grace["id"]}]}]}
+    remove_list = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "remove", "path": "members", "value": [{"value": alan["id"]}, {"value": grace["id"]}]}],
+    }
     assert (await client.patch(f"{base}/Groups/{group['id']}", json=remove_list, headers=headers)).status_code == 204
     assert (await client.delete(f"{base}/Users/{grace['id']}", headers=headers)).status_code == 204
 
@@ -131,18 +171,30 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
     group_view = (await client.get(f"{base}/Groups/{group['id']}", headers=headers)).json()
     assert [m["value"] for m in group_view["members"]] == [ada["id"]]
     ada_view = (await client.get(f"{base}/Users/{ada['id']}", headers=headers)).json()
-    assert ada_view["groups"] == [{"value": group["id"], "display": "Engineers",
-                                   "$ref": f"{directory.endpoint}/Groups/{group['id']}", "type": "direct"}]
+    assert ada_view["groups"] == [
+        {
+            "value": group["id"],
+            "display": "Engineers",
+            "$ref": f"{directory.endpoint}/Groups/{group['id']}",
+            "type": "direct",
+        }
+    ]
 
     # The exact event sequence.
     log = await events(database, directory.id)
     assert [name for name, _ in log] == [
         "dsync.activated",
-        "dsync.user.created", "dsync.group.created", "dsync.user.deleted", "dsync.group.deleted",
-        "dsync.user.created", "dsync.user.created", "dsync.user.created",
+        "dsync.user.created",
+        "dsync.group.created",
+        "dsync.user.deleted",
+        "dsync.group.deleted",
+        "dsync.user.created",
+        "dsync.user.created",
+        "dsync.user.created",
         "dsync.group.created",
         "dsync.group.user_added",
-        "dsync.group.user_added", "dsync.group.user_added",
+        "dsync.group.user_added",
+        "dsync.group.user_added",
         "dsync.user.updated",
         "dsync.group.updated",
         "dsync.user.updated",
@@ -156,8 +208,10 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
     assert ada_update["object"] == "directory_user" and ada_update["id"] == ada["id"]
     assert ada_update["previous_attributes"]["last_name"] == "Lovelace"
     assert ada_update["organization_id"] == directory.organization_id
-    assert by_name[13][1]["previous_attributes"] == {"name": "Engineering", "raw_attributes": {
-        "displayName": "Engineering"}}
+    assert by_name[13][1]["previous_attributes"] == {
+        "name": "Engineering",
+        "raw_attributes": {"displayName": "Engineering"},
+    }
     added = by_name[9][1]
     assert added["user"]["id"] == ada["id"] and added["group"]["id"] == group["id"]
     assert added["directory_id"] == directory.id
