@@ -16,7 +16,6 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from gateway.events import defer_events, write_deferred_events
 from gateway.settings import Settings
 from gateway.writes import WriteQueue
 
@@ -38,11 +37,7 @@ class Database:
             self._write_engine = self.engine
         self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
-        self._queue = (
-            WriteQueue(self._writes, begin=defer_events, before_commit=write_deferred_events)
-            if self.is_sqlite
-            else None
-        )
+        self._queue = WriteQueue(self._writes) if self.is_sqlite else None
 
     @property
     def dialect(self) -> str:

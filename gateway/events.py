@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.ids import new_id
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, Event, Organization, utcnow
+from gateway.writes import insert_rows
 
 
 class EventName(StrEnum):
@@ -145,26 +146,7 @@ async def record_events(
         }
         for name, data in events
     ]
-    deferred: list[dict[str, Any]] | None = session.info.get(_DEFERRED)
-    if deferred is not None:
-        deferred.extend(rows)
-    else:
-        await session.execute(_INSERT_EVENT, rows)
-
-
-_DEFERRED = "dsync.deferred_events"
-
-
-def defer_events(session: AsyncSession) -> None:
-    """Collect this session's events and write them with :func:`write_deferred_events`, in one statement, before
-    its commit (grouped SQLite transactions use this: one insert for the whole batch's events)."""
-    session.info[_DEFERRED] = []
-
-
-async def write_deferred_events(session: AsyncSession) -> None:
-    rows: list[dict[str, Any]] = session.info.pop(_DEFERRED, [])
-    if rows:
-        await session.execute(_INSERT_EVENT, rows)
+    await insert_rows(session, _INSERT_EVENT, rows)
 
 
 def membership_payload(user: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:

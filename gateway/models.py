@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, func
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Field, SQLModel
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
@@ -175,3 +176,8 @@ class ApiKey(SQLModel, table=True):
     organization_id: str | None = _fk("organizations.id", nullable=True)
     created_at: datetime = _timestamp()
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+# Configure the mappers now, not on first query: read-only snapshots built with ``model_construct`` (the hot SCIM
+# paths use them) read their attributes through the instrumented descriptors, which need configured mappers.
+configure_mappers()

@@ -5,6 +5,10 @@ thread and the commit itself. Concurrent write requests are therefore queued and
 transaction with one commit; each caller's result is released only after that commit, so nothing is acknowledged
 before it is durable. If any job of a batch fails, the batch is rolled back and its jobs run again one by one, so one
 request's error never touches another's work.
+
+Inserts that nothing in the same job reads back (new users, events) may be deferred with :func:`insert_rows`: the
+batch writes each table's rows in one statement just before its commit. A conflict there fails the batch, and the
+one-by-one rerun (which does not defer) then reports it to the job that caused it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy import Insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
@@ -24,18 +29,32 @@ Job = Callable[[AsyncSession], Awaitable[Any]]
 logger = logging.getLogger("dsync.writes")
 
 
+_DEFERRED = "dsync.deferred_inserts"
+
+
+async def insert_rows(session: AsyncSession, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    """Execute ``statement`` for ``rows`` now, or, inside a grouped transaction, together with the batch's other
+    rows for it just before the commit (in the order the statements were first used)."""
+    deferred: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_DEFERRED)
+    if deferred is None:
+        await session.execute(statement, rows)
+    else:
+        deferred.setdefault(statement, []).extend(rows)
+
+
+def _defer_inserts(session: AsyncSession) -> None:
+    session.info[_DEFERRED] = {}
+
+
+async def _write_deferred_inserts(session: AsyncSession) -> None:
+    deferred: dict[Insert, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
+    for statement, rows in deferred.items():
+        await session.execute(statement, rows)
+
+
 class WriteQueue:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        *,
-        begin: Callable[[AsyncSession], None],
-        before_commit: Callable[[AsyncSession], Awaitable[None]],
-        max_batch: int = 64,
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = 64) -> None:
         self._sessions = sessions
-        self._begin = begin
-        self._before_commit = before_commit
         self._max_batch = max_batch
         self._pending: collections.deque[tuple[Job, asyncio.Future[Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -76,10 +95,12 @@ class WriteQueue:
         try:
             async with self._sessions() as session:
                 try:
-                    self._begin(session)
+                    if len(batch) > 1:
+                        # A lone job (a rerun above all) writes at once, so its own error handling sees conflicts.
+                        _defer_inserts(session)
                     for job, _future in batch:
                         results.append(await job(session))
-                    await self._before_commit(session)
+                    await _write_deferred_inserts(session)
                     await session.commit()
                 except BaseException:
                     await session.rollback()

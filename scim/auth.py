@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from gateway.credentials import secret_matches
-from gateway.events import EventName, directory_payload, record_event
+from gateway.events import EventName, directory_payload, iso, record_event
 from gateway.models import Directory, DirectoryState, utcnow
 from scim.errors import ScimError
+
+_GET_DIRECTORY = select(Directory.__table__).where(Directory.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -23,13 +24,14 @@ def bearer_token(authorization: str | None) -> str:
 async def authenticate(session: AsyncSession, *, directory_id: str, authorization: str | None) -> Directory:
     """The directory whose URL was called, if the token is its current one (RFC 7644 §2)."""
     token = bearer_token(authorization)
-    # Jobs sharing one grouped transaction look the directory up once (the identity map alone holds it weakly).
+    # Jobs sharing one grouped transaction look the directory up once, with a prebuilt Core query: a read-only
+    # snapshot is all authentication and the event payloads need.
     known: dict[str, Directory] = session.info.setdefault("dsync.directories", {})
     directory = known.get(directory_id)
     if directory is None:
-        directory = await session.get(Directory, directory_id)
-        if directory is not None:
-            known[directory_id] = directory
+        row = (await session.execute(_GET_DIRECTORY, {"id": directory_id})).mappings().first()
+        if row is not None:
+            directory = known[directory_id] = Directory.model_construct(**row)
     if directory is None:
         raise ScimError(404, "Directory not found")
     if not secret_matches(token, directory.token_hash):
@@ -51,13 +53,10 @@ async def activate(session: AsyncSession, *, directory: Directory) -> None:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return
-    # Already written by the UPDATE above: record the values without marking the object dirty.
-    set_committed_value(directory, "state", DirectoryState.LINKED.value)
-    set_committed_value(directory, "updated_at", now)
     await record_event(
         session,
         event=EventName.ACTIVATED,
         organization_id=directory.organization_id,
         directory_id=directory.id,
-        data=directory_payload(directory),
+        data={**directory_payload(directory), "state": DirectoryState.LINKED.value, "updated_at": iso(now)},
     )

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,14 +34,40 @@ from scim.patch import MemberChange
 from scim.resources import Member, group_columns
 from scim.users import uniqueness_error
 
-_INSERT_GROUP = DirectoryGroup.__table__.insert()  # type: ignore[attr-defined]
+# The membership path's statements, built once: executed with parameters they hit SQLAlchemy's compiled cache
+# directly, where building ORM-enabled statements per request costs several times more CPU.
+_groups: Table = DirectoryGroup.__table__  # type: ignore[attr-defined]
+_users: Table = DirectoryUser.__table__  # type: ignore[attr-defined]
+_memberships: Table = GroupMembership.__table__  # type: ignore[attr-defined]
+_INSERT_GROUP = _groups.insert()
+_GET_GROUP = select(DirectoryGroup).where(
+    col(DirectoryGroup.id) == bindparam("group_id"), col(DirectoryGroup.directory_id) == bindparam("directory_id")
+)
 # Re-adding a member is a no-op; RETURNING names only the edges really added, so only they get events.
 _INSERT_MEMBERSHIPS = {
-    name: dialect.insert(GroupMembership.__table__)  # type: ignore[attr-defined]
-    .on_conflict_do_nothing()
-    .returning(GroupMembership.__table__.c.user_id)  # type: ignore[attr-defined]
+    name: dialect.insert(_memberships).on_conflict_do_nothing().returning(_memberships.c.user_id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+_DELETE_MEMBERSHIPS = (
+    delete(_memberships)
+    .where(
+        _memberships.c.group_id == bindparam("group_id"), _memberships.c.user_id.in_(bindparam("ids", expanding=True))
+    )
+    .returning(_memberships.c.user_id)
+)
+_USERS_IN_DIRECTORY = select(_users).where(
+    _users.c.directory_id == bindparam("directory_id"), _users.c.id.in_(bindparam("ids", expanding=True))
+)
+_TOUCH_USERS = (
+    update(_users)
+    .where(_users.c.id.in_(bindparam("ids", expanding=True)))
+    .values(version=_users.c.version + 1, updated_at=bindparam("now"))
+)
+_TOUCH_GROUP = (
+    update(_groups)
+    .where(_groups.c.id == bindparam("group_id"))
+    .values(version=_groups.c.version + 1, updated_at=bindparam("now"))
+)
 
 
 def _unique(values: Iterable[str]) -> list[str]:
@@ -77,11 +103,7 @@ async def create_group(
 
 
 async def get_group(session: AsyncSession, *, directory_id: str, group_id: str) -> DirectoryGroup:
-    group = await session.scalar(
-        select(DirectoryGroup).where(
-            col(DirectoryGroup.id) == group_id, col(DirectoryGroup.directory_id) == directory_id
-        )
-    )
+    group = await session.scalar(_GET_GROUP, {"group_id": group_id, "directory_id": directory_id})
     if group is None:
         raise ScimError(404, f"Group {group_id} not found")
     return group
@@ -115,16 +137,12 @@ async def save_group(
     return True
 
 
-async def _users_in_directory(session: AsyncSession, *, directory_id: str, ids: list[str]) -> list[DirectoryUser]:
+async def _users_in_directory(session: AsyncSession, *, directory_id: str, ids: list[str]) -> list[dict[str, Any]]:
+    """The rows of those ``ids`` that are users of this directory, in the order asked (others are ignored)."""
     if not ids:
         return []
-    rows = await session.scalars(
-        select(DirectoryUser).where(
-            col(DirectoryUser.directory_id) == directory_id,
-            col(DirectoryUser.id).in_(ids),
-        )
-    )
-    by_id = {u.id: u for u in rows}
+    result = await session.execute(_USERS_IN_DIRECTORY, {"directory_id": directory_id, "ids": ids})
+    by_id = {row["id"]: dict(row) for row in result.mappings()}
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -133,7 +151,7 @@ async def _membership_changed(
     *,
     directory: Directory,
     group: DirectoryGroup,
-    users: list[DirectoryUser],
+    users: list[dict[str, Any]],
     event: EventName,
     touch_group: bool = True,
 ) -> None:
@@ -141,29 +159,21 @@ async def _membership_changed(
     if not users:
         return
     now = utcnow()
-    await session.execute(
-        update(DirectoryUser)
-        .where(col(DirectoryUser.id).in_([u.id for u in users]))
-        .values(version=DirectoryUser.version + 1, updated_at=now)
-    )
-    for user in users:
-        set_committed_value(user, "version", user.version + 1)
-        set_committed_value(user, "updated_at", now)
+    await session.execute(_TOUCH_USERS, {"ids": [u["id"] for u in users], "now": now})
     if touch_group:
-        await session.execute(
-            update(DirectoryGroup)
-            .where(col(DirectoryGroup.id) == group.id)
-            .values(version=DirectoryGroup.version + 1, updated_at=now)
-        )
+        await session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
+        # Written by the UPDATE above: record the values without marking the object dirty.
         set_committed_value(group, "version", group.version + 1)
         set_committed_value(group, "updated_at", now)
     org = directory.organization_id
     group_data = group_payload(group, organization_id=org)
+    # Snapshots for the payloads only: model_construct skips validation and ORM instrumentation.
+    snapshots = [DirectoryUser.model_construct(**{**u, "version": u["version"] + 1, "updated_at": now}) for u in users]
     await record_events(
         session,
         organization_id=org,
         directory_id=directory.id,
-        events=[(event, membership_payload(user_payload(u, organization_id=org), group_data)) for u in users],
+        events=[(event, membership_payload(user_payload(u, organization_id=org), group_data)) for u in snapshots],
     )
 
 
@@ -181,9 +191,9 @@ async def add_members(
         return 0
     statement = _INSERT_MEMBERSHIPS[session.get_bind().dialect.name]
     now = utcnow()
-    rows = [{"group_id": group.id, "user_id": u.id, "directory_id": directory.id, "created_at": now} for u in users]
+    rows = [{"group_id": group.id, "user_id": u["id"], "directory_id": directory.id, "created_at": now} for u in users]
     added = set(await session.scalars(statement, rows))
-    changed = [u for u in users if u.id in added]
+    changed = [u for u in users if u["id"] in added]
     await _membership_changed(
         session,
         directory=directory,
@@ -202,13 +212,7 @@ async def remove_members(
     ids = _unique(user_ids)
     if not ids:
         return 0
-    removed = set(
-        await session.scalars(
-            delete(GroupMembership)
-            .where(col(GroupMembership.group_id) == group.id, col(GroupMembership.user_id).in_(ids))
-            .returning(col(GroupMembership.user_id))
-        )
-    )
+    removed = set(await session.scalars(_DELETE_MEMBERSHIPS, {"group_id": group.id, "ids": ids}))
     users = await _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
     await _membership_changed(
         session, directory=directory, group=group, users=users, event=EventName.GROUP_USER_REMOVED

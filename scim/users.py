@@ -14,6 +14,7 @@ from sqlmodel import col
 from gateway.events import EventName, previous_attributes, record_event, user_payload
 from gateway.ids import new_id
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
+from gateway.writes import insert_rows
 from scim.errors import ScimError
 from scim.resources import Member, user_columns
 
@@ -40,9 +41,9 @@ async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[
         **user_columns(raw),
     }
     try:
-        # One prebuilt Core statement; the UNIQUE indexes (not a read-then-insert) decide conflicts. A conflict
-        # fails the whole request's transaction, so no savepoint is needed.
-        await session.execute(_INSERT_USER, row)
+        # One prebuilt Core statement, deferred to the batch's commit when grouped; the UNIQUE indexes (not a
+        # read-then-insert) decide conflicts. A conflict fails the whole request's transaction: no savepoint needed.
+        await insert_rows(session, _INSERT_USER, [row])
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
     # Only read from here on (payload, response): skip validation and ORM instrumentation, ~10x cheaper.
