@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.credentials import hash_secret, new_secret
@@ -79,33 +79,33 @@ def _clean_domains(domains: list[str]) -> list[str]:
     return cleaned
 
 
-async def create_organization(session: AsyncSession, *, name: str, domains: list[str] | None = None) -> Organization:
+def create_organization(session: Session, *, name: str, domains: list[str] | None = None) -> Organization:
     organization = Organization(
         id=new_id("org"), name=_clean_name(name, "organization"), domains=_clean_domains(domains or [])
     )
     session.add(organization)
-    await session.flush()
+    session.flush()
     return organization
 
 
-async def get_organization(session: AsyncSession, *, organization_id: str) -> Organization:
-    organization = await session.get(Organization, organization_id)
+def get_organization(session: Session, *, organization_id: str) -> Organization:
+    organization = session.get(Organization, organization_id)
     if organization is None:
         raise NotFoundError(f"organization {organization_id} not found")
     return organization
 
 
-async def get_directory(session: AsyncSession, *, directory_id: str) -> Directory:
-    directory = await session.get(Directory, directory_id)
+def get_directory(session: Session, *, directory_id: str) -> Directory:
+    directory = session.get(Directory, directory_id)
     if directory is None:
         raise NotFoundError(f"directory {directory_id} not found")
     return directory
 
 
-async def create_directory(
-    session: AsyncSession, *, organization_id: str, name: str, type: str, public_url: str
+def create_directory(
+    session: Session, *, organization_id: str, name: str, type: str, public_url: str
 ) -> IssuedDirectory:
-    await get_organization(session, organization_id=organization_id)
+    get_organization(session, organization_id=organization_id)
     token = new_secret("dsync_scim_")
     directory = Directory(
         id=new_id("directory"),
@@ -115,7 +115,7 @@ async def create_directory(
         token_hash=hash_secret(token),
     )
     session.add(directory)
-    await session.flush()
+    session.flush()
     return IssuedDirectory(
         directory=directory,
         endpoint=directory_endpoint(public_url=public_url, directory_id=directory.id),
@@ -123,13 +123,13 @@ async def create_directory(
     )
 
 
-async def rotate_directory_token(session: AsyncSession, *, directory_id: str, public_url: str) -> IssuedDirectory:
+def rotate_directory_token(session: Session, *, directory_id: str, public_url: str) -> IssuedDirectory:
     """Issue a new bearer token; the old one stops working with the commit."""
-    directory = await get_directory(session, directory_id=directory_id)
+    directory = get_directory(session, directory_id=directory_id)
     token = new_secret("dsync_scim_")
     directory.token_hash = hash_secret(token)
     directory.updated_at = utcnow()
-    await session.flush()
+    session.flush()
     return IssuedDirectory(
         directory=directory,
         endpoint=directory_endpoint(public_url=public_url, directory_id=directory.id),
@@ -137,12 +137,12 @@ async def rotate_directory_token(session: AsyncSession, *, directory_id: str, pu
     )
 
 
-async def delete_directory(session: AsyncSession, *, directory_id: str) -> None:
+def delete_directory(session: Session, *, directory_id: str) -> None:
     """Delete a directory with its users, groups and memberships; only ``dsync.deleted`` is emitted for them all."""
-    directory = await get_directory(session, directory_id=directory_id)
+    directory = get_directory(session, directory_id=directory_id)
     payload = directory_payload(directory)
     payload["state"] = "deleting"
-    await record_event(
+    record_event(
         session,
         event=EventName.DELETED,
         organization_id=directory.organization_id,
@@ -150,23 +150,23 @@ async def delete_directory(session: AsyncSession, *, directory_id: str) -> None:
         data=payload,
     )
     # Foreign keys cascade to users, groups and memberships.
-    await session.execute(delete(Directory).where(col(Directory.id) == directory_id))
+    session.execute(delete(Directory).where(col(Directory.id) == directory_id))
 
 
-async def create_api_key(session: AsyncSession, *, organization_id: str | None = None) -> IssuedApiKey:
+def create_api_key(session: Session, *, organization_id: str | None = None) -> IssuedApiKey:
     if organization_id is not None:
-        await get_organization(session, organization_id=organization_id)
+        get_organization(session, organization_id=organization_id)
     key = new_secret("dsync_key_")
     api_key = ApiKey(id=new_id("api_key"), key_hash=hash_secret(key), organization_id=organization_id)
     session.add(api_key)
-    await session.flush()
+    session.flush()
     return IssuedApiKey(api_key=api_key, key=key)
 
 
-async def ensure_admin_key(session: AsyncSession, *, key: str) -> None:
+def ensure_admin_key(session: Session, *, key: str) -> None:
     """Register the bootstrap admin key from ``DSYNC_ADMIN_KEY`` (idempotent)."""
     key_hash = hash_secret(key)
-    found = await session.scalar(select(col(ApiKey.id)).where(col(ApiKey.key_hash) == key_hash))
+    found = session.scalar(select(col(ApiKey.id)).where(col(ApiKey.key_hash) == key_hash))
     if found is None:
         session.add(ApiKey(id=new_id("api_key"), key_hash=key_hash, organization_id=None))
-        await session.flush()
+        session.flush()

@@ -54,8 +54,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         database = Database(settings)
         app.state.database = database
         if settings.admin_key:
-            async with database.write() as session:
-                await admin.ensure_admin_key(session, key=settings.admin_key)
+            key = settings.admin_key
+            await database.transaction(lambda session: admin.ensure_admin_key(session, key=key))
         try:
             yield
         finally:

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from gateway import admin
 from gateway.db import Database
@@ -34,7 +34,7 @@ def _directory_json(issued: admin.IssuedDirectory) -> dict[str, Any]:
     }
 
 
-def _run_in_transaction(settings: Settings, operation: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+def _run_in_transaction(settings: Settings, operation: Callable[[Session], Any]) -> Any:
     if settings.is_sqlite:
         # The embedded database creates and migrates itself, so admin commands work before the first `serve`.
         upgrade(settings.database_url)
@@ -42,8 +42,7 @@ def _run_in_transaction(settings: Settings, operation: Callable[[AsyncSession], 
     async def run() -> Any:
         database = Database(settings)
         try:
-            async with database.write() as session:
-                return await operation(session)
+            return await database.transaction(operation)
         finally:
             await database.dispose()
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from gateway.ids import new_id
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, Event, Organization, utcnow
@@ -113,19 +113,19 @@ def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[s
 _INSERT_EVENT = Event.__table__.insert()  # type: ignore[attr-defined]
 
 
-async def record_event(
-    session: AsyncSession,
+def record_event(
+    session: Session,
     *,
     event: EventName,
     organization_id: str,
     directory_id: str | None,
     data: dict[str, Any],
 ) -> None:
-    await record_events(session, organization_id=organization_id, directory_id=directory_id, events=[(event, data)])
+    record_events(session, organization_id=organization_id, directory_id=directory_id, events=[(event, data)])
 
 
-async def record_events(
-    session: AsyncSession,
+def record_events(
+    session: Session,
     *,
     organization_id: str,
     directory_id: str | None,
@@ -146,7 +146,7 @@ async def record_events(
         }
         for name, data in events
     ]
-    await insert_rows(session, _INSERT_EVENT, rows)
+    insert_rows(session, _INSERT_EVENT, rows)
 
 
 def membership_payload(user: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.credentials import secret_matches
@@ -21,7 +21,7 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def authenticate(session: AsyncSession, *, directory_id: str, authorization: str | None) -> Directory:
+def authenticate(session: Session, *, directory_id: str, authorization: str | None) -> Directory:
     """The directory whose URL was called, if the token is its current one (RFC 7644 §2)."""
     token = bearer_token(authorization)
     # Jobs sharing one grouped transaction look the directory up once, with a prebuilt Core query: a read-only
@@ -29,7 +29,7 @@ async def authenticate(session: AsyncSession, *, directory_id: str, authorizatio
     known: dict[str, Directory] = session.info.setdefault("dsync.directories", {})
     directory = known.get(directory_id)
     if directory is None:
-        row = (await session.execute(_GET_DIRECTORY, {"id": directory_id})).mappings().first()
+        row = session.execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
         if row is not None:
             directory = known[directory_id] = Directory.model_construct(**row)
     if directory is None:
@@ -39,21 +39,21 @@ async def authenticate(session: AsyncSession, *, directory_id: str, authorizatio
     return directory
 
 
-async def activate(session: AsyncSession, *, directory: Directory) -> None:
+def activate(session: Session, *, directory: Directory) -> None:
     """Flip an unlinked directory to linked and emit ``dsync.activated`` exactly once, even under races.
 
     ``session`` must be a write session; JumpCloud's Test Connection is the usual first request."""
     if directory.state != DirectoryState.UNLINKED:
         return
     now = utcnow()
-    result = await session.execute(
+    result = session.execute(
         update(Directory)
         .where(col(Directory.id) == directory.id, col(Directory.state) == DirectoryState.UNLINKED.value)
         .values(state=DirectoryState.LINKED.value, updated_at=now)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return
-    await record_event(
+    record_event(
         session,
         event=EventName.ACTIVATED,
         organization_id=directory.organization_id,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
@@ -74,8 +74,8 @@ def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-async def create_group(
-    session: AsyncSession, *, directory: Directory, raw: dict[str, Any], member_ids: Sequence[str]
+def create_group(
+    session: Session, *, directory: Directory, raw: dict[str, Any], member_ids: Sequence[str]
 ) -> DirectoryGroup:
     now = utcnow()
     row = {
@@ -87,31 +87,29 @@ async def create_group(
         **group_columns(raw),
     }
     try:
-        await session.execute(_INSERT_GROUP, row)
+        session.execute(_INSERT_GROUP, row)
     except IntegrityError as exc:
         raise uniqueness_error(exc, "Group") from None
     group = DirectoryGroup(**row)
-    await record_event(
+    record_event(
         session,
         event=EventName.GROUP_CREATED,
         organization_id=directory.organization_id,
         directory_id=directory.id,
         data=group_payload(group, organization_id=directory.organization_id),
     )
-    await add_members(session, directory=directory, group=group, user_ids=member_ids, touch_group=False)
+    add_members(session, directory=directory, group=group, user_ids=member_ids, touch_group=False)
     return group
 
 
-async def get_group(session: AsyncSession, *, directory_id: str, group_id: str) -> DirectoryGroup:
-    group = await session.scalar(_GET_GROUP, {"group_id": group_id, "directory_id": directory_id})
+def get_group(session: Session, *, directory_id: str, group_id: str) -> DirectoryGroup:
+    group = session.scalar(_GET_GROUP, {"group_id": group_id, "directory_id": directory_id})
     if group is None:
         raise ScimError(404, f"Group {group_id} not found")
     return group
 
 
-async def save_group(
-    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, raw: dict[str, Any]
-) -> bool:
+def save_group(session: Session, *, directory: Directory, group: DirectoryGroup, raw: dict[str, Any]) -> bool:
     """Store ``raw`` (without members); ``dsync.group.updated`` only when something really changed."""
     columns = group_columns(raw)
     if all(getattr(group, key) == value for key, value in columns.items()):
@@ -122,12 +120,12 @@ async def save_group(
     group.version += 1
     group.updated_at = utcnow()
     try:
-        await session.flush()
+        session.flush()
     except IntegrityError as exc:
         raise uniqueness_error(exc, "Group") from None
     after = group_payload(group, organization_id=directory.organization_id)
     after["previous_attributes"] = previous_attributes(before, after)
-    await record_event(
+    record_event(
         session,
         event=EventName.GROUP_UPDATED,
         organization_id=directory.organization_id,
@@ -137,17 +135,17 @@ async def save_group(
     return True
 
 
-async def _users_in_directory(session: AsyncSession, *, directory_id: str, ids: list[str]) -> list[dict[str, Any]]:
+def _users_in_directory(session: Session, *, directory_id: str, ids: list[str]) -> list[dict[str, Any]]:
     """The rows of those ``ids`` that are users of this directory, in the order asked (others are ignored)."""
     if not ids:
         return []
-    result = await session.execute(_USERS_IN_DIRECTORY, {"directory_id": directory_id, "ids": ids})
+    result = session.execute(_USERS_IN_DIRECTORY, {"directory_id": directory_id, "ids": ids})
     by_id = {row["id"]: dict(row) for row in result.mappings()}
     return [by_id[i] for i in ids if i in by_id]
 
 
-async def _membership_changed(
-    session: AsyncSession,
+def _membership_changed(
+    session: Session,
     *,
     directory: Directory,
     group: DirectoryGroup,
@@ -159,9 +157,9 @@ async def _membership_changed(
     if not users:
         return
     now = utcnow()
-    await session.execute(_TOUCH_USERS, {"ids": [u["id"] for u in users], "now": now})
+    session.execute(_TOUCH_USERS, {"ids": [u["id"] for u in users], "now": now})
     if touch_group:
-        await session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
+        session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
         # Written by the UPDATE above: record the values without marking the object dirty.
         set_committed_value(group, "version", group.version + 1)
         set_committed_value(group, "updated_at", now)
@@ -169,7 +167,7 @@ async def _membership_changed(
     group_data = group_payload(group, organization_id=org)
     # Snapshots for the payloads only: model_construct skips validation and ORM instrumentation.
     snapshots = [DirectoryUser.model_construct(**{**u, "version": u["version"] + 1, "updated_at": now}) for u in users]
-    await record_events(
+    record_events(
         session,
         organization_id=org,
         directory_id=directory.id,
@@ -177,8 +175,8 @@ async def _membership_changed(
     )
 
 
-async def add_members(
-    session: AsyncSession,
+def add_members(
+    session: Session,
     *,
     directory: Directory,
     group: DirectoryGroup,
@@ -186,15 +184,15 @@ async def add_members(
     touch_group: bool = True,
 ) -> int:
     """Add members; values unknown in this directory are ignored and re-adds are silent no-ops (JumpCloud re-sends)."""
-    users = await _users_in_directory(session, directory_id=directory.id, ids=_unique(user_ids))
+    users = _users_in_directory(session, directory_id=directory.id, ids=_unique(user_ids))
     if not users:
         return 0
     statement = _INSERT_MEMBERSHIPS[session.get_bind().dialect.name]
     now = utcnow()
     rows = [{"group_id": group.id, "user_id": u["id"], "directory_id": directory.id, "created_at": now} for u in users]
-    added = set(await session.scalars(statement, rows))
+    added = set(session.scalars(statement, rows))
     changed = [u for u in users if u["id"] in added]
-    await _membership_changed(
+    _membership_changed(
         session,
         directory=directory,
         group=group,
@@ -205,49 +203,43 @@ async def add_members(
     return len(changed)
 
 
-async def remove_members(
-    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]
-) -> int:
+def remove_members(session: Session, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]) -> int:
     """Remove members; removing one that is absent is a silent no-op."""
     ids = _unique(user_ids)
     if not ids:
         return 0
-    removed = set(await session.scalars(_DELETE_MEMBERSHIPS, {"group_id": group.id, "ids": ids}))
-    users = await _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
-    await _membership_changed(
-        session, directory=directory, group=group, users=users, event=EventName.GROUP_USER_REMOVED
-    )
+    removed = set(session.scalars(_DELETE_MEMBERSHIPS, {"group_id": group.id, "ids": ids}))
+    users = _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
+    _membership_changed(session, directory=directory, group=group, users=users, event=EventName.GROUP_USER_REMOVED)
     return len(users)
 
 
-async def replace_members(
-    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]
-) -> None:
+def replace_members(session: Session, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]) -> None:
     """Make the member list exactly ``user_ids`` (known ones), applied as a difference."""
     wanted = _unique(user_ids)
     stale = select(col(GroupMembership.user_id)).where(
         col(GroupMembership.group_id) == group.id,
         col(GroupMembership.user_id).not_in(wanted),
     )
-    await remove_members(session, directory=directory, group=group, user_ids=list(await session.scalars(stale)))
-    await add_members(session, directory=directory, group=group, user_ids=wanted)
+    remove_members(session, directory=directory, group=group, user_ids=list(session.scalars(stale)))
+    add_members(session, directory=directory, group=group, user_ids=wanted)
 
 
-async def apply_member_changes(
-    session: AsyncSession, *, directory: Directory, group: DirectoryGroup, changes: Sequence[MemberChange]
+def apply_member_changes(
+    session: Session, *, directory: Directory, group: DirectoryGroup, changes: Sequence[MemberChange]
 ) -> None:
     """Apply a PATCH's member operations in order."""
     for change in changes:
         if change.kind == "add":
-            await add_members(session, directory=directory, group=group, user_ids=change.user_ids)
+            add_members(session, directory=directory, group=group, user_ids=change.user_ids)
         elif change.kind == "remove":
-            await remove_members(session, directory=directory, group=group, user_ids=change.user_ids)
+            remove_members(session, directory=directory, group=group, user_ids=change.user_ids)
         elif change.kind == "replace":
-            await replace_members(session, directory=directory, group=group, user_ids=change.user_ids)
+            replace_members(session, directory=directory, group=group, user_ids=change.user_ids)
         else:
             # A filter other than `value eq …` (e.g. on display): the only case that reads the member list.
             assert change.where is not None
-            members = (await members_of_groups(session, group_ids=[group.id])).get(group.id, [])
+            members = (members_of_groups(session, group_ids=[group.id])).get(group.id, [])
             chosen = [
                 m.id
                 for m in members
@@ -258,20 +250,20 @@ async def apply_member_changes(
                     parent="members",
                 )
             ]
-            await remove_members(session, directory=directory, group=group, user_ids=chosen)
+            remove_members(session, directory=directory, group=group, user_ids=chosen)
 
 
-async def delete_group(session: AsyncSession, *, directory: Directory, group: DirectoryGroup) -> None:
+def delete_group(session: Session, *, directory: Directory, group: DirectoryGroup) -> None:
     """Delete the group; its memberships go with it (``dsync.group.deleted`` says so)."""
     payload = group_payload(group, organization_id=directory.organization_id)
     member_ids = select(col(GroupMembership.user_id)).where(col(GroupMembership.group_id) == group.id)
-    await session.execute(
+    session.execute(
         update(DirectoryUser)
         .where(col(DirectoryUser.id).in_(member_ids))
         .values(version=DirectoryUser.version + 1, updated_at=utcnow())
     )
-    await session.execute(delete(DirectoryGroup).where(col(DirectoryGroup.id) == group.id))
-    await record_event(
+    session.execute(delete(DirectoryGroup).where(col(DirectoryGroup.id) == group.id))
+    record_event(
         session,
         event=EventName.GROUP_DELETED,
         organization_id=directory.organization_id,
@@ -280,27 +272,27 @@ async def delete_group(session: AsyncSession, *, directory: Directory, group: Di
     )
 
 
-async def list_groups(
-    session: AsyncSession, *, directory_id: str, where: Any | None, start_index: int, count: int
+def list_groups(
+    session: Session, *, directory_id: str, where: Any | None, start_index: int, count: int
 ) -> tuple[int, list[DirectoryGroup]]:
     conditions = [col(DirectoryGroup.directory_id) == directory_id]
     if where is not None:
         conditions.append(where)
-    total = await session.scalar(select(func.count()).select_from(DirectoryGroup).where(*conditions)) or 0
+    total = session.scalar(select(func.count()).select_from(DirectoryGroup).where(*conditions)) or 0
     if count == 0:
         return total, []
-    rows = await session.scalars(
+    rows = session.scalars(
         select(DirectoryGroup).where(*conditions).order_by(col(DirectoryGroup.id)).offset(start_index - 1).limit(count)
     )
     return total, list(rows)
 
 
-async def members_of_groups(session: AsyncSession, *, group_ids: Sequence[str]) -> dict[str, list[Member]]:
+def members_of_groups(session: Session, *, group_ids: Sequence[str]) -> dict[str, list[Member]]:
     """``members`` for a page of groups, in one query."""
     result: dict[str, list[Member]] = defaultdict(list)
     if not group_ids:
         return result
-    rows = await session.execute(
+    rows = session.execute(
         select(
             col(GroupMembership.group_id),
             col(DirectoryUser.id),

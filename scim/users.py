@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.events import EventName, previous_attributes, record_event, user_payload
@@ -30,7 +30,7 @@ def uniqueness_error(exc: IntegrityError, resource: str) -> ScimError:
     return ScimError(409, f"{resource} conflicts with an existing one", "uniqueness")
 
 
-async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[str, Any]) -> DirectoryUser:
+def create_user(session: Session, *, directory: Directory, raw: dict[str, Any]) -> DirectoryUser:
     now = utcnow()
     row = {
         "id": new_id("directory_user"),
@@ -43,12 +43,12 @@ async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[
     try:
         # One prebuilt Core statement, deferred to the batch's commit when grouped; the UNIQUE indexes (not a
         # read-then-insert) decide conflicts. A conflict fails the whole request's transaction: no savepoint needed.
-        await insert_rows(session, _INSERT_USER, [row])
+        insert_rows(session, _INSERT_USER, [row])
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
     # Only read from here on (payload, response): skip validation and ORM instrumentation, ~10x cheaper.
     user = DirectoryUser.model_construct(**row)
-    await record_event(
+    record_event(
         session,
         event=EventName.USER_CREATED,
         organization_id=directory.organization_id,
@@ -58,8 +58,8 @@ async def create_user(session: AsyncSession, *, directory: Directory, raw: dict[
     return user
 
 
-async def get_user(session: AsyncSession, *, directory_id: str, user_id: str) -> DirectoryUser:
-    user = await session.scalar(
+def get_user(session: Session, *, directory_id: str, user_id: str) -> DirectoryUser:
+    user = session.scalar(
         select(DirectoryUser).where(col(DirectoryUser.id) == user_id, col(DirectoryUser.directory_id) == directory_id)
     )
     if user is None:
@@ -67,7 +67,7 @@ async def get_user(session: AsyncSession, *, directory_id: str, user_id: str) ->
     return user
 
 
-async def save_user(session: AsyncSession, *, directory: Directory, user: DirectoryUser, raw: dict[str, Any]) -> bool:
+def save_user(session: Session, *, directory: Directory, user: DirectoryUser, raw: dict[str, Any]) -> bool:
     """Store ``raw`` as the user's new state; emit ``dsync.user.updated`` only when something really changed."""
     columns = user_columns(raw)
     if all(getattr(user, key) == value for key, value in columns.items()):
@@ -78,12 +78,12 @@ async def save_user(session: AsyncSession, *, directory: Directory, user: Direct
     user.version += 1
     user.updated_at = utcnow()
     try:
-        await session.flush()
+        session.flush()
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
     after = user_payload(user, organization_id=directory.organization_id)
     after["previous_attributes"] = previous_attributes(before, after)
-    await record_event(
+    record_event(
         session,
         event=EventName.USER_UPDATED,
         organization_id=directory.organization_id,
@@ -93,16 +93,16 @@ async def save_user(session: AsyncSession, *, directory: Directory, user: Direct
     return True
 
 
-async def delete_user(session: AsyncSession, *, directory: Directory, user: DirectoryUser) -> None:
+def delete_user(session: Session, *, directory: Directory, user: DirectoryUser) -> None:
     """Delete the user; it leaves every group with it (``dsync.user.deleted`` says so for all its memberships)."""
     payload = user_payload(user, organization_id=directory.organization_id)
     group_ids = list(
-        await session.scalars(select(col(GroupMembership.group_id)).where(col(GroupMembership.user_id) == user.id))
+        session.scalars(select(col(GroupMembership.group_id)).where(col(GroupMembership.user_id) == user.id))
     )
-    await session.execute(delete(DirectoryUser).where(col(DirectoryUser.id) == user.id))
+    session.execute(delete(DirectoryUser).where(col(DirectoryUser.id) == user.id))
     if group_ids:
-        await touch_groups(session, group_ids=group_ids)
-    await record_event(
+        touch_groups(session, group_ids=group_ids)
+    record_event(
         session,
         event=EventName.USER_DELETED,
         organization_id=directory.organization_id,
@@ -111,36 +111,36 @@ async def delete_user(session: AsyncSession, *, directory: Directory, user: Dire
     )
 
 
-async def touch_groups(session: AsyncSession, *, group_ids: Sequence[str]) -> None:
+def touch_groups(session: Session, *, group_ids: Sequence[str]) -> None:
     """A group's member list changed: new version and lastModified."""
-    await session.execute(
+    session.execute(
         update(DirectoryGroup)
         .where(col(DirectoryGroup.id).in_(group_ids))
         .values(version=DirectoryGroup.version + 1, updated_at=utcnow())
     )
 
 
-async def list_users(
-    session: AsyncSession, *, directory_id: str, where: Any | None, start_index: int, count: int
+def list_users(
+    session: Session, *, directory_id: str, where: Any | None, start_index: int, count: int
 ) -> tuple[int, list[DirectoryUser]]:
     conditions = [col(DirectoryUser.directory_id) == directory_id]
     if where is not None:
         conditions.append(where)
-    total = await session.scalar(select(func.count()).select_from(DirectoryUser).where(*conditions)) or 0
+    total = session.scalar(select(func.count()).select_from(DirectoryUser).where(*conditions)) or 0
     if count == 0:
         return total, []
-    rows = await session.scalars(
+    rows = session.scalars(
         select(DirectoryUser).where(*conditions).order_by(col(DirectoryUser.id)).offset(start_index - 1).limit(count)
     )
     return total, list(rows)
 
 
-async def groups_of_users(session: AsyncSession, *, user_ids: Sequence[str]) -> dict[str, list[Member]]:
+def groups_of_users(session: Session, *, user_ids: Sequence[str]) -> dict[str, list[Member]]:
     """The computed, read-only ``groups`` attribute for a page of users, in one query."""
     result: dict[str, list[Member]] = defaultdict(list)
     if not user_ids:
         return result
-    rows = await session.execute(
+    rows = session.execute(
         select(col(GroupMembership.user_id), col(DirectoryGroup.id), col(DirectoryGroup.name))
         .join(DirectoryGroup, col(DirectoryGroup.id) == col(GroupMembership.group_id))
         .where(col(GroupMembership.user_id).in_(user_ids))

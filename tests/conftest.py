@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from gateway import admin
@@ -120,13 +121,16 @@ class DirectoryFixture:
 
 
 async def make_directory(database: Database, *, type: str = "jumpcloud", name: str = "JumpCloud") -> DirectoryFixture:
-    async with database.write() as session:
-        organization = await admin.create_organization(session, name="Acme", domains=["acme.test"])
-        issued = await admin.create_directory(
+    def create(session: Session) -> tuple[str, admin.IssuedDirectory]:
+        organization = admin.create_organization(session, name="Acme", domains=["acme.test"])
+        issued = admin.create_directory(
             session, organization_id=organization.id, name=name, type=type, public_url=PUBLIC_URL
         )
+        return organization.id, issued
+
+    organization_id, issued = await database.transaction(create)
     return DirectoryFixture(
-        id=issued.directory.id, organization_id=organization.id, token=issued.bearer_token, endpoint=issued.endpoint
+        id=issued.directory.id, organization_id=organization_id, token=issued.bearer_token, endpoint=issued.endpoint
     )
 
 

@@ -211,15 +211,15 @@ async def test_authentication(
         )
 
     # Rotation: the old token fails at once, the new one works.
-    async with database.write() as session:
-        rotated = await admin.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+    rotated = await database.transaction(
+        lambda session: admin.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+    )
     assert_error(await client.get(users, headers=directory.headers), 401)
     fresh = {"Authorization": f"Bearer {rotated.bearer_token}"}
     assert (await client.get(users, headers=fresh)).status_code == 200
 
     # Deletion: only dsync.deleted, everything of the directory gone, its URL answers 404.
-    async with database.write() as session:
-        await admin.delete_directory(session, directory_id=directory.id)
+    await database.transaction(lambda session: admin.delete_directory(session, directory_id=directory.id))
     assert_error(await client.get(users, headers=fresh), 404)
     async with database.read() as session:
         assert (
