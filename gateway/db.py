@@ -25,12 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from gateway.serialization import dumps, loads
 from gateway.settings import Settings
 from gateway.writes import WriteQueue
 
 T = TypeVar("T")
 
 _SQLITE_READERS = 4
+_JSON_CODEC: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": loads}
 
 
 class Database:
@@ -40,7 +42,7 @@ class Database:
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(settings.database_url, **kwargs)
+        self.engine: AsyncEngine = create_async_engine(settings.database_url, **_JSON_CODEC, **kwargs)
         self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
         self._queue: WriteQueue | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -99,7 +101,7 @@ def _run_read(sessions: sessionmaker[Session], job: Callable[[Session], T]) -> T
 def _sync_sqlite_engine(settings: Settings) -> Engine:
     # The same file through the standard library driver: the embedded store's jobs run on threads.
     url = make_url(settings.database_url).set(drivername="sqlite+pysqlite")
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **_JSON_CODEC)
     _configure_sqlite(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     return engine
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.responses import JSONResponse
+
+from gateway.serialization import dumps_bytes
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 SCIM_MEDIA_TYPE = "application/scim+json"
@@ -23,6 +25,13 @@ ScimType = Literal[
 ]
 
 
+class ScimJSONResponse(JSONResponse):
+    media_type = SCIM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return dumps_bytes(content)
+
+
 class ScimError(Exception):
     def __init__(
         self, status: int, detail: str, scim_type: ScimType | None = None, *, headers: dict[str, str] | None = None
@@ -39,7 +48,7 @@ class ScimError(Exception):
         body: dict[str, object] = {"schemas": [ERROR_SCHEMA], "status": str(self.status), "detail": self.detail}
         if self.scim_type:
             body["scimType"] = self.scim_type
-        return JSONResponse(body, status_code=self.status, media_type=SCIM_MEDIA_TYPE, headers=self.headers)
+        return ScimJSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 def bad_request(detail: str, scim_type: ScimType = "invalidValue") -> ScimError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -10,10 +9,11 @@ from functools import wraps
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from gateway.serialization import JSONDecodeError, loads
 from gateway.settings import Settings
-from scim.errors import SCIM_MEDIA_TYPE, ScimError
+from scim.errors import ScimError, ScimJSONResponse
 
 logger = logging.getLogger("dsync.scim")
 
@@ -40,8 +40,8 @@ def parse_json(request: Request, body: bytes) -> dict[str, Any]:
     if media_type and media_type not in _ACCEPTED_MEDIA_TYPES:
         raise ScimError(415, f"Unsupported media type {media_type!r}; send application/scim+json")
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = loads(body)
+    except JSONDecodeError as exc:
         raise ScimError(400, f"Request body is not valid JSON: {exc}", "invalidSyntax") from None
     if not isinstance(document, dict):
         raise ScimError(400, "Request body must be a JSON object", "invalidSyntax")
@@ -113,7 +113,7 @@ def scim_response(
         headers["ETag"] = etag
     if body is None:
         return Response(status_code=status, headers=headers)
-    return JSONResponse(body, status_code=status, media_type=SCIM_MEDIA_TYPE, headers=headers)
+    return ScimJSONResponse(body, status_code=status, headers=headers)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

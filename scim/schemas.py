@@ -7,6 +7,7 @@ Everything that needs to know an attribute's type, case sensitivity or mutabilit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Resource = Literal["User", "Group"]
@@ -40,8 +41,12 @@ class Attribute:
 
     def sub_attribute(self, name: str) -> Attribute | None:
         """Attribute names are case-insensitive (RFC 7643 §2.1)."""
-        wanted = name.lower()
-        return next((a for a in self.sub_attributes if a.name.lower() == wanted), None)
+        return self._sub_by_name.get(name.lower())
+
+    @cached_property
+    def _sub_by_name(self) -> dict[str, Attribute]:
+        # Every inbound attribute is looked up here: a dict, not a scan.
+        return {a.name.lower(): a for a in self.sub_attributes}
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -72,8 +77,11 @@ class Schema:
     attributes: tuple[Attribute, ...] = field(repr=False)  # keeps ResolvedPath reprs readable
 
     def attribute(self, name: str) -> Attribute | None:
-        wanted = name.lower()
-        return next((a for a in self.attributes if a.name.lower() == wanted), None)
+        return self._by_name.get(name.lower())
+
+    @cached_property
+    def _by_name(self) -> dict[str, Attribute]:
+        return {a.name.lower(): a for a in self.attributes}
 
     def as_attribute(self) -> Attribute:
         """The extension seen as one complex attribute keyed by its URN, as it appears in a resource (§3.3)."""
