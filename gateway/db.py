@@ -43,7 +43,7 @@ class Database:
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(settings.database_url, **_JSON_CODEC, **kwargs)
-        self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._queue: WriteQueue | None = None
         self._readers: ThreadPoolExecutor | None = None
         if self.is_sqlite:
@@ -67,7 +67,7 @@ class Database:
         session it is given and may not commit or roll back itself; raising rolls back its work."""
         if self._queue is not None:
             return await self._queue.run(job)
-        async with self._reads() as session:
+        async with self._sessions() as session:
             result = await session.run_sync(job)
             await session.commit()
             return result
@@ -76,12 +76,12 @@ class Database:
         """Run the read-only ``job`` and return its result."""
         if self._readers is not None:
             return await asyncio.get_running_loop().run_in_executor(self._readers, _run_read, self._sync_reads, job)
-        async with self._reads() as session:
+        async with self._sessions() as session:
             return await session.run_sync(job)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._reads() as session:
+        async with self._sessions() as session:
             yield session
 
     async def dispose(self) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -27,8 +26,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 Job = Callable[[Session], Any]
-
-logger = logging.getLogger("dsync.writes")
 
 _DEFERRED = "dsync.deferred_inserts"
 
@@ -46,7 +43,7 @@ def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]])
 def _write_deferred_inserts(session: Session) -> None:
     deferred: dict[Insert, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
     for statement, rows in deferred.items():
-        session.execute(statement, rows)
+        session.connection().execute(statement, rows)
 
 
 class _Failed:
@@ -81,7 +78,6 @@ class WriteQueue:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
-        self.lock = asyncio.Lock()  # held while a batch runs; other in-process writers take it too
 
     async def run(self, job: Callable[[Session], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -111,17 +107,16 @@ class WriteQueue:
                 self._wakeup.clear()
                 continue
             batch = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
-            async with self.lock:
-                try:
-                    # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
-                    results = await asyncio.shield(
-                        loop.run_in_executor(self._thread, run_batch, self._sessions, [job for job, _ in batch])
-                    )
-                except BaseException as exc:
-                    for _job, future in batch:
-                        if not future.done():
-                            future.set_exception(RuntimeError(f"write batch failed: {exc!r}"))
-                    raise
+            try:
+                # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
+                results = await asyncio.shield(
+                    loop.run_in_executor(self._thread, run_batch, self._sessions, [job for job, _ in batch])
+                )
+            except BaseException as exc:
+                for _job, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError(f"write batch failed: {exc!r}"))
+                raise
             for (_job, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue

@@ -29,7 +29,7 @@ def authenticate(session: Session, *, directory_id: str, authorization: str | No
     known: dict[str, Directory] = session.info.setdefault("dsync.directories", {})
     directory = known.get(directory_id)
     if directory is None:
-        row = session.execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
+        row = session.connection().execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
         if row is not None:
             directory = known[directory_id] = Directory.model_construct(**row)
     if directory is None:

@@ -72,13 +72,13 @@ def _complex(value: Any, attribute: Attribute, path: str, *, element: bool) -> d
 
 
 def normalise_value(value: Any, attribute: Attribute, path: str, *, element: bool = False) -> Any:
-    """One attribute's value in canonical form, or None for "no value"."""
-    if value in _EMPTY:
+    """One attribute's value in canonical form, or None for "no value"; ``element`` for one entry of a
+    multi-valued attribute."""
+    if value is None or value == "" or value == [] or value == {}:
         return None
-    if attribute.multi_valued:
+    if attribute.multi_valued and not element:
         items = value if isinstance(value, list) else [value]
-        single = Attribute(attribute.name, attribute.type, sub_attributes=attribute.sub_attributes)
-        result = [v for v in (normalise_value(item, single, path, element=True) for item in items) if v is not None]
+        result = [v for v in (normalise_value(item, attribute, path, element=True) for item in items) if v is not None]
         return result or None
     if attribute.type == "complex":
         return _complex(value, attribute, path, element=element)

@@ -108,7 +108,8 @@ def _meta(resource_type: str, location: str, created: Any, modified: Any, versio
 
 
 def render_user(user: DirectoryUser, *, base_url: str, groups: Iterable[Member] | None) -> dict[str, Any]:
-    raw = copy.deepcopy(user.raw_attributes)
+    # A shallow copy: the body is only serialised, and project() copies before it edits anything.
+    raw = dict(user.raw_attributes)
     schemas = raw.pop("schemas", None) or [USER_SCHEMA]
     body: dict[str, Any] = {"schemas": schemas, "id": user.id, **raw}
     if groups is not None:
@@ -120,7 +121,7 @@ def render_user(user: DirectoryUser, *, base_url: str, groups: Iterable[Member] 
 
 
 def render_group(group: DirectoryGroup, *, base_url: str, members: Iterable[Member] | None) -> dict[str, Any]:
-    raw = copy.deepcopy(group.raw_attributes)
+    raw = dict(group.raw_attributes)
     schemas = raw.pop("schemas", None) or [GROUP_SCHEMA]
     body: dict[str, Any] = {"schemas": schemas, "id": group.id, **raw}
     if members is not None:

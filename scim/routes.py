@@ -436,6 +436,11 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def routes() -> list[Route]:
     prefix = "/scim/v2/{directory_id}"
     return [
+        # The provisioning traffic first: Starlette tries routes in order.
+        Route(f"{prefix}/Users", users_collection, methods=["GET", "POST"]),
+        Route(f"{prefix}/Users/{{id}}", user_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route(f"{prefix}/Groups", groups_collection, methods=["GET", "POST"]),
+        Route(f"{prefix}/Groups/{{id}}", group_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route(f"{prefix}/ServiceProviderConfig", service_provider_config, methods=["GET"]),
         Route(f"{prefix}/ResourceTypes", resource_types, methods=["GET"]),
         Route(f"{prefix}/ResourceTypes/{{name}}", resource_types, methods=["GET"]),
@@ -444,9 +449,5 @@ def routes() -> list[Route]:
         Route(f"{prefix}/.search", search_everything, methods=["POST"]),
         Route(f"{prefix}/Users/.search", search, methods=["POST"], name="search_users"),
         Route(f"{prefix}/Groups/.search", search, methods=["POST"], name="search_groups"),
-        Route(f"{prefix}/Users", users_collection, methods=["GET", "POST"]),
-        Route(f"{prefix}/Users/{{id}}", user_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Route(f"{prefix}/Groups", groups_collection, methods=["GET", "POST"]),
-        Route(f"{prefix}/Groups/{{id}}", group_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route(f"{prefix}/{{rest:path}}", _catch_all, methods=_ALL_METHODS),
     ]
