@@ -71,8 +71,15 @@ def run_batch(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
 
 
 class WriteQueue:
-    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        after_batch: Callable[[], None] = lambda: None,
+        max_batch: int = 64,
+    ) -> None:
         self._sessions = sessions
+        self._after_batch = after_batch
         self._max_batch = max_batch
         self._pending: collections.deque[tuple[Job, asyncio.Future[Any]]] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -117,6 +124,7 @@ class WriteQueue:
                     if not future.done():
                         future.set_exception(RuntimeError(f"write batch failed: {exc!r}"))
                 raise
+            self._after_batch()
             for (_job, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
