@@ -22,7 +22,8 @@ from gateway.settings import Settings
 from scim import discovery, groups, users
 from scim.auth import activate, authenticate
 from scim.errors import ScimError
-from scim.filters import parse_filter, translate_filter
+from scim.filter_sql import translate_filter
+from scim.filters import parse_filter
 from scim.http import (
     ListParams,
     check_if_match,

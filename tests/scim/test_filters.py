@@ -21,6 +21,7 @@ from sqlmodel import SQLModel, col
 
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, Organization
 from scim.errors import ScimError
+from scim.filter_sql import translate_filter
 from scim.filters import (
     And,
     AttrPath,
@@ -33,7 +34,6 @@ from scim.filters import (
     matches,
     parse_filter,
     parse_path,
-    translate_filter,
 )
 from scim.schemas import ENTERPRISE_USER_SCHEMA_ID, GROUP_SCHEMA, boolean_paths, find_attribute, schema_resource
 
