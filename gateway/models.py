@@ -142,6 +142,9 @@ class GroupMembership(SQLModel, table=True):
         sa_column=Column(String, ForeignKey("directory_users.id", ondelete="CASCADE"), primary_key=True)
     )
     directory_id: str = _fk("directories.id")
+    # `members[].display` as the client set it when adding the member (immutable, RFC 7643 §2.4); None: the
+    # user's own name is shown.
+    display: str | None = None
     created_at: datetime = _timestamp()
 
 

@@ -75,7 +75,7 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 
 def create_group(
-    session: Session, *, directory: Directory, raw: dict[str, Any], member_ids: Sequence[str]
+    session: Session, *, directory: Directory, raw: dict[str, Any], members: Sequence[Member]
 ) -> DirectoryGroup:
     now = utcnow()
     row = {
@@ -98,7 +98,7 @@ def create_group(
         directory_id=directory.id,
         data=group_payload(group, organization_id=directory.organization_id),
     )
-    add_members(session, directory=directory, group=group, user_ids=member_ids, touch_group=False)
+    add_members(session, directory=directory, group=group, members=members, touch_group=False)
     return group
 
 
@@ -180,16 +180,26 @@ def add_members(
     *,
     directory: Directory,
     group: DirectoryGroup,
-    user_ids: Iterable[str],
+    members: Iterable[Member],
     touch_group: bool = True,
 ) -> int:
     """Add members; values unknown in this directory are ignored and re-adds are silent no-ops (JumpCloud re-sends)."""
-    users = _users_in_directory(session, directory_id=directory.id, ids=_unique(user_ids))
+    display = {m.id: m.display for m in members}
+    users = _users_in_directory(session, directory_id=directory.id, ids=list(display))
     if not users:
         return 0
     statement = _INSERT_MEMBERSHIPS[session.get_bind().dialect.name]
     now = utcnow()
-    rows = [{"group_id": group.id, "user_id": u["id"], "directory_id": directory.id, "created_at": now} for u in users]
+    rows = [
+        {
+            "group_id": group.id,
+            "user_id": u["id"],
+            "directory_id": directory.id,
+            "display": display[u["id"]],
+            "created_at": now,
+        }
+        for u in users
+    ]
     added = set(session.scalars(statement, rows))
     changed = [u for u in users if u["id"] in added]
     _membership_changed(
@@ -214,15 +224,17 @@ def remove_members(session: Session, *, directory: Directory, group: DirectoryGr
     return len(users)
 
 
-def replace_members(session: Session, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]) -> None:
-    """Make the member list exactly ``user_ids`` (known ones), applied as a difference."""
-    wanted = _unique(user_ids)
+def replace_members(
+    session: Session, *, directory: Directory, group: DirectoryGroup, members: Sequence[Member]
+) -> None:
+    """Make the member list exactly ``members`` (known ones), applied as a difference."""
+    wanted = _unique(m.id for m in members)
     stale = select(col(GroupMembership.user_id)).where(
         col(GroupMembership.group_id) == group.id,
         col(GroupMembership.user_id).not_in(wanted),
     )
     remove_members(session, directory=directory, group=group, user_ids=list(session.scalars(stale)))
-    add_members(session, directory=directory, group=group, user_ids=wanted)
+    add_members(session, directory=directory, group=group, members=members)
 
 
 def apply_member_changes(
@@ -231,11 +243,11 @@ def apply_member_changes(
     """Apply a PATCH's member operations in order."""
     for change in changes:
         if change.kind == "add":
-            add_members(session, directory=directory, group=group, user_ids=change.user_ids)
+            add_members(session, directory=directory, group=group, members=change.members)
         elif change.kind == "remove":
-            remove_members(session, directory=directory, group=group, user_ids=change.user_ids)
+            remove_members(session, directory=directory, group=group, user_ids=[m.id for m in change.members])
         elif change.kind == "replace":
-            replace_members(session, directory=directory, group=group, user_ids=change.user_ids)
+            replace_members(session, directory=directory, group=group, members=change.members)
         else:
             # A filter other than `value eq …` (e.g. on display): the only case that reads the member list.
             assert change.where is not None
@@ -296,13 +308,13 @@ def members_of_groups(session: Session, *, group_ids: Sequence[str]) -> dict[str
         select(
             col(GroupMembership.group_id),
             col(DirectoryUser.id),
-            col(DirectoryUser.display_name),
-            col(DirectoryUser.user_name),
+            # The display the client gave when adding the member, else the user's own name.
+            func.coalesce(col(GroupMembership.display), col(DirectoryUser.display_name), col(DirectoryUser.user_name)),
         )
         .join(DirectoryUser, col(DirectoryUser.id) == col(GroupMembership.user_id))
         .where(col(GroupMembership.group_id).in_(group_ids))
         .order_by(col(DirectoryUser.id))
     )
-    for group_id, user_id, display_name, user_name in rows:
-        result[group_id].append(Member(id=user_id, display=display_name or user_name))
+    for group_id, user_id, display in rows:
+        result[group_id].append(Member(id=user_id, display=display))
     return result

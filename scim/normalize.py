@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from scim.errors import ScimError
+from scim.resources import Member
 from scim.schemas import COMMON_ATTRIBUTES, RESOURCE_SCHEMAS, Attribute, Resource, Schema
 
 _REQUIRED: dict[Resource, str] = {"User": "userName", "Group": "displayName"}
@@ -63,7 +64,7 @@ def _complex(value: Any, attribute: Attribute, path: str, *, element: bool) -> d
             if item not in _EMPTY:
                 result[key] = item  # unknown sub-attributes are kept as sent
             continue
-        if sub.mutability == "readOnly" and attribute.name not in ("members",):
+        if sub.mutability == "readOnly":
             continue
         normalised = normalise_value(item, sub, f"{path}.{sub.name}")
         if normalised is not None:
@@ -127,15 +128,19 @@ def normalize_resource(document: dict[str, Any], *, resource: Resource) -> dict[
     return raw
 
 
-def member_values(members: Any) -> list[str]:
-    """The user ids named by a ``members`` value: ``[{"value": id}, …]`` (a bare id string is tolerated)."""
+def member_values(members: Any) -> list[Member]:
+    """The members named by a ``members`` value: ``[{"value": id, "display": …}, …]`` (a bare id string is
+    tolerated). ``display`` is immutable (RFC 7643 §2.4): kept as the client set it when the edge was added."""
     if members in _EMPTY:
         return []
     items = members if isinstance(members, list) else [members]
-    values: list[str] = []
+    values: list[Member] = []
     for item in items:
-        value = item.get("value") if isinstance(item, dict) else item
+        fields = {k.lower(): v for k, v in item.items()} if isinstance(item, dict) else {"value": item}
+        value, display = fields.get("value"), fields.get("display")
         if not isinstance(value, str) or not value:
             raise ScimError(400, "Each member must be an object with a string 'value'", "invalidValue")
-        values.append(value)
+        if display is not None and not isinstance(display, str):
+            raise ScimError(400, "A member's 'display' must be a string", "invalidValue")
+        values.append(Member(id=value, display=display or None))
     return values

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from scim.errors import ScimError
 from scim.filters import And, Compare, Filter, Or, matches, parse_path
 from scim.normalize import member_values, normalize_resource
-from scim.resources import PATCH_SCHEMA
+from scim.resources import PATCH_SCHEMA, Member
 from scim.schemas import ResolvedPath, Resource, resolve_path
 
 Op = Literal["add", "replace", "remove"]
@@ -30,7 +30,7 @@ class Operation:
 @dataclass(frozen=True)
 class MemberChange:
     kind: Literal["add", "remove", "replace", "remove_where"]
-    user_ids: list[str] = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)
     where: Filter | None = None
 
 
@@ -129,10 +129,12 @@ def _member_change(operation: Operation, where: Filter | None) -> MemberChange:
         if operation.op != "remove":
             raise ScimError(400, "Only 'remove' may filter members", "invalidPath")
         ids = _ids_from_value_filter(where)
-        return MemberChange("remove", user_ids=ids) if ids is not None else MemberChange("remove_where", where=where)
+        if ids is None:
+            return MemberChange("remove_where", where=where)
+        return MemberChange("remove", members=[Member(id=i, display=None) for i in ids])
     if operation.op == "remove" and operation.value in (None, [], ""):
-        return MemberChange("replace", user_ids=[])  # remove all members
-    return MemberChange(operation.op, user_ids=member_values(operation.value))
+        return MemberChange("replace", members=[])  # remove all members
+    return MemberChange(operation.op, members=member_values(operation.value))
 
 
 def _ids_from_value_filter(where: Filter) -> list[str] | None:

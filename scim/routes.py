@@ -330,8 +330,8 @@ async def groups_collection(request: Request) -> Response:
     )
 
     def create(session: Session, directory: Directory) -> Response:
-        raw, member_ids = body.get()
-        group = groups.create_group(session, directory=directory, raw=raw, member_ids=member_ids)
+        raw, members = body.get()
+        group = groups.create_group(session, directory=directory, raw=raw, members=members)
         return _group_response(session, call, group, status=201)
 
     return await _writing(request, call, create)
@@ -371,10 +371,10 @@ async def group_item(request: Request) -> Response:
         def replace(session: Session, directory: Directory) -> Response:
             group = groups.get_group(session, directory_id=directory.id, group_id=group_id)
             check_if_match(call.if_match, etag(group.version))
-            raw, member_ids = replacement.get()
+            raw, members = replacement.get()
             groups.save_group(session, directory=directory, group=group, raw=raw)
-            if member_ids is not None:
-                groups.replace_members(session, directory=directory, group=group, user_ids=member_ids)
+            if members is not None:
+                groups.replace_members(session, directory=directory, group=group, members=members)
             return _group_response(session, call, group)
 
         return await _writing(request, call, replace)

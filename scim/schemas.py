@@ -339,7 +339,7 @@ GROUP_SCHEMA = Schema(
                     description="A label indicating the type of resource, e.g. 'User' or 'Group'.",
                 ),
                 # Not in §8.7.1, but §4.2's examples and every major IdP send it.
-                Attribute("display", mutability="readOnly", description="A human-readable name for the member."),
+                Attribute("display", mutability="immutable", description="A human-readable name for the member."),
             ),
         ),
     ),

@@ -148,34 +148,6 @@ def live_directory(tmp_path: Path) -> Iterator[LiveDirectory]:
         _stop(process)
 
 
-def _without_display(members: Any) -> list[dict[str, Any]] | None:
-    if not isinstance(members, list):
-        return None
-    dumped = [member.model_dump() if hasattr(member, "model_dump") else member for member in members]
-    if not all(isinstance(member, dict) for member in dumped):
-        return None
-    return sorted(({k: v for k, v in m.items() if k != "display"} for m in dumped), key=lambda m: str(m.get("value")))
-
-
-def _is_server_derived_member_display(result: CheckResult) -> bool:
-    """Known scim2-tester over-strictness, not a server fault: the PATCH add/replace checks on ``Group.members``
-    compare the whole member objects, ``display`` included. RFC 7643 §2.4 makes a multi-valued attribute's
-    ``display`` READ-ONLY and the RFC 7643 §8.4 example shows the server filling it with the member's name, which is
-    what the gateway does (RFC 7644 §3.3 lets a server alter posted content). The tester sends a random ``display``
-    and fails when the member's real name comes back, and still fails when ``display`` is published as readOnly
-    (then it sends none and compares against the name). Only that one difference is tolerated: the member's
-    ``value``, ``$ref`` and ``type`` must still round-trip, and every other attribute of those checks still counts.
-    """
-    if result.title not in {"check_add_attribute", "check_replace_attribute"} or result.resource_type != "Group":
-        return False
-    data = result.data
-    if not isinstance(data, dict) or data.get("urn") != "members":
-        return False
-    actual = data["actual"] if "actual" in data else data.get("modify_actual")
-    expected_members, actual_members = _without_display(data.get("expected")), _without_display(actual)
-    return expected_members is not None and expected_members == actual_members
-
-
 def _describe(result: CheckResult) -> str:
     where = f"[{result.resource_type}] " if result.resource_type else ""
     data = f"\n      data: {result.data!r}"[:1200] if result.data is not None else ""
@@ -193,13 +165,7 @@ def test_scim2_tester_checks(live_directory: LiveDirectory) -> None:
     by_status = dict(Counter(result.status.name for result in results))
     print(f"\nscim2-tester: {len(results)} checks, {by_status}")
 
-    tolerated = [
-        result for result in results if result.status in FAILING_STATUSES and _is_server_derived_member_display(result)
-    ]
-    for result in tolerated:
-        print(f"  tolerated (tester quirk, server-derived members.display): {result.title}")
-    tolerated_ids = {id(result) for result in tolerated}
-    failing = [result for result in results if result.status in FAILING_STATUSES and id(result) not in tolerated_ids]
+    failing = [result for result in results if result.status in FAILING_STATUSES]
     report = f"{len(failing)} scim2-tester check(s) failed:\n" + "\n".join(map(_describe, failing))
     # The resource checks only run once the discovery endpoints described the server.
     assert {result.resource_type for result in results} >= {"User", "Group"}, f"no resource checks ran; {report}"

@@ -146,3 +146,21 @@ async def test_sqlite_runs_in_wal_with_foreign_keys(app: Any) -> None:
         assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         assert (await session.execute(text("PRAGMA busy_timeout"))).scalar() == 10_000
+
+
+async def test_member_display_is_kept_as_the_client_set_it(
+    client: httpx.AsyncClient, directory: DirectoryFixture
+) -> None:
+    a, b = await make_users(client, directory, 2)
+    group = (
+        await client.post(
+            f"{directory.path}/Groups",
+            json={
+                "displayName": "D",
+                "members": [{"value": a["id"], "display": "Ada (IdP label)"}, {"value": b["id"]}],
+            },
+            headers=directory.headers,
+        )
+    ).json()
+    shown = {m["value"]: m["display"] for m in group["members"]}
+    assert shown == {a["id"]: "Ada (IdP label)", b["id"]: "user01@acme.test"}
