@@ -110,6 +110,14 @@ _TOKEN = re.compile(
       | (?P<word>[A-Za-z$.][\w.:$-]*)""",
     re.VERBOSE | re.ASCII,
 )
+_BARE_VALUE = re.compile(r'[^\s()\[\]"]+')
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _is_unquoted_string(text: str) -> bool:
+    return text.lower() not in _LITERALS and _NUMBER.fullmatch(text) is None
+
+
 _ATTRNAME = r"(?:\$ref|[A-Za-z][\w-]*)"
 _ATTR_PATH = re.compile(rf"(?:(?P<uri>urn:[\w.:-]+):)?(?P<name>{_ATTRNAME})(?:\.(?P<sub>{_ATTRNAME}))?", re.I | re.A)
 _SUB_SUFFIX = re.compile(rf"\.({_ATTRNAME})", re.A)
@@ -145,6 +153,13 @@ class _Parser:
         tokens: list[_Token] = []
         pos = 0
         while pos < len(text):
+            bare = _BARE_VALUE.match(text, pos) if self._after_operator(tokens) else None
+            if bare is not None and _is_unquoted_string(bare.group()):
+                # An unquoted comparison value (`userName eq john@acme.com`), as some IdPs send: unambiguous when it
+                # runs to the next space or bracket and is no literal or number.
+                tokens.append(_Token("bare", bare.group(), pos, bare.group()))
+                pos = bare.end()
+                continue
             match = _TOKEN.match(text, pos)
             if match is None:
                 what = "unterminated or malformed string" if text[pos] == '"' else f"unexpected character {text[pos]!r}"
@@ -160,6 +175,15 @@ class _Parser:
             pos = match.end()
         tokens.append(_Token("end", "", len(text)))
         return tokens
+
+    @staticmethod
+    def _after_operator(tokens: list[_Token]) -> bool:
+        return (
+            len(tokens) >= 2
+            and tokens[-1].kind == "word"
+            and tokens[-1].text.lower() in _OPS
+            and tokens[-2].kind == "word"
+        )
 
     def peek(self, ahead: int = 0) -> _Token:
         return self.tokens[min(self.index + ahead, len(self.tokens) - 1)]
@@ -250,6 +274,8 @@ class _Parser:
             raise self.fail(f"unknown operator {token.text!r}", token)
         value = self.take()
         if value.kind in ("string", "number"):
+            return Compare(path, op, value.value)
+        if value.kind == "bare":
             return Compare(path, op, value.value)
         if value.kind == "word" and value.text.lower() in _LITERALS:
             return Compare(path, op, _LITERALS[value.text.lower()])

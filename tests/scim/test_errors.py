@@ -139,7 +139,6 @@ async def test_bad_bodies_change_nothing(
         'userName xx "a"',
         '(userName eq "a"',
         'userName eq "a")',
-        "userName eq a",
         'nosuch eq "a"',
         'emails[type eq "work"',
         'active co "t"',

@@ -439,14 +439,12 @@ def test_paths_and_value_paths() -> None:
         "userName eq",
         "userName",
         'userName xx "a"',
-        "userName eq john",
         'userName eq "a" garbage',
         'userName eq "a" and',
         'or userName eq "a"',
         'userName eq "unterminated',
         'userName eq "bad \\x escape"',
         'userName eq "a" && title pr',
-        "userName eq 1abc",
         '1userName eq "x"',
         '"userName" eq "x"',
         "userName pr pr",
@@ -471,8 +469,8 @@ def test_malformed_filters_are_invalid_filter(filter_text: str) -> None:
 
 
 def test_errors_say_where() -> None:
-    with pytest.raises(ScimError, match="position 13"):
-        parse_filter("userName eq john")
+    with pytest.raises(ScimError, match="position 17"):
+        parse_filter('userName eq "a" john')
     with pytest.raises(ScimError, match="end of filter"):
         parse_filter("userName eq")
     with pytest.raises(ScimError, match="longer than 4096"):
@@ -648,3 +646,26 @@ def test_boolean_paths_and_schema_resource() -> None:
     }
     members = next(a for a in rendered["attributes"] if a["name"] == "members")
     assert {s["name"] for s in members["subAttributes"]} >= {"value", "$ref", "type"}
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "value"),
+    [
+        ("userName eq john", "john"),
+        ("userName eq john@acme.com", "john@acme.com"),
+        ("userName   eq\tjohn@acme.com ", "john@acme.com"),
+        ("externalId eq 1abc", "1abc"),
+        ("externalId eq 00u1a2b3", "00u1a2b3"),
+    ],
+)
+def test_unquoted_values_are_strings_where_unambiguous(filter_text: str, value: str) -> None:
+    parsed = parse_filter(filter_text)
+    assert isinstance(parsed, Compare) and parsed.value == value
+
+
+def test_unquoted_literals_and_numbers_keep_their_meaning() -> None:
+    assert parse_filter("active eq true") == parse_filter("active eq TRUE")
+    parsed = parse_filter("x eq 12")
+    assert isinstance(parsed, Compare) and parsed.value == 12
+    combined = parse_filter("userName eq john and active eq false")
+    assert isinstance(combined, And) and len(combined.operands) == 2
