@@ -541,7 +541,6 @@ def test_path_naming_a_whole_extension() -> None:
         'emails[type eq "work"].value.display',
         "name.givenName[value pr]",
         "userName extra",
-        "emails[type eq work]",
         "emails[]",
         "a.b.c",
     ],
