@@ -11,7 +11,7 @@ from sqlmodel import col
 from gateway.credentials import hash_secret, new_secret
 from gateway.events import EventName, directory_payload, record_event
 from gateway.ids import new_id
-from gateway.models import ApiKey, Directory, DirectoryType, Organization, utcnow
+from gateway.models import ApiKey, DeprovisionPolicy, Directory, DirectoryType, Organization, utcnow
 
 _TYPE_ALIASES: dict[str, DirectoryType] = {
     "jumpcloud": DirectoryType.JUMPCLOUD,
@@ -102,8 +102,22 @@ def get_directory(session: Session, *, directory_id: str) -> Directory:
     return directory
 
 
+def parse_deprovision_policy(value: str) -> DeprovisionPolicy:
+    try:
+        return DeprovisionPolicy(value.strip().lower().replace("-", "_"))
+    except ValueError:
+        choices = ", ".join(p.value for p in DeprovisionPolicy)
+        raise AdminError(f"unknown deprovisioning policy {value!r}; choose one of {choices}") from None
+
+
 def create_directory(
-    session: Session, *, organization_id: str, name: str, type: str, public_url: str
+    session: Session,
+    *,
+    organization_id: str,
+    name: str,
+    type: str,
+    public_url: str,
+    deprovision_policy: str = DeprovisionPolicy.KEEP_INACTIVE.value,
 ) -> IssuedDirectory:
     get_organization(session, organization_id=organization_id)
     token = new_secret("dsync_scim_")
@@ -112,6 +126,7 @@ def create_directory(
         organization_id=organization_id,
         name=_clean_name(name, "directory"),
         type=parse_directory_type(type).value,
+        deprovision_policy=parse_deprovision_policy(deprovision_policy).value,
         token_hash=hash_secret(token),
     )
     session.add(directory)
@@ -135,6 +150,15 @@ def rotate_directory_token(session: Session, *, directory_id: str, public_url: s
         endpoint=directory_endpoint(public_url=public_url, directory_id=directory.id),
         bearer_token=token,
     )
+
+
+def set_deprovision_policy(session: Session, *, directory_id: str, policy: str) -> Directory:
+    """``keep_inactive``: a deactivated user stays (``state: inactive``); ``delete_inactive``: deactivation deletes."""
+    directory = get_directory(session, directory_id=directory_id)
+    directory.deprovision_policy = parse_deprovision_policy(policy).value
+    directory.updated_at = utcnow()
+    session.flush()
+    return directory
 
 
 def delete_directory(session: Session, *, directory_id: str) -> None:

@@ -94,7 +94,12 @@ def _cmd_directories_create(args: argparse.Namespace, settings: Settings) -> int
     issued = _run_in_transaction(
         settings,
         lambda s: admin.create_directory(
-            s, organization_id=args.organization, name=args.name, type=args.type, public_url=settings.public_url
+            s,
+            organization_id=args.organization,
+            name=args.name,
+            type=args.type,
+            public_url=settings.public_url,
+            deprovision_policy=args.deprovision_policy,
         ),
     )
     _print(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Created"))
@@ -107,6 +112,15 @@ def _cmd_directories_rotate_token(args: argparse.Namespace, settings: Settings) 
         lambda s: admin.rotate_directory_token(s, directory_id=args.directory_id, public_url=settings.public_url),
     )
     _print(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Rotated the token of"))
+    return 0
+
+
+def _cmd_directories_set_deprovision_policy(args: argparse.Namespace, settings: Settings) -> int:
+    directory = _run_in_transaction(
+        settings, lambda s: admin.set_deprovision_policy(s, directory_id=args.directory_id, policy=args.policy)
+    )
+    payload = {"id": directory.id, "deprovision_policy": directory.deprovision_policy}
+    _print(payload, as_json=args.json, text=f"{directory.id}: deprovisioning policy {directory.deprovision_policy}")
     return 0
 
 
@@ -157,8 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     dir_create.add_argument("--organization", required=True, metavar="ORG_ID")
     dir_create.add_argument("--name", required=True)
     dir_create.add_argument("--type", default="jumpcloud", help="jumpcloud, okta, azure, onelogin or generic")
+    dir_create.add_argument(
+        "--deprovision-policy",
+        default="keep_inactive",
+        help="keep_inactive (deactivated users stay, inactive) or delete_inactive (deactivation deletes them)",
+    )
     dir_create.add_argument("--json", action="store_true")
     dir_create.set_defaults(handler=_cmd_directories_create)
+    policy = directories.add_parser("set-deprovision-policy", help="what a deactivation in the IdP does")
+    policy.add_argument("directory_id")
+    policy.add_argument("policy", help="keep_inactive or delete_inactive")
+    policy.add_argument("--json", action="store_true")
+    policy.set_defaults(handler=_cmd_directories_set_deprovision_policy)
     rotate = directories.add_parser("rotate-token", help="issue a new bearer token; the old one stops working")
     rotate.add_argument("directory_id")
     rotate.add_argument("--json", action="store_true")

@@ -84,7 +84,7 @@ def create_group(
         "created_at": now,
         "updated_at": now,
         "version": 1,
-        **group_columns(raw),
+        **group_columns(raw, directory_type=directory.type),
     }
     try:
         session.execute(_INSERT_GROUP, row)
@@ -111,7 +111,7 @@ def get_group(session: Session, *, directory_id: str, group_id: str) -> Director
 
 def save_group(session: Session, *, directory: Directory, group: DirectoryGroup, raw: dict[str, Any]) -> bool:
     """Store ``raw`` (without members); ``dsync.group.updated`` only when something really changed."""
-    columns = group_columns(raw)
+    columns = group_columns(raw, directory_type=directory.type)
     if all(getattr(group, key) == value for key, value in columns.items()):
         return False
     before = group_payload(group, organization_id=directory.organization_id)

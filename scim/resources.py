@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.events import iso
-from gateway.models import DirectoryGroup, DirectoryUser, UserState
+from gateway.models import DirectoryGroup, DirectoryType, DirectoryUser, UserState
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -87,10 +87,13 @@ def user_columns(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def group_columns(raw: Mapping[str, Any]) -> dict[str, Any]:
+def group_columns(raw: Mapping[str, Any], *, directory_type: str) -> dict[str, Any]:
+    """The group's columns; ``idp_id`` is how its IdP identifies it: Okta's group push keys groups by their name
+    (its externalId, when sent, is not stable across pushes), the others by externalId, else the name."""
     external_id = _text(raw.get("externalId"))
     name = str(raw["displayName"])
-    return {"external_id": external_id, "idp_id": external_id or name, "name": name, "raw_attributes": dict(raw)}
+    idp_id = name if directory_type == DirectoryType.OKTA else external_id or name
+    return {"external_id": external_id, "idp_id": idp_id, "name": name, "raw_attributes": dict(raw)}
 
 
 def etag(version: int) -> str:

@@ -9,11 +9,20 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from gateway.events import EventName, previous_attributes, record_event, user_payload
 from gateway.ids import new_id
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
+from gateway.models import (
+    DeprovisionPolicy,
+    Directory,
+    DirectoryGroup,
+    DirectoryUser,
+    GroupMembership,
+    UserState,
+    utcnow,
+)
 from gateway.writes import insert_rows
 from scim.errors import ScimError
 from scim.resources import Member, user_columns
@@ -68,10 +77,19 @@ def get_user(session: Session, *, directory_id: str, user_id: str) -> DirectoryU
 
 
 def save_user(session: Session, *, directory: Directory, user: DirectoryUser, raw: dict[str, Any]) -> bool:
-    """Store ``raw`` as the user's new state; emit ``dsync.user.updated`` only when something really changed."""
+    """Store ``raw`` as the user's new state; emit ``dsync.user.updated`` only when something really changed.
+
+    Under the ``delete_inactive`` deprovisioning policy a deactivation deletes the user instead (WorkOS's "secure
+    flow"): ``dsync.user.deleted``, and the user leaves every group."""
     columns = user_columns(raw)
     if all(getattr(user, key) == value for key, value in columns.items()):
         return False
+    deactivated = user.state == UserState.ACTIVE and columns["state"] == UserState.INACTIVE
+    if deactivated and directory.deprovision_policy == DeprovisionPolicy.DELETE_INACTIVE:
+        for key, value in columns.items():
+            set_committed_value(user, key, value)
+        delete_user(session, directory=directory, user=user)
+        return True
     before = user_payload(user, organization_id=directory.organization_id)
     for key, value in columns.items():
         setattr(user, key, value)

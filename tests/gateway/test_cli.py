@@ -93,3 +93,29 @@ def test_admin_errors(tmp_path: Path, args: tuple[str, ...]) -> None:
 def test_migrate_is_idempotent(tmp_path: Path) -> None:
     assert "up to date" in dsync(tmp_path, "migrate").stdout
     assert "up to date" in dsync(tmp_path, "migrate").stdout
+
+
+def test_deprovision_policy_commands(tmp_path: Path) -> None:
+    organization = as_json(dsync(tmp_path, "organizations", "create", "Acme", "--json"))
+    directory = as_json(
+        dsync(
+            tmp_path,
+            "directories",
+            "create",
+            "--organization",
+            organization["id"],
+            "--name",
+            "Okta",
+            "--type",
+            "okta",
+            "--deprovision-policy",
+            "delete_inactive",
+            "--json",
+        )
+    )
+    changed = as_json(
+        dsync(tmp_path, "directories", "set-deprovision-policy", directory["id"], "keep_inactive", "--json")
+    )
+    assert changed == {"id": directory["id"], "deprovision_policy": "keep_inactive"}
+    refused = dsync(tmp_path, "directories", "set-deprovision-policy", directory["id"], "shred", check=False)
+    assert refused.returncode == 2 and "delete_inactive" in refused.stderr
