@@ -250,8 +250,16 @@ class _Parser:
         if path.sub:
             raise self.fail(f"a value filter must follow a top-level attribute, not {token.text!r}", opener)
         result = ValuePath(path, self.group(self.take(), "]", inner=True))
-        if self.peek().kind == "word" and self.peek().text.startswith("."):
-            raise self.fail("a sub-attribute after ']' is only allowed in PATCH paths", self.peek())
+        suffix = self.peek()
+        if suffix.kind == "word" and suffix.text.startswith("."):
+            # `emails[type eq "work"].value eq "x"`: outside RFC 7644's grammar, but Entra ID sends it for matching
+            # attributes. It means one element satisfies both, i.e. `emails[type eq "work" and value eq "x"]`.
+            sub = _SUB_SUFFIX.fullmatch(suffix.text)
+            if sub is None:
+                raise self.fail(f"invalid sub-attribute {suffix.text!r}", suffix)
+            self.take()
+            condition = self.attr_expression(AttrPath(None, sub.group(1)), suffix)
+            return ValuePath(path, And((result.filter, condition)))
         return result
 
     def attr_path(self, token: _Token, inner: bool) -> AttrPath:

@@ -450,7 +450,6 @@ def test_paths_and_value_paths() -> None:
         "userName pr pr",
         'emails[type eq "work"',
         "emails[]",
-        'emails[type eq "work"].value eq "x"',
         "emails[phoneNumbers[type pr]]",
         'emails[emails.type eq "work"]',
         "name.givenName[value pr]",
@@ -668,3 +667,10 @@ def test_unquoted_literals_and_numbers_keep_their_meaning() -> None:
     assert isinstance(parsed, Compare) and parsed.value == 12
     combined = parse_filter("userName eq john and active eq false")
     assert isinstance(combined, And) and len(combined.operands) == 2
+
+
+def test_sub_attribute_after_a_value_filter_means_the_same_element() -> None:
+    """Entra ID's ``emails[type eq "work"].value eq "x"`` reads as ``emails[type eq "work" and value eq "x"]``."""
+    assert parse_filter('emails[type eq "work"].value eq "x"') == parse_filter(
+        'emails[type eq "work" and value eq "x"]'
+    )
