@@ -57,7 +57,7 @@ def user_columns(raw: Mapping[str, Any]) -> dict[str, Any]:
     emails = [
         {k: e[k] for k in ("value", "type", "primary") if k in e}
         for e in raw.get("emails") or []
-        if isinstance(e, dict)
+        if isinstance(e, dict) and _text(e.get("value"))
     ]
     name = raw.get("name")
     if not isinstance(name, dict):

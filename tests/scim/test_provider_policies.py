@@ -93,3 +93,14 @@ async def test_unknown_policy_is_refused(app: Any) -> None:
         await app.state.database.transaction(
             lambda session: admin.set_deprovision_policy(session, directory_id=directory.id, policy="shred")
         )
+
+
+async def test_user_without_usable_email_is_stored(
+    client: httpx.AsyncClient, directory: DirectoryFixture, app: Any
+) -> None:
+    body = {"userName": "jdoe", "emails": [{"value": "", "type": "work"}], "name": {"givenName": "J"}}
+    response = await client.post(f"{directory.path}/Users", json=body, headers=directory.headers)
+    assert response.status_code == 201, response.text
+    async with app.state.database.read() as session:
+        user = await session.scalar(select(DirectoryUser).where(DirectoryUser.id == response.json()["id"]))
+    assert user is not None and user.email is None and user.emails == [] and user.first_name == "J"
