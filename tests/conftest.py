@@ -13,15 +13,16 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
 
 from gateway import admin
 from gateway.app import create_app
 from gateway.db import Database
 from gateway.migrate import upgrade
+from gateway.models import Event
 from gateway.settings import Settings
 
 PUBLIC_URL = "http://testserver"
@@ -132,6 +133,15 @@ async def make_directory(database: Database, *, type: str = "jumpcloud", name: s
     return DirectoryFixture(
         id=issued.directory.id, organization_id=organization_id, token=issued.bearer_token, endpoint=issued.endpoint
     )
+
+
+async def recorded_events(database: Database, directory_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The directory's event log, in cursor order, as (event name, data) pairs."""
+    async with database.read() as session:
+        rows = await session.scalars(
+            select(Event).where(col(Event.directory_id) == directory_id).order_by(col(Event.cursor))
+        )
+        return [(event.event, event.data) for event in rows]
 
 
 @pytest.fixture

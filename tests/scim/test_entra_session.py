@@ -25,8 +25,9 @@ import httpx
 from sqlalchemy import select
 
 from gateway.db import Database
-from gateway.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.models import DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory
+from tests.conftest import recorded_events as events
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -80,12 +81,6 @@ def entra_group(display_name: str, *, object_id: str) -> dict[str, Any]:
         "displayName": display_name,
         "meta": {"resourceType": "Group"},
     }
-
-
-async def events(database: Database, directory_id: str) -> list[tuple[str, dict[str, Any]]]:
-    async with database.read() as session:
-        rows = await session.scalars(select(Event).where(Event.directory_id == directory_id).order_by(Event.cursor))
-        return [(e.event, e.data) for e in rows]
 
 
 async def event_count(database: Database, directory_id: str) -> int:

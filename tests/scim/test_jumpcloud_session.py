@@ -8,8 +8,9 @@ import httpx
 from sqlalchemy import select
 
 from gateway.db import Database
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture
+from tests.conftest import recorded_events as events
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -33,12 +34,6 @@ def jumpcloud_user(first: str, last: str, *, external_id: str, department: str |
     if department:
         body[ENTERPRISE] = {"department": department, "employeeNumber": "42"}
     return body
-
-
-async def events(database: Database, directory_id: str) -> list[tuple[str, dict[str, Any]]]:
-    async with database.read() as session:
-        rows = await session.scalars(select(Event).where(Event.directory_id == directory_id).order_by(Event.cursor))
-        return [(e.event, e.data) for e in rows]
 
 
 async def test_jumpcloud_session(client: httpx.AsyncClient, directory: DirectoryFixture, app: Any) -> None:

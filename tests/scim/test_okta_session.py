@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from gateway.db import Database
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory
+from tests.conftest import recorded_events as events
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -56,14 +57,6 @@ def patch(*operations: dict[str, Any]) -> dict[str, Any]:
 def group_ref(group_id: str, name: str) -> dict[str, Any]:
     """Okta re-asserts the group's id and name in every Push Groups PATCH."""
     return {"op": "replace", "value": {"id": group_id, "displayName": name}}
-
-
-async def events(database: Database, directory_id: str) -> list[tuple[str, dict[str, Any]]]:
-    async with database.read() as session:
-        rows = await session.scalars(
-            select(Event).where(col(Event.directory_id) == directory_id).order_by(col(Event.cursor))
-        )
-        return [(e.event, e.data) for e in rows]
 
 
 async def lookup(client: httpx.AsyncClient, directory: DirectoryFixture, user_name: str) -> dict[str, Any]:

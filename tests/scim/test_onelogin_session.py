@@ -20,8 +20,9 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from gateway.db import Database
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory
+from tests.conftest import recorded_events as events
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -49,14 +50,6 @@ def onelogin_user(
 
 def members(op: str, user_id: str) -> dict[str, Any]:
     return {"schemas": [PATCH], "Operations": [{"op": op, "path": "members", "value": [{"value": user_id}]}]}
-
-
-async def events(database: Database, directory_id: str) -> list[tuple[str, dict[str, Any]]]:
-    async with database.read() as session:
-        rows = await session.scalars(
-            select(Event).where(col(Event.directory_id) == directory_id).order_by(col(Event.cursor))
-        )
-        return [(e.event, e.data) for e in rows]
 
 
 async def lookup(client: httpx.AsyncClient, directory: DirectoryFixture, user_name: str) -> dict[str, Any]:
