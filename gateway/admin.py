@@ -95,6 +95,30 @@ def get_organization(session: Session, *, organization_id: str) -> Organization:
     return organization
 
 
+def update_organization(
+    session: Session, *, organization_id: str, name: str | None = None, domains: list[str] | None = None
+) -> Organization:
+    organization = get_organization(session, organization_id=organization_id)
+    if name is not None:
+        organization.name = _clean_name(name, "organization")
+    if domains is not None:
+        organization.domains = _clean_domains(domains)
+    organization.updated_at = utcnow()
+    session.flush()
+    return organization
+
+
+def delete_organization(session: Session, *, organization_id: str) -> None:
+    """Delete an organization with its directories (each emits ``dsync.deleted``) and its API keys."""
+    organization = get_organization(session, organization_id=organization_id)
+    directory_ids = session.scalars(
+        select(col(Directory.id)).where(col(Directory.organization_id) == organization.id)
+    ).all()
+    for directory_id in directory_ids:
+        delete_directory(session, directory_id=directory_id)
+    session.execute(delete(Organization).where(col(Organization.id) == organization.id))
+
+
 def get_directory(session: Session, *, directory_id: str) -> Directory:
     directory = session.get(Directory, directory_id)
     if directory is None:
@@ -152,6 +176,14 @@ def rotate_directory_token(session: Session, *, directory_id: str, public_url: s
     )
 
 
+def rename_directory(session: Session, *, directory_id: str, name: str) -> Directory:
+    directory = get_directory(session, directory_id=directory_id)
+    directory.name = _clean_name(name, "directory")
+    directory.updated_at = utcnow()
+    session.flush()
+    return directory
+
+
 def set_deprovision_policy(session: Session, *, directory_id: str, policy: str) -> Directory:
     """``keep_inactive``: a deactivated user stays (``state: inactive``); ``delete_inactive``: deactivation deletes."""
     directory = get_directory(session, directory_id=directory_id)
@@ -185,6 +217,17 @@ def create_api_key(session: Session, *, organization_id: str | None = None) -> I
     session.add(api_key)
     session.flush()
     return IssuedApiKey(api_key=api_key, key=key)
+
+
+def revoke_api_key(session: Session, *, api_key_id: str) -> ApiKey:
+    """Revoke a key: the next request made with it is refused."""
+    api_key = session.get(ApiKey, api_key_id)
+    if api_key is None:
+        raise NotFoundError(f"API key {api_key_id} not found")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        session.flush()
+    return api_key
 
 
 def ensure_admin_key(session: Session, *, key: str) -> None:

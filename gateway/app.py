@@ -11,10 +11,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from gateway import admin
 from gateway.db import Database
+from gateway.schema.app import graphql_app
 from gateway.settings import Settings, get_settings
 from scim.errors import ScimError
 from scim.routes import routes as scim_routes
@@ -62,7 +63,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await database.dispose()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), *scim_routes()],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            *scim_routes(),
+            Route("/graphql", graphql_app(settings), methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_app(settings)),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )

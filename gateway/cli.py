@@ -138,6 +138,13 @@ def _cmd_api_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_export_schema(_args: argparse.Namespace, _settings: Settings) -> int:
+    from gateway.schema import schema
+
+    print(schema.as_str())
+    return 0
+
+
 def _directory_text(issued: admin.IssuedDirectory, verb: str) -> str:
     d = issued.directory
     return (
@@ -158,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_cmd_serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_cmd_migrate)
+    commands.add_parser("export-schema", help="print the GraphQL schema (SDL)").set_defaults(handler=_cmd_export_schema)
 
     organizations = commands.add_parser("organizations").add_subparsers(dest="action", required=True)
     org_create = organizations.add_parser("create", help="create an organization")

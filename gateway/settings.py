@@ -19,6 +19,10 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _flag(raw: str | None) -> bool:
+    return (raw or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -31,6 +35,7 @@ class Settings:
     scim_default_page_size: int = 100
     sqlite_busy_timeout_ms: int = 10_000
     access_log: bool = False
+    graphiql: bool = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -48,7 +53,8 @@ class Settings:
             scim_max_page_size=_int("DSYNC_SCIM_MAX_PAGE_SIZE", 1000),
             scim_default_page_size=_int("DSYNC_SCIM_DEFAULT_PAGE_SIZE", 100),
             sqlite_busy_timeout_ms=_int("DSYNC_SQLITE_BUSY_TIMEOUT_MS", 10_000),
-            access_log=(env.get("DSYNC_ACCESS_LOG") or "").lower() in ("1", "true", "yes", "on"),
+            access_log=_flag(env.get("DSYNC_ACCESS_LOG")),
+            graphiql=_flag(env.get("DSYNC_GRAPHIQL")),
         )
 
 

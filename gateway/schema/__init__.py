@@ -1,0 +1,5 @@
+"""The GraphQL API (Strawberry): ``gateway.schema:schema``."""
+
+from gateway.schema.schema import schema
+
+__all__ = ["schema"]

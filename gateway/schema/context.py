@@ -1,0 +1,92 @@
+"""Per-request context: the store, the settings, and the API key's principal (admin or one organization)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+from strawberry.types import Info as StrawberryInfo
+
+from gateway.credentials import hash_secret
+from gateway.db import Database
+from gateway.models import ApiKey
+from gateway.schema.errors import ApiError
+from gateway.schema.loaders import Loaders
+from gateway.settings import Settings
+
+
+@dataclass(frozen=True)
+class Principal:
+    api_key_id: str
+    organization_id: str | None  # None: an admin key
+
+    @property
+    def is_admin(self) -> bool:
+        return self.organization_id is None
+
+    def can_see(self, organization_id: str) -> bool:
+        return self.organization_id is None or self.organization_id == organization_id
+
+
+@dataclass
+class Context:
+    database: Database
+    settings: Settings
+    # None when the request carried no valid key: every field then answers UNAUTHENTICATED (see ``principal``).
+    _principal: Principal | None
+    _auth_error: str = ""
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.database)
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            raise ApiError(self._auth_error or "Send an API key", "UNAUTHENTICATED")
+        return self._principal
+
+    def require_admin(self) -> None:
+        if not self.principal.is_admin:
+            raise ApiError("This operation needs an admin API key", "FORBIDDEN")
+
+    def can_see(self, organization_id: str) -> bool:
+        return self.principal.can_see(organization_id)
+
+
+Info = StrawberryInfo[Context, Any]
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+def _principal_for(session: Session, key_hash: str) -> Principal | None:
+    row = session.execute(
+        select(col(ApiKey.id), col(ApiKey.organization_id)).where(
+            col(ApiKey.key_hash) == key_hash, col(ApiKey.revoked_at).is_(None)
+        )
+    ).first()
+    return Principal(api_key_id=row[0], organization_id=row[1]) if row else None
+
+
+async def authenticate(database: Database, authorization: str | None) -> tuple[Principal | None, str]:
+    key = bearer_key(authorization)
+    if key is None:
+        return None, "Send an API key: Authorization: Bearer <key>"
+    key_hash = hash_secret(key)
+    principal = await database.query(lambda session: _principal_for(session, key_hash))
+    return (principal, "") if principal else (None, "Unknown or revoked API key")
+
+
+async def build_context(request: Request | WebSocket) -> Context:
+    database: Database = request.app.state.database
+    settings: Settings = request.app.state.settings
+    principal, error = await authenticate(database, request.headers.get("authorization"))
+    return Context(database=database, settings=settings, _principal=principal, _auth_error=error)

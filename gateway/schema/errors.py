@@ -1,0 +1,23 @@
+"""The one GraphQL error type: a message and a stable ``extensions.code``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from graphql import GraphQLError
+
+Code = Literal["BAD_USER_INPUT", "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED", "TIMEOUT"]
+
+
+class ApiError(GraphQLError):
+    def __init__(self, message: str, code: Code) -> None:
+        super().__init__(message, extensions={"code": code})
+
+
+def not_found(what: str, object_id: str) -> ApiError:
+    # Another tenant's id answers exactly like a missing one.
+    return ApiError(f"{what} {object_id} not found", "NOT_FOUND")
+
+
+def bad_input(message: str) -> ApiError:
+    return ApiError(message, "BAD_USER_INPUT")

@@ -1,0 +1,164 @@
+"""Root queries. Every object is checked against the API key's organization; another tenant's id answers exactly
+like a missing one (NOT_FOUND)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from gateway import models
+from gateway.ids import has_prefix
+from gateway.schema.context import Info
+from gateway.schema.errors import bad_input, not_found
+from gateway.schema.pagination import Connection, PageRequest, connection, count_rows, keyset_page
+from gateway.schema.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization
+
+
+async def visible_directory(info: Info, directory_id: str) -> models.Directory:
+    row = await info.context.loaders.directory.load(directory_id)
+    if row is None or not info.context.can_see(row.organization_id):
+        raise not_found("Directory", directory_id)
+    return row
+
+
+async def _get(info: Info, model: type[Any], object_id: str) -> Any:
+    row = await info.context.database.query(lambda session: session.get(model, object_id))
+    if row is None:
+        return None
+    directory_id = getattr(row, "directory_id", None)
+    if directory_id is not None:
+        directory = await info.context.loaders.directory.load(directory_id)
+        organization_id = directory.organization_id if directory else None
+    else:
+        organization_id = getattr(row, "organization_id", None) or row.id
+    return row if organization_id is not None and info.context.can_see(organization_id) else None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def organizations(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Organization]:
+        principal = info.context.principal
+        statement = select(models.Organization)
+        if not principal.is_admin:
+            statement = statement.where(col(models.Organization.id) == principal.organization_id)
+        database = info.context.database
+        request = PageRequest(first, after, last, before)
+        page = await database.query(
+            lambda session: keyset_page(session, statement, col(models.Organization.id), request)
+        )
+
+        async def count() -> int:
+            return await database.query(lambda session: count_rows(session, statement))
+
+        return connection(page, node=Organization.from_row, key=lambda row: row.id, count=count)
+
+    @strawberry.field
+    async def organization(self, info: Info, id: strawberry.ID) -> Organization:
+        info.context.principal  # noqa: B018  (authenticates)
+        row = await info.context.loaders.organization.load(str(id))
+        if row is None or not info.context.can_see(row.id):
+            raise not_found("Organization", str(id))
+        return Organization.from_row(row)
+
+    @strawberry.field
+    async def directory(self, info: Info, id: strawberry.ID) -> Directory:
+        info.context.principal  # noqa: B018
+        return Directory.from_row(await visible_directory(info, str(id)))
+
+    @strawberry.field
+    async def directory_user(self, info: Info, id: strawberry.ID) -> DirectoryUser:
+        info.context.principal  # noqa: B018
+        row = await _get(info, models.DirectoryUser, str(id))
+        if row is None:
+            raise not_found("Directory user", str(id))
+        return DirectoryUser.from_row(row)
+
+    @strawberry.field
+    async def directory_group(self, info: Info, id: strawberry.ID) -> DirectoryGroup:
+        info.context.principal  # noqa: B018
+        row = await _get(info, models.DirectoryGroup, str(id))
+        if row is None:
+            raise not_found("Directory group", str(id))
+        return DirectoryGroup.from_row(row)
+
+    @strawberry.field(description="Any object by its prefixed id (org_…, directory_…, directory_user_…, …).")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        info.context.principal  # noqa: B018
+        object_id = str(id)
+        kinds: list[tuple[str, type[Any], Any]] = [
+            ("org", models.Organization, Organization.from_row),
+            ("directory", models.Directory, Directory.from_row),
+            ("directory_user", models.DirectoryUser, DirectoryUser.from_row),
+            ("directory_group", models.DirectoryGroup, DirectoryGroup.from_row),
+        ]
+        for prefix, model, build in kinds:
+            if has_prefix(object_id, prefix):  # type: ignore[arg-type]
+                row = await _get(info, model, object_id)
+                return build(row) if row is not None else None
+        if has_prefix(object_id, "event"):
+            row = await info.context.database.query(
+                lambda session: session.scalar(select(models.Event).where(col(models.Event.id) == object_id))
+            )
+            return Event.from_row(row) if row is not None and info.context.can_see(row.organization_id) else None
+        raise bad_input(f"{object_id!r} is not an id this API knows")
+
+    @strawberry.field(description="The change log, in order; resume with `after` = the last edge's cursor.")
+    async def events(
+        self,
+        info: Info,
+        organization_id: strawberry.ID | None = None,
+        directory_id: strawberry.ID | None = None,
+        events: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Event]:
+        principal = info.context.principal
+        statement = select(models.Event)
+        if organization_id is not None:
+            if not info.context.can_see(str(organization_id)):
+                raise not_found("Organization", str(organization_id))
+            statement = statement.where(col(models.Event.organization_id) == str(organization_id))
+        if not principal.is_admin:
+            statement = statement.where(col(models.Event.organization_id) == principal.organization_id)
+        if directory_id is not None:
+            directory = await info.context.loaders.directory.load(str(directory_id))
+            # A deleted directory keeps its events: check the events' own organization, not the directory row.
+            if directory is not None and not info.context.can_see(directory.organization_id):
+                raise not_found("Directory", str(directory_id))
+            statement = statement.where(col(models.Event.directory_id) == str(directory_id))
+        if events:
+            statement = statement.where(col(models.Event.event).in_(events))
+        if since is not None:
+            statement = statement.where(col(models.Event.created_at) >= since)
+        if until is not None:
+            statement = statement.where(col(models.Event.created_at) < until)
+        database = info.context.database
+        request = PageRequest(first, after, last, before)
+        key = col(models.Event.cursor)
+
+        def load(session: Session) -> Any:
+            return keyset_page(session, statement, key, request, numeric=True)
+
+        page = await database.query(load)
+
+        async def count() -> int:
+            return await database.query(lambda session: count_rows(session, statement))
+
+        return connection(page, node=Event.from_row, key=lambda row: row.cursor, count=count)

@@ -1,0 +1,249 @@
+"""The GraphQL API over HTTP: auth and tenant scope, queries, keyset pagination, mutations, statement counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from gateway import admin
+from tests.conftest import DirectoryFixture, make_directory
+
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+async def gql(
+    client: httpx.AsyncClient, query: str, key: str | None, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = await client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def codes(body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in body.get("errors", [])]
+
+
+async def api_key(app: Any, organization_id: str | None) -> str:
+    issued = await app.state.database.transaction(
+        lambda session: admin.create_api_key(session, organization_id=organization_id)
+    )
+    return issued.key
+
+
+@pytest.fixture
+async def seeded(client: httpx.AsyncClient, directory: DirectoryFixture, app: Any) -> dict[str, Any]:
+    users = []
+    for i in range(7):
+        body = {"userName": f"u{i}@acme.test", "name": {"givenName": f"G{i}", "familyName": "Doe"}}
+        if i == 6:
+            body["active"] = False
+        users.append((await client.post(f"{directory.path}/Users", json=body, headers=directory.headers)).json())
+    group = (
+        await client.post(
+            f"{directory.path}/Groups",
+            json={"displayName": "Eng", "members": [{"value": u["id"]} for u in users[:3]]},
+            headers=directory.headers,
+        )
+    ).json()
+    other = await make_directory(app.state.database, name="Other tenant")
+    return {
+        "users": users,
+        "group": group,
+        "admin": await api_key(app, None),
+        "own": await api_key(app, directory.organization_id),
+        "other": await api_key(app, other.organization_id),
+        "other_directory": other,
+    }
+
+
+DIRECTORY = """
+query($id: ID!, $first: Int, $after: String, $last: Int, $before: String, $state: UserState, $search: String) {
+  directory(id: $id) {
+    id name type state endpoint userCount activeUserCount inactiveUserCount groupCount
+    organization { id name }
+    users(first: $first, after: $after, last: $last, before: $before, state: $state, search: $search) {
+      totalCount
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      edges { cursor node { id userName state groups { id name memberCount } directory { id } } }
+    }
+  }
+}
+"""
+
+
+async def test_auth_and_tenant_scope(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]
+) -> None:
+    variables = {"id": directory.id}
+    assert codes(await gql(client, DIRECTORY, None, variables)) == ["UNAUTHENTICATED"]
+    assert codes(await gql(client, DIRECTORY, "dsync_key_wrong", variables)) == ["UNAUTHENTICATED"]
+    for key in (seeded["admin"], seeded["own"]):
+        body = await gql(client, DIRECTORY, key, variables)
+        assert "errors" not in body, body
+        assert body["data"]["directory"]["userCount"] == 7
+    # Another tenant's id answers exactly like a missing one.
+    other = await gql(client, DIRECTORY, seeded["other"], variables)
+    missing = await gql(client, DIRECTORY, seeded["other"], {"id": "directory_01JZZZZZZZZZZZZZZZZZZZZZZZ"})
+    assert codes(other) == codes(missing) == ["NOT_FOUND"]
+    assert other["errors"][0]["message"].replace(directory.id, "X") == missing["errors"][0]["message"].replace(
+        "directory_01JZZZZZZZZZZZZZZZZZZZZZZZ", "X"
+    )
+    user_id = seeded["users"][0]["id"]
+    query = "query($id: ID!) { directoryUser(id: $id) { id } }"
+    assert codes(await gql(client, query, seeded["other"], {"id": user_id})) == ["NOT_FOUND"]
+    orgs = await gql(client, "{ organizations(first: 10) { totalCount edges { node { id } } } }", seeded["other"])
+    assert orgs["data"]["organizations"]["totalCount"] == 1
+
+
+async def test_directory_page_counts_and_filters(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]
+) -> None:
+    body = await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, "first": 100})
+    d = body["data"]["directory"]
+    assert (d["userCount"], d["activeUserCount"], d["inactiveUserCount"], d["groupCount"]) == (7, 6, 1, 1)
+    assert d["endpoint"] == directory.endpoint and d["state"] == "LINKED" and d["type"] == "JUMPCLOUD"
+    first_user = d["users"]["edges"][0]["node"]
+    assert first_user["groups"] == [{"id": seeded["group"]["id"], "name": "Eng", "memberCount": 3}]
+    assert first_user["directory"]["id"] == directory.id
+    inactive = await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, "state": "INACTIVE"})
+    assert [e["node"]["id"] for e in inactive["data"]["directory"]["users"]["edges"]] == [seeded["users"][6]["id"]]
+    search = await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, "search": "U3@"})
+    assert [e["node"]["userName"] for e in search["data"]["directory"]["users"]["edges"]] == ["u3@acme.test"]
+
+
+async def test_keyset_pagination_forward_and_backward(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]
+) -> None:
+    ids = sorted(u["id"] for u in seeded["users"])
+    seen: list[str] = []
+    after = None
+    while True:
+        page = (await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, "first": 3, "after": after}))["data"][
+            "directory"
+        ]["users"]
+        seen += [e["node"]["id"] for e in page["edges"]]
+        assert page["totalCount"] == 7
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == ids
+    # Exact page: 7 items with first 7 has no next page; the empty page after the end.
+    exact = (await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, "first": 7}))["data"]["directory"]
+    assert exact["users"]["pageInfo"]["hasNextPage"] is False
+    end = exact["users"]["pageInfo"]["endCursor"]
+    empty = (await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, "first": 3, "after": end}))["data"]
+    assert empty["directory"]["users"]["edges"] == [] and empty["directory"]["users"]["pageInfo"]["endCursor"] is None
+    # Backward: the last 2 before the end cursor.
+    back = (await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, "last": 2, "before": end}))["data"]
+    assert [e["node"]["id"] for e in back["directory"]["users"]["edges"]] == ids[4:6]
+    assert back["directory"]["users"]["pageInfo"]["hasPreviousPage"] is True
+    for bad in ({"first": 101}, {"first": -1}, {"first": 2, "last": 2}, {"after": "not-a-cursor"}):
+        body = await gql(client, DIRECTORY, seeded["own"], {"id": directory.id, **bad})
+        assert codes(body) == ["BAD_USER_INPUT"], body
+
+
+async def test_events_query(client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
+    query = """query($dir: ID, $names: [String!], $after: String) {
+      events(directoryId: $dir, events: $names, first: 5, after: $after) {
+        totalCount pageInfo { endCursor hasNextPage } edges { node { event cursor user { id } group { id } } }
+      }
+    }"""
+    added = await gql(client, query, seeded["own"], {"dir": directory.id, "names": ["dsync.group.user_added"]})
+    page = added["data"]["events"]
+    assert page["totalCount"] == 3
+    assert all(e["node"]["user"] and e["node"]["group"]["id"] == seeded["group"]["id"] for e in page["edges"])
+    everything = await gql(client, query, seeded["own"], {"dir": directory.id})
+    rest = await gql(
+        client,
+        query,
+        seeded["own"],
+        {"dir": directory.id, "after": everything["data"]["events"]["pageInfo"]["endCursor"]},
+    )
+    cursors = [
+        int(e["node"]["cursor"]) for e in everything["data"]["events"]["edges"] + rest["data"]["events"]["edges"]
+    ]
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
+    scoped = await gql(client, query, seeded["other"], {"dir": directory.id})
+    assert codes(scoped) == ["NOT_FOUND"]
+
+
+async def test_mutations(client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
+    create = """mutation($org: ID!) { createDirectory(organizationId: $org, name: "Okta", type: OKTA) {
+      bearerToken endpoint directory { id name type deprovisionPolicy } } }"""
+    made = await gql(client, create, seeded["own"], {"org": directory.organization_id})
+    created = made["data"]["createDirectory"]
+    assert created["directory"]["type"] == "OKTA" and len(created["bearerToken"]) > 40
+    new_id = created["directory"]["id"]
+    # The new token works on SCIM; rotation kills it at once.
+    scim = f"/scim/v2/{new_id}/Users"
+    assert (await client.get(scim, headers={"Authorization": f"Bearer {created['bearerToken']}"})).status_code == 200
+    rotate = "mutation($id: ID!) { rotateDirectoryToken(id: $id) { bearerToken } }"
+    rotated = (await gql(client, rotate, seeded["own"], {"id": new_id}))["data"]["rotateDirectoryToken"]
+    assert (await client.get(scim, headers={"Authorization": f"Bearer {created['bearerToken']}"})).status_code == 401
+    assert (await client.get(scim, headers={"Authorization": f"Bearer {rotated['bearerToken']}"})).status_code == 200
+    rename = 'mutation($id: ID!) { renameDirectory(id: $id, name: "  ") { name } }'
+    assert codes(await gql(client, rename, seeded["own"], {"id": new_id})) == ["BAD_USER_INPUT"]
+    policy = (
+        "mutation($id: ID!) { setDirectoryDeprovisionPolicy(id: $id, policy: DELETE_INACTIVE) { deprovisionPolicy } }"
+    )
+    assert (await gql(client, policy, seeded["own"], {"id": new_id}))["data"]["setDirectoryDeprovisionPolicy"] == {
+        "deprovisionPolicy": "DELETE_INACTIVE"
+    }
+    # Other tenants and org keys hit the walls.
+    assert codes(await gql(client, policy, seeded["other"], {"id": new_id})) == ["NOT_FOUND"]
+    assert codes(await gql(client, 'mutation { createOrganization(name: "X") { id } }', seeded["own"])) == ["FORBIDDEN"]
+    delete = "mutation($id: ID!) { deleteDirectory(id: $id) { id } }"
+    assert (await gql(client, delete, seeded["own"], {"id": new_id}))["data"]["deleteDirectory"] == {"id": new_id}
+    assert (await client.get(scim, headers={"Authorization": f"Bearer {rotated['bearerToken']}"})).status_code == 404
+    # API keys: create, use, revoke.
+    key = (
+        await gql(
+            client,
+            "mutation($o: ID) { createApiKey(organizationId: $o) { key apiKey { id } } }",
+            seeded["own"],
+            {"o": directory.organization_id},
+        )
+    )["data"]["createApiKey"]
+    assert "errors" not in await gql(client, "{ organizations { totalCount } }", key["key"])
+    revoke = "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }"
+    assert (await gql(client, revoke, seeded["own"], {"id": key["apiKey"]["id"]}))["data"]["revokeApiKey"]["revokedAt"]
+    assert codes(await gql(client, "{ organizations { totalCount } }", key["key"])) == ["UNAUTHENTICATED"]
+
+
+async def test_a_page_of_100_users_with_groups_is_a_constant_number_of_statements(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any], app: Any
+) -> None:
+    for i in range(100):
+        await client.post(f"{directory.path}/Users", json={"userName": f"bulk{i}@acme.test"}, headers=directory.headers)
+    database = app.state.database
+    engine = database.sync_engine if database.is_sqlite else database.engine.sync_engine
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+            statements.append(statement)
+
+    query = """query($id: ID!) { directory(id: $id) { id name users(first: 100) {
+      edges { node { id userName groups { id name } directory { id name } } } } } }"""
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        body = await gql(client, query, seeded["own"], {"id": directory.id})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(body["data"]["directory"]["users"]["edges"]) == 100
+    assert len(statements) <= 5, statements
+
+
+async def test_limits(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
+    deep = (
+        "{ organizations { edges { node { directories { organization { directories { organization { directories {"
+        " organization { directories { organization { id } } } } } } } } } } } }"
+    )
+    assert "errors" in await gql(client, deep, seeded["admin"])
+    aliases = "{ " + " ".join(f"a{i}: organizations {{ totalCount }}" for i in range(40)) + " }"
+    assert "errors" in await gql(client, aliases, seeded["admin"])
