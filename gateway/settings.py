@@ -36,6 +36,7 @@ class Settings:
     sqlite_busy_timeout_ms: int = 10_000
     access_log: bool = False
     graphiql: bool = False
+    graphql_timeout_seconds: float = 30.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -55,6 +56,7 @@ class Settings:
             sqlite_busy_timeout_ms=_int("DSYNC_SQLITE_BUSY_TIMEOUT_MS", 10_000),
             access_log=_flag(env.get("DSYNC_ACCESS_LOG")),
             graphiql=_flag(env.get("DSYNC_GRAPHIQL")),
+            graphql_timeout_seconds=float(_int("DSYNC_GRAPHQL_TIMEOUT_SECONDS", 30)),
         )
 
 

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.types.execution import ExecutionResult
 
 from gateway.schema.context import Context, build_context
+from gateway.schema.errors import ApiError
 from gateway.schema.schema import schema
 from gateway.settings import Settings
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
+    def __init__(self, *, timeout_seconds: float, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self._timeout_seconds = timeout_seconds
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return await build_context(request)
 
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """Queries and mutations over HTTP get a deadline: a runaway query answers TIMEOUT instead of holding a
+        worker. (A mutation's transaction, once committed, stays committed.)"""
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                return await super().execute_operation(*args, **kwargs)
+        except TimeoutError:
+            message = f"The request did not finish within {self._timeout_seconds:g} s"
+            return ExecutionResult(data=None, errors=[ApiError(message, "TIMEOUT")])
+
 
 def graphql_app(settings: Settings) -> Any:
-    return GatewayGraphQL(schema, graphql_ide="graphiql" if settings.graphiql else None)
+    return GatewayGraphQL(
+        timeout_seconds=settings.graphql_timeout_seconds,
+        graphql_ide="graphiql" if settings.graphiql else None,
+    )

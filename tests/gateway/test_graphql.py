@@ -247,3 +247,49 @@ async def test_limits(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None
     assert "errors" in await gql(client, deep, seeded["admin"])
     aliases = "{ " + " ".join(f"a{i}: organizations {{ totalCount }}" for i in range(40)) + " }"
     assert "errors" in await gql(client, aliases, seeded["admin"])
+
+
+async def test_with_a_gql_client(app: Any, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
+    from gql import Client, GraphQLRequest
+    from gql.transport.exceptions import TransportQueryError
+    from gql.transport.httpx import HTTPXAsyncTransport
+
+    def transport(key: str) -> HTTPXAsyncTransport:
+        return HTTPXAsyncTransport(
+            url="http://testserver/graphql",
+            headers={"Authorization": f"Bearer {key}"},
+            transport=httpx.ASGITransport(app=app),
+        )
+
+    query = GraphQLRequest(
+        "query($id: ID!) { directory(id: $id) { id userCount groups(first: 5) { edges { node { name memberCount } } } } }",
+        variable_values={"id": directory.id},
+    )
+    async with Client(transport=transport(seeded["own"])) as session:
+        result = await session.execute(query)
+    assert result["directory"]["userCount"] == 7
+    assert result["directory"]["groups"]["edges"] == [{"node": {"name": "Eng", "memberCount": 3}}]
+    async with Client(transport=transport(seeded["other"])) as session:
+        with pytest.raises(TransportQueryError) as caught:
+            await session.execute(query)
+    assert caught.value.errors and caught.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_bootstrap_admin_key(settings: Any) -> None:
+    from dataclasses import replace
+
+    from gateway.app import create_app
+
+    application = create_app(replace(settings, admin_key="dsync_key_bootstrap_for_tests_0123456789abcdef"))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            body = await gql(http, "{ organizations { totalCount } }", "dsync_key_bootstrap_for_tests_0123456789abcdef")
+    assert "errors" not in body and body["data"]["organizations"]["totalCount"] >= 0
+
+
+async def test_timeout_answers_a_graphql_error(client: httpx.AsyncClient, app: Any, seeded: dict[str, Any]) -> None:
+    graphql = next(route.app for route in app.router.routes if getattr(route, "path", "") == "/graphql")
+    graphql._timeout_seconds = 0.000001
+    body = await gql(client, "{ organizations { totalCount } }", seeded["admin"])
+    assert codes(body) == ["TIMEOUT"]
