@@ -262,7 +262,8 @@ async def test_with_a_gql_client(app: Any, directory: DirectoryFixture, seeded: 
         )
 
     query = GraphQLRequest(
-        "query($id: ID!) { directory(id: $id) { id userCount groups(first: 5) { edges { node { name memberCount } } } } }",
+        "query($id: ID!) { directory(id: $id) { id userCount "
+        "groups(first: 5) { edges { node { name memberCount } } } } }",
         variable_values={"id": directory.id},
     )
     async with Client(transport=transport(seeded["own"])) as session:
