@@ -13,6 +13,7 @@ import strawberry
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from gateway.db import Database
 from gateway.schema.errors import bad_input
 
 MAX_PAGE_SIZE = 100
@@ -129,3 +130,21 @@ def connection(
         ),
         _count=count,
     )
+
+
+async def paginate(
+    database: Database,
+    statement: Select[Any],
+    key: Any,
+    request: PageRequest,
+    *,
+    node: Callable[[Any], T],
+    numeric: bool = False,
+) -> Connection[T]:
+    """A connection over ``statement`` keyed by the column ``key`` (its rows' attribute of the same name)."""
+    page = await database.query(lambda session: keyset_page(session, statement, key, request, numeric=numeric))
+
+    async def count() -> int:
+        return await database.query(lambda session: count_rows(session, statement))
+
+    return connection(page, node=node, key=lambda row: getattr(row, key.key), count=count)

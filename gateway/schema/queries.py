@@ -8,14 +8,13 @@ from typing import Any
 
 import strawberry
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway import models
 from gateway.ids import has_prefix
 from gateway.schema.context import Info
 from gateway.schema.errors import bad_input, not_found
-from gateway.schema.pagination import Connection, PageRequest, connection, count_rows, keyset_page
+from gateway.schema.pagination import Connection, PageRequest, paginate
 from gateway.schema.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization
 
 
@@ -54,16 +53,9 @@ class Query:
         statement = select(models.Organization)
         if not principal.is_admin:
             statement = statement.where(col(models.Organization.id) == principal.organization_id)
-        database = info.context.database
-        request = PageRequest(first, after, last, before)
-        page = await database.query(
-            lambda session: keyset_page(session, statement, col(models.Organization.id), request)
-        )
-
-        async def count() -> int:
-            return await database.query(lambda session: count_rows(session, statement))
-
-        return connection(page, node=Organization.from_row, key=lambda row: row.id, count=count)
+        request = PageRequest(first=first, after=after, last=last, before=before)
+        key = col(models.Organization.id)
+        return await paginate(info.context.database, statement, key, request, node=Organization.from_row)
 
     @strawberry.field
     async def organization(self, info: Info, id: strawberry.ID) -> Organization:
@@ -149,16 +141,6 @@ class Query:
             statement = statement.where(col(models.Event.created_at) >= since)
         if until is not None:
             statement = statement.where(col(models.Event.created_at) < until)
-        database = info.context.database
-        request = PageRequest(first, after, last, before)
+        request = PageRequest(first=first, after=after, last=last, before=before)
         key = col(models.Event.cursor)
-
-        def load(session: Session) -> Any:
-            return keyset_page(session, statement, key, request, numeric=True)
-
-        page = await database.query(load)
-
-        async def count() -> int:
-            return await database.query(lambda session: count_rows(session, statement))
-
-        return connection(page, node=Event.from_row, key=lambda row: row.cursor, count=count)
+        return await paginate(info.context.database, statement, key, request, node=Event.from_row, numeric=True)

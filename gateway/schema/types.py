@@ -15,7 +15,7 @@ from gateway import models
 from gateway.admin import directory_endpoint
 from gateway.schema.context import Info
 from gateway.schema.errors import ApiError
-from gateway.schema.pagination import Connection, PageRequest, connection, count_rows, keyset_page
+from gateway.schema.pagination import Connection, PageRequest, paginate
 
 
 @strawberry.enum
@@ -102,26 +102,8 @@ def groups_statement(*, directory_id: str, search: str | None = None, member_id:
     return statement
 
 
-async def user_connection(info: Info, statement: Select[Any], request: PageRequest) -> Connection[DirectoryUser]:
-    key = col(models.DirectoryUser.id)
-    database = info.context.database
-    page = await database.query(lambda session: keyset_page(session, statement, key, request))
-
-    async def count() -> int:
-        return await database.query(lambda session: count_rows(session, statement))
-
-    return connection(page, node=DirectoryUser.from_row, key=lambda row: row.id, count=count)
-
-
-async def group_connection(info: Info, statement: Select[Any], request: PageRequest) -> Connection[DirectoryGroup]:
-    key = col(models.DirectoryGroup.id)
-    database = info.context.database
-    page = await database.query(lambda session: keyset_page(session, statement, key, request))
-
-    async def count() -> int:
-        return await database.query(lambda session: count_rows(session, statement))
-
-    return connection(page, node=DirectoryGroup.from_row, key=lambda row: row.id, count=count)
+def _page(first: int | None, after: str | None, last: int | None, before: str | None) -> PageRequest:
+    return PageRequest(first=first, after=after, last=last, before=before)
 
 
 @strawberry.type
@@ -204,7 +186,13 @@ class Directory:
         statement = users_statement(
             directory_id=str(self.id), state=state, group_id=str(group_id) if group_id else None, search=search
         )
-        return await user_connection(info, statement, PageRequest(first, after, last, before))
+        return await paginate(
+            info.context.database,
+            statement,
+            col(models.DirectoryUser.id),
+            _page(first, after, last, before),
+            node=DirectoryUser.from_row,
+        )
 
     @strawberry.field
     async def groups(
@@ -220,7 +208,13 @@ class Directory:
         statement = groups_statement(
             directory_id=str(self.id), search=search, member_id=str(member_id) if member_id else None
         )
-        return await group_connection(info, statement, PageRequest(first, after, last, before))
+        return await paginate(
+            info.context.database,
+            statement,
+            col(models.DirectoryGroup.id),
+            _page(first, after, last, before),
+            node=DirectoryGroup.from_row,
+        )
 
 
 @strawberry.type
@@ -315,7 +309,13 @@ class DirectoryGroup:
         statement = users_statement(
             directory_id=str(self.directory_id), state=state, group_id=str(self.id), search=search
         )
-        return await user_connection(info, statement, PageRequest(first, after, last, before))
+        return await paginate(
+            info.context.database,
+            statement,
+            col(models.DirectoryUser.id),
+            _page(first, after, last, before),
+            node=DirectoryUser.from_row,
+        )
 
 
 @strawberry.type
