@@ -294,3 +294,16 @@ async def test_timeout_answers_a_graphql_error(client: httpx.AsyncClient, app: A
     graphql._timeout_seconds = 0.000001
     body = await gql(client, "{ organizations { totalCount } }", seeded["admin"])
     assert codes(body) == ["TIMEOUT"]
+
+
+async def test_get_queries_and_token_limit(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
+    headers = {"Authorization": f"Bearer {seeded['admin']}"}
+    response = await client.get("/graphql", params={"query": "{ organizations { totalCount } }"}, headers=headers)
+    assert response.status_code == 200 and response.json()["data"]["organizations"]["totalCount"] == 2
+    mutation = await client.get(
+        "/graphql", params={"query": 'mutation { createOrganization(name: "X") { id } }'}, headers=headers
+    )
+    assert mutation.status_code >= 400  # mutations are POST-only
+    fields = " ".join("totalCount" for _ in range(1200))
+    body = await gql(client, f"{{ organizations {{ {fields} }} }}", seeded["admin"])
+    assert "errors" in body and body.get("data") is None
