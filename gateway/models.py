@@ -89,6 +89,7 @@ class DirectoryUser(SQLModel, table=True):
         Index("uq_directory_users_user_name", "directory_id", func.lower(Column("user_name")), unique=True),
         Index("uq_directory_users_idp_id", "directory_id", "idp_id", unique=True),
         Index("ix_directory_users_directory_id_id", "directory_id", "id"),
+        Index("ix_directory_users_directory_id_state", "directory_id", "state"),
     )
 
     id: str = Field(primary_key=True)

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 from strawberry.dataloader import DataLoader
@@ -84,15 +84,14 @@ class Loaders:
 
     async def _directory_counts(self, keys: list[str]) -> list[dict[str, int]]:
         def load(session: Session) -> list[dict[str, int]]:
-            active = func.sum(case((col(DirectoryUser.state) == UserState.ACTIVE.value, 1), else_=0))
-            users = {
-                directory_id: (total, active_count or 0)
-                for directory_id, total, active_count in session.execute(
-                    select(col(DirectoryUser.directory_id), func.count(), active)
-                    .where(col(DirectoryUser.directory_id).in_(keys))
-                    .group_by(col(DirectoryUser.directory_id))
-                )
-            }
+            # GROUP BY state reads the (directory_id, state) index only.
+            users: dict[str, dict[str, int]] = defaultdict(dict)
+            for directory_id, state, count in session.execute(
+                select(col(DirectoryUser.directory_id), col(DirectoryUser.state), func.count())
+                .where(col(DirectoryUser.directory_id).in_(keys))
+                .group_by(col(DirectoryUser.directory_id), col(DirectoryUser.state))
+            ):
+                users[directory_id][state] = count
             groups = {
                 directory_id: count
                 for directory_id, count in session.execute(
@@ -103,7 +102,8 @@ class Loaders:
             }
             result = []
             for key in keys:
-                total, active_count = users.get(key, (0, 0))
+                active_count = users[key].get(UserState.ACTIVE.value, 0)
+                total = sum(users[key].values())
                 result.append(
                     {
                         "users": total,
