@@ -55,17 +55,19 @@ class Loaders:
 
         return await self._database.query(load)
 
-    async def _groups_of_users(self, keys: list[str]) -> list[list[DirectoryGroup]]:
-        def load(session: Session) -> list[list[DirectoryGroup]]:
-            grouped: dict[str, list[DirectoryGroup]] = defaultdict(list)
+    async def _groups_of_users(self, keys: list[str]) -> list[list[Any]]:
+        def load(session: Session) -> list[list[Any]]:
+            grouped: dict[str, list[Any]] = defaultdict(list)
+            groups = DirectoryGroup.__table__  # type: ignore[attr-defined]
             statement = (
-                select(col(GroupMembership.user_id), DirectoryGroup)
-                .join(DirectoryGroup, col(DirectoryGroup.id) == col(GroupMembership.group_id))
+                select(col(GroupMembership.user_id).label("member_id"), *groups.c)
+                .join(groups, groups.c.id == col(GroupMembership.group_id))
                 .where(col(GroupMembership.user_id).in_(keys))
-                .order_by(col(DirectoryGroup.id))
+                .order_by(groups.c.id)
             )
-            for user_id, group in session.execute(statement):
-                grouped[user_id].append(group)
+            # Plain rows (read like DirectoryGroup), not ORM instances: a page's worth of them is cheap to drop.
+            for row in session.execute(statement):
+                grouped[row.member_id].append(row)
             return [grouped[key] for key in keys]
 
         return await self._database.query(load)

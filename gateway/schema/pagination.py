@@ -92,19 +92,22 @@ class Page:
 def keyset_page(
     session: Session, statement: Select[Any], key: Any, request: PageRequest, *, numeric: bool = False
 ) -> Page:
-    """One page of ``statement`` (already filtered) ordered by the unique ``key``."""
+    """One page of ``statement`` (already filtered) ordered by the unique ``key``.
+
+    Statements select table columns, not ORM entities: plain rows cost no identity map or instance state, and
+    leave nothing for the garbage collector to chase."""
     request = request.validated()
     if request.after is not None:
         statement = statement.where(key > decode_cursor(request.after, numeric=numeric))
     if request.before is not None:
         statement = statement.where(key < decode_cursor(request.before, numeric=numeric))
     if request.last is not None:
-        rows = list(session.scalars(statement.order_by(key.desc()).limit(request.last + 1)))
+        rows = list(session.execute(statement.order_by(key.desc()).limit(request.last + 1)).all())
         has_more = len(rows) > request.last
         rows = list(reversed(rows[: request.last]))
         return Page(rows=rows, has_next=request.before is not None, has_previous=has_more)
     size = DEFAULT_PAGE_SIZE if request.first is None else request.first
-    rows = list(session.scalars(statement.order_by(key).limit(size + 1)))
+    rows = list(session.execute(statement.order_by(key).limit(size + 1)).all())
     return Page(rows=rows[:size], has_next=len(rows) > size, has_previous=request.after is not None)
 
 

@@ -15,7 +15,7 @@ from gateway.ids import has_prefix
 from gateway.schema.context import Info
 from gateway.schema.errors import bad_input, not_found
 from gateway.schema.pagination import Connection, PageRequest, paginate
-from gateway.schema.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization
+from gateway.schema.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization, table_of
 
 
 async def visible_directory(info: Info, directory_id: str) -> models.Directory:
@@ -50,7 +50,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[Organization]:
         principal = info.context.principal
-        statement = select(models.Organization)
+        statement = select(table_of(models.Organization))
         if not principal.is_admin:
             statement = statement.where(col(models.Organization.id) == principal.organization_id)
         request = PageRequest(first=first, after=after, last=last, before=before)
@@ -122,7 +122,7 @@ class Query:
         before: str | None = None,
     ) -> Connection[Event]:
         principal = info.context.principal
-        statement = select(models.Event)
+        statement = select(table_of(models.Event))
         if organization_id is not None:
             if not info.context.can_see(str(organization_id)):
                 raise not_found("Organization", str(organization_id))

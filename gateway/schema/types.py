@@ -59,6 +59,11 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+def table_of(model: type[Any]) -> Any:
+    # Rows of the table's columns read like the model (attribute access by column name), without ORM instances.
+    return model.__table__
+
+
 def _search(term: str) -> str:
     escaped = term.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -67,7 +72,7 @@ def _search(term: str) -> str:
 def users_statement(
     *, directory_id: str, state: UserState | None = None, group_id: str | None = None, search: str | None = None
 ) -> Select[Any]:
-    statement = select(models.DirectoryUser).where(col(models.DirectoryUser.directory_id) == directory_id)
+    statement = select(table_of(models.DirectoryUser)).where(col(models.DirectoryUser.directory_id) == directory_id)
     if state is not None:
         statement = statement.where(col(models.DirectoryUser.state) == state.value)
     if group_id is not None:
@@ -93,7 +98,7 @@ def users_statement(
 
 
 def groups_statement(*, directory_id: str, search: str | None = None, member_id: str | None = None) -> Select[Any]:
-    statement = select(models.DirectoryGroup).where(col(models.DirectoryGroup.directory_id) == directory_id)
+    statement = select(table_of(models.DirectoryGroup)).where(col(models.DirectoryGroup.directory_id) == directory_id)
     if search:
         statement = statement.where(col(models.DirectoryGroup.name).ilike(_search(search), escape="\\"))
     if member_id is not None:
