@@ -19,8 +19,9 @@ from gateway.schema.types import Directory, DirectoryGroup, DirectoryUser, Event
 
 
 async def visible_directory(info: Info, directory_id: str) -> models.Directory:
+    principal = info.context.principal  # authenticate before looking anything up: ids must not leak
     row = await info.context.loaders.directory.load(directory_id)
-    if row is None or not info.context.can_see(row.organization_id):
+    if row is None or not principal.can_see(row.organization_id):
         raise not_found("Directory", directory_id)
     return row
 
