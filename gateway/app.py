@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from gateway import admin
 from gateway.db import Database
+from gateway.realtime import EventHub
 from gateway.schema.app import graphql_app
 from gateway.settings import Settings, get_settings
 from scim.errors import ScimError
@@ -57,9 +58,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_key:
             key = settings.admin_key
             await database.transaction(lambda session: admin.ensure_admin_key(session, key=key))
+        hub = EventHub(database, settings.broadcast_url)
+        await hub.start()
+        database.on_commit(hub.notify)
+        app.state.hub = hub
         try:
             yield
         finally:
+            await hub.stop()
             await database.dispose()
 
     app = Starlette(

@@ -49,6 +49,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(settings.database_url, **_JSON_CODEC, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._queue: WriteQueue | None = None
+        self._on_commit: list[Callable[[], None]] = []
         self._readers: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
@@ -76,7 +77,8 @@ class Database:
         async with self._sessions() as session:
             result = await session.run_sync(job)
             await session.commit()
-            return result
+        self._committed()
+        return result
 
     async def query(self, job: Callable[[Session], T]) -> T:
         """Run the read-only ``job`` and return its result."""
@@ -90,8 +92,17 @@ class Database:
         async with self._sessions() as session:
             yield session
 
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop after every committed write transaction (e.g. to announce events)."""
+        self._on_commit.append(callback)
+
+    def _committed(self) -> None:
+        for callback in self._on_commit:
+            callback()
+
     def _after_write_batch(self) -> None:
         """Checkpoint the WAL off the writer thread every so many commits (see ``_checkpoint_wal``)."""
+        self._committed()
         self._batches_since_checkpoint += 1
         busy = self._checkpoint is not None and not self._checkpoint.done()
         if self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES and not busy and self._readers is not None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gateway.ids import new_id
@@ -146,7 +147,21 @@ def record_events(
         }
         for name, data in events
     ]
+    _sequence_events(session)
     insert_rows(session, _INSERT_EVENT, rows)
+
+
+_EVENT_LOCK = 0x64_73_79_6E_63  # "dsync"
+
+
+def _sequence_events(session: Session) -> None:
+    """On PostgreSQL, transactions that write events hold one advisory lock until they commit, so cursors are
+    assigned in commit order: a reader that has seen cursor N never later meets a new event below N. (SQLite has a
+    single writer already.)"""
+    if session.info.get("dsync.sequenced") or session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_LOCK})
+    session.info["dsync.sequenced"] = True
 
 
 def membership_payload(user: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.execution import ExecutionResult
+from strawberry.types.unset import UNSET
 
-from gateway.schema.context import Context, build_context
+from gateway.schema.context import Context, authenticate_connection, build_context
 from gateway.schema.errors import ApiError
 from gateway.schema.schema import schema
 from gateway.settings import Settings
@@ -24,6 +26,11 @@ class GatewayGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return await build_context(request)
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        if not await authenticate_connection(context):
+            raise ConnectionRejectionError({"message": "a valid API key is required"})
+        return UNSET
 
     async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
         """Queries and mutations over HTTP get a deadline: a runaway query answers TIMEOUT instead of holding a

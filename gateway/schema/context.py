@@ -37,9 +37,12 @@ class Principal:
 class Context:
     database: Database
     settings: Settings
+    hub: Any
     # None when the request carried no valid key: every field then answers UNAUTHENTICATED (see ``principal``).
     _principal: Principal | None
     _auth_error: str = ""
+    # Set by Strawberry from a WebSocket's connection_init payload.
+    connection_params: dict[str, Any] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,5 +91,18 @@ async def authenticate(database: Database, authorization: str | None) -> tuple[P
 async def build_context(request: Request | WebSocket) -> Context:
     database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
+    hub = request.app.state.hub
+    if isinstance(request, WebSocket):
+        # Over WebSocket the key comes in connection_init (see ``authenticate_connection``).
+        return Context(database=database, settings=settings, hub=hub, _principal=None, _auth_error="Send an API key")
     principal, error = await authenticate(database, request.headers.get("authorization"))
-    return Context(database=database, settings=settings, _principal=principal, _auth_error=error)
+    return Context(database=database, settings=settings, hub=hub, _principal=principal, _auth_error=error)
+
+
+async def authenticate_connection(context: Context) -> bool:
+    """graphql-transport-ws: ``{"authorization": "Bearer <key>"}`` in connection_init (key name case-insensitive)."""
+    params = context.connection_params or {}
+    authorization = next((v for k, v in params.items() if k.lower() == "authorization"), None)
+    principal, error = await authenticate(context.database, authorization if isinstance(authorization, str) else None)
+    context._principal, context._auth_error = principal, error
+    return principal is not None

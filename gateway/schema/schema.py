@@ -11,6 +11,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
+from gateway.schema.subscriptions import Subscription
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -22,6 +23,7 @@ _LIMIT_RULES: list[Any] = [max_depth_rule(MAX_DEPTH, None), max_aliases_rule(MAX
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[
         # Factories: each operation gets fresh extension instances. The token limit runs while parsing, then
         # parsed documents and their validation (limits included) are cached, in module-level LRUs shared by

@@ -225,7 +225,8 @@ async def test_a_page_of_100_users_with_groups_is_a_constant_number_of_statement
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+        # The event pump reads the log on its own schedule: not part of this page.
+        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")) and "FROM events" not in statement:
             statements.append(statement)
 
     query = """query($id: ID!) { directory(id: $id) { id name users(first: 100) {

@@ -1,0 +1,177 @@
+"""Fan-out of the event log to live subscribers.
+
+After a transaction that wrote events commits, a small notification (no payload: NOTIFY caps messages at ~8 KB)
+goes through ``broadcaster``. In each process one pump reads new events from the log once and hands them to that
+process's subscribers through bounded queues; a periodic read of the log's head bounds the delay when a notification
+is lost. A subscriber that falls behind (its queue fills) is dropped from the fast path and catches up from the log
+by its cursor, so a slow client costs bounded memory and never loses an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from broadcaster import Broadcast
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from gateway.db import Database
+from gateway.models import Event
+
+logger = logging.getLogger("dsync.realtime")
+
+CHANNEL = "dsync_events"
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    organization_id: str | None  # None: every organization (admin keys)
+    directory_id: str | None = None
+    names: frozenset[str] | None = None
+
+    def matches(self, row: Any) -> bool:
+        return (
+            (self.organization_id is None or row.organization_id == self.organization_id)
+            and (self.directory_id is None or row.directory_id == self.directory_id)
+            and (self.names is None or row.event in self.names)
+        )
+
+    def where(self) -> list[Any]:
+        conditions: list[Any] = []
+        if self.organization_id is not None:
+            conditions.append(col(Event.organization_id) == self.organization_id)
+        if self.directory_id is not None:
+            conditions.append(col(Event.directory_id) == self.directory_id)
+        if self.names is not None:
+            conditions.append(col(Event.event).in_(self.names))
+        return conditions
+
+
+@dataclass(eq=False)
+class Subscriber:
+    filter: EventFilter
+    queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
+    # Set when the queue overflowed: the subscriber then reads the log itself until it is level again.
+    behind: bool = False
+
+
+_EVENTS = Event.__table__  # type: ignore[attr-defined]
+
+
+def _read_after(session: Session, cursor: int, conditions: list[Any], limit: int) -> list[Any]:
+    statement = select(_EVENTS).where(_EVENTS.c.cursor > cursor, *conditions).order_by(_EVENTS.c.cursor).limit(limit)
+    return list(session.execute(statement).all())
+
+
+def _head(session: Session) -> int:
+    return session.scalar(select(func.max(col(Event.cursor)))) or 0
+
+
+class EventHub:
+    def __init__(self, database: Database, broadcast_url: str, *, poll_seconds: float = 1.0) -> None:
+        self._database = database
+        self._broadcast = Broadcast(broadcast_url)
+        self._poll_seconds = poll_seconds
+        self._subscribers: set[Subscriber] = set()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._publishing: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.head = 0
+
+    async def start(self) -> None:
+        await self._broadcast.connect()
+        self.head = await self._database.query(_head)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="dsync-event-listener"),
+            asyncio.create_task(self._pump(), name="dsync-event-pump"),
+        ]
+
+    async def stop(self) -> None:
+        # The flag as well as cancel(): on Python 3.11 asyncio.wait_for can swallow a cancellation that races with
+        # its timeout, and a loop that ignored it once would keep shutdown waiting forever.
+        self._stopped = True
+        self._wakeup.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for subscriber in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                subscriber.queue.put_nowait(None)
+        await self._broadcast.disconnect()
+
+    def notify(self) -> None:
+        """Tell every process (this one at once) that the log grew; called after each committed write."""
+        self._wakeup.set()
+        if self._publishing is None or self._publishing.done():
+            self._publishing = asyncio.get_running_loop().create_task(self._publish())
+
+    async def _publish(self) -> None:
+        try:
+            await self._broadcast.publish(CHANNEL, "1")
+        except Exception:  # the periodic read of the log's head covers a lost notification
+            logger.warning("could not publish an event notification", exc_info=True)
+
+    async def read_after(self, cursor: int, event_filter: EventFilter, limit: int = _PAGE) -> list[Any]:
+        conditions = event_filter.where()
+        return await self._database.query(lambda session: _read_after(session, cursor, conditions, limit))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, event_filter: EventFilter) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber(event_filter)
+        self._subscribers.add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
+
+    async def _listen(self) -> None:
+        while not self._stopped:
+            try:
+                async with self._broadcast.subscribe(CHANNEL) as messages:
+                    async for _message in messages:  # type: ignore[union-attr]
+                        self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("event notifications lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _pump(self) -> None:
+        while not self._stopped:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._wakeup.wait()
+            if self._stopped:
+                return
+            self._wakeup.clear()
+            try:
+                await self._deliver_new()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("reading new events failed; retrying", exc_info=True)
+
+    async def _deliver_new(self) -> None:
+        while True:
+            rows = await self._database.query(lambda session: _read_after(session, self.head, [], _PAGE))
+            for row in rows:
+                for subscriber in list(self._subscribers):
+                    if subscriber.behind or not subscriber.filter.matches(row):
+                        continue
+                    try:
+                        subscriber.queue.put_nowait(row)
+                    except asyncio.QueueFull:
+                        subscriber.behind = True
+                self.head = row.cursor
+            if len(rows) < _PAGE:
+                return
