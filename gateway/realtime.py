@@ -128,6 +128,9 @@ class EventHub:
     @contextlib.asynccontextmanager
     async def subscribe(self, event_filter: EventFilter) -> AsyncIterator[Subscriber]:
         subscriber = Subscriber(event_filter)
+        if not self._subscribers:
+            # The pump skips the log while nobody listens (writes then cost nothing extra): catch its head up.
+            self.head = max(self.head, await self._database.query(_head))
         self._subscribers.add(subscriber)
         try:
             yield subscriber
@@ -154,6 +157,8 @@ class EventHub:
             if self._stopped:
                 return
             self._wakeup.clear()
+            if not self._subscribers:
+                continue
             try:
                 await self._deliver_new()
             except asyncio.CancelledError:
