@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
-import http.client
 import json
 import math
 import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +38,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-LOOPBACK = "127.0.0.1"
+from harness import (
+    LOOPBACK,
+    Conn,
+    exit_on_sigterm,
+    find_dsync,
+    free_port,
+    log_tail,
+    machine_busy_seconds,
+    percentile,
+    proc_cpu_seconds,
+    remove_temp,
+    start_process,
+    stop_process,
+    wait_ready,
+)
+
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -87,14 +99,6 @@ USERS_QUERY = (
 # Small helpers
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence (nan when empty)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def cursor_of(key: str) -> str:
     """The API's cursor format (base64url of ``k:<id>`` without padding), written out for the floor."""
     return base64.urlsafe_b64encode(f"k:{key}".encode()).decode().rstrip("=")
@@ -110,43 +114,6 @@ def key_of(cursor: str) -> str:
 def like_pattern(term: str) -> str:
     escaped = term.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads included (0 once it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def find_dsync(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).parent / "dsync"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("dsync")
-    if found is None:
-        raise RuntimeError("dsync not found: install the project in the venv (pip install -e .) or pass --dsync PATH")
-    return found
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -558,88 +525,16 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 def start_server(server: Server, cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> None:
-    with server.log_path.open("wb") as log:
-        server.proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with code {server.proc.returncode}:\n{server.log_tail()}")
-        conn = http.client.HTTPConnection(LOOPBACK, server.port, timeout=2)
-        try:
-            conn.request("GET", "/healthz")
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status == 200:
-                return
-            last = f"HTTP {resp.status}"
-        except OSError as exc:
-            last = str(exc)
-        finally:
-            conn.close()
-        time.sleep(0.2)
-    raise RuntimeError(f"{server.name} not ready on /healthz after {timeout:.0f}s ({last}):\n{server.log_tail()}")
-
-
-def stop_server(server: Server) -> None:
-    proc = server.proc
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the whole process group, nothing else
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+    server.proc = start_process(cmd, env, cwd, server.log_path)
+    wait_ready(server.name, server.port, "/healthz", timeout, server.proc, server.log_tail)
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Measuring
-
-
-class Conn:
-    """One keep-alive http.client connection: the lightest Python client, for sequential latency probes."""
-
-    def __init__(self, port: int, headers: dict[str, str]) -> None:
-        self.port = port
-        self.headers = headers
-        self.conn = http.client.HTTPConnection(LOOPBACK, port, timeout=60)
-
-    def request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes, float]:
-        for attempt in (1, 2):
-            try:
-                t0 = time.perf_counter()
-                self.conn.request(method, path, body=body, headers=self.headers)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                elapsed = time.perf_counter() - t0
-                if resp.getheader("connection", "").lower() == "close":
-                    self.conn.close()
-                return resp.status, data, elapsed
-            except (ConnectionError, http.client.HTTPException):
-                self.conn.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 @dataclass
@@ -918,9 +813,7 @@ def main() -> int:
         print("--groups and --warmup must be >= 0, --deep-fraction in (0, 1]", file=sys.stderr)
         return 2
 
-    # `timeout` or kill send SIGTERM: leave through the `finally` below, which stops the servers (they run in their
-    # own sessions, so nothing else would) and removes the temp dir.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    exit_on_sigterm()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     tmp = Path(tempfile.mkdtemp(prefix="dsync-gql-bench-"))
     servers: list[Server] = []
@@ -1018,11 +911,8 @@ def main() -> int:
         for c in conns:
             c.close()
         for server in servers:
-            stop_server(server)
-        if args.keep_temp:
-            print(f"temp dir kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            stop_process(server.proc)
+        remove_temp(tmp, args.keep_temp)
 
     print()
     print("=" * 108)

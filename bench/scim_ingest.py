@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import math
 import os
@@ -27,8 +26,6 @@ import random
 import resource
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,11 +37,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import harness
+from harness import (
+    LOOPBACK,
+    exit_on_sigterm,
+    find_dsync,
+    free_port,
+    log_tail,
+    machine_busy_seconds,
+    percentile,
+    proc_cpu_seconds,
+    remove_temp,
+    start_process,
+    stop_process,
+    wait_ready,
+)
+
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-LOOPBACK = "127.0.0.1"
 MIN_CPU_WINDOW_S = 0.5  # CPU shares of shorter runs are printed as nan
 
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Edsger", "Radia"]
@@ -228,24 +240,6 @@ def add_members_body(user_ids: Sequence[str]) -> bytes:
 # Measurement helpers
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence (nan when empty)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text[text.rindex(")") + 2 :].split()
-    # utime and stime are fields 14 and 15 of stat; fields[0] here is field 3 (state).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _descendants(pid: int) -> list[int]:
     found = [pid]
     for tid_dir in Path(f"/proc/{pid}/task").glob("*"):
@@ -259,17 +253,7 @@ def tree_cpu_seconds(pid: int | None) -> float:
     """CPU seconds (user + system) used so far by a process and its living descendants."""
     if pid is None:
         return 0.0
-    return sum(_proc_cpu_seconds(p) for p in _descendants(pid))
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs of the machine spent busy so far (from /proc/stat; 0 where it is missing)."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return sum(proc_cpu_seconds(p) for p in _descendants(pid))
 
 
 def children_cpu_seconds() -> float:
@@ -515,12 +499,6 @@ def _httpx_version() -> str:
 # Servers
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Target:
     """One SCIM endpoint under test: `base` is the path prefix of /Users and /Groups."""
@@ -537,72 +515,7 @@ class Target:
         return self.proc.pid if self.proc is not None else None
 
     def log_tail(self, lines: int = 30) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def start_process(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("wb")
-    try:
-        return subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
-def wait_ready(target: Target, path: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if target.proc is not None and target.proc.poll() is not None:
-            raise RuntimeError(f"{target.name} server exited with code {target.proc.returncode}:\n{target.log_tail()}")
-        conn = http.client.HTTPConnection(LOOPBACK, target.port, timeout=2)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status == 200:
-                return
-            last = f"HTTP {resp.status}"
-        except OSError as exc:
-            last = str(exc)
-        finally:
-            conn.close()
-        time.sleep(0.2)
-    raise RuntimeError(f"{target.name} server not ready on {path} after {timeout:.0f}s ({last}):\n{target.log_tail()}")
-
-
-def find_dsync(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).parent / "dsync"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("dsync")
-    if found is None:
-        raise RuntimeError("dsync not found: install the project in the venv (pip install -e .) or pass --dsync PATH")
-    return found
+        return log_tail(self.log_path, lines)
 
 
 def run_cli_json(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
@@ -633,7 +546,7 @@ def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
     log_path = tmp / "ours.log"
     target = Target("ours", port, "", "", log_path=log_path)
     target.proc = start_process([dsync, "serve", "--host", LOOPBACK, "--port", str(port)], env, tmp, log_path)
-    wait_ready(target, "/healthz", args.startup_timeout)
+    wait_ready(f"{target.name} server", port, "/healthz", args.startup_timeout, target.proc, target.log_tail)
     org = run_cli_json([dsync, "organizations", "create", f"bench-{run_id}", "--json"], env, tmp)
     directory = run_cli_json(
         [
@@ -668,7 +581,14 @@ def start_reference(args: argparse.Namespace, tmp: Path) -> Target:
     target = Target("reference", port, "/v2", "unused-by-reference", log_path=log_path)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-reference", "--port", str(port)]
     target.proc = start_process(cmd, dict(os.environ), tmp, log_path)
-    wait_ready(target, "/v2/ServiceProviderConfig", args.startup_timeout)
+    wait_ready(
+        f"{target.name} server",
+        target.port,
+        "/v2/ServiceProviderConfig",
+        args.startup_timeout,
+        target.proc,
+        target.log_tail,
+    )
     return target
 
 
@@ -687,37 +607,19 @@ def serve_reference(port: int) -> None:
 # Plain sequential requests (setup and the phase-4 probes)
 
 
-class Conn:
-    """A keep-alive http.client connection: the lightest client Python has, for sequential latency probes."""
+class Conn(harness.Conn):
+    """A keep-alive connection to one target, with its bearer token and SCIM content types."""
 
     def __init__(self, target: Target) -> None:
+        super().__init__(
+            target.port,
+            {
+                "Authorization": f"Bearer {target.token}",
+                "Content-Type": "application/scim+json",
+                "Accept": "application/scim+json",
+            },
+        )
         self.target = target
-        self.conn = http.client.HTTPConnection(LOOPBACK, target.port, timeout=60)
-        self.headers = {
-            "Authorization": f"Bearer {target.token}",
-            "Content-Type": "application/scim+json",
-            "Accept": "application/scim+json",
-        }
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, float]:
-        for attempt in (1, 2):
-            try:
-                t0 = time.perf_counter()
-                self.conn.request(method, path, body=body, headers=self.headers)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                elapsed = time.perf_counter() - t0
-                if resp.getheader("connection", "").lower() == "close":
-                    self.conn.close()
-                return resp.status, data, elapsed
-            except (ConnectionError, http.client.HTTPException):
-                self.conn.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def expect(status: int, data: bytes, what: str, ok: tuple[int, ...]) -> None:
@@ -976,9 +878,7 @@ def main() -> int:
             print(f"--{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
 
-    # `timeout` or kill send SIGTERM: exit through the `finally` below, which stops the servers (they run in their own
-    # sessions, so nothing else would) and removes the temp dir.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    exit_on_sigterm()
     kind = args.client
     if kind == "auto":
         kind = "wrk" if shutil.which("wrk") else "httpx"
@@ -1056,10 +956,7 @@ def main() -> int:
     finally:
         for t in targets:
             stop_process(t.proc)
-        if args.keep_temp:
-            print(f"temp dir kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        remove_temp(tmp, args.keep_temp)
 
     print()
     print("=" * 118)
