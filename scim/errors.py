@@ -49,11 +49,3 @@ class ScimError(Exception):
         if self.scim_type:
             body["scimType"] = self.scim_type
         return ScimJSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def bad_request(detail: str, scim_type: ScimType = "invalidValue") -> ScimError:
-    return ScimError(400, detail, scim_type)
-
-
-def not_found(detail: str = "Resource not found") -> ScimError:
-    return ScimError(404, detail)

@@ -439,7 +439,3 @@ def schema_resource(schema: Schema, base_url: str) -> dict[str, Any]:
         "attributes": [a.to_json() for a in schema.attributes],
         "meta": {"resourceType": "Schema", "location": f"{base_url.rstrip('/')}/Schemas/{schema.id}"},
     }
-
-
-def schema_resources(base_url: str) -> list[dict[str, Any]]:
-    return [schema_resource(s, base_url) for s in SCHEMAS.values()]
