@@ -153,10 +153,15 @@ async def schemas(request: Request) -> Response:
 # -- rendering --------------------------------------------------------------------------------------------------
 
 
+def _wants(attributes: list[str] | None, excluded: list[str] | None, name: str) -> bool:
+    """Whether a response needs the computed ``groups`` / ``members`` (skipping their query when it does not)."""
+    return (not attributes or mentions(attributes, name)) and not mentions(excluded, name)
+
+
 def _render_users(
     session: Session, call: _Call, rows: list[DirectoryUser], attributes: list[str] | None, excluded: list[str] | None
 ) -> list[dict[str, Any]]:
-    wants_groups = (not attributes or mentions(attributes, "groups")) and not mentions(excluded, "groups")
+    wants_groups = _wants(attributes, excluded, "groups")
     memberships = users.groups_of_users(session, user_ids=[u.id for u in rows]) if wants_groups else {}
     return [
         project(
@@ -184,7 +189,7 @@ def _user_response(
 def _render_groups(
     session: Session, call: _Call, rows: list[DirectoryGroup], attributes: list[str] | None, excluded: list[str] | None
 ) -> list[dict[str, Any]]:
-    wants_members = (not attributes or mentions(attributes, "members")) and not mentions(excluded, "members")
+    wants_members = _wants(attributes, excluded, "members")
     members = groups.members_of_groups(session, group_ids=[g.id for g in rows]) if wants_members else {}
     return [
         project(
