@@ -16,17 +16,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from broadcaster import Broadcast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.db import Database
 from gateway.models import Event
+from gateway.notifications import Notifier
 
 logger = logging.getLogger("dsync.realtime")
 
-CHANNEL = "dsync_events"
 _PAGE = 500
 
 
@@ -77,49 +76,73 @@ def _head(session: Session) -> int:
 class EventHub:
     def __init__(self, database: Database, broadcast_url: str, *, poll_seconds: float = 1.0) -> None:
         self._database = database
-        self._broadcast = Broadcast(broadcast_url)
+        self._notifier = Notifier(
+            broadcast_url, on_notification=self._wake, on_reconnect=self._wake, on_revocation=self._revoked
+        )
+        self._key_watchers: dict[str, set[asyncio.Event]] = {}
         self._poll_seconds = poll_seconds
         self._subscribers: set[Subscriber] = set()
         self._wakeup = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._publishing: asyncio.Task[None] | None = None
+        self._pump_task: asyncio.Task[None] | None = None
         self._stopped = False
         self.head = 0
 
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    @property
+    def broadcast_connected(self) -> bool:
+        return self._notifier.connected
+
     async def start(self) -> None:
-        await self._broadcast.connect()
         self.head = await self._database.query(_head)
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="dsync-event-listener"),
-            asyncio.create_task(self._pump(), name="dsync-event-pump"),
-        ]
+        await self._notifier.start()
+        self._pump_task = asyncio.create_task(self._pump(), name="dsync-event-pump")
 
     async def stop(self) -> None:
-        # The flag as well as cancel(): on Python 3.11 asyncio.wait_for can swallow a cancellation that races with
-        # its timeout, and a loop that ignored it once would keep shutdown waiting forever.
+        # The flag as well as cancel(): on Python 3.11 a cancellation racing with a timeout can be swallowed, and a
+        # loop that ignored it once would keep shutdown waiting forever.
         self._stopped = True
         self._wakeup.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._pump_task is not None:
+            self._pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._pump_task
         for subscriber in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 subscriber.queue.put_nowait(None)
-        await self._broadcast.disconnect()
+        await self._notifier.stop()
 
     def notify(self) -> None:
         """Tell every process (this one at once) that the log grew; called after each committed write."""
         self._wakeup.set()
-        if self._publishing is None or self._publishing.done():
-            self._publishing = asyncio.get_running_loop().create_task(self._publish())
+        self._notifier.notify()
 
-    async def _publish(self) -> None:
-        try:
-            await self._broadcast.publish(CHANNEL, "1")
-        except Exception:  # the periodic read of the log's head covers a lost notification
-            logger.warning("could not publish an event notification", exc_info=True)
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    def watch_key(self, api_key_id: str, revoked: asyncio.Event) -> None:
+        """``revoked`` is set when the key is revoked (here or, through the broadcaster, in another process)."""
+        self._key_watchers.setdefault(api_key_id, set()).add(revoked)
+
+    def unwatch_key(self, api_key_id: str, revoked: asyncio.Event) -> None:
+        watchers = self._key_watchers.get(api_key_id)
+        if watchers is not None:
+            watchers.discard(revoked)
+            if not watchers:
+                del self._key_watchers[api_key_id]
+
+    def revoke_key(self, api_key_id: str) -> None:
+        self._revoked(api_key_id)
+        self._notifier.announce_revocation(api_key_id)
+
+    def _revoked(self, api_key_id: str) -> None:
+        for revoked in self._key_watchers.get(api_key_id, ()):
+            revoked.set()
+
+    async def read_head(self) -> int:
+        return await self._database.query(_head)
 
     async def read_after(self, cursor: int, event_filter: EventFilter, limit: int = _PAGE) -> list[Any]:
         conditions = event_filter.where()
@@ -130,24 +153,12 @@ class EventHub:
         subscriber = Subscriber(event_filter)
         if not self._subscribers:
             # The pump skips the log while nobody listens (writes then cost nothing extra): catch its head up.
-            self.head = max(self.head, await self._database.query(_head))
+            self.head = max(self.head, await self.read_head())
         self._subscribers.add(subscriber)
         try:
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
-
-    async def _listen(self) -> None:
-        while not self._stopped:
-            try:
-                async with self._broadcast.subscribe(CHANNEL) as messages:
-                    async for _message in messages:  # type: ignore[union-attr]
-                        self._wakeup.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("event notifications lost; reconnecting", exc_info=True)
-                await asyncio.sleep(1.0)
 
     async def _pump(self) -> None:
         while not self._stopped:

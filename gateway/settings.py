@@ -19,6 +19,20 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _list(raw: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
 def _flag(raw: str | None) -> bool:
     return (raw or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -37,6 +51,14 @@ class Settings:
     access_log: bool = False
     graphiql: bool = False
     graphql_timeout_seconds: float = 30.0
+    # Browser origins (besides the gateway's own) whose pages may call /graphql: CORS and WebSocket handshakes.
+    allowed_origins: tuple[str, ...] = ()
+    # The pump re-reads the event log's head this often, bounding the delay when a notification is lost.
+    event_poll_seconds: float = 1.0
+    ws_max_subscriptions: int = 20
+    ws_init_timeout_seconds: float = 10.0
+    # graphql-transport-ws ping to every connection this often; no pong before the next ping closes it.
+    ws_ping_seconds: float = 15.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -57,6 +79,11 @@ class Settings:
             access_log=_flag(env.get("DSYNC_ACCESS_LOG")),
             graphiql=_flag(env.get("DSYNC_GRAPHIQL")),
             graphql_timeout_seconds=float(_int("DSYNC_GRAPHQL_TIMEOUT_SECONDS", 30)),
+            allowed_origins=_list(env.get("DSYNC_ALLOWED_ORIGINS")),
+            event_poll_seconds=_float("DSYNC_EVENT_POLL_SECONDS", 1.0),
+            ws_max_subscriptions=_int("DSYNC_WS_MAX_SUBSCRIPTIONS", 20),
+            ws_init_timeout_seconds=_float("DSYNC_WS_INIT_TIMEOUT_SECONDS", 10.0),
+            ws_ping_seconds=_float("DSYNC_WS_PING_SECONDS", 15.0),
         )
 
 

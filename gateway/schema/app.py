@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -10,19 +12,81 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import PongMessage
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from gateway.schema.context import Context, authenticate_connection, build_context
+from gateway.schema.context import Context, authenticate_connection, build_context, key_is_active
 from gateway.schema.errors import ApiError
 from gateway.schema.schema import schema
 from gateway.settings import Settings
 
+# graphql-ws's code for a connection the other side stopped answering; clients reconnect on it.
+_KEEPALIVE_CLOSE = 4499
+
+
+class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with server pings: a peer that does not pong before the next ping is closed (a dead
+    network path otherwise holds a subscription and its queue for hours). Each tick also re-checks the API key, and
+    a revocation announced through the hub closes the connection at once."""
+
+    _keepalive: asyncio.Task[None] | None = None
+    _ponged = True
+
+    def on_request_accepted(self) -> None:
+        super().on_request_accepted()
+        self._keepalive = asyncio.create_task(self._keep_alive())
+
+    async def handle_pong(self, message: PongMessage) -> None:
+        self._ponged = True
+
+    async def shutdown(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+        await super().shutdown()
+
+    async def _keep_alive(self) -> None:
+        view: GatewayGraphQL = self.view  # type: ignore[assignment]
+        revoked = asyncio.Event()
+        watching: str | None = None
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(view.ping_seconds):
+                        await revoked.wait()
+                if not self.connection_acknowledged:
+                    continue  # the init timeout deals with connections that never authenticate
+                principal = self.context.principal
+                if watching is None:
+                    watching = principal.api_key_id
+                    self.context.hub.watch_key(watching, revoked)
+                    continue
+                if revoked.is_set() or not await key_is_active(self.context.database, watching):
+                    await self.websocket.close(code=4403, reason="Forbidden: the API key was revoked")
+                    return
+                if not self._ponged:
+                    await self.websocket.close(code=_KEEPALIVE_CLOSE, reason="Keepalive timeout: no pong")
+                    return
+                self._ponged = False
+                await self.send_message({"type": "ping"})
+        except Exception as error:  # a closed socket: the handler's own shutdown follows
+            self.task_logger.debug("keepalive stopped: %s", error)
+        finally:
+            if watching is not None:
+                self.context.hub.unwatch_key(watching, revoked)
+
 
 class GatewayGraphQL(GraphQL[Context, None]):
-    def __init__(self, *, timeout_seconds: float, **kwargs: Any) -> None:
+    graphql_transport_ws_handler_class = _KeepaliveHandler
+
+    def __init__(self, *, timeout_seconds: float, ping_seconds: float, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
         self._timeout_seconds = timeout_seconds
+        self.ping_seconds = ping_seconds
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return await build_context(request)
@@ -46,5 +110,10 @@ class GatewayGraphQL(GraphQL[Context, None]):
 def graphql_app(settings: Settings) -> Any:
     return GatewayGraphQL(
         timeout_seconds=settings.graphql_timeout_seconds,
+        ping_seconds=settings.ws_ping_seconds,
         graphql_ide="graphiql" if settings.graphiql else None,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.ws_max_subscriptions,
+        allowed_origins=settings.allowed_origins,
     )

@@ -79,6 +79,15 @@ def _principal_for(session: Session, key_hash: str) -> Principal | None:
     return Principal(api_key_id=row[0], organization_id=row[1]) if row else None
 
 
+def _key_active(session: Session, api_key_id: str) -> bool:
+    statement = select(col(ApiKey.id)).where(col(ApiKey.id) == api_key_id, col(ApiKey.revoked_at).is_(None))
+    return session.execute(statement).first() is not None
+
+
+async def key_is_active(database: Database, api_key_id: str) -> bool:
+    return await database.query(lambda session: _key_active(session, api_key_id))
+
+
 async def authenticate(database: Database, authorization: str | None) -> tuple[Principal | None, str]:
     key = bearer_key(authorization)
     if key is None:

@@ -154,4 +154,6 @@ class Mutation:
                 raise admin.NotFoundError(f"API key {key_id} not found")
             return admin.revoke_api_key(session, api_key_id=key_id)
 
-        return ApiKey.from_row(await _run(info, revoke))
+        revoked = ApiKey.from_row(await _run(info, revoke))
+        info.context.hub.revoke_key(key_id)  # close its open WebSocket connections, in every process
+        return revoked

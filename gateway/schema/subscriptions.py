@@ -13,13 +13,14 @@ from gateway.schema.errors import bad_input, not_found
 from gateway.schema.types import Event
 
 
-def _cursor(after: str | None, head: int) -> int:
+async def _cursor(after: str | None, hub: EventHub) -> int:
     if after is None:
-        return head  # live events only
-    if not after.isdigit():
+        return hub.head  # live events only
+    if not (after.isascii() and after.isdigit()) or len(after) > 19:
         raise bad_input(f"invalid cursor {after!r}: pass an Event.cursor")
     cursor = int(after)
-    if cursor > head:
+    # The pump's head may trail the log (another instance wrote it a moment ago): ask the log before refusing.
+    if cursor > hub.head and cursor > await hub.read_head():
         raise bad_input(f"unknown cursor {after!r}: no event has it yet")
     return cursor
 
@@ -58,7 +59,7 @@ class Subscription:
         )
         # Register before reading the log: whatever commits meanwhile is queued, and the cursor drops repeats.
         async with hub.subscribe(event_filter) as subscriber:
-            last = _cursor(after, hub.head)
+            last = await _cursor(after, hub)
             catching_up = True
             while True:
                 if catching_up:
