@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -111,8 +112,12 @@ def update_organization(
 def delete_organization(session: Session, *, organization_id: str) -> None:
     """Delete an organization with its directories (each emits ``dsync.deleted``) and its API keys."""
     organization = get_organization(session, organization_id=organization_id)
+    # Every directory locked before the first event (see ``delete_directory``).
     directory_ids = session.scalars(
-        select(col(Directory.id)).where(col(Directory.organization_id) == organization.id)
+        select(col(Directory.id))
+        .where(col(Directory.organization_id) == organization.id)
+        .order_by(col(Directory.id))
+        .with_for_update()
     ).all()
     for directory_id in directory_ids:
         delete_directory(session, directory_id=directory_id)
@@ -195,7 +200,11 @@ def set_deprovision_policy(session: Session, *, directory_id: str, policy: str) 
 
 def delete_directory(session: Session, *, directory_id: str) -> None:
     """Delete a directory with its users, groups and memberships; only ``dsync.deleted`` is emitted for them all."""
-    directory = get_directory(session, directory_id=directory_id)
+    # Its row is locked before the event log, in the order SCIM writes take them (``scim.auth.authenticate``):
+    # the other order deadlocks with a write of this directory on PostgreSQL.
+    directory = session.get(Directory, directory_id, with_for_update=True)
+    if directory is None:
+        raise NotFoundError(f"directory {directory_id} not found")
     payload = directory_payload(directory)
     payload["state"] = "deleting"
     record_event(
@@ -237,3 +246,20 @@ def ensure_admin_key(session: Session, *, key: str) -> None:
     if found is None:
         session.add(ApiKey(id=new_id("api_key"), key_hash=key_hash, organization_id=None))
         session.flush()
+
+
+def ensure_first_admin_key(session: Session) -> str | None:
+    """First run: when no admin key is active, create one and return it (the only time it is seen); else None.
+
+    Two servers starting together may both find none: the unique index on active first-run keys lets one insert
+    commit, and the other returns None, so the key is printed once."""
+    active = select(col(ApiKey.id)).where(col(ApiKey.organization_id).is_(None), col(ApiKey.revoked_at).is_(None))
+    if session.scalar(active.limit(1)) is not None:
+        return None
+    key = new_secret("dsync_key_")
+    try:
+        with session.begin_nested():
+            session.add(ApiKey(id=new_id("api_key"), key_hash=hash_secret(key), organization_id=None, first_run=True))
+    except IntegrityError:
+        return None
+    return key

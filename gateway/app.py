@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -9,16 +10,20 @@ from collections.abc import AsyncIterator
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp
 
 from gateway import admin
+from gateway.dashboard import Dashboard
 from gateway.db import Database
 from gateway.realtime import EventHub
 from gateway.schema.app import graphql_app
 from gateway.settings import Settings, get_settings
 from scim.errors import ScimError
+from scim.rate_limit import RateLimiter
 from scim.routes import routes as scim_routes
 
 logger = logging.getLogger("dsync")
@@ -30,13 +35,16 @@ async def healthz(_request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     database: Database = request.app.state.database
+    hub: EventHub = request.app.state.hub
+    checks = {"database": "ok", "broadcaster": "ok" if hub.broadcast_connected else "unreachable"}
     try:
-        async with database.read() as session:
+        async with asyncio.timeout(5), database.read() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the store means "not ready"
         logger.warning("readiness check failed: %s", exc)
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok"})
+        checks["database"] = "unreachable"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -46,6 +54,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         response.headers.update(exc.headers or {})  # e.g. Allow on 405
         return response
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _graphql_http(settings: Settings) -> ASGIApp:
+    app: ASGIApp = graphql_app(settings)
+    if settings.allowed_origins:
+        # Pages on these origins may call the API from a browser; SCIM stays server-to-server (no CORS there).
+        app = CORSMiddleware(
+            app,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    return app
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -58,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_key:
             key = settings.admin_key
             await database.transaction(lambda session: admin.ensure_admin_key(session, key=key))
-        hub = EventHub(database, settings.broadcast_url)
+        hub = EventHub(database, settings.broadcast_url, poll_seconds=settings.event_poll_seconds)
         await hub.start()
         database.on_commit(hub.notify)
         app.state.hub = hub
@@ -73,12 +95,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *scim_routes(),
-            Route("/graphql", graphql_app(settings), methods=["GET", "POST"]),
+            Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
             WebSocketRoute("/graphql", graphql_app(settings)),
+            Mount("/", Dashboard()),  # last: it answers every path the routes above do not
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )
     app.state.settings = settings
     app.state.linked_directories = set()
+    app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
     return app

@@ -16,6 +16,7 @@ from gateway import admin
 from gateway.db import Database
 from gateway.migrate import upgrade
 from gateway.settings import Settings, get_settings
+from gateway.simulate import command as simulate
 
 
 def _organization_json(organization: Any) -> dict[str, Any]:
@@ -39,7 +40,10 @@ def _run_in_transaction(settings: Settings, operation: Callable[[Session], Any])
     if settings.is_sqlite:
         # The embedded database creates and migrates itself, so admin commands work before the first `serve`.
         upgrade(settings.database_url)
+    return _transaction(settings, operation)
 
+
+def _transaction(settings: Settings, operation: Callable[[Session], Any]) -> Any:
     async def run() -> Any:
         database = Database(settings)
         try:
@@ -59,6 +63,10 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.is_sqlite:
         upgrade(settings.database_url)
+    if settings.admin_key is None:
+        key = _transaction(settings, admin.ensure_first_admin_key)
+        if key is not None:
+            print(_first_run_text(key, _dashboard_url(args, settings)), flush=True)
     # Request handling allocates many short-lived containers: with the default generation-0 threshold (700) the
     # cyclic collector runs every few requests and costs ~10% of SCIM throughput. Collect less often, but not so
     # rarely that one collection becomes a long pause (100,000 gave 100+ ms GraphQL p99 stalls), and keep the
@@ -74,6 +82,21 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=settings.access_log,
     )
     return 0
+
+
+def _dashboard_url(args: argparse.Namespace, settings: Settings) -> str:
+    if settings.public_url != Settings.public_url:  # DSYNC_PUBLIC_URL is set
+        return f"{settings.public_url}/"
+    host = "localhost" if args.host in ("", "0.0.0.0", "::") else args.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{args.port}/"
+
+
+def _first_run_text(key: str, dashboard_url: str) -> str:
+    return (
+        "First run: created an admin API key. It is shown only this once (only its hash is stored):\n\n"
+        f"    {key}\n\n"
+        f"Sign in to the dashboard with it: {dashboard_url}\n"
+    )
 
 
 def _cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
@@ -146,6 +169,10 @@ def _cmd_export_schema(_args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
+    return simulate.run(args)
+
+
 def _directory_text(issued: admin.IssuedDirectory, verb: str) -> str:
     d = issued.directory
     return (
@@ -206,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--organization", metavar="ORG_ID")
     key_create.add_argument("--json", action="store_true")
     key_create.set_defaults(handler=_cmd_api_keys_create)
+
+    play = commands.add_parser("simulate", help="play an identity provider's SCIM session against an endpoint")
+    simulate.add_arguments(play)
+    play.set_defaults(handler=_cmd_simulate)
     return parser
 
 

@@ -6,7 +6,20 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import configure_mappers
 from sqlmodel import Field, SQLModel
@@ -171,13 +184,28 @@ class Event(SQLModel, table=True):
     created_at: datetime = _timestamp()
 
 
+_ACTIVE_FIRST_RUN = text("first_run AND revoked_at IS NULL")
+
+
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # At most one active first-run key: of two servers starting together on an empty database, one creates it.
+        Index(
+            "uq_api_keys_first_run",
+            "first_run",
+            unique=True,
+            sqlite_where=_ACTIVE_FIRST_RUN,
+            postgresql_where=_ACTIVE_FIRST_RUN,
+        ),
+    )
 
     id: str = Field(primary_key=True)
     key_hash: str = Field(sa_column=Column(String, unique=True, nullable=False))
     # None: an admin key that sees every organization.
     organization_id: str | None = _fk("organizations.id", nullable=True)
+    # Created (and printed once) by `dsync serve` because the database held no active admin key.
+    first_run: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = _timestamp()
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 

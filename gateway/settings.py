@@ -59,6 +59,12 @@ class Settings:
     ws_init_timeout_seconds: float = 10.0
     # graphql-transport-ws ping to every connection this often; no pong before the next ping closes it.
     ws_ping_seconds: float = 15.0
+    # Per-directory SCIM rate limit (scim/rate_limit.py): a token bucket refilled at this many requests per second,
+    # holding up to `scim_rate_burst`; 0 turns it off. Counted per process. 200/s moves an initial sync of 50,000
+    # users and their memberships in about 8 minutes, while one runaway client can use at most ~1/9 of what the
+    # embedded store writes (~1,800 req/s on the reference machine), leaving the rest to other directories.
+    scim_rate_limit: float = 200.0
+    scim_rate_burst: int = 400
 
     @property
     def is_sqlite(self) -> bool:
@@ -84,6 +90,8 @@ class Settings:
             ws_max_subscriptions=_int("DSYNC_WS_MAX_SUBSCRIPTIONS", 20),
             ws_init_timeout_seconds=_float("DSYNC_WS_INIT_TIMEOUT_SECONDS", 10.0),
             ws_ping_seconds=_float("DSYNC_WS_PING_SECONDS", 15.0),
+            scim_rate_limit=_float("DSYNC_SCIM_RATE_LIMIT", 200.0),
+            scim_rate_burst=_int("DSYNC_SCIM_RATE_BURST", 400),
         )
 
 

@@ -18,6 +18,7 @@ from scim.errors import ScimError, ScimJSONResponse
 logger = logging.getLogger("dsync.scim")
 
 _ACCEPTED_MEDIA_TYPES = frozenset({"application/scim+json", "application/json"})
+_MAX_START_INDEX = 2**63 - 1
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
@@ -45,7 +46,20 @@ def parse_json(request: Request, body: bytes) -> dict[str, Any]:
         raise ScimError(400, f"Request body is not valid JSON: {exc}", "invalidSyntax") from None
     if not isinstance(document, dict):
         raise ScimError(400, "Request body must be a JSON object", "invalidSyntax")
+    if b"\\u0000" in body and _has_nul(document):
+        # PostgreSQL text cannot hold U+0000: refused the same way on every store.
+        raise ScimError(400, "Request body must not contain NUL characters (\\u0000)", "invalidValue")
     return document
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -88,8 +102,9 @@ def projection_params(request: Request) -> tuple[list[str] | None, list[str] | N
 
 def list_params(source: Mapping[str, Any], settings: Settings) -> ListParams:
     """Query parameters of a GET, or the body of a POST ``.search`` (RFC 7644 §3.4.3)."""
-    # RFC 7644 §3.4.2.4: startIndex below 1 is read as 1, a negative count as 0; we cap count.
-    start_index = max(1, _int_param(source, "startIndex", 1))
+    # RFC 7644 §3.4.2.4: startIndex below 1 is read as 1, a negative count as 0; we cap count, and startIndex at the
+    # largest OFFSET SQL takes (a page that far is empty either way).
+    start_index = min(max(1, _int_param(source, "startIndex", 1)), _MAX_START_INDEX)
     count = min(max(0, _int_param(source, "count", settings.scim_default_page_size)), settings.scim_max_page_size)
     raw_filter = source.get("filter")
     if raw_filter is not None and not isinstance(raw_filter, str):
@@ -125,6 +140,9 @@ def scim_endpoint(handler: Handler) -> Handler:
     @wraps(handler)
     async def endpoint(request: Request) -> Response:
         try:
+            if any("\x00" in value for value in request.path_params.values()):
+                # No id holds a NUL character (and PostgreSQL could not even be asked about one).
+                raise ScimError(404, f"No SCIM endpoint at {request.url.path}")
             return await handler(request)
         except ScimError as exc:
             return exc.to_response()

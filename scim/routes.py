@@ -36,6 +36,7 @@ from scim.http import (
 )
 from scim.normalize import member_values, normalize_resource
 from scim.patch import apply_patch, parse_patch
+from scim.rate_limit import RateLimiter
 from scim.resources import LIST_SCHEMA, Member, etag, mentions, project, render_group, render_user
 from scim.schemas import Resource
 
@@ -54,8 +55,8 @@ class _Call:
     if_match: str | None
     if_none_match: str | None
 
-    def authorize(self, session: Session) -> Directory:
-        return authenticate(session, directory_id=self.directory_id, authorization=self.authorization)
+    def authorize(self, session: Session, *, lock: bool = False) -> Directory:
+        return authenticate(session, directory_id=self.directory_id, authorization=self.authorization, lock=lock)
 
 
 def _database(request: Request) -> Database:
@@ -95,16 +96,43 @@ async def _ensure_linked(request: Request, call: _Call) -> None:
     linked.add(call.directory_id)
 
 
+def _throttled(request: Request, directory: Directory) -> ScimError | None:
+    """The directory's rate limit, charged once per request and only once it is authenticated (``scim.rate_limit``
+    says why). It runs in the request's database job, right after authentication; the verdict is kept on the
+    request, so a search (two jobs) or a grouped write run again (another job of its batch failed) pays once."""
+    state = request.state
+    if not hasattr(state, "scim_refusal"):
+        limiter: RateLimiter = request.app.state.scim_rate_limiter
+        state.scim_refusal = limiter.refusal(directory.id)
+    refusal: ScimError | None = state.scim_refusal
+    return refusal
+
+
 async def _reading(request: Request, work: Callable[[Session, Directory], T]) -> T:
     call = _call(request)
     await _ensure_linked(request, call)
-    return await _database(request).query(lambda session: work(session, call.authorize(session)))
+
+    def read(session: Session) -> T:
+        directory = call.authorize(session)
+        if (refusal := _throttled(request, directory)) is not None:
+            raise refusal
+        return work(session, directory)
+
+    return await _database(request).query(read)
 
 
 async def _writing(request: Request, call: _Call, work: Callable[[Session, Directory], Response]) -> Response:
     """Run ``work`` in a write transaction; the response goes out only after the commit."""
     await _ensure_linked(request, call)
-    return await _database(request).transaction(lambda session: work(session, call.authorize(session)))
+
+    def write(session: Session) -> Response:
+        directory = call.authorize(session, lock=True)
+        if (refusal := _throttled(request, directory)) is not None:
+            # Answered, not raised: raising would roll back the whole grouped batch and rerun its jobs one by one.
+            return refusal.to_response()
+        return work(session, directory)
+
+    return await _database(request).transaction(write)
 
 
 class _Prepared(Generic[T]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import PongMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, PongMessage
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
@@ -34,10 +35,18 @@ class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     _keepalive: asyncio.Task[None] | None = None
     _ponged = True
+    _api_key_id: str | None = None
 
     def on_request_accepted(self) -> None:
         super().on_request_accepted()
+        self._revoked = asyncio.Event()
         self._keepalive = asyncio.create_task(self._keep_alive())
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._api_key_id is None:
+            self._api_key_id = self.context.principal.api_key_id
+            self.context.hub.watch_key(self._api_key_id, self._revoked)
 
     async def handle_pong(self, message: PongMessage) -> None:
         self._ponged = True
@@ -47,25 +56,20 @@ class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keepalive
+        if self._api_key_id is not None:
+            self.context.hub.unwatch_key(self._api_key_id, self._revoked)
         await super().shutdown()
 
     async def _keep_alive(self) -> None:
         view: GatewayGraphQL = self.view  # type: ignore[assignment]
-        revoked = asyncio.Event()
-        watching: str | None = None
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(view.ping_seconds):
-                        await revoked.wait()
-                if not self.connection_acknowledged:
-                    continue  # the init timeout deals with connections that never authenticate
-                principal = self.context.principal
-                if watching is None:
-                    watching = principal.api_key_id
-                    self.context.hub.watch_key(watching, revoked)
-                    continue
-                if revoked.is_set() or not await key_is_active(self.context.database, watching):
+                        await self._revoked.wait()
+                if self._api_key_id is None:
+                    continue  # not acknowledged yet: the init timeout deals with connections that never are
+                if self._revoked.is_set() or not await key_is_active(self.context.database, self._api_key_id):
                     await self.websocket.close(code=4403, reason="Forbidden: the API key was revoked")
                     return
                 if not self._ponged:
@@ -75,9 +79,6 @@ class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.send_message({"type": "ping"})
         except Exception as error:  # a closed socket: the handler's own shutdown follows
             self.task_logger.debug("keepalive stopped: %s", error)
-        finally:
-            if watching is not None:
-                self.context.hub.unwatch_key(watching, revoked)
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
@@ -90,6 +91,13 @@ class GatewayGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return await build_context(request)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Bytes in no UTF encoding raise UnicodeDecodeError; Strawberry answers 400 for JSONDecodeError only.
+        try:
+            return super().decode_json(data)
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(f"not UTF-8, -16 or -32: {exc.reason}", "", exc.start) from None
 
     async def on_ws_connect(self, context: Context) -> Any:
         if not await authenticate_connection(context):

@@ -31,11 +31,13 @@ def decode_cursor(cursor: str, *, numeric: bool = False) -> str | int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad_input(f"invalid cursor {cursor!r}") from None
-    if not raw.startswith("k:"):
+    # No key holds a NUL character (PostgreSQL could not even be asked about one).
+    if not raw.startswith("k:") or "\x00" in raw:
         raise bad_input(f"invalid cursor {cursor!r}")
     key = raw[2:]
     if numeric:
-        if not key.isdigit():
+        # ASCII digits (str.isdigit also takes "²") of a number that fits the BIGINT cursor column.
+        if not (key.isascii() and key.isdigit()) or int(key) >= 2**63:
             raise bad_input(f"invalid cursor {cursor!r}")
         return int(key)
     return key

@@ -3,7 +3,7 @@ like a missing one (NOT_FOUND)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -15,7 +15,16 @@ from gateway.ids import has_prefix
 from gateway.schema.context import Info
 from gateway.schema.errors import bad_input, not_found
 from gateway.schema.pagination import Connection, PageRequest, paginate
-from gateway.schema.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization, table_of
+from gateway.schema.types import (
+    Directory,
+    DirectoryGroup,
+    DirectoryUser,
+    Event,
+    Node,
+    Organization,
+    event_names,
+    table_of,
+)
 
 
 async def visible_directory(info: Info, directory_id: str) -> models.Directory:
@@ -37,6 +46,14 @@ async def _get(info: Info, model: type[Any], object_id: str) -> Any:
     else:
         organization_id = getattr(row, "organization_id", None) or row.id
     return row if organization_id is not None and info.context.can_see(organization_id) else None
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    """A DateTime argument in UTC, as the store keeps time (no offset: taken as UTC)."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise bad_input(f"{name} is out of range") from None
 
 
 @strawberry.type
@@ -131,17 +148,29 @@ class Query:
         if not principal.is_admin:
             statement = statement.where(col(models.Event.organization_id) == principal.organization_id)
         if directory_id is not None:
-            directory = await info.context.loaders.directory.load(str(directory_id))
-            # A deleted directory keeps its events: check the events' own organization, not the directory row.
-            if directory is not None and not info.context.can_see(directory.organization_id):
-                raise not_found("Directory", str(directory_id))
-            statement = statement.where(col(models.Event.directory_id) == str(directory_id))
-        if events:
-            statement = statement.where(col(models.Event.event).in_(events))
+            wanted = str(directory_id)
+            directory = await info.context.loaders.directory.load(wanted)
+            owner = directory.organization_id if directory is not None else None
+            if directory is None:
+                # A deleted directory keeps its events: they say whose it was. An id with neither answers NOT_FOUND
+                # like another tenant's directory does (an empty page would tell the two apart).
+                owner = await info.context.database.query(
+                    lambda session: session.scalar(
+                        select(col(models.Event.organization_id))
+                        .where(col(models.Event.directory_id) == wanted)
+                        .limit(1)
+                    )
+                )
+            if owner is None or not info.context.can_see(owner):
+                raise not_found("Directory", wanted)
+            statement = statement.where(col(models.Event.directory_id) == wanted)
+        names = event_names(events)
+        if names is not None:
+            statement = statement.where(col(models.Event.event).in_(names))
         if since is not None:
-            statement = statement.where(col(models.Event.created_at) >= since)
+            statement = statement.where(col(models.Event.created_at) >= _utc(since, "since"))
         if until is not None:
-            statement = statement.where(col(models.Event.created_at) < until)
+            statement = statement.where(col(models.Event.created_at) < _utc(until, "until"))
         request = PageRequest(first=first, after=after, last=last, before=before)
         key = col(models.Event.cursor)
         return await paginate(info.context.database, statement, key, request, node=Event.from_row, numeric=True)

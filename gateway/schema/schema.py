@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from graphql import BREAK, DocumentNode, GraphQLError, StringValueNode, Visitor, visit
+from graphql import ExecutionResult as GraphQLExecutionResult
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.types.graphql import OperationType
 
+from gateway.schema.errors import bad_input
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
 from gateway.schema.subscriptions import Subscription
@@ -19,6 +31,57 @@ MAX_TOKENS = 2_000
 
 # The limit rules are built once: a rule class made per request would make every cached validation miss.
 _LIMIT_RULES: list[Any] = [max_depth_rule(MAX_DEPTH, None), max_aliases_rule(MAX_ALIASES)]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class _NulLiteral(Visitor):
+    found = False
+
+    def enter_string_value(self, node: StringValueNode, *_args: Any) -> Any:
+        if "\x00" in node.value:
+            self.found = True
+            return BREAK
+        return None
+
+
+def _document_has_nul(query: str | None, document: DocumentNode | None) -> bool:
+    if document is None or not query or "\\u" not in query:  # a NUL can only be written as an escape
+        return False
+    finder = _NulLiteral()
+    visit(document, finder)
+    return finder.found
+
+
+class RefuseBeforeExecution(SchemaExtension):
+    """Operations answered BAD_USER_INPUT without running: NUL characters in arguments (PostgreSQL text cannot hold
+    U+0000, so they are refused the same way on every store), and a subscription sent as a plain HTTP request,
+    which would run as a query and fail. (Subscriptions over WebSocket never read the result set here.)"""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        error = None
+        if context.operation_type is OperationType.SUBSCRIPTION:
+            error = bad_input("Subscriptions run over WebSocket (graphql-transport-ws) on /graphql")
+        elif _has_nul(context.variables) or _document_has_nul(context.query, context.graphql_document):
+            error = bad_input("Arguments must not contain NUL characters (U+0000)")
+        if error is not None:
+            context.result = GraphQLExecutionResult(data=None, errors=[error])
+        yield
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """An exception that is no GraphQL error: its text (SQL, internals) is logged, never sent."""
+    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+
 
 schema = strawberry.Schema(
     query=Query,
@@ -32,5 +95,7 @@ schema = strawberry.Schema(
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(_LIMIT_RULES),
         lambda: ValidationCache(maxsize=256),
+        RefuseBeforeExecution,
+        lambda: MaskErrors(should_mask_error=_unexpected, error_message="Internal server error"),
     ],
 )

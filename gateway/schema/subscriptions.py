@@ -10,7 +10,7 @@ from gateway import models
 from gateway.realtime import EventFilter, EventHub
 from gateway.schema.context import Info
 from gateway.schema.errors import bad_input, not_found
-from gateway.schema.types import Event
+from gateway.schema.types import Event, event_names
 
 
 async def _cursor(after: str | None, hub: EventHub) -> int:
@@ -55,7 +55,7 @@ class Subscription:
         event_filter = EventFilter(
             organization_id=scope,
             directory_id=str(directory_id) if directory_id is not None else None,
-            names=frozenset(events) if events else None,
+            names=event_names(events),
         )
         # Register before reading the log: whatever commits meanwhile is queued, and the cursor drops repeats.
         async with hub.subscribe(event_filter) as subscriber:

@@ -13,8 +13,9 @@ from strawberry.scalars import JSON
 
 from gateway import models
 from gateway.admin import directory_endpoint
+from gateway.events import EventName
 from gateway.schema.context import Info
-from gateway.schema.errors import ApiError
+from gateway.schema.errors import ApiError, bad_input
 from gateway.schema.pagination import Connection, PageRequest, paginate
 
 
@@ -410,3 +411,15 @@ class ApiKey:
 
 
 Node = Annotated[Organization | Directory | DirectoryUser | DirectoryGroup | Event, strawberry.union("Node")]
+
+
+def event_names(events: list[str] | None) -> frozenset[str] | None:
+    """The `events` filter: None for every event; a name no event has is refused (a typo would otherwise match
+    nothing, silently)."""
+    if not events:
+        return None
+    unknown = sorted(set(events) - {name.value for name in EventName})
+    if unknown:
+        valid = ", ".join(name.value for name in EventName)
+        raise bad_input(f"unknown event name(s) {', '.join(map(repr, unknown))}; valid names: {valid}")
+    return frozenset(events)

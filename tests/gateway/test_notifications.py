@@ -13,6 +13,7 @@ import pytest
 
 from gateway.notifications import Notifier, check_url
 from tests.redis_server import private_redis
+from tests.waiting import eventually
 
 REDIS_URL = os.environ.get("DSYNC_TEST_REDIS_URL")
 POSTGRES_URL = os.environ.get("DSYNC_TEST_POSTGRES_URL")
@@ -48,8 +49,8 @@ class Recorder:
     def revocation(self, key_id: str) -> None:
         self._bump(lambda: self.revoked.append(key_id))
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
             while not predicate():
                 self.changed.clear()
                 await self.changed.wait()
@@ -70,12 +71,6 @@ async def notifier(url: str, recorder: Recorder, heartbeat: float = 0.2) -> Asyn
         yield instance
     finally:
         await instance.stop()
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("url", _backend_urls())
@@ -115,10 +110,10 @@ async def test_a_redis_restart_is_noticed_and_recovered() -> None:
             sender.notify()
             await b.until(lambda: b.notifications >= 1)
             redis.stop()
-            await _until(lambda: not receiver.connected and not sender.connected)
+            await eventually(lambda: not receiver.connected and not sender.connected)
             sender.notify()  # asked for while Redis is down: published once the connection is back
             redis.start()
-            await _until(lambda: receiver.connected and sender.connected, timeout=15)
+            await eventually(lambda: receiver.connected and sender.connected, within=15)
             before = b.notifications
             sender.notify()
             await b.until(lambda: b.notifications > before)
@@ -143,8 +138,8 @@ async def test_a_dropped_postgres_listen_connection_is_re_established() -> None:
             )
         finally:
             await connection.close()
-        await _until(lambda: sender.reconnects >= 1 and receiver.reconnects >= 1, timeout=15)
-        await _until(lambda: receiver.connected and sender.connected, timeout=15)
+        await eventually(lambda: sender.reconnects >= 1 and receiver.reconnects >= 1, within=15)
+        await eventually(lambda: receiver.connected and sender.connected, within=15)
         before = b.notifications
         sender.notify()
         await b.until(lambda: b.notifications > before)

@@ -4,19 +4,18 @@ writes over HTTP; events arrive in order, and a resumed subscription misses and 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
+from random import Random
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
+from sqlalchemy import select
+from sqlmodel import col
 
 from gateway import admin
-from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.models import Event
 from tests.conftest import make_directory, recorded_events
 
 pytestmark = pytest.mark.slow
@@ -24,32 +23,6 @@ pytestmark = pytest.mark.slow
 SUBSCRIBE = """subscription($dir: ID, $after: String) {
   directoryEvents(directoryId: $dir, after: $after) { cursor event user { id } }
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def live(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    port = _free_port()
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):  # up to 10 s
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    database = app.state.database
-    directory = await make_directory(database)
-    key = (await database.transaction(lambda s: admin.create_api_key(s, organization_id=None))).key
-    try:
-        yield {"port": port, "directory": directory, "key": key, "database": database}
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _transport(port: int, key: str | None) -> WebsocketsTransport:
@@ -109,3 +82,70 @@ async def test_connections_need_a_key_and_see_only_their_organization(live: dict
     ).key
     with pytest.raises(Exception, match="not found"):
         await asyncio.wait_for(_collect(port, other_key, {"dir": directory.id}, 1), timeout=10)
+
+
+async def test_resuming_repeatedly_during_concurrent_writes_misses_and_repeats_nothing(live: dict[str, Any]) -> None:
+    """Thousands of events from concurrent SCIM writers while a client keeps dropping its connection after a few
+    hundred events and resuming from the last cursor it saw: it ends with exactly the log, in order."""
+    directory, port, key = live["directory"], live["port"], live["key"]
+    writers, per_writer = 4, 500
+
+    async def write(writer: int) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=directory.headers) as http:
+            for i in range(per_writer):
+                body = {"userName": f"w{writer}-{i}@acme.test", "active": True}
+                response = await http.post(f"{directory.path}/Users", json=body)
+                assert response.status_code == 201, response.text
+
+    writing = asyncio.gather(*(write(w) for w in range(writers)))
+    received: list[dict[str, Any]] = []
+    sessions = 0
+    random = Random(5)
+    expected = writers * per_writer + 1  # + dsync.activated
+    async with asyncio.timeout(120):
+        while len(received) < expected:
+            after = received[-1]["cursor"] if received else "0"
+            want = min(random.randint(50, 400), expected - len(received))
+            received.extend(await _collect(port, key, {"dir": directory.id, "after": after}, want))
+            sessions += 1
+        await writing
+    log = await recorded_events(live["database"], directory.id)
+    assert len(log) == expected and sessions >= 5
+    cursors = [int(e["cursor"]) for e in received]
+    assert cursors == sorted(set(cursors))  # in order, no repeat
+    assert [e["event"] for e in received] == [name for name, _ in log]
+    async with live["database"].read() as session:
+        from_log = await session.scalars(
+            select(col(Event.cursor)).where(col(Event.directory_id) == directory.id).order_by(col(Event.cursor))
+        )
+        assert cursors == list(from_log)  # nothing missing
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"after": "999999"}, "unknown cursor"),
+        ({"after": "abc"}, "invalid cursor"),
+        ({"after": "²"}, "invalid cursor"),
+        ({"events": ["dsync.user.craeted"]}, "unknown event name"),
+    ],
+)
+async def test_bad_cursors_and_event_names_are_refused_clearly(
+    live: dict[str, Any], variables: dict[str, Any], message: str
+) -> None:
+    query = """subscription($dir: ID, $after: String, $events: [String!]) {
+      directoryEvents(directoryId: $dir, after: $after, events: $events) { cursor }
+    }"""
+    async with Client(transport=_transport(live["port"], live["key"])) as session:
+        with pytest.raises(Exception, match=message):
+            request = GraphQLRequest(query, variable_values={"dir": live["directory"].id, **variables})
+            async for _ in session.subscribe(request):
+                pass
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live['port']}") as http:
+        if "events" in variables:  # the events query refuses the same names
+            answer = await http.post(
+                "/graphql",
+                json={"query": 'query { events(events: ["dsync.user.craeted"]) { totalCount } }'},
+                headers={"Authorization": f"Bearer {live['key']}"},
+            )
+            assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -1,0 +1,145 @@
+// A directory's users: search, state filter, newest first, paged; `refresh()` re-reads the current page.
+
+import { graphql } from "../api.js";
+import { badge, emptyState, h, rerender } from "../dom.js";
+import { personName, plural } from "../labels.js";
+import { NewestFirst, newestFirst, pager } from "../paging.js";
+
+const PAGE_SIZE = 25;
+
+const USERS = `query DirectoryUsers($id: ID!, $first: Int, $after: String, $last: Int, $before: String,
+    $state: UserState, $search: String) {
+  directory(id: $id) {
+    users(first: $first, after: $after, last: $last, before: $before, state: $state, search: $search) {
+      totalCount
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      edges { node { id userName email firstName lastName displayName state groups { id name } } }
+    }
+  }
+}`;
+
+function userRow(user) {
+  return h(
+    "tr",
+    { dataset: { user: user.id } },
+    h(
+      "th",
+      { scope: "row" },
+      personName(user),
+      // On a phone the email column is hidden: the address goes under the name.
+      h("span", { class: "muted wrap show-narrow" }, user.email ?? user.userName),
+    ),
+    h("td", { class: "wrap hide-narrow" }, user.email ?? user.userName),
+    h("td", null, badge(user.state)),
+    h("td", { class: "hide-narrow" }, user.groups.map((group) => group.name).join(", ") || "—"),
+  );
+}
+
+export function usersTable({ directoryId, onError }) {
+  const paging = new NewestFirst(PAGE_SIZE);
+  const filters = { search: "", state: null };
+  let sequence = 0;
+
+  const search = h("input", {
+    id: "user-search",
+    type: "search",
+    placeholder: "Name, email or username",
+    autocomplete: "off",
+  });
+  const state = h(
+    "select",
+    { id: "user-state" },
+    h("option", { value: "" }, "All states"),
+    h("option", { value: "ACTIVE" }, "Active"),
+    h("option", { value: "INACTIVE" }, "Inactive"),
+  );
+  const heading = h("h2", { id: "users-title" }, "Users");
+  const results = h("div", { "aria-live": "polite" });
+  const element = h(
+    "section",
+    { class: "card", "aria-labelledby": "users-title" },
+    heading,
+    h(
+      "div",
+      { class: "filters" },
+      h("div", { class: "field" }, h("label", { for: "user-search" }, "Search"), search),
+      h("div", { class: "field" }, h("label", { for: "user-state" }, "State"), state),
+    ),
+    results,
+  );
+
+  let searchTimer = null;
+  search.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      filters.search = search.value.trim();
+      paging.reset();
+      refresh().catch(onError);
+    }, 250);
+  });
+  state.addEventListener("change", () => {
+    filters.state = state.value || null;
+    paging.reset();
+    refresh().catch(onError);
+  });
+
+  async function refresh() {
+    const mine = ++sequence;
+    const { directory } = await graphql(USERS, {
+      id: directoryId,
+      ...paging.request,
+      state: filters.state,
+      search: filters.search || null,
+    });
+    if (mine !== sequence) return; // a newer request (another filter or page) is on its way
+    const connection = directory.users;
+    paging.settle(connection.pageInfo);
+    render(connection);
+  }
+
+  function render(connection) {
+    const users = newestFirst(connection);
+    const filtered = Boolean(filters.search || filters.state);
+    heading.textContent = `Users (${connection.totalCount.toLocaleString()})`;
+    if (users.length === 0) {
+      rerender(
+        results,
+        filtered
+          ? emptyState("No matching users", "No user matches this search and state. Try fewer letters or all states.")
+          : emptyState(
+              "No users yet",
+              "Users appear here as soon as the identity provider provisions them, without reloading.",
+            ),
+      );
+      return;
+    }
+    rerender(
+      results,
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          { id: "users" },
+          h("caption", { class: "visually-hidden" }, plural(connection.totalCount, "user")),
+          h(
+            "thead",
+            null,
+            h(
+              "tr",
+              null,
+              h("th", { scope: "col" }, "Name"),
+              h("th", { scope: "col", class: "hide-narrow" }, "Email"),
+              h("th", { scope: "col" }, "State"),
+              h("th", { scope: "col", class: "hide-narrow" }, "Groups"),
+            ),
+          ),
+          h("tbody", null, users.map(userRow)),
+        ),
+      ),
+      pager({ name: "users", paging, connection, shown: users.length, onChange: () => refresh().catch(onError) }),
+    );
+  }
+
+  return { element, refresh };
+}
