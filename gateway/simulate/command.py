@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -73,7 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--endpoint", required=True, type=_endpoint, metavar="URL", help="the directory's SCIM base URL"
     )
-    parser.add_argument("--token", required=True, type=_token, help="the directory's SCIM bearer token")
+    parser.add_argument(
+        "--token",
+        type=_token,
+        default=os.environ.get("DSYNC_SCIM_TOKEN"),
+        required=not os.environ.get("DSYNC_SCIM_TOKEN"),
+        help="the directory's SCIM bearer token (or set DSYNC_SCIM_TOKEN: a command line is visible to other users)",
+    )
     parser.add_argument("--provider", choices=sorted(PROVIDERS), default="jumpcloud", help="whose session to play")
     parser.add_argument("--users", type=_count(1, MAX_USERS), default=25, metavar="N", help="users to provision")
     parser.add_argument("--groups", type=_count(0, MAX_GROUPS), default=5, metavar="M", help="groups to push")
