@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
-from gateway import admin
+from gateway import admin, metrics
 from gateway.dashboard import Dashboard
 from gateway.db import Database
+from gateway.logs import RequestIds
 from gateway.realtime import EventHub
 from gateway.schema.app import graphql_app
 from gateway.settings import Settings, get_settings
@@ -70,6 +71,12 @@ def _graphql_http(settings: Settings) -> ASGIApp:
     return app
 
 
+class Gateway(Starlette):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id.
+        return RequestIds(metrics.HttpMetrics(super().build_middleware_stack()))
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
 
@@ -84,16 +91,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await hub.start()
         database.on_commit(hub.notify)
         app.state.hub = hub
+        metrics.watch_hub(hub)
         try:
             yield
         finally:
+            metrics.unwatch_hub(hub)
             await hub.stop()
             await database.dispose()
 
-    app = Starlette(
+    app = Gateway(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.metrics_endpoint),
             *scim_routes(),
             Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
             WebSocketRoute("/graphql", graphql_app(settings)),

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway import admin
 from gateway.db import Database
+from gateway.logs import configure_logging
 from gateway.migrate import upgrade
 from gateway.settings import Settings, get_settings
 from gateway.simulate import command as simulate
@@ -61,8 +63,14 @@ def _print(payload: dict[str, Any], *, as_json: bool, text: str) -> None:
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    configure_logging(log_format=settings.log_format, level=settings.log_level, access_log=settings.access_log)
     if settings.is_sqlite:
         upgrade(settings.database_url)
+    if "DSYNC_PUBLIC_URL" not in os.environ:
+        # Endpoint URLs shown for new directories must name the address this server really answers on.
+        os.environ["DSYNC_PUBLIC_URL"] = _dashboard_url(args, settings).rstrip("/")
+        get_settings.cache_clear()
+        settings = get_settings()
     if settings.admin_key is None:
         key = _transaction(settings, admin.ensure_first_admin_key)
         if key is not None:
@@ -78,7 +86,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         factory=True,
         host=args.host,
         port=args.port,
-        log_level="info",
+        log_config=None,  # configure_logging above set up every logger, uvicorn's included
         access_log=settings.access_log,
     )
     return 0

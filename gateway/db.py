@@ -36,7 +36,8 @@ logger = logging.getLogger("dsync.db")
 _SQLITE_READERS = 4
 _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
-_JSON_CODEC: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": loads}
+# Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": loads, "hide_parameters": True}
 
 
 class Database:

@@ -109,6 +109,9 @@ def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[s
     return previous
 
 
+# ``session.info`` key: events recorded in the session's transaction, counted as written once it commits.
+EVENTS_RECORDED = "dsync.events_recorded"
+
 # Built once: a Core statement executed with parameters hits SQLAlchemy's compiled cache directly, where an
 # ORM-enabled insert(...).values(...) per call costs about three times as much CPU.
 _INSERT_EVENT = Event.__table__.insert()  # type: ignore[attr-defined]
@@ -149,6 +152,7 @@ def record_events(
     ]
     _sequence_events(session)
     insert_rows(session, _INSERT_EVENT, rows)
+    session.info[EVENTS_RECORDED] = session.info.get(EVENTS_RECORDED, 0) + len(rows)
 
 
 _EVENT_LOCK = 0x64_73_79_6E_63  # "dsync"

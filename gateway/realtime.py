@@ -92,8 +92,16 @@ class EventHub:
         return len(self._subscribers)
 
     @property
+    def subscribers(self) -> tuple[Subscriber, ...]:
+        return tuple(self._subscribers)
+
+    @property
     def broadcast_connected(self) -> bool:
         return self._notifier.connected
+
+    @property
+    def broadcast_reconnects(self) -> int:
+        return self._notifier.reconnects
 
     async def start(self) -> None:
         self.head = await self._database.query(_head)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dsync.db"
@@ -39,10 +39,10 @@ def _flag(raw: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)  # may carry a password
     broadcast_url: str = "memory://"
     public_url: str = "http://localhost:8000"
-    admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)  # secrets stay out of reprs (and so out of logs)
     # SCIM request bodies above this size answer 413 (RFC 7644 §3.1 leaves the limit to the server).
     scim_max_body_bytes: int = 2 * 1024 * 1024
     scim_max_page_size: int = 1000
@@ -65,6 +65,11 @@ class Settings:
     # embedded store writes (~1,800 req/s on the reference machine), leaving the rest to other directories.
     scim_rate_limit: float = 200.0
     scim_rate_burst: int = 400
+    # Logs of `dsync serve` (gateway/logs.py): text or json lines; the gateway's and uvicorn's level.
+    log_format: str = "text"
+    log_level: str = "info"
+    # When set, GET /metrics wants `Authorization: Bearer <this>`; unset, /metrics is open (it holds no tenant data).
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -92,6 +97,9 @@ class Settings:
             ws_ping_seconds=_float("DSYNC_WS_PING_SECONDS", 15.0),
             scim_rate_limit=_float("DSYNC_SCIM_RATE_LIMIT", 200.0),
             scim_rate_burst=_int("DSYNC_SCIM_RATE_BURST", 400),
+            log_format=(env.get("DSYNC_LOG_FORMAT") or "text").strip().lower(),
+            log_level=(env.get("DSYNC_LOG_LEVEL") or "info").strip().lower(),
+            metrics_token=env.get("DSYNC_METRICS_TOKEN") or None,
         )
 
 

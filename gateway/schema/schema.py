@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import strawberry
-from graphql import BREAK, DocumentNode, GraphQLError, StringValueNode, Visitor, visit
+from graphql import (
+    BREAK,
+    DocumentNode,
+    GraphQLError,
+    StringValueNode,
+    ValidationContext,
+    ValidationRule,
+    Visitor,
+    visit,
+)
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import (
     AddValidationRules,
@@ -20,6 +30,7 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.types.graphql import OperationType
 
+from gateway.metrics import GRAPHQL_OPERATIONS
 from gateway.schema.errors import bad_input
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
@@ -29,8 +40,21 @@ MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2_000
 
+_DEPTH_RULE = max_depth_rule(MAX_DEPTH, None)
+
+
+class _DepthLimit(ValidationRule):
+    """Strawberry's depth rule, minus its KeyError on a spread of an undefined fragment (which would reach the
+    client as the bare message "'F'"): graphql-core's KnownFragmentNamesRule reports that one properly."""
+
+    def __init__(self, context: ValidationContext) -> None:
+        super().__init__(context)
+        with contextlib.suppress(KeyError):
+            _DEPTH_RULE(context)  # reports to the context as it is built
+
+
 # The limit rules are built once: a rule class made per request would make every cached validation miss.
-_LIMIT_RULES: list[Any] = [max_depth_rule(MAX_DEPTH, None), max_aliases_rule(MAX_ALIASES)]
+_LIMIT_RULES: list[Any] = [_DepthLimit, max_aliases_rule(MAX_ALIASES)]
 
 
 def _has_nul(value: Any) -> bool:
@@ -78,6 +102,22 @@ class RefuseBeforeExecution(SchemaExtension):
         yield
 
 
+class CountOperations(SchemaExtension):
+    """``dsync_graphql_operations_total`` by operation type, counted as execution starts (a subscription once, not
+    per event); a document refused before that (syntax, validation, limits) counts as ``invalid``."""
+
+    def on_operation(self) -> Iterator[None]:
+        self._executed = False
+        yield
+        if not self._executed:
+            GRAPHQL_OPERATIONS.labels("invalid").inc()
+
+    def on_execute(self) -> Iterator[None]:
+        self._executed = True
+        GRAPHQL_OPERATIONS.labels(self.execution_context.operation_type.value).inc()
+        yield
+
+
 def _unexpected(error: GraphQLError) -> bool:
     """An exception that is no GraphQL error: its text (SQL, internals) is logged, never sent."""
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
@@ -91,6 +131,7 @@ schema = strawberry.Schema(
         # Factories: each operation gets fresh extension instances. The token limit runs while parsing, then
         # parsed documents and their validation (limits included) are cached, in module-level LRUs shared by
         # every request: a dashboard repeats its queries.
+        CountOperations,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(_LIMIT_RULES),

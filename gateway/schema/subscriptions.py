@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from gateway import models
+from gateway.metrics import DELIVERED_FROM_LOG, DELIVERED_LIVE
 from gateway.realtime import EventFilter, EventHub
 from gateway.schema.context import Info
 from gateway.schema.errors import bad_input, not_found
@@ -66,6 +67,7 @@ class Subscription:
                     subscriber.behind = False
                     rows = await hub.read_after(last, event_filter)
                     for row in rows:
+                        DELIVERED_FROM_LOG.inc()
                         yield Event.from_row(row)
                         last = row.cursor
                     catching_up = len(rows) > 0
@@ -77,5 +79,6 @@ class Subscription:
                 if row is None:
                     return  # the server is shutting down
                 if row.cursor > last:
+                    DELIVERED_LIVE.inc()
                     yield Event.from_row(row)
                     last = row.cursor
