@@ -38,6 +38,17 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (VmRSS from /proc/<pid>/status), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all CPUs of the machine spent busy so far (from /proc/stat; 0 where it is missing)."""
     try:

@@ -67,6 +67,7 @@ class Notifier:
         on_reconnect: Callable[[], None],
         on_revocation: Callable[[str], None] = lambda _key_id: None,
         heartbeat_seconds: float = 2.0,
+        silence_seconds: float = 30.0,
         connect_timeout_seconds: float = 10.0,
     ) -> None:
         check_url(url)
@@ -75,6 +76,9 @@ class Notifier:
         self._on_reconnect = on_reconnect
         self._on_revocation = on_revocation
         self._heartbeat_seconds = heartbeat_seconds
+        # A failed publish is noticed at once; silence (a subscription that died quietly) only after this long, so
+        # an event loop busy with a fan-out burst is not mistaken for a dead connection.
+        self._silence_seconds = silence_seconds
         self._connect_timeout_seconds = connect_timeout_seconds
         self._sender = secrets.token_hex(8)  # this process: its own notifications come back and are skipped
         self._pending = False  # a notification waits to be published
@@ -163,7 +167,7 @@ class Notifier:
     async def _receive_loop(self, subscriber: Subscriber) -> None:
         # Every message proves the connection alive; our own heartbeat guarantees one per interval.
         while True:
-            async with asyncio.timeout(self._heartbeat_seconds * 3):
+            async with asyncio.timeout(self._silence_seconds):
                 message = await subscriber.get()
             kind, _, rest = str(message.message).partition(":")
             sender, _, argument = rest.partition(":")
@@ -191,7 +195,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         return _describe(exc.exceptions[0])
     if isinstance(exc, TimeoutError):
-        return "no heartbeat came back in time"
+        return "no message came back in time"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -53,10 +53,23 @@ class EventFilter:
         return conditions
 
 
+@dataclass(eq=False, slots=True)
+class LiveEvent:
+    """One new row of the log, the same object for every subscriber it goes to: consumers may keep what they derive
+    from it in ``shared`` (e.g. its GraphQL execution) so the work is done once, not once per subscriber."""
+
+    row: Any
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cursor(self) -> int:
+        return int(self.row.cursor)
+
+
 @dataclass(eq=False)
 class Subscriber:
     filter: EventFilter
-    queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
+    queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
     # Set when the queue overflowed: the subscriber then reads the log itself until it is level again.
     behind: bool = False
 
@@ -189,11 +202,12 @@ class EventHub:
         while True:
             rows = await self._database.query(lambda session: _read_after(session, self.head, [], _PAGE))
             for row in rows:
+                live = LiveEvent(row)
                 for subscriber in list(self._subscribers):
                     if subscriber.behind or not subscriber.filter.matches(row):
                         continue
                     try:
-                        subscriber.queue.put_nowait(row)
+                        subscriber.queue.put_nowait(live)
                     except asyncio.QueueFull:
                         subscriber.behind = True
                 self.head = row.cursor

@@ -110,7 +110,7 @@ _TOKEN = re.compile(
       | (?P<word>[A-Za-z$.][\w.:$-]*)""",
     re.VERBOSE | re.ASCII,
 )
-_BARE_VALUE = re.compile(r'[^\s()\[\]"]+')
+_BARE_VALUE = re.compile(r'[^\s()\[\]"\x00]+')
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
@@ -167,8 +167,10 @@ class _Parser:
             kind, lexeme = match.lastgroup or "", match.group()
             if kind in ("string", "number"):
                 value = json.loads(lexeme)
-                if isinstance(value, str) and re.search("[\ud800-\udfff]", value):
-                    raise self.fail("string contains an unpaired surrogate escape", _Token(kind, lexeme, pos))
+                # Neither can be stored (PostgreSQL text refuses NUL), so neither is worth asking the database about.
+                if isinstance(value, str) and re.search("[\x00\ud800-\udfff]", value):
+                    what = "a NUL character" if "\x00" in value else "an unpaired surrogate escape"
+                    raise self.fail(f"string contains {what}", _Token(kind, lexeme, pos))
                 tokens.append(_Token(kind, lexeme, pos, value))
             elif kind != "space":
                 tokens.append(_Token(lexeme if kind == "punct" else kind, lexeme, pos))
@@ -344,11 +346,13 @@ def parse_datetime(value: Scalar, path: AttrPath) -> datetime:
     """An xsd:dateTime (RFC 7643 §2.3.5) in UTC; a value without offset is taken as UTC."""
     try:
         parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
+        if parsed is not None:
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
         parsed = None
     if parsed is None:
         raise filter_error(f"'{path}' is a dateTime: {value!r} is not an ISO 8601 date-time")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parsed
 
 
 TEXT_TYPES = ("string", "reference", "binary")

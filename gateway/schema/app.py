@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -21,6 +22,7 @@ from strawberry.types.unset import UNSET
 
 from gateway.schema.context import Context, authenticate_connection, build_context, key_is_active
 from gateway.schema.errors import ApiError
+from gateway.schema.execution import SharedData
 from gateway.schema.schema import schema
 from gateway.settings import Settings
 
@@ -76,7 +78,10 @@ class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     await self.websocket.close(code=_KEEPALIVE_CLOSE, reason="Keepalive timeout: no pong")
                     return
                 self._ponged = False
-                await self.send_message({"type": "ping"})
+                # A peer that stopped reading fills the socket and the send would wait forever: give up on it
+                # (uvicorn's protocol-level ping then closes the connection).
+                async with asyncio.timeout(view.ping_seconds):
+                    await self.send_message({"type": "ping"})
         except Exception as error:  # a closed socket: the handler's own shutdown follows
             self.task_logger.debug("keepalive stopped: %s", error)
 
@@ -88,6 +93,18 @@ class GatewayGraphQL(GraphQL[Context, None]):
         super().__init__(schema, **kwargs)
         self._timeout_seconds = timeout_seconds
         self.ping_seconds = ping_seconds
+
+    def encode_json(self, data: object) -> str:
+        # A subscription event shared by many subscribers carries its JSON already: only the envelope is new.
+        if isinstance(data, dict) and data.get("type") == "next":
+            payload = data["payload"]
+            if len(payload) == 1 and isinstance(payload.get("data"), SharedData):
+                envelope = orjson.dumps({"id": data["id"], "type": "next"}).decode()
+                return f'{envelope[:-1]},"payload":{{"data":{payload["data"].encoded()}}}}}'
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:  # beyond orjson (e.g. an integer past 64 bits): the standard encoder
+            return str(super().encode_json(data))
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return await build_context(request)

@@ -32,6 +32,7 @@ from strawberry.types.graphql import OperationType
 
 from gateway.metrics import GRAPHQL_OPERATIONS
 from gateway.schema.errors import bad_input
+from gateway.schema.execution import GatewayExecutionContext
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
 from gateway.schema.subscriptions import Subscription
@@ -124,6 +125,7 @@ def _unexpected(error: GraphQLError) -> bool:
 
 
 schema = strawberry.Schema(
+    execution_context_class=GatewayExecutionContext,
     query=Query,
     mutation=Mutation,
     subscription=Subscription,

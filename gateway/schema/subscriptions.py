@@ -75,10 +75,13 @@ class Subscription:
                 if subscriber.behind and subscriber.queue.empty():
                     catching_up = True  # it fell behind: read the log from its cursor, then go live again
                     continue
-                row = await subscriber.queue.get()
-                if row is None:
+                live = await subscriber.queue.get()
+                if live is None:
                     return  # the server is shutting down
-                if row.cursor > last:
+                if live.cursor > last:
                     DELIVERED_LIVE.inc()
-                    yield Event.from_row(row)
-                    last = row.cursor
+                    event = live.shared.get("event")
+                    if event is None:
+                        event = live.shared["event"] = Event.from_row(live.row, shared=True)
+                    yield event
+                    last = live.cursor

@@ -333,9 +333,11 @@ class Event:
     organization_id: strawberry.ID
     directory_id: strawberry.ID | None
     data: JSON
+    # Set on events the pump hands to many subscribers: their executions are shared (gateway.schema.execution).
+    shared_results: strawberry.Private[dict[Any, Any] | None] = None
 
     @classmethod
-    def from_row(cls, row: models.Event) -> Event:
+    def from_row(cls, row: models.Event, *, shared: bool = False) -> Event:
         return cls(
             id=strawberry.ID(row.id),
             cursor=str(row.cursor),
@@ -344,6 +346,7 @@ class Event:
             organization_id=strawberry.ID(row.organization_id),
             directory_id=strawberry.ID(row.directory_id) if row.directory_id else None,
             data=JSON(row.data),
+            shared_results={} if shared else None,
         )
 
     @strawberry.field(description="The user as the event recorded it (user events and memberships).")

@@ -3,12 +3,14 @@ backward pages, organization and API key mutations, and UNAUTHENTICATED on every
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.schema.loaders import Loaders
 from tests.conftest import DirectoryFixture
 from tests.gateway.test_graphql import codes, gql, seeded  # noqa: F401  (seeded: a pytest fixture)
 
@@ -552,3 +554,87 @@ async def test_every_root_field_needs_an_api_key_for_existing_objects(
     assert (await client.get(f"{directory.path}/Users", headers=directory.headers)).status_code == 200
     orgs = await gql(client, "{ organizations { totalCount } }", seeded["admin"])
     assert orgs["data"]["organizations"]["totalCount"] == 2
+
+
+# --- Bad input found by fuzzing (tests/robustness/test_fuzz_graphql.py) ---------------------------------------------
+
+
+def forged_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("key", ["²", "٣", str(2**63), "99999999999999999999", "\x00"])
+async def test_forged_cursors_are_bad_input(
+    client: httpx.AsyncClient,
+    seeded: dict[str, Any],  # noqa: F811
+    key: str,
+) -> None:
+    """Were answered with "invalid literal for int()" or the SQL error and statement."""
+    documents = ["query($c: String) { events(after: $c) { totalCount } }"]
+    if key == "\x00":
+        documents.append("query($c: String) { organizations(before: $c) { totalCount } }")
+    for document in documents:
+        assert codes(await gql(client, document, seeded["admin"], {"c": forged_cursor(key)})) == ["BAD_USER_INPUT"]
+
+
+async def test_nul_characters_are_bad_input(
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    seeded: dict[str, Any],  # noqa: F811
+) -> None:
+    """PostgreSQL can neither store nor compare U+0000: it answered with the SQL error text (SQLite stored it)."""
+    admin = seeded["admin"]
+    for document, variables in (
+        ('{ directory(id: "x\\u0000") { id } }', None),
+        ("query($id: ID!) { directoryUser(id: $id) { id } }", {"id": "directory_user_\x00"}),
+        (
+            "query($id: ID!, $s: String) { directory(id: $id) { users(search: $s) { totalCount } } }",
+            {"id": directory.id, "s": "a\x00"},
+        ),
+        ('mutation { createOrganization(name: "a\\u0000") { id } }', None),
+    ):
+        assert codes(await gql(client, document, admin, variables)) == ["BAD_USER_INPUT"], document
+    organizations = await gql(client, "{ organizations { totalCount } }", admin)
+    assert organizations["data"]["organizations"]["totalCount"] == 2
+
+
+async def test_events_time_range_bounds(
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    seeded: dict[str, Any],  # noqa: F811
+) -> None:
+    """Instants with no UTC equivalent were SQL errors on PostgreSQL; on SQLite an offset was ignored."""
+    for value in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        for name in ("since", "until"):
+            assert codes(await gql(client, EVENTS, seeded["own"], {name: value})) == ["BAD_USER_INPUT"]
+    everything = (await all_events(client, seeded["own"]))["edges"]
+    middle = datetime.fromisoformat(everything[len(everything) // 2]["node"]["occurredAt"])
+    in_utc = await all_events(client, seeded["own"], since=middle.isoformat())
+    elsewhere = await all_events(
+        client, seeded["own"], since=middle.astimezone(timezone(timedelta(hours=5))).isoformat()
+    )
+    assert ids(elsewhere) == ids(in_utc) and in_utc["totalCount"] > 0
+
+
+async def test_malformed_requests(
+    client: httpx.AsyncClient,
+    seeded: dict[str, Any],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = seeded["admin"]
+    # A subscription sent as a plain HTTP request ran as a query and failed ("Cannot return null").
+    assert codes(await gql(client, "subscription { directoryEvents { cursor } }", admin)) == ["BAD_USER_INPUT"]
+    # Bytes in no Unicode encoding were a 500.
+    headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
+    assert (await client.post("/graphql", content=b"\x80{}", headers=headers)).status_code == 400
+    # A spread of an undefined fragment made the depth limit fail with KeyError, answered as the message "'F'".
+    body = await gql(client, "{ organizations { totalCount ...F } }", admin)
+    assert [error["message"] for error in body["errors"]] == ["Unknown fragment 'F'."]
+
+    # Any other exception is logged, and answered without its text (which was SQL, with its parameters).
+    async def broken(self: Loaders, keys: list[str]) -> list[Any]:
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr(Loaders, "_organizations", broken)
+    body = await gql(client, "query($id: ID!) { organization(id: $id) { id } }", admin, {"id": "org_x"})
+    assert [error["message"] for error in body["errors"]] == ["Internal server error"]

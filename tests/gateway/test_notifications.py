@@ -64,6 +64,7 @@ async def notifier(url: str, recorder: Recorder, heartbeat: float = 0.2) -> Asyn
         on_reconnect=recorder.reconnect,
         on_revocation=recorder.revocation,
         heartbeat_seconds=heartbeat,
+        silence_seconds=heartbeat * 3,
         connect_timeout_seconds=2.0,
     )
     await instance.start()

@@ -107,6 +107,18 @@ BAD_BODIES = [
         400,
         "invalidValue",
     ),
+    # Found by fuzzing: PostgreSQL text and jsonb cannot hold U+0000, so these were 500s there (and stored on
+    # SQLite); refused alike on both now.
+    ("POST", "/Users", b'{"userName": "nul\\u0000@acme.test"}', 400, "invalidValue"),
+    ("POST", "/Groups", b'{"displayName": "Eng2", "members": [{"value": "x\\u0000"}]}', 400, "invalidValue"),
+    ("PUT", "/Groups/{group}", b'{"displayName": "Eng", "urn:x:y": {"a\\u0000": 1}}', 400, "invalidValue"),
+    (
+        "PATCH",
+        "/Users/{user}",
+        b'{"Operations": [{"op": "replace", "path": "title", "value": "a\\u0000"}]}',
+        400,
+        "invalidValue",
+    ),
 ]
 
 
@@ -145,6 +157,13 @@ async def test_bad_bodies_change_nothing(
         'meta.lastModified gt "yesterday"',
         'userName eq "a" and',
         "x" * 5000,
+        # Found by fuzzing (500s before): NUL, escaped or raw, which PostgreSQL cannot compare; dates that have no
+        # UTC equivalent.
+        'userName eq "a\\u0000"',
+        "userName eq a\x00b",
+        'title co "\\u0000"',
+        'meta.created gt "0001-01-01T00:00:00+14:00"',
+        'meta.lastModified le "9999-12-31T23:59:59-14:00"',
     ],
 )
 async def test_bad_filters(client: httpx.AsyncClient, directory: DirectoryFixture, bad_filter: str) -> None:
@@ -157,6 +176,27 @@ async def test_oversize_body_is_413(client: httpx.AsyncClient, directory: Direct
     body = b'{"userName": "big@acme.test", "displayName": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     assert_error(await client.post(f"{directory.path}/Users", content=body, headers=directory.headers), 413)
     assert await snapshot(app.state.database) == before
+
+
+async def test_nul_in_ids_is_not_found(client: httpx.AsyncClient, directory: DirectoryFixture) -> None:
+    """Found by fuzzing: an id with NUL in the URL was a 500 on PostgreSQL."""
+    assert_error(await client.get(f"{directory.path}/Users/a%00b", headers=directory.headers), 404)
+    assert_error(await client.delete(f"{directory.path}/Groups/%00", headers=directory.headers), 404)
+    assert_error(await client.get(f"/scim/v2/{directory.id}%00/Users", headers=directory.headers), 404)
+
+
+async def test_start_index_beyond_any_offset(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]
+) -> None:
+    """Found by fuzzing: a startIndex past what SQL's OFFSET takes was a 500; it is an empty page like any other."""
+    for start in (str(2**63), str(10**30)):
+        response = await client.get(f"{directory.path}/Users", params={"startIndex": start}, headers=directory.headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["totalResults"] == 1 and response.json()["Resources"] == []
+    search = await client.post(
+        f"{directory.path}/Groups/.search", json={"startIndex": 10**30, "count": 5}, headers=directory.headers
+    )
+    assert search.status_code == 200 and search.json()["Resources"] == [], search.text
 
 
 async def test_other_errors(client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
