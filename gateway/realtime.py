@@ -27,6 +27,8 @@ from gateway.notifications import Notifier
 logger = logging.getLogger("dsync.realtime")
 
 _PAGE = 500
+_DELIVERY_SLOTS = 16
+_STUCK_DELIVERY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class EventHub:
         self._subscribers: set[Subscriber] = set()
         self._wakeup = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
+        self._delivery_slots = asyncio.Semaphore(_DELIVERY_SLOTS)
         self._stopped = False
         self.head = 0
 
@@ -161,6 +164,30 @@ class EventHub:
     def _revoked(self, api_key_id: str) -> None:
         for revoked in self._key_watchers.get(api_key_id, ()):
             revoked.set()
+
+    @contextlib.asynccontextmanager
+    async def delivery_turn(self) -> AsyncIterator[None]:
+        """Held while one event is executed and sent to one subscriber.
+
+        A burst fanned out to many subscribers would otherwise make every subscriber task ready at once, and each
+        turn of the event loop would run them all before the next step of any SCIM request: ingest (whose IdP is
+        waiting) would crawl behind the fan-out. With a few slots, deliveries take turns with everything else. A
+        send stuck on a client that stopped reading gives its slot back after a moment."""
+        await self._delivery_slots.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._delivery_slots.release()
+
+        timer = asyncio.get_running_loop().call_later(_STUCK_DELIVERY_SECONDS, release)
+        try:
+            yield
+        finally:
+            timer.cancel()
+            release()
 
     async def read_head(self) -> int:
         return await self._database.query(_head)

@@ -68,7 +68,8 @@ class Subscription:
                     rows = await hub.read_after(last, event_filter)
                     for row in rows:
                         DELIVERED_FROM_LOG.inc()
-                        yield Event.from_row(row)
+                        async with hub.delivery_turn():
+                            yield Event.from_row(row)
                         last = row.cursor
                     catching_up = len(rows) > 0
                     continue
@@ -83,5 +84,6 @@ class Subscription:
                     event = live.shared.get("event")
                     if event is None:
                         event = live.shared["event"] = Event.from_row(live.row, shared=True)
-                    yield event
+                    async with hub.delivery_turn():
+                        yield event
                     last = live.cursor

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from gateway import admin, cli
 from gateway.credentials import hash_secret
@@ -25,7 +26,7 @@ async def test_an_admin_key_is_created_once_and_stored_as_a_hash(database: Datab
     assert await database.transaction(admin.ensure_first_admin_key) is None
     principal, _ = await authenticate(database, f"Bearer {key}")
     assert principal is not None and principal.is_admin
-    hashes = await database.query(lambda s: s.query(ApiKey.key_hash).all())
+    hashes = await database.query(lambda s: s.query(col(ApiKey.key_hash)).all())
     assert [row[0] for row in hashes] == [hash_secret(key)]
 
 

@@ -29,7 +29,7 @@ def codes(body: dict[str, Any]) -> list[str]:
 
 
 async def api_key(app: Any, organization_id: str | None) -> str:
-    issued = await app.state.database.transaction(
+    issued: admin.IssuedApiKey = await app.state.database.transaction(
         lambda session: admin.create_api_key(session, organization_id=organization_id)
     )
     return issued.key
@@ -39,7 +39,7 @@ async def api_key(app: Any, organization_id: str | None) -> str:
 async def seeded(client: httpx.AsyncClient, directory: DirectoryFixture, app: Any) -> dict[str, Any]:
     users = []
     for i in range(7):
-        body = {"userName": f"u{i}@acme.test", "name": {"givenName": f"G{i}", "familyName": "Doe"}}
+        body: dict[str, Any] = {"userName": f"u{i}@acme.test", "name": {"givenName": f"G{i}", "familyName": "Doe"}}
         if i == 6:
             body["active"] = False
         users.append((await client.post(f"{directory.path}/Users", json=body, headers=directory.headers)).json())

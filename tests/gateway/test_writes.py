@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from gateway.models import DirectoryUser, Event, GroupMembership
 from tests.conftest import DirectoryFixture
@@ -27,8 +28,8 @@ async def test_concurrent_creates_with_conflicts(
     assert all(r.json().get("scimType") == "uniqueness" for r in responses if r.status_code == 409)
     created = {r.json()["id"] for r in responses if r.status_code == 201}
     async with app.state.database.read() as session:
-        stored = set(await session.scalars(select(DirectoryUser.id)))
-        events = list(await session.execute(select(Event.event, Event.data).order_by(Event.cursor)))
+        stored = set(await session.scalars(select(col(DirectoryUser.id))))
+        events = list(await session.execute(select(col(Event.event), col(Event.data)).order_by(col(Event.cursor))))
     assert stored == created
     created_events = [d["id"] for e, d in events if e == "dsync.user.created"]
     assert len(created_events) == 40 and set(created_events) == created
@@ -60,7 +61,7 @@ async def test_concurrent_member_adds_to_one_group(
     async with app.state.database.read() as session:
         edges = await session.scalar(select(func.count()).select_from(GroupMembership))
         added = await session.scalar(
-            select(func.count()).select_from(Event).where(Event.event == "dsync.group.user_added")
+            select(func.count()).select_from(Event).where(col(Event.event) == "dsync.group.user_added")
         )
     assert edges == 50 and added == 50
     listed = (await client.get(f"{directory.path}/Groups/{group}", headers=directory.headers)).json()

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlmodel import col
 
 from gateway.db import Database
 from gateway.models import DirectoryGroup, DirectoryUser, GroupMembership
@@ -261,7 +262,7 @@ async def test_entra_default_session(client: httpx.AsyncClient, app: Any) -> Non
             "employee_number": "1002",
             "manager_id": nestor["id"],
         }
-        edges = list(await session.execute(select(GroupMembership.group_id, GroupMembership.user_id)))
+        edges = list(await session.execute(select(col(GroupMembership.group_id), col(GroupMembership.user_id))))
         assert [tuple(e) for e in edges] == [(group["id"], adele["id"])]
 
     # Soft delete with the string "False" (a repeat is a no-op); still readable; restored with "True".
@@ -294,7 +295,7 @@ async def test_entra_default_session(client: httpx.AsyncClient, app: Any) -> Non
             sales_object_id,
             sales_object_id,
         )
-        assert list(await session.scalars(select(GroupMembership.user_id))) == []
+        assert list(await session.scalars(select(col(GroupMembership.user_id)))) == []
 
     # The exact event sequence.
     log = await events(database, directory.id)
@@ -474,7 +475,7 @@ async def test_entra_compliant_session(client: httpx.AsyncClient, app: Any) -> N
             (megan, "active", {"department": "Marketing", "employee_number": "2001"})
         ]
         assert list(await session.scalars(select(DirectoryGroup))) == []
-        assert list(await session.scalars(select(GroupMembership.user_id))) == []
+        assert list(await session.scalars(select(col(GroupMembership.user_id)))) == []
 
     log = await events(database, directory.id)
     assert [name for name, _ in log] == [

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from gateway import admin
 from gateway.db import Database
@@ -263,17 +264,17 @@ async def test_authentication(
     async with database.read() as session:
         assert (
             await session.scalar(
-                select(func.count()).select_from(DirectoryUser).where(DirectoryUser.directory_id == directory.id)
+                select(func.count()).select_from(DirectoryUser).where(col(DirectoryUser.directory_id) == directory.id)
             )
             == 0
         )
         assert (
             await session.scalar(
-                select(func.count()).select_from(DirectoryGroup).where(DirectoryGroup.directory_id == directory.id)
+                select(func.count()).select_from(DirectoryGroup).where(col(DirectoryGroup.directory_id) == directory.id)
             )
             == 0
         )
-        last = await session.scalar(select(Event).order_by(Event.cursor.desc()).limit(1))  # type: ignore[union-attr]
+        last = await session.scalar(select(Event).order_by(col(Event.cursor).desc()).limit(1))
         assert last is not None and last.event == "dsync.deleted" and last.data["state"] == "deleting"
     # The other directory is untouched.
     assert (await client.get(f"{other.path}/Groups/{other_group['id']}", headers=other.headers)).status_code == 200

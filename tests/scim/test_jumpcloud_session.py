@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlmodel import col
 
 from gateway.db import Database
 from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
@@ -59,7 +60,8 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
     assert (await client.delete(f"{base}/Groups/{test_group['id']}", headers=headers)).status_code == 204
 
     async with database.read() as session:
-        assert (await session.get(Directory, directory.id)).state == "linked"  # type: ignore[union-attr]
+        linked = await session.get(Directory, directory.id)
+        assert linked is not None and linked.state == "linked"
 
     # Users arrive.
     created = await client.post(
@@ -160,7 +162,7 @@ async def test_jumpcloud_session(client: httpx.AsyncClient, directory: Directory
         assert users[alan["id"]].state == "inactive"
         [stored_group] = list(await session.scalars(select(DirectoryGroup)))
         assert (stored_group.name, stored_group.idp_id) == ("Engineers", "jc-g-1")
-        edges = list(await session.execute(select(GroupMembership.group_id, GroupMembership.user_id)))
+        edges = list(await session.execute(select(col(GroupMembership.group_id), col(GroupMembership.user_id))))
         assert [tuple(e) for e in edges] == [(group["id"], ada["id"])]
 
     group_view = (await client.get(f"{base}/Groups/{group['id']}", headers=headers)).json()

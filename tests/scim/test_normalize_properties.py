@@ -31,13 +31,15 @@ def canonical_users(draw: st.DrawFn) -> dict[str, Any]:
     name = {k: v for k, v in {"givenName": draw(maybe_text), "familyName": draw(maybe_text)}.items() if v}
     if name:
         user["name"] = name
-    emails = draw(
+    emails: list[dict[str, Any]] = draw(
         st.lists(st.fixed_dictionaries({"value": text, "type": st.sampled_from(["work", "home"])}), max_size=2)
     )
     if emails:
         emails[0]["primary"] = True
         user["emails"] = emails
-    enterprise = {k: v for k, v in {"department": draw(maybe_text), "employeeNumber": draw(maybe_text)}.items() if v}
+    enterprise: dict[str, Any] = {
+        k: v for k, v in {"department": draw(maybe_text), "employeeNumber": draw(maybe_text)}.items() if v
+    }
     manager = draw(maybe_text)
     if manager:
         enterprise["manager"] = {"value": manager}

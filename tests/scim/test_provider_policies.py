@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from gateway import admin
 from gateway.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
@@ -22,7 +23,9 @@ def deactivate(value: Any = False) -> dict[str, Any]:
 async def event_names(app: Any, directory_id: str) -> list[str]:
     async with app.state.database.read() as session:
         return list(
-            await session.scalars(select(Event.event).where(Event.directory_id == directory_id).order_by(Event.cursor))
+            await session.scalars(
+                select(col(Event.event)).where(col(Event.directory_id) == directory_id).order_by(col(Event.cursor))
+            )
         )
 
 
@@ -62,9 +65,9 @@ async def test_delete_inactive_deletes_on_deactivation(client: httpx.AsyncClient
     assert response.status_code == 200 and response.json()["active"] is False
     assert (await client.get(f"{directory.path}/Users/{user['id']}", headers=headers)).status_code == 404
     async with database.read() as session:
-        assert list(await session.scalars(select(DirectoryUser.id))) == []
-        assert list(await session.scalars(select(GroupMembership.user_id))) == []
-        deleted = await session.scalar(select(Event.data).where(Event.event == "dsync.user.deleted"))
+        assert list(await session.scalars(select(col(DirectoryUser.id)))) == []
+        assert list(await session.scalars(select(col(GroupMembership.user_id)))) == []
+        deleted = await session.scalar(select(col(Event.data)).where(col(Event.event) == "dsync.user.deleted"))
     assert deleted is not None and deleted["state"] == "inactive" and deleted["id"] == user["id"]
     assert await event_names(app, directory.id) == [
         "dsync.activated",
@@ -84,7 +87,7 @@ async def test_group_identity_follows_the_provider(
     body = {"displayName": "Engineering", "externalId": "ext-1"}
     assert (await client.post(f"{directory.path}/Groups", json=body, headers=directory.headers)).status_code == 201
     async with app.state.database.read() as session:
-        assert await session.scalar(select(DirectoryGroup.idp_id)) == expected
+        assert await session.scalar(select(col(DirectoryGroup.idp_id))) == expected
 
 
 async def test_unknown_policy_is_refused(app: Any) -> None:

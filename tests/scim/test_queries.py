@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select, text
+from sqlmodel import col
 
 from gateway.models import Event, GroupMembership
 from tests.conftest import DirectoryFixture
@@ -111,7 +112,7 @@ async def test_group_put_applies_member_difference(
     ).json()
     url = f"{directory.path}/Groups/{group['id']}"
     async with app.state.database.read() as session:
-        before = await session.scalar(select(Event.cursor).order_by(Event.cursor.desc()).limit(1))  # type: ignore[union-attr]
+        before = await session.scalar(select(col(Event.cursor)).order_by(col(Event.cursor).desc()).limit(1))
     # PUT without members keeps them (not asserted); a PUT with members applies only the difference.
     kept = await client.put(url, json={"displayName": "G"}, headers=directory.headers)
     assert {m["value"] for m in kept.json()["members"]} == {a["id"], b["id"]}
@@ -127,7 +128,9 @@ async def test_group_put_applies_member_difference(
     assert emptied.status_code == 204
     async with app.state.database.read() as session:
         names = list(
-            await session.execute(select(Event.event, Event.data).where(Event.cursor > before).order_by(Event.cursor))
+            await session.execute(
+                select(col(Event.event), col(Event.data)).where(col(Event.cursor) > before).order_by(col(Event.cursor))
+            )
         )
         assert [(n, d["user"]["id"]) for n, d in names] == [
             ("dsync.group.user_removed", a["id"]),
@@ -135,7 +138,7 @@ async def test_group_put_applies_member_difference(
             ("dsync.group.user_removed", b["id"]),
             ("dsync.group.user_removed", c["id"]),
         ]
-        assert await session.scalar(select(GroupMembership.user_id).limit(1)) is None
+        assert await session.scalar(select(col(GroupMembership.user_id)).limit(1)) is None
 
 
 async def test_sqlite_runs_in_wal_with_foreign_keys(app: Any) -> None:
