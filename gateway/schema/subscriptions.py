@@ -49,8 +49,14 @@ class Subscription:
                 raise not_found("Organization", str(organization_id))
             scope = str(organization_id)
         if directory_id is not None:
-            # A fresh lookup: the context (and its DataLoaders) lives as long as the WebSocket connection.
-            directory = await context.database.query(lambda session: session.get(models.Directory, str(directory_id)))
+            # A fresh lookup: the context (and its DataLoaders) lives as long as the WebSocket connection. No id holds
+            # a NUL (PostgreSQL text cannot): such an id is simply not found, on every store.
+            wanted = str(directory_id)
+            directory = (
+                None
+                if "\x00" in wanted
+                else await context.database.query(lambda session: session.get(models.Directory, wanted))
+            )
             if directory is None or not principal.can_see(directory.organization_id):
                 raise not_found("Directory", str(directory_id))
         event_filter = EventFilter(

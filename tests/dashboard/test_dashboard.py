@@ -4,6 +4,7 @@ JumpCloud directory created through the page, then SCIM traffic from the test sh
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -357,3 +358,52 @@ def test_the_page_resumes_from_its_last_event_after_the_server_restarts(gateway:
     page.get_by_role("dialog").get_by_role("button", name="Delete directory").click()
     expect(page.get_by_text("No directories yet")).to_be_visible()
     assert scim.http.get(f"{scim.endpoint}/Users").status_code in (401, 404)
+
+
+COUNTS = """query($id: ID!) {
+  directory(id: $id) {
+    state userCount groupCount
+    users(first: 100) { edges { node { id } } }
+    groups(first: 100) { edges { node { id memberCount } } }
+  }
+}"""
+
+
+def test_dsync_simulate_fills_the_open_directory_page_live(gateway: Gateway, page: Page) -> None:
+    match = FIRST_RUN_KEY.search(gateway.start())
+    assert match
+    key = match.group(0)
+    organization = graphql(gateway, key, CREATE, name="Acme")["createOrganization"]
+    created = graphql(gateway, key, CREATE_DIRECTORY, org=organization["id"])["createDirectory"]
+    directory_id = created["directory"]["id"]
+    sign_in(page, gateway, key)
+    page.goto(f"{gateway.url}/#/directories/{directory_id}")
+    expect(page.locator("#directory-state [data-state=unlinked]")).to_be_visible()
+    expect(page.locator(".live[data-status=live]")).to_be_visible()
+    page.evaluate("window.notReloaded = true")
+
+    # The operator's way to see it work without an IdP account: the built-in JumpCloud session.
+    env = {**os.environ, "DSYNC_SCIM_TOKEN": created["bearerToken"]}
+    command = [sys.executable, "-m", "gateway.cli", "simulate", "--endpoint", created["endpoint"]]
+    played = subprocess.run(
+        [*command, "--provider", "jumpcloud", "--users", "12", "--groups", "3", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert played.returncode == 0, played.stderr
+    summary = json.loads(played.stdout)
+    assert summary["ok"] is True
+
+    truth = graphql(gateway, key, COUNTS, id=directory_id)["directory"]
+    assert truth["state"] == "LINKED" and truth["userCount"] > 0 and truth["groupCount"] == 3
+    expect(page.locator("#directory-state [data-state=linked]")).to_be_visible(timeout=LIVE_MS)
+    expect(page.locator("#user-count")).to_have_text(str(truth["userCount"]), timeout=LIVE_MS)
+    for edge in truth["users"]["edges"]:
+        expect(page.locator(f"#users tr[data-user={edge['node']['id']}]")).to_be_visible(timeout=LIVE_MS)
+    for edge in truth["groups"]["edges"]:
+        row = page.locator(f"#groups tr[data-group={edge['node']['id']}]")
+        expect(row.locator("[data-field=member-count]")).to_have_text(str(edge["node"]["memberCount"]))
+    assert page.evaluate("window.notReloaded") is True
+    screenshot(page, "6-directory-after-simulate")

@@ -128,6 +128,7 @@ async def test_resuming_repeatedly_during_concurrent_writes_misses_and_repeats_n
         ({"after": "abc"}, "invalid cursor"),
         ({"after": "²"}, "invalid cursor"),
         ({"events": ["dsync.user.craeted"]}, "unknown event name"),
+        ({"dir": "directory_\u0000"}, "not found"),  # PostgreSQL text cannot hold NUL: answered like any unknown id
     ],
 )
 async def test_bad_cursors_and_event_names_are_refused_clearly(
