@@ -178,6 +178,13 @@ def configure_logging(*, log_format: str, level: str, access_log: bool, stream: 
         own.setLevel(level.upper())
         own.handlers.clear()
         own.propagate = True
+    # uvicorn's own configuration (a uvicorn.Config created earlier in the process) sets this one's level directly:
+    # let it follow "uvicorn" again.
+    error = logging.getLogger("uvicorn.error")
+    error.setLevel(logging.NOTSET)
+    error.handlers.clear()
+    error.propagate = True
+    error.disabled = False
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.setLevel(logging.INFO)
