@@ -48,9 +48,9 @@ def authenticate(session: Session, *, directory_id: str, authorization: str | No
             row = connection.execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
         if row is not None:
             directory = known[directory_id] = Directory.model_construct(**row)
-    if directory is None:
-        raise ScimError(404, "Directory not found")
-    if not secret_matches(token, directory.token_hash):
+    # An unknown (or deleted) directory answers exactly like a wrong token: whoever holds no valid token learns
+    # nothing, not even which directory ids exist.
+    if directory is None or not secret_matches(token, directory.token_hash):
         raise ScimError(401, "Invalid bearer token for this directory")
     return directory
 

@@ -258,9 +258,9 @@ async def test_authentication(
     fresh = {"Authorization": f"Bearer {rotated.bearer_token}"}
     assert (await client.get(users, headers=fresh)).status_code == 200
 
-    # Deletion: only dsync.deleted, everything of the directory gone, its URL answers 404.
+    # Deletion: only dsync.deleted, everything of the directory gone; its URL answers like any wrong token (401).
     await database.transaction(lambda session: admin.delete_directory(session, directory_id=directory.id))
-    assert_error(await client.get(users, headers=fresh), 404)
+    assert_error(await client.get(users, headers=fresh), 401)
     async with database.read() as session:
         assert (
             await session.scalar(
@@ -315,3 +315,16 @@ async def test_search_endpoints(client: httpx.AsyncClient, directory: DirectoryF
     not_allowed = await client.put(f"{directory.path}/Users", json={}, headers=directory.headers)
     assert_error(not_allowed, 405)
     assert "POST" in not_allowed.headers["allow"]
+
+
+async def test_an_unknown_directory_answers_exactly_like_a_wrong_token(
+    client: httpx.AsyncClient, directory: DirectoryFixture
+) -> None:
+    """Without its token nobody learns whether a directory id exists (issue 7: no existence leak)."""
+    wrong = {"Authorization": "Bearer dsync_scim_wrong"}
+    existing = await client.get(f"{directory.path}/Users", headers=wrong)
+    unknown = await client.get("/scim/v2/directory_01ZZZZZZZZZZZZZZZZZZZZZZZZ/Users", headers=wrong)
+    with_real_token = await client.get("/scim/v2/directory_01ZZZZZZZZZZZZZZZZZZZZZZZZ/Users", headers=directory.headers)
+    assert existing.status_code == unknown.status_code == with_real_token.status_code == 401
+    assert existing.json() == unknown.json() == with_real_token.json()
+    assert existing.headers.get("www-authenticate") == unknown.headers.get("www-authenticate")
