@@ -162,10 +162,15 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, autocheckpoint: b
         # Let SQLAlchemy emit BEGIN itself (below) instead of the driver's implicit, deferred one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The busy timeout first: every statement after it (the journal mode too) waits for another process's
+        # lock instead of failing at once with "database is locked" (two servers starting together).
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode")  # (two steps: the aiosqlite adapter's execute returns no cursor)
+        mode = cursor.fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if not autocheckpoint:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
