@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from gateway.metrics import GRAPHQL_OPERATIONS
@@ -36,6 +38,8 @@ from gateway.schema.execution import GatewayExecutionContext
 from gateway.schema.mutations import Mutation
 from gateway.schema.queries import Query
 from gateway.schema.subscriptions import Subscription
+
+logger = logging.getLogger("dsync.graphql")
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -124,7 +128,21 @@ def _unexpected(error: GraphQLError) -> bool:
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
-schema = strawberry.Schema(
+class GatewaySchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Errors the client caused (bad input, not found, limits) are its answer, not the server's trouble: they are
+        logged at debug. Anything unexpected keeps Strawberry's error log, traceback included."""
+        unexpected = []
+        for error in errors:
+            if _unexpected(error):
+                unexpected.append(error)
+            else:
+                logger.debug("GraphQL error answered: %s", error.message)
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+schema = GatewaySchema(
     execution_context_class=GatewayExecutionContext,
     query=Query,
     mutation=Mutation,
