@@ -24,6 +24,7 @@ from tests.robustness import scim_inputs as inputs
 from tests.robustness.fuzzing import TALLY, LiveApp, fuzz_settings
 from tests.robustness.invariants import ERROR_SCHEMA, check_invariants
 
+# RFC 7644 §3.12's scimType values, written out here on purpose: an oracle independent of scim.errors.ScimType.
 SCIM_TYPES = {
     "invalidFilter",
     "tooMany",
