@@ -5,7 +5,7 @@ Run with the project's venv, e.g. ``.venv/bin/python bench/graphql_queries.py`` 
 not a test: it asserts nothing about absolute times.
 
 1. Seeds a fresh SQLite database (temp dir, ``dsync migrate`` first) with one organization, one directory, N users
-   and G groups with memberships: the organization, directory and admin API key through ``gateway.admin``, the users
+   and G groups with memberships: the organization, directory and admin API key through ``gateway.ops``, the users
    and groups as bulk Core inserts into the real tables, their columns derived by the store's own SCIM code
    (``normalize_resource`` + ``user_columns`` / ``group_columns``) from JumpCloud-shaped bodies.
 2. Starts ``dsync serve`` on a free 127.0.0.1 port against it, and a "floor": a bare Starlette app under uvicorn (this
@@ -194,11 +194,11 @@ def seed_database(db: Path, *, users: int, groups: int, seed: int, public_url: s
     from sqlalchemy.orm import Session
     from ulid import ULID
 
-    from gateway import admin
-    from gateway.models import DirectoryGroup, DirectoryType, DirectoryUser, GroupMembership
-    from gateway.serialization import dumps, loads
-    from scim.normalize import normalize_resource
-    from scim.resources import group_columns, user_columns
+    from gateway.ops import api_keys, directories, organizations
+    from gateway.store.models import DirectoryGroup, DirectoryType, DirectoryUser, GroupMembership
+    from gateway.store.serialization import dumps, loads
+    from scim.backend.columns import group_columns, user_columns
+    from scim.protocol.normalize import normalize_resource
 
     t0 = time.perf_counter()
     rng = random.Random(seed)
@@ -214,11 +214,11 @@ def seed_database(db: Path, *, users: int, groups: int, seed: int, public_url: s
 
     try:
         with Session(engine) as session:
-            organization = admin.create_organization(session, name="Acme Corp", domains=[EMAIL_DOMAIN])
-            issued = admin.create_directory(
+            organization = organizations.create_organization(session, name="Acme Corp", domains=[EMAIL_DOMAIN])
+            issued = directories.create_directory(
                 session, organization_id=organization.id, name="Acme JumpCloud", type="jumpcloud", public_url=public_url
             )
-            key = admin.create_api_key(session)  # admin key: sees every organization
+            key = api_keys.create_api_key(session)  # admin key: sees every organization
             session.commit()
             organization_id, directory_id, api_key = organization.id, issued.directory.id, key.key
 

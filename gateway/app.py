@@ -16,16 +16,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
-from gateway import admin, metrics
 from gateway.dashboard import Dashboard
-from gateway.db import Database
-from gateway.logs import RequestIds
-from gateway.realtime import EventHub
-from gateway.schema.app import graphql_app
+from gateway.events.hub import EventHub
+from gateway.graphql.app import graphql_app
+from gateway.observe import metrics
+from gateway.observe.logs import RequestIds
+from gateway.ops import api_keys
 from gateway.settings import Settings, get_settings
-from scim.errors import ScimError
-from scim.rate_limit import RateLimiter
-from scim.routes import routes as scim_routes
+from gateway.store.database import Database
+from scim.api.rate_limit import RateLimiter
+from scim.api.routes import routes as scim_routes
+from scim.protocol.errors import ScimError
 
 logger = logging.getLogger("dsync")
 
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.database = database
         if settings.admin_key:
             key = settings.admin_key
-            await database.transaction(lambda session: admin.ensure_admin_key(session, key=key))
+            await database.transaction(lambda session: api_keys.ensure_admin_key(session, key=key))
         hub = EventHub(database, settings.broadcast_url, poll_seconds=settings.event_poll_seconds)
         await hub.start()
         database.on_commit(hub.notify)

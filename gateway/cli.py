@@ -13,19 +13,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway import admin
-from gateway.db import Database
-from gateway.logs import configure_logging
-from gateway.migrate import upgrade
+from gateway.observe.logs import configure_logging
+from gateway.ops import api_keys, directories, inputs, organizations
 from gateway.settings import Settings, get_settings
 from gateway.simulate import command as simulate
+from gateway.store.database import Database
+from gateway.store.migrate import upgrade
 
 
 def _organization_json(organization: Any) -> dict[str, Any]:
     return {"id": organization.id, "name": organization.name, "domains": organization.domains}
 
 
-def _directory_json(issued: admin.IssuedDirectory) -> dict[str, Any]:
+def _directory_json(issued: directories.IssuedDirectory) -> dict[str, Any]:
     d = issued.directory
     return {
         "id": d.id,
@@ -72,7 +72,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         get_settings.cache_clear()
         settings = get_settings()
     if settings.admin_key is None:
-        key = _transaction(settings, admin.ensure_first_admin_key)
+        key = _transaction(settings, api_keys.ensure_first_admin_key)
         if key is not None:
             print(_first_run_text(key, _dashboard_url(args, settings)), flush=True)
     # Request handling allocates many short-lived containers: with the default generation-0 threshold (700) the
@@ -119,7 +119,7 @@ def _cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_organizations_create(args: argparse.Namespace, settings: Settings) -> int:
     organization = _run_in_transaction(
-        settings, lambda s: admin.create_organization(s, name=args.name, domains=args.domain or [])
+        settings, lambda s: organizations.create_organization(s, name=args.name, domains=args.domain or [])
     )
     payload = _organization_json(organization)
     _print(payload, as_json=args.json, text=f"Created organization {organization.id} ({organization.name})")
@@ -129,7 +129,7 @@ def _cmd_organizations_create(args: argparse.Namespace, settings: Settings) -> i
 def _cmd_directories_create(args: argparse.Namespace, settings: Settings) -> int:
     issued = _run_in_transaction(
         settings,
-        lambda s: admin.create_directory(
+        lambda s: directories.create_directory(
             s,
             organization_id=args.organization,
             name=args.name,
@@ -145,7 +145,7 @@ def _cmd_directories_create(args: argparse.Namespace, settings: Settings) -> int
 def _cmd_directories_rotate_token(args: argparse.Namespace, settings: Settings) -> int:
     issued = _run_in_transaction(
         settings,
-        lambda s: admin.rotate_directory_token(s, directory_id=args.directory_id, public_url=settings.public_url),
+        lambda s: directories.rotate_directory_token(s, directory_id=args.directory_id, public_url=settings.public_url),
     )
     _print(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Rotated the token of"))
     return 0
@@ -153,7 +153,7 @@ def _cmd_directories_rotate_token(args: argparse.Namespace, settings: Settings) 
 
 def _cmd_directories_set_deprovision_policy(args: argparse.Namespace, settings: Settings) -> int:
     directory = _run_in_transaction(
-        settings, lambda s: admin.set_deprovision_policy(s, directory_id=args.directory_id, policy=args.policy)
+        settings, lambda s: directories.set_deprovision_policy(s, directory_id=args.directory_id, policy=args.policy)
     )
     payload = {"id": directory.id, "deprovision_policy": directory.deprovision_policy}
     _print(payload, as_json=args.json, text=f"{directory.id}: deprovisioning policy {directory.deprovision_policy}")
@@ -161,13 +161,13 @@ def _cmd_directories_set_deprovision_policy(args: argparse.Namespace, settings: 
 
 
 def _cmd_directories_delete(args: argparse.Namespace, settings: Settings) -> int:
-    _run_in_transaction(settings, lambda s: admin.delete_directory(s, directory_id=args.directory_id))
+    _run_in_transaction(settings, lambda s: directories.delete_directory(s, directory_id=args.directory_id))
     _print({"id": args.directory_id, "deleted": True}, as_json=args.json, text=f"Deleted {args.directory_id}")
     return 0
 
 
 def _cmd_api_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    issued = _run_in_transaction(settings, lambda s: admin.create_api_key(s, organization_id=args.organization))
+    issued = _run_in_transaction(settings, lambda s: api_keys.create_api_key(s, organization_id=args.organization))
     payload = {"id": issued.api_key.id, "key": issued.key, "organization_id": issued.api_key.organization_id}
     scope = issued.api_key.organization_id or "all organizations (admin)"
     _print(payload, as_json=args.json, text=f"API key {issued.api_key.id} for {scope}:\n  {issued.key}\n(shown once)")
@@ -175,7 +175,7 @@ def _cmd_api_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_export_schema(_args: argparse.Namespace, _settings: Settings) -> int:
-    from gateway.schema import schema
+    from gateway.graphql import schema
 
     print(schema.as_str())
     return 0
@@ -185,7 +185,7 @@ def _cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
     return simulate.run(args)
 
 
-def _directory_text(issued: admin.IssuedDirectory, verb: str) -> str:
+def _directory_text(issued: directories.IssuedDirectory, verb: str) -> str:
     d = issued.directory
     return (
         f"{verb} directory {d.id} ({d.name}, {d.type}) for {d.organization_id}\n"
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
         handler: Callable[[argparse.Namespace, Settings], int] = args.handler
         return handler(args, settings)
-    except admin.AdminError as exc:
+    except inputs.InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

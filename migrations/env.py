@@ -7,7 +7,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-import gateway.models  # noqa: F401  (registers the tables)
+import gateway.store.models  # noqa: F401  (registers the tables)
 
 target_metadata = SQLModel.metadata
 

@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel, col
 
-from gateway import admin
 from gateway.app import create_app
-from gateway.db import Database
-from gateway.migrate import upgrade
-from gateway.models import Event
+from gateway.ops import directories, organizations
 from gateway.settings import Settings
+from gateway.store.database import Database
+from gateway.store.migrate import upgrade
+from gateway.store.models import Event
 
 PUBLIC_URL = "http://testserver"
 POSTGRES_URL = os.environ.get("DSYNC_TEST_POSTGRES_URL")
@@ -124,9 +124,9 @@ class DirectoryFixture:
 
 
 async def make_directory(database: Database, *, type: str = "jumpcloud", name: str = "JumpCloud") -> DirectoryFixture:
-    def create(session: Session) -> tuple[str, admin.IssuedDirectory]:
-        organization = admin.create_organization(session, name="Acme", domains=["acme.test"])
-        issued = admin.create_directory(
+    def create(session: Session) -> tuple[str, directories.IssuedDirectory]:
+        organization = organizations.create_organization(session, name="Acme", domains=["acme.test"])
+        issued = directories.create_directory(
             session, organization_id=organization.id, name=name, type=type, public_url=PUBLIC_URL
         )
         return organization.id, issued

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway import admin
 from gateway.app import create_app
+from gateway.ops import api_keys
 from gateway.settings import Settings
 from tests.conftest import make_directory
 from tests.redis_server import free_port
@@ -42,7 +42,7 @@ async def live_server(settings: Settings, **overrides: Any) -> AsyncIterator[dic
     async with serve(dataclasses.replace(settings, **overrides)) as (port, app):
         database = app.state.database
         directory = await make_directory(database)
-        key = (await database.transaction(lambda s: admin.create_api_key(s, organization_id=None))).key
+        key = (await database.transaction(lambda s: api_keys.create_api_key(s, organization_id=None))).key
         yield {"port": port, "app": app, "directory": directory, "key": key, "database": database}
 
 

@@ -11,19 +11,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway import admin, cli
-from gateway.credentials import hash_secret
-from gateway.db import Database
-from gateway.ids import new_id
-from gateway.models import ApiKey
-from gateway.schema.context import authenticate
+from gateway import cli
+from gateway.graphql.context import authenticate
+from gateway.ops import api_keys, organizations
 from gateway.settings import Settings
+from gateway.store.credentials import hash_secret
+from gateway.store.database import Database
+from gateway.store.ids import new_id
+from gateway.store.models import ApiKey
 
 
 async def test_an_admin_key_is_created_once_and_stored_as_a_hash(database: Database) -> None:
-    key = await database.transaction(admin.ensure_first_admin_key)
+    key = await database.transaction(api_keys.ensure_first_admin_key)
     assert key is not None and key.startswith("dsync_key_")
-    assert await database.transaction(admin.ensure_first_admin_key) is None
+    assert await database.transaction(api_keys.ensure_first_admin_key) is None
     principal, _ = await authenticate(database, f"Bearer {key}")
     assert principal is not None and principal.is_admin
     hashes = await database.query(lambda s: s.query(col(ApiKey.key_hash)).all())
@@ -31,25 +32,25 @@ async def test_an_admin_key_is_created_once_and_stored_as_a_hash(database: Datab
 
 
 async def test_only_an_active_admin_key_counts(database: Database) -> None:
-    organization = await database.transaction(lambda s: admin.create_organization(s, name="Acme"))
-    await database.transaction(lambda s: admin.create_api_key(s, organization_id=organization.id))
-    first = await database.transaction(admin.ensure_first_admin_key)
+    organization = await database.transaction(lambda s: organizations.create_organization(s, name="Acme"))
+    await database.transaction(lambda s: api_keys.create_api_key(s, organization_id=organization.id))
+    first = await database.transaction(api_keys.ensure_first_admin_key)
     assert first is not None  # an organization's key is no admin key
     first_id = (await authenticate(database, f"Bearer {first}"))[0]
     assert first_id is not None
-    await database.transaction(lambda s: admin.revoke_api_key(s, api_key_id=first_id.api_key_id))
-    assert await database.transaction(admin.ensure_first_admin_key) is not None  # every admin key was revoked
+    await database.transaction(lambda s: api_keys.revoke_api_key(s, api_key_id=first_id.api_key_id))
+    assert await database.transaction(api_keys.ensure_first_admin_key) is not None  # every admin key was revoked
 
 
 async def test_no_key_is_created_next_to_an_existing_admin_key(database: Database) -> None:
-    await database.transaction(lambda s: admin.create_api_key(s))
-    assert await database.transaction(admin.ensure_first_admin_key) is None
+    await database.transaction(lambda s: api_keys.create_api_key(s))
+    assert await database.transaction(api_keys.ensure_first_admin_key) is None
 
 
 async def test_two_servers_starting_together_create_one_key(settings: Settings) -> None:
     databases = [Database(settings), Database(settings)]
     try:
-        keys = await asyncio.gather(*(db.transaction(admin.ensure_first_admin_key) for db in databases))
+        keys = await asyncio.gather(*(db.transaction(api_keys.ensure_first_admin_key) for db in databases))
     finally:
         for db in databases:
             await db.dispose()
@@ -58,7 +59,7 @@ async def test_two_servers_starting_together_create_one_key(settings: Settings) 
 
 async def test_the_database_refuses_a_second_active_first_run_key(database: Database) -> None:
     # What makes the race above safe whatever the isolation level: not the read before the insert, the index.
-    await database.transaction(admin.ensure_first_admin_key)
+    await database.transaction(api_keys.ensure_first_admin_key)
 
     def insert_another(session: Session) -> None:
         session.add(ApiKey(id=new_id("api_key"), key_hash=hash_secret("other"), organization_id=None, first_run=True))

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from gateway import admin
+from gateway.ops import api_keys
 from tests.conftest import DirectoryFixture, make_directory
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -29,8 +29,8 @@ def codes(body: dict[str, Any]) -> list[str]:
 
 
 async def api_key(app: Any, organization_id: str | None) -> str:
-    issued: admin.IssuedApiKey = await app.state.database.transaction(
-        lambda session: admin.create_api_key(session, organization_id=organization_id)
+    issued: api_keys.IssuedApiKey = await app.state.database.transaction(
+        lambda session: api_keys.create_api_key(session, organization_id=organization_id)
     )
     return issued.key
 

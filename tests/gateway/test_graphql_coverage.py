@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.schema.loaders import Loaders
+from gateway.graphql.loaders import Loaders
 from tests.conftest import DirectoryFixture
 from tests.gateway.test_graphql import codes, gql, seeded  # noqa: F401  (seeded: a pytest fixture)
 

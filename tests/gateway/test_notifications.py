@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from gateway.notifications import Notifier, check_url
+from gateway.events.notifier import Notifier, check_url
 from tests.redis_server import private_redis
 from tests.waiting import eventually
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.schema import schema
+from gateway.graphql import schema
 
 
 def test_schema_file_matches_the_code() -> None:

@@ -23,11 +23,11 @@ from sqlmodel import col
 
 from gateway.app import create_app
 from gateway.cli import main
-from gateway.db import Database
-from gateway.models import DirectoryGroup, DirectoryUser, GroupMembership
 from gateway.settings import Settings
 from gateway.simulate.report import Progress
 from gateway.simulate.roster import build_roster
+from gateway.store.database import Database
+from gateway.store.models import DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory, recorded_events
 
 DSYNC = str(Path(sys.executable).with_name("dsync"))

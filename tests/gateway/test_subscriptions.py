@@ -14,8 +14,8 @@ from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy import select
 from sqlmodel import col
 
-from gateway import admin
-from gateway.models import Event
+from gateway.ops import api_keys
+from gateway.store.models import Event
 from tests.conftest import make_directory, recorded_events
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ async def test_connections_need_a_key_and_see_only_their_organization(live: dict
         await asyncio.wait_for(_collect(port, "dsync_key_wrong", {"dir": directory.id}, 1), timeout=10)
     other = await make_directory(live["database"], name="Other")
     other_key = (
-        await live["database"].transaction(lambda s: admin.create_api_key(s, organization_id=other.organization_id))
+        await live["database"].transaction(lambda s: api_keys.create_api_key(s, organization_id=other.organization_id))
     ).key
     with pytest.raises(Exception, match="not found"):
         await asyncio.wait_for(_collect(port, other_key, {"dir": directory.id}, 1), timeout=10)

@@ -16,7 +16,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway import admin
+from gateway.ops import api_keys
 from gateway.settings import Settings
 from tests.gateway.conftest import live_server
 from tests.waiting import eventually
@@ -132,7 +132,7 @@ async def test_unsubscribing_and_disconnecting_leave_nothing_behind(settings: Se
 
 
 async def _organization_key(database: Any, organization_id: str) -> tuple[str, str]:
-    issued = await database.transaction(lambda s: admin.create_api_key(s, organization_id=organization_id))
+    issued = await database.transaction(lambda s: api_keys.create_api_key(s, organization_id=organization_id))
     return issued.api_key.id, issued.key
 
 
@@ -156,6 +156,6 @@ async def test_revoking_a_key_closes_its_open_connections(settings: Settings) ->
                 code, _ = await closed_with(ws, answer_pings=True)
             assert code == 4403
             # Revoked elsewhere (the CLI, another instance without a broadcaster): the next tick notices.
-            await database.transaction(lambda s: admin.revoke_api_key(s, api_key_id=other_id))
+            await database.transaction(lambda s: api_keys.revoke_api_key(s, api_key_id=other_id))
             code, _ = await closed_with(bystander, answer_pings=True)
             assert code == 4403

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from gateway.models import DirectoryUser, Event, GroupMembership
+from gateway.store.models import DirectoryUser, Event, GroupMembership
 from tests.conftest import DirectoryFixture
 
 

@@ -13,8 +13,8 @@ import httpx
 import hypothesis
 
 from gateway.app import create_app
-from gateway.db import Database
 from gateway.settings import Settings
+from gateway.store.database import Database
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 
 T = TypeVar("T")

@@ -24,11 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway import admin
-from gateway.db import Database
-from gateway.events import group_payload, user_payload
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, Event, GroupMembership
-from scim.filters import MAX_LENGTH
+from gateway.events.payloads import group_payload, user_payload
+from gateway.ops import directories
+from gateway.store.database import Database
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, Event, GroupMembership
+from scim.protocol.filters import MAX_LENGTH
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 _IGNORED = frozenset({"updated_at", "previous_attributes"})  # updated_at moves on membership changes, silently
@@ -49,11 +49,11 @@ class Store:
 def _read_store(session: Session) -> Store:
     organization_of = {d.id: d.organization_id for d in session.scalars(select(Directory))}
     users = {
-        u.id: user_payload(u, organization_id=organization_of.get(u.directory_id, "?"))
+        u.id: dict(user_payload(u, organization_id=organization_of.get(u.directory_id, "?")))
         for u in session.scalars(select(DirectoryUser))
     }
     groups = {
-        g.id: group_payload(g, organization_id=organization_of.get(g.directory_id, "?"))
+        g.id: dict(group_payload(g, organization_id=organization_of.get(g.directory_id, "?")))
         for g in session.scalars(select(DirectoryGroup))
     }
     edges = {(m.group_id, m.user_id): m.directory_id for m in session.scalars(select(GroupMembership))}
@@ -233,7 +233,7 @@ async def _token(database: Database, client: httpx.AsyncClient, directory_id: st
         if probe.status_code == 200:
             return token
     issued = await database.transaction(
-        lambda session: admin.rotate_directory_token(session, directory_id=directory_id, public_url="")
+        lambda session: directories.rotate_directory_token(session, directory_id=directory_id, public_url="")
     )
     return issued.bearer_token
 

@@ -9,7 +9,7 @@ SQLite, a second writer on the same file, as the CLI is next to a running server
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from gateway import admin
 from gateway.app import create_app
-from gateway.db import Database
-from gateway.events import group_payload, user_payload
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
+from gateway.events.payloads import group_payload, user_payload
+from gateway.ops import directories
 from gateway.settings import Settings
+from gateway.store.database import Database
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory, recorded_events
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -117,7 +117,7 @@ def _replay(log: list[tuple[str, dict[str, Any]]]) -> _Replay:
     return state
 
 
-def _comparable(payload: dict[str, Any]) -> dict[str, Any]:
+def _comparable(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in _NOT_COMPARED}
 
 
@@ -382,7 +382,7 @@ async def second_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 async def _same_organization_directory(database: Database, organization_id: str) -> DirectoryFixture:
     issued = await database.transaction(
-        lambda session: admin.create_directory(
+        lambda session: directories.create_directory(
             session, organization_id=organization_id, name="Second", type="okta", public_url=PUBLIC_URL
         )
     )
@@ -496,7 +496,7 @@ async def test_directory_deleted_while_its_idp_writes(
 
     async def delete_directory() -> httpx.Response:
         await some_answered.wait()
-        await database.transaction(lambda session: admin.delete_directory(session, directory_id=directory.id))
+        await database.transaction(lambda session: directories.delete_directory(session, directory_id=directory.id))
         deleted.set()
         return httpx.Response(204)
 

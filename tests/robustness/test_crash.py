@@ -49,9 +49,9 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from gateway.db import Database
-from gateway.migrate import upgrade
 from gateway.settings import Settings
+from gateway.store.database import Database
+from gateway.store.migrate import upgrade
 from tests.conftest import make_directory
 from tests.redis_server import free_port
 from tests.robustness.invariants import Store, check_event_log, check_invariants, check_memberships, read_store

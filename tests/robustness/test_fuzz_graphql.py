@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlmodel import col
 
-from gateway import admin
-from gateway.models import Event
-from gateway.schema.pagination import encode_cursor
+from gateway.graphql.pagination import encode_cursor
+from gateway.ops import api_keys
+from gateway.store.models import Event
 from tests.robustness.fuzzing import TALLY, LiveApp, fuzz_settings
 from tests.robustness.graphql_inputs import Pools, operations
 from tests.robustness.invariants import check_invariants
@@ -79,12 +79,12 @@ def _seed(live: LiveApp) -> tuple[dict[str, str], Pools, dict[str, str]]:
 
     def keys(session: Any) -> dict[str, str]:
         issued = {
-            "admin": admin.create_api_key(session).key,
-            "acme": admin.create_api_key(session, organization_id=organizations[0]).key,
-            "globex": admin.create_api_key(session, organization_id=organizations[1]).key,
+            "admin": api_keys.create_api_key(session).key,
+            "acme": api_keys.create_api_key(session, organization_id=organizations[0]).key,
+            "globex": api_keys.create_api_key(session, organization_id=organizations[1]).key,
         }
-        revoked = admin.create_api_key(session, organization_id=organizations[0])
-        admin.revoke_api_key(session, api_key_id=revoked.api_key.id)
+        revoked = api_keys.create_api_key(session, organization_id=organizations[0])
+        api_keys.revoke_api_key(session, api_key_id=revoked.api_key.id)
         issued["revoked"] = revoked.key
         ids.append(revoked.api_key.id)
         return issued

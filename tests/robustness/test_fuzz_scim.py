@@ -17,14 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway import admin
-from gateway.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.ops import directories
+from gateway.store.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
 from tests.conftest import DirectoryFixture
 from tests.robustness import scim_inputs as inputs
 from tests.robustness.fuzzing import TALLY, LiveApp, fuzz_settings
 from tests.robustness.invariants import ERROR_SCHEMA, check_invariants
 
-# RFC 7644 §3.12's scimType values, written out here on purpose: an oracle independent of scim.errors.ScimType.
+# RFC 7644 §3.12's scimType values, written out here on purpose: an oracle independent of scim.protocol.errors.ScimType.
 SCIM_TYPES = {
     "invalidFilter",
     "tooMany",
@@ -151,7 +151,7 @@ class ScimSession(RuleBasedStateMachine):
         if delete:
             self.live.run(
                 self.live.database.transaction(
-                    lambda s: admin.set_deprovision_policy(s, directory_id=directory.id, policy="delete_inactive")
+                    lambda s: directories.set_deprovision_policy(s, directory_id=directory.id, policy="delete_inactive")
                 )
             )
         # The first authorized request links the directory in a commit of its own, whatever the request.

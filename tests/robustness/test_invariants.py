@@ -11,8 +11,9 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.events import EventName, group_payload, record_event
-from gateway.models import DirectoryGroup, DirectoryUser, Event, GroupMembership, utcnow
+from gateway.events.log import record_event
+from gateway.events.payloads import EventName, group_payload
+from gateway.store.models import DirectoryGroup, DirectoryUser, Event, GroupMembership, utcnow
 from tests.conftest import DirectoryFixture, make_directory
 from tests.robustness.invariants import check_invariants
 

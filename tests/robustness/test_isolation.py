@@ -24,13 +24,13 @@ from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy import select, text
 from sqlmodel import SQLModel, col
 
-from gateway import admin
 from gateway.app import create_app
-from gateway.db import Database
-from gateway.ids import new_id
-from gateway.models import Event
-from gateway.schema.schema import schema
+from gateway.graphql.schema import schema
+from gateway.ops import api_keys, directories, organizations
 from gateway.settings import Settings
+from gateway.store.database import Database
+from gateway.store.ids import new_id
+from gateway.store.models import Event
 from tests.conftest import PUBLIC_URL, DirectoryFixture
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -66,7 +66,7 @@ class Tenant:
 
 async def _directory(database: Database, organization_id: str, name: str) -> DirectoryFixture:
     issued = await database.transaction(
-        lambda session: admin.create_directory(
+        lambda session: directories.create_directory(
             session, organization_id=organization_id, name=name, type="okta", public_url=PUBLIC_URL
         )
     )
@@ -93,8 +93,8 @@ async def _seed(client: httpx.AsyncClient, tenant: Tenant, label: str) -> None:
 @pytest.fixture
 async def tenants(client: httpx.AsyncClient, app: Any) -> dict[str, Any]:
     database: Database = app.state.database
-    org_a = await database.transaction(lambda s: admin.create_organization(s, name="A", domains=["a.test"]))
-    org_b = await database.transaction(lambda s: admin.create_organization(s, name="B", domains=["b.test"]))
+    org_a = await database.transaction(lambda s: organizations.create_organization(s, name="A", domains=["a.test"]))
+    org_b = await database.transaction(lambda s: organizations.create_organization(s, name="B", domains=["b.test"]))
     found = {
         "A1": Tenant(await _directory(database, org_a.id, "A1")),
         "A2": Tenant(await _directory(database, org_a.id, "A2")),
@@ -106,7 +106,7 @@ async def tenants(client: httpx.AsyncClient, app: Any) -> dict[str, Any]:
     keys = {}
     for organization_id in (org_a.id, org_b.id):
         keys[organization_id] = await database.transaction(
-            lambda s, o=organization_id: admin.create_api_key(s, organization_id=o)  # type: ignore[misc]
+            lambda s, o=organization_id: api_keys.create_api_key(s, organization_id=o)  # type: ignore[misc]
         )
     return {"tenants": found, "orgs": {"A": org_a.id, "B": org_b.id}, "keys": keys}
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import admin
-from gateway.schema.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
+from gateway.graphql.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
+from gateway.ops import api_keys
 from tests.conftest import DirectoryFixture
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -39,7 +39,7 @@ async def test_scim_bodies_up_to_the_limit_pass_and_one_byte_more_is_413(
 
 @pytest.fixture
 async def admin_key(app: Any) -> str:
-    issued = await app.state.database.transaction(lambda s: admin.create_api_key(s, organization_id=None))
+    issued = await app.state.database.transaction(lambda s: api_keys.create_api_key(s, organization_id=None))
     return str(issued.key)
 
 

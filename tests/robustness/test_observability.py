@@ -25,11 +25,12 @@ import websockets
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import admin, cli
+from gateway import cli
 from gateway.app import create_app
-from gateway.logs import REQUEST_ID, configure_logging, redact
-from gateway.migrate import upgrade
+from gateway.observe.logs import REQUEST_ID, configure_logging, redact
+from gateway.ops import api_keys
 from gateway.settings import Settings, get_settings
+from gateway.store.migrate import upgrade
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory, recorded_events
 from tests.gateway.conftest import live_server
 from tests.redis_server import free_port
@@ -107,7 +108,7 @@ async def test_scim_requests_are_counted_by_route_template_and_status(
 
 
 async def test_graphql_operations_are_counted_by_type(client: httpx.AsyncClient, app: Any) -> None:
-    key = (await app.state.database.transaction(lambda s: admin.create_api_key(s))).key
+    key = (await app.state.database.transaction(lambda s: api_keys.create_api_key(s))).key
     headers = {"Authorization": f"Bearer {key}"}
     before = await scrape(client)
     for document in [

@@ -30,7 +30,7 @@ import httpx
 import pytest
 import websockets
 
-from gateway.credentials import hash_secret
+from gateway.store.credentials import hash_secret
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from gateway import admin
-from gateway.db import Database
-from gateway.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.ops import directories
+from gateway.store.database import Database
+from gateway.store.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -252,14 +252,14 @@ async def test_authentication(
 
     # Rotation: the old token fails at once, the new one works.
     rotated = await database.transaction(
-        lambda session: admin.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+        lambda session: directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
     )
     assert_error(await client.get(users, headers=directory.headers), 401)
     fresh = {"Authorization": f"Bearer {rotated.bearer_token}"}
     assert (await client.get(users, headers=fresh)).status_code == 200
 
     # Deletion: only dsync.deleted, everything of the directory gone; its URL answers like any wrong token (401).
-    await database.transaction(lambda session: admin.delete_directory(session, directory_id=directory.id))
+    await database.transaction(lambda session: directories.delete_directory(session, directory_id=directory.id))
     assert_error(await client.get(users, headers=fresh), 401)
     async with database.read() as session:
         assert (

@@ -19,10 +19,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel, col
 
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, Organization
-from scim.errors import ScimError
-from scim.filter_sql import translate_filter
-from scim.filters import (
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, Organization
+from scim.protocol import urns
+from scim.protocol.errors import ScimError
+from scim.protocol.filter_sql import translate_filter
+from scim.protocol.filters import (
     And,
     AttrPath,
     Compare,
@@ -35,9 +36,9 @@ from scim.filters import (
     parse_filter,
     parse_path,
 )
-from scim.schemas import ENTERPRISE_USER_SCHEMA_ID, GROUP_SCHEMA, boolean_paths, find_attribute, schema_resource
+from scim.protocol.schemas import GROUP_SCHEMA, boolean_paths, find_attribute, schema_resource
 
-ENTERPRISE = ENTERPRISE_USER_SCHEMA_ID
+ENTERPRISE = urns.ENTERPRISE_USER
 DIRECTORY = "directory_1"
 OTHER_DIRECTORY = "directory_2"
 

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scim.normalize import normalize_resource
-from scim.patch import apply_patch, parse_patch
+from scim.protocol.normalize import normalize_resource
+from scim.protocol.patch import apply_patch, parse_patch
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

@@ -16,8 +16,8 @@ import httpx
 from sqlalchemy import select
 from sqlmodel import col
 
-from gateway.db import Database
-from gateway.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
+from gateway.store.database import Database
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory
 from tests.conftest import recorded_events as events
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from gateway import admin
-from gateway.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.ops import directories, inputs
+from gateway.store.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -50,7 +50,7 @@ async def test_delete_inactive_deletes_on_deactivation(client: httpx.AsyncClient
     database = app.state.database
     directory = await make_directory(database, type="okta", name="Okta")
     await database.transaction(
-        lambda session: admin.set_deprovision_policy(session, directory_id=directory.id, policy="delete_inactive")
+        lambda session: directories.set_deprovision_policy(session, directory_id=directory.id, policy="delete_inactive")
     )
     headers = directory.headers
     user = (await client.post(f"{directory.path}/Users", json={"userName": "b@x.test"}, headers=headers)).json()
@@ -92,9 +92,9 @@ async def test_group_identity_follows_the_provider(
 
 async def test_unknown_policy_is_refused(app: Any) -> None:
     directory = await make_directory(app.state.database)
-    with pytest.raises(admin.AdminError, match="keep_inactive"):
+    with pytest.raises(inputs.InvalidInput, match="keep_inactive"):
         await app.state.database.transaction(
-            lambda session: admin.set_deprovision_policy(session, directory_id=directory.id, policy="shred")
+            lambda session: directories.set_deprovision_policy(session, directory_id=directory.id, policy="shred")
         )
 
 

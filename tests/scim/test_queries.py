@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import select, text
 from sqlmodel import col
 
-from gateway.models import Event, GroupMembership
+from gateway.store.models import Event, GroupMembership
 from tests.conftest import DirectoryFixture
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from gateway import admin
 from gateway.app import create_app
-from gateway.db import Database
-from gateway.models import DirectoryUser, Event
+from gateway.ops import directories
 from gateway.settings import Settings
-from scim.rate_limit import RateLimiter
+from gateway.store.database import Database
+from gateway.store.models import DirectoryUser, Event
+from scim.api.rate_limit import RateLimiter
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -110,7 +110,7 @@ def assert_throttled(response: httpx.Response) -> None:
 async def _sibling(database: Database, directory: DirectoryFixture) -> DirectoryFixture:
     """Another directory of ``directory``'s organization."""
     issued = await database.transaction(
-        lambda session: admin.create_directory(
+        lambda session: directories.create_directory(
             session, organization_id=directory.organization_id, name="Sibling", type="okta", public_url=PUBLIC_URL
         )
     )

@@ -1,0 +1,207 @@
+"""The events' names and their WorkOS-compatible payloads: one typed definition for whoever writes the log (SCIM,
+the operations) and whoever reads it (GraphQL, subscriptions, later webhooks and the WorkOS API).
+
+Payloads are stored as JSON, so they are ``TypedDict``s: the writer builds them with the functions below, and a
+reader gets them back typed through :func:`user_of` / :func:`group_of` instead of probing keys.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal, NotRequired, TypedDict, cast
+
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, Organization
+
+
+class EventName(StrEnum):
+    """Every event the log holds, named as WorkOS names them."""
+
+    ACTIVATED = "dsync.activated"
+    DELETED = "dsync.deleted"
+    USER_CREATED = "dsync.user.created"
+    USER_UPDATED = "dsync.user.updated"
+    USER_DELETED = "dsync.user.deleted"
+    GROUP_CREATED = "dsync.group.created"
+    GROUP_UPDATED = "dsync.group.updated"
+    GROUP_DELETED = "dsync.group.deleted"
+    GROUP_USER_ADDED = "dsync.group.user_added"
+    GROUP_USER_REMOVED = "dsync.group.user_removed"
+
+
+class DomainData(TypedDict):
+    object: Literal["organization_domain"]
+    domain: str
+
+
+class DirectoryData(TypedDict):
+    """``dsync.activated`` and ``dsync.deleted``."""
+
+    object: Literal["directory"]
+    id: str
+    organization_id: str
+    name: str
+    type: str
+    state: str
+    created_at: str
+    updated_at: str
+    domains: NotRequired[list[DomainData]]
+
+
+class UserData(TypedDict):
+    """``dsync.user.*``; ``previous_attributes`` on updates only."""
+
+    object: Literal["directory_user"]
+    id: str
+    directory_id: str
+    organization_id: str
+    idp_id: str | None
+    username: str
+    email: str | None
+    emails: list[dict[str, Any]]
+    first_name: str | None
+    last_name: str | None
+    display_name: str | None
+    job_title: str | None
+    state: str
+    custom_attributes: dict[str, Any]
+    raw_attributes: dict[str, Any]
+    created_at: str
+    updated_at: str
+    previous_attributes: NotRequired[dict[str, Any]]
+
+
+class GroupData(TypedDict):
+    """``dsync.group.created|updated|deleted``; ``previous_attributes`` on updates only."""
+
+    object: Literal["directory_group"]
+    id: str
+    idp_id: str
+    directory_id: str
+    organization_id: str
+    name: str
+    raw_attributes: dict[str, Any]
+    created_at: str
+    updated_at: str
+    previous_attributes: NotRequired[dict[str, Any]]
+
+
+class MembershipData(TypedDict):
+    """``dsync.group.user_added`` and ``dsync.group.user_removed``."""
+
+    directory_id: str
+    user: UserData
+    group: GroupData
+
+
+EventData = DirectoryData | UserData | GroupData | MembershipData
+
+_USER_EVENTS = frozenset({EventName.USER_CREATED, EventName.USER_UPDATED, EventName.USER_DELETED})
+_GROUP_EVENTS = frozenset({EventName.GROUP_CREATED, EventName.GROUP_UPDATED, EventName.GROUP_DELETED})
+_MEMBERSHIP_EVENTS = frozenset({EventName.GROUP_USER_ADDED, EventName.GROUP_USER_REMOVED})
+
+
+def iso(value: datetime) -> str:
+    """A timestamp as WorkOS writes it: UTC, milliseconds, ``Z``."""
+    # SQLite hands back naive datetimes; everything is stored in UTC.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def directory_payload(directory: Directory, *, organization: Organization | None = None) -> DirectoryData:
+    """The directory as its events carry it (with the organization's domains when given)."""
+    payload: DirectoryData = {
+        "object": "directory",
+        "id": directory.id,
+        "organization_id": directory.organization_id,
+        "name": directory.name,
+        "type": directory.type,
+        "state": directory.state,
+        "created_at": iso(directory.created_at),
+        "updated_at": iso(directory.updated_at),
+    }
+    if organization is not None:
+        payload["domains"] = [{"object": "organization_domain", "domain": d} for d in organization.domains]
+    return payload
+
+
+def user_payload(user: DirectoryUser, *, organization_id: str) -> UserData:
+    """The user as its events (and membership events) carry it."""
+    return {
+        "object": "directory_user",
+        "id": user.id,
+        "directory_id": user.directory_id,
+        "organization_id": organization_id,
+        "idp_id": user.idp_id,
+        "username": user.user_name,
+        "email": user.email,
+        "emails": user.emails,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "display_name": user.display_name,
+        "job_title": user.job_title,
+        "state": user.state,
+        "custom_attributes": user.custom_attributes,
+        "raw_attributes": user.raw_attributes,
+        "created_at": iso(user.created_at),
+        "updated_at": iso(user.updated_at),
+    }
+
+
+def group_payload(group: DirectoryGroup, *, organization_id: str) -> GroupData:
+    """The group as its events (and membership events) carry it."""
+    return {
+        "object": "directory_group",
+        "id": group.id,
+        "idp_id": group.idp_id,
+        "directory_id": group.directory_id,
+        "organization_id": organization_id,
+        "name": group.name,
+        "raw_attributes": group.raw_attributes,
+        "created_at": iso(group.created_at),
+        "updated_at": iso(group.updated_at),
+    }
+
+
+def membership_payload(user: UserData, group: GroupData) -> MembershipData:
+    """One membership edge that was added or removed."""
+    return {"directory_id": group["directory_id"], "user": user, "group": group}
+
+
+_NOT_COMPARED = frozenset({"updated_at", "created_at"})
+
+
+def previous_attributes(before: UserData | GroupData, after: UserData | GroupData) -> dict[str, Any]:
+    """Shallow diff: the old value of every top-level field that changed; for ``raw_attributes`` (and
+    ``custom_attributes``) the old values of their changed keys, as WorkOS reports them."""
+    old_fields = cast(dict[str, Any], before)
+    new_fields = cast(dict[str, Any], after)
+    previous: dict[str, Any] = {}
+    for key, old in old_fields.items():
+        if key in _NOT_COMPARED or new_fields.get(key) == old:
+            continue
+        new = new_fields.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            previous[key] = {k: old.get(k) for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        else:
+            previous[key] = old
+    return previous
+
+
+def user_of(event: str, data: dict[str, Any]) -> UserData | None:
+    """The user an event is about (user and membership events), read back from the log."""
+    if event in _USER_EVENTS:
+        return cast(UserData, data)
+    if event in _MEMBERSHIP_EVENTS:
+        return cast(MembershipData, data)["user"]
+    return None
+
+
+def group_of(event: str, data: dict[str, Any]) -> GroupData | None:
+    """The group an event is about (group and membership events), read back from the log."""
+    if event in _GROUP_EVENTS:
+        return cast(GroupData, data)
+    if event in _MEMBERSHIP_EVENTS:
+        return cast(MembershipData, data)["group"]
+    return None

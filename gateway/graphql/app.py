@@ -1,0 +1,144 @@
+"""The GraphQL endpoint as an ASGI app: HTTP (POST and GET) and graphql-transport-ws on ``/graphql``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, PongMessage
+from strawberry.types.execution import ExecutionResult
+from strawberry.types.unset import UNSET
+
+from gateway.graphql.context import Context, authenticate_connection, build_context, key_is_active
+from gateway.graphql.errors import ApiError
+from gateway.graphql.execution import SharedData
+from gateway.graphql.schema import schema
+from gateway.settings import Settings
+
+# graphql-ws's code for a connection the other side stopped answering; clients reconnect on it.
+_KEEPALIVE_CLOSE = 4499
+
+
+class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with server pings: a peer that does not pong before the next ping is closed (a dead
+    network path otherwise holds a subscription and its queue for hours). Each tick also re-checks the API key, and
+    a revocation announced through the hub closes the connection at once."""
+
+    _keepalive: asyncio.Task[None] | None = None
+    _ponged = True
+    _api_key_id: str | None = None
+
+    def on_request_accepted(self) -> None:
+        super().on_request_accepted()
+        self._revoked = asyncio.Event()
+        self._keepalive = asyncio.create_task(self._keep_alive())
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._api_key_id is None:
+            self._api_key_id = self.context.principal.api_key_id
+            self.context.hub.watch_key(self._api_key_id, self._revoked)
+
+    async def handle_pong(self, message: PongMessage) -> None:
+        self._ponged = True
+
+    async def shutdown(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+        if self._api_key_id is not None:
+            self.context.hub.unwatch_key(self._api_key_id, self._revoked)
+        await super().shutdown()
+
+    async def _keep_alive(self) -> None:
+        view: GatewayGraphQL = self.view  # type: ignore[assignment]
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(view.ping_seconds):
+                        await self._revoked.wait()
+                if self._api_key_id is None:
+                    continue  # not acknowledged yet: the init timeout deals with connections that never are
+                if self._revoked.is_set() or not await key_is_active(self.context.database, self._api_key_id):
+                    await self.websocket.close(code=4403, reason="Forbidden: the API key was revoked")
+                    return
+                if not self._ponged:
+                    await self.websocket.close(code=_KEEPALIVE_CLOSE, reason="Keepalive timeout: no pong")
+                    return
+                self._ponged = False
+                # A peer that stopped reading fills the socket and the send would wait forever: give up on it
+                # (uvicorn's protocol-level ping then closes the connection).
+                async with asyncio.timeout(view.ping_seconds):
+                    await self.send_message({"type": "ping"})
+        except Exception as error:  # a closed socket: the handler's own shutdown follows
+            self.task_logger.debug("keepalive stopped: %s", error)
+
+
+class GatewayGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = _KeepaliveHandler
+
+    def __init__(self, *, timeout_seconds: float, ping_seconds: float, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self._timeout_seconds = timeout_seconds
+        self.ping_seconds = ping_seconds
+
+    def encode_json(self, data: object) -> str:
+        # A subscription event shared by many subscribers carries its JSON already: only the envelope is new.
+        if isinstance(data, dict) and data.get("type") == "next":
+            payload = data["payload"]
+            if len(payload) == 1 and isinstance(payload.get("data"), SharedData):
+                envelope = orjson.dumps({"id": data["id"], "type": "next"}).decode()
+                return f'{envelope[:-1]},"payload":{{"data":{payload["data"].encoded()}}}}}'
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:  # beyond orjson (e.g. an integer past 64 bits): the standard encoder
+            return str(super().encode_json(data))
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        return await build_context(request)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Bytes in no UTF encoding raise UnicodeDecodeError; Strawberry answers 400 for JSONDecodeError only.
+        try:
+            return super().decode_json(data)
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(f"not UTF-8, -16 or -32: {exc.reason}", "", exc.start) from None
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        if not await authenticate_connection(context):
+            raise ConnectionRejectionError({"message": "a valid API key is required"})
+        return UNSET
+
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """Queries and mutations over HTTP get a deadline: a runaway query answers TIMEOUT instead of holding a
+        worker. (A mutation's transaction, once committed, stays committed.)"""
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                return await super().execute_operation(*args, **kwargs)
+        except TimeoutError:
+            message = f"The request did not finish within {self._timeout_seconds:g} s"
+            return ExecutionResult(data=None, errors=[ApiError(message, "TIMEOUT")])
+
+
+def graphql_app(settings: Settings) -> Any:
+    return GatewayGraphQL(
+        timeout_seconds=settings.graphql_timeout_seconds,
+        ping_seconds=settings.ws_ping_seconds,
+        graphql_ide="graphiql" if settings.graphiql else None,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.ws_max_subscriptions,
+        allowed_origins=settings.allowed_origins,
+    )

@@ -1,0 +1,155 @@
+"""Relay-style connections over keyset pagination: ``WHERE key > cursor ORDER BY key LIMIT n``, never OFFSET, so a
+deep page costs what the first one does."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from gateway.graphql.errors import bad_input
+from gateway.store.database import Database
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+T = TypeVar("T")
+
+
+def encode_cursor(key: str | int) -> str:
+    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, numeric: bool = False) -> str | int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad_input(f"invalid cursor {cursor!r}") from None
+    # No key holds a NUL character (PostgreSQL could not even be asked about one).
+    if not raw.startswith("k:") or "\x00" in raw:
+        raise bad_input(f"invalid cursor {cursor!r}")
+    key = raw[2:]
+    if numeric:
+        # ASCII digits (str.isdigit also takes "²") of a number that fits the BIGINT cursor column.
+        if not (key.isascii() and key.isdigit()) or int(key) >= 2**63:
+            raise bad_input(f"invalid cursor {cursor!r}")
+        return int(key)
+    return key
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+    def validated(self) -> PageRequest:
+        if self.first is not None and self.last is not None:
+            raise bad_input("pass either first or last, not both")
+        for name, value in (("first", self.first), ("last", self.last)):
+            if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
+                raise bad_input(f"{name} must be between 0 and {MAX_PAGE_SIZE}")
+        return self
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    _count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="All items matching the filters, across pages (one COUNT query when asked for).")
+    async def total_count(self) -> int:
+        return await self._count()
+
+
+@dataclass
+class Page:
+    rows: list[Any]
+    has_next: bool
+    has_previous: bool
+
+
+def keyset_page(
+    session: Session, statement: Select[Any], key: Any, request: PageRequest, *, numeric: bool = False
+) -> Page:
+    """One page of ``statement`` (already filtered) ordered by the unique ``key``.
+
+    Statements select table columns, not ORM entities: plain rows cost no identity map or instance state, and
+    leave nothing for the garbage collector to chase."""
+    request = request.validated()
+    if request.after is not None:
+        statement = statement.where(key > decode_cursor(request.after, numeric=numeric))
+    if request.before is not None:
+        statement = statement.where(key < decode_cursor(request.before, numeric=numeric))
+    if request.last is not None:
+        rows = list(session.execute(statement.order_by(key.desc()).limit(request.last + 1)).all())
+        has_more = len(rows) > request.last
+        rows = list(reversed(rows[: request.last]))
+        return Page(rows=rows, has_next=request.before is not None, has_previous=has_more)
+    size = DEFAULT_PAGE_SIZE if request.first is None else request.first
+    rows = list(session.execute(statement.order_by(key).limit(size + 1)).all())
+    return Page(rows=rows[:size], has_next=len(rows) > size, has_previous=request.after is not None)
+
+
+def count_rows(session: Session, statement: Select[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+
+
+def connection(
+    page: Page,
+    *,
+    node: Callable[[Any], T],
+    key: Callable[[Any], str | int],
+    count: Callable[[], Awaitable[int]],
+) -> Connection[T]:
+    edges = [Edge(cursor=encode_cursor(key(row)), node=node(row)) for row in page.rows]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        _count=count,
+    )
+
+
+async def paginate(
+    database: Database,
+    statement: Select[Any],
+    key: Any,
+    request: PageRequest,
+    *,
+    node: Callable[[Any], T],
+    numeric: bool = False,
+) -> Connection[T]:
+    """A connection over ``statement`` keyed by the column ``key`` (its rows' attribute of the same name)."""
+    page = await database.query(lambda session: keyset_page(session, statement, key, request, numeric=numeric))
+
+    async def count() -> int:
+        return await database.query(lambda session: count_rows(session, statement))
+
+    return connection(page, node=node, key=lambda row: getattr(row, key.key), count=count)

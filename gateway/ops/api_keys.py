@@ -1,0 +1,69 @@
+"""API keys for GraphQL and the dashboard: admin keys see every organization, organization keys one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from gateway.ops.inputs import NotFound
+from gateway.ops.organizations import get_organization
+from gateway.store.credentials import hash_secret, new_secret
+from gateway.store.ids import new_id
+from gateway.store.models import ApiKey, utcnow
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    key: str  # shown once; only its hash is stored
+
+
+def create_api_key(session: Session, *, organization_id: str | None = None) -> IssuedApiKey:
+    if organization_id is not None:
+        get_organization(session, organization_id=organization_id)
+    key = new_secret("dsync_key_")
+    api_key = ApiKey(id=new_id("api_key"), key_hash=hash_secret(key), organization_id=organization_id)
+    session.add(api_key)
+    session.flush()
+    return IssuedApiKey(api_key=api_key, key=key)
+
+
+def revoke_api_key(session: Session, *, api_key_id: str) -> ApiKey:
+    """Revoke a key: the next request made with it is refused."""
+    api_key = session.get(ApiKey, api_key_id)
+    if api_key is None:
+        raise NotFound(f"API key {api_key_id} not found")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        session.flush()
+    return api_key
+
+
+def ensure_admin_key(session: Session, *, key: str) -> None:
+    """Register the bootstrap admin key from ``DSYNC_ADMIN_KEY`` (idempotent)."""
+    key_hash = hash_secret(key)
+    found = session.scalar(select(col(ApiKey.id)).where(col(ApiKey.key_hash) == key_hash))
+    if found is None:
+        session.add(ApiKey(id=new_id("api_key"), key_hash=key_hash, organization_id=None))
+        session.flush()
+
+
+def ensure_first_admin_key(session: Session) -> str | None:
+    """First run: when no admin key is active, create one and return it (the only time it is seen); else None.
+
+    Two servers starting together may both find none: the unique index on active first-run keys lets one insert
+    commit, and the other returns None, so the key is printed once."""
+    active = select(col(ApiKey.id)).where(col(ApiKey.organization_id).is_(None), col(ApiKey.revoked_at).is_(None))
+    if session.scalar(active.limit(1)) is not None:
+        return None
+    key = new_secret("dsync_key_")
+    try:
+        with session.begin_nested():
+            session.add(ApiKey(id=new_id("api_key"), key_hash=hash_secret(key), organization_id=None, first_run=True))
+    except IntegrityError:
+        return None
+    return key

@@ -1,0 +1,181 @@
+"""The one place that opens the store: engines, sessions, and how jobs reach them.
+
+Data operations are plain functions over a sync ``Session`` (``scim.users``, ``gateway.admin`` …). ``transaction``
+and ``query`` run them: on SQLite on threads with the sync driver (writes grouped, see ``gateway.writes``), on
+PostgreSQL through ``AsyncSession.run_sync`` over asyncpg. ``read`` gives an ``AsyncSession`` for the few callers
+that want one (health checks, tests).
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on. Write transactions start
+with ``BEGIN IMMEDIATE``, so a transaction never fails half-way when it upgrades from reading to writing, and other
+processes (a CLI command next to the server) wait their turn through the busy timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from gateway.settings import Settings
+from gateway.store.grouped_writer import WriteQueue
+from gateway.store.serialization import dumps, loads
+
+T = TypeVar("T")
+logger = logging.getLogger("dsync.db")
+
+_SQLITE_READERS = 4
+_CHECKPOINT_EVERY_BATCHES = 200
+_WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
+# Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": loads, "hide_parameters": True}
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.is_sqlite = settings.is_sqlite
+        kwargs: dict[str, Any] = {}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(settings.database_url, **_JSON_CODEC, **kwargs)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._queue: WriteQueue | None = None
+        self._on_commit: list[Callable[[], None]] = []
+        self._readers: ThreadPoolExecutor | None = None
+        if self.is_sqlite:
+            _configure_sqlite(self.engine.sync_engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+            self.sync_engine: Engine = _sync_sqlite_engine(settings)
+            self._sync_reads = sessionmaker(self.sync_engine, expire_on_commit=False)
+            self._sync_writes = sessionmaker(
+                self.sync_engine.execution_options(sqlite_immediate=True), expire_on_commit=False
+            )
+            self._queue = WriteQueue(self._sync_writes, after_batch=self._after_write_batch)
+            self._readers = ThreadPoolExecutor(max_workers=_SQLITE_READERS, thread_name_prefix="dsync-reader")
+            self._batches_since_checkpoint = 0
+            self._checkpoint: asyncio.Future[None] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def transaction(self, job: Callable[[Session], T]) -> T:
+        """Run ``job`` in a write transaction and return its result once committed.
+
+        On SQLite concurrent jobs share one transaction and one commit, so a job must do all its work through the
+        session it is given and may not commit or roll back itself; raising rolls back its work."""
+        if self._queue is not None:
+            return await self._queue.run(job)
+        async with self._sessions() as session:
+            result = await session.run_sync(job)
+            await session.commit()
+        self._committed()
+        return result
+
+    async def query(self, job: Callable[[Session], T]) -> T:
+        """Run the read-only ``job`` and return its result."""
+        if self._readers is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, _run_read, self._sync_reads, job)
+        async with self._sessions() as session:
+            return await session.run_sync(job)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop after every committed write transaction (e.g. to announce events)."""
+        self._on_commit.append(callback)
+
+    def _committed(self) -> None:
+        for callback in self._on_commit:
+            callback()
+
+    def _after_write_batch(self) -> None:
+        """Checkpoint the WAL off the writer thread every so many commits (see ``_checkpoint_wal``)."""
+        self._committed()
+        self._batches_since_checkpoint += 1
+        busy = self._checkpoint is not None and not self._checkpoint.done()
+        if self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES and not busy and self._readers is not None:
+            self._batches_since_checkpoint = 0
+            loop = asyncio.get_running_loop()
+            self._checkpoint = loop.run_in_executor(self._readers, _checkpoint_wal, self.sync_engine, "PASSIVE")
+
+    async def dispose(self) -> None:
+        if self._queue is not None:
+            await self._queue.close()
+        if self._readers is not None:
+            if self._checkpoint is not None:
+                await self._checkpoint
+            self._readers.shutdown(wait=True)
+            _checkpoint_wal(self.sync_engine, "TRUNCATE")
+            self.sync_engine.dispose()
+        await self.engine.dispose()
+
+
+def _checkpoint_wal(engine: Engine, mode: str) -> None:
+    """Copy the WAL back into the database off the writer thread.
+
+    The server's own connections never checkpoint on commit (wal_autocheckpoint=0): doing it there stalled the
+    writer, and every request waiting on it, for tens of milliseconds. A PASSIVE checkpoint runs beside the writer
+    without blocking it; but under steady writes it never catches the WAL's end, so the file would only grow. Once
+    the WAL passes ``_WAL_RESTART_FRAMES`` a RESTART checkpoint finishes the (small) rest and lets the next write
+    start the WAL over, briefly holding writers back."""
+    try:
+        connection = engine.raw_connection()
+        try:
+            _busy, wal_frames, _copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            if mode == "PASSIVE" and wal_frames > _WAL_RESTART_FRAMES:
+                connection.execute("PRAGMA wal_checkpoint(RESTART)")
+        finally:
+            connection.close()
+    except Exception:  # a busy database or disk: the next checkpoint catches up
+        logger.warning("WAL checkpoint (%s) failed", mode, exc_info=True)
+
+
+def _run_read(sessions: sessionmaker[Session], job: Callable[[Session], T]) -> T:
+    with sessions() as session:
+        return job(session)
+
+
+def _sync_sqlite_engine(settings: Settings) -> Engine:
+    # The same file through the standard library driver: the embedded store's jobs run on threads.
+    url = make_url(settings.database_url).set(drivername="sqlite+pysqlite")
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **_JSON_CODEC)
+    _configure_sqlite(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms, autocheckpoint=False)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, autocheckpoint: bool = True) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy emit BEGIN itself (below) instead of the driver's implicit, deferred one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # The busy timeout first: every statement after it (the journal mode too) waits for another process's
+        # lock instead of failing at once with "database is locked" (two servers starting together).
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode")  # (two steps: the aiosqlite adapter's execute returns no cursor)
+        mode = cursor.fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,34 @@
+"""The one JSON codec (orjson): request bodies, responses and JSON columns all go through it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+JSONDecodeError = orjson.JSONDecodeError
+
+
+def dumps_bytes(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def dumps(value: Any) -> str:
+    # JSON columns want text (SQLite would store bytes as a BLOB).
+    return orjson.dumps(value).decode()
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds U+0000 anywhere (keys too): PostgreSQL text cannot store it, so every
+    entry point refuses it the same way on every store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False

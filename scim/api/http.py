@@ -1,0 +1,149 @@
+"""HTTP plumbing for SCIM: body limits and media types, query parameters, responses (RFC 7644 §3.1, §3.4.2)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.settings import Settings
+from gateway.store.serialization import JSONDecodeError, contains_nul, loads
+from scim.protocol.errors import ScimError, ScimJSONResponse
+
+logger = logging.getLogger("dsync.scim")
+
+_ACCEPTED_MEDIA_TYPES = frozenset({"application/scim+json", "application/json"})
+_MAX_START_INDEX = 2**63 - 1
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without buffering them (413)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ScimError(413, f"Request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ScimError(413, f"Request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(request: Request, body: bytes) -> dict[str, Any]:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in _ACCEPTED_MEDIA_TYPES:
+        raise ScimError(415, f"Unsupported media type {media_type!r}; send application/scim+json")
+    try:
+        document = loads(body)
+    except JSONDecodeError as exc:
+        raise ScimError(400, f"Request body is not valid JSON: {exc}", "invalidSyntax") from None
+    if not isinstance(document, dict):
+        raise ScimError(400, "Request body must be a JSON object", "invalidSyntax")
+    if b"\\u0000" in body and contains_nul(document):
+        # PostgreSQL text cannot hold U+0000: refused the same way on every store.
+        raise ScimError(400, "Request body must not contain NUL characters (\\u0000)", "invalidValue")
+    return document
+
+
+@dataclass(frozen=True)
+class ListParams:
+    filter: str | None
+    start_index: int
+    count: int
+    attributes: list[str] | None
+    excluded: list[str] | None
+
+
+def _int_param(source: Mapping[str, Any], name: str, default: int) -> int:
+    raw = source.get(name)
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return default
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ScimError(400, f"{name} must be an integer", "invalidValue") from None
+
+
+def _names_param(source: Mapping[str, Any], name: str) -> list[str] | None:
+    """``attributes=a,b`` in a query, or ``"attributes": ["a", "b"]`` in a SearchRequest body."""
+    raw = source.get(name)
+    if not raw:
+        return None
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    if not isinstance(raw, list) or not all(isinstance(part, str) for part in raw):
+        raise ScimError(400, f"{name} must be a list of attribute names", "invalidValue")
+    return [part.strip() for part in raw if part.strip()] or None
+
+
+def projection_params(request: Request) -> tuple[list[str] | None, list[str] | None]:
+    query = request.query_params
+    return _names_param(query, "attributes"), _names_param(query, "excludedAttributes")
+
+
+def list_params(source: Mapping[str, Any], settings: Settings) -> ListParams:
+    """Query parameters of a GET, or the body of a POST ``.search`` (RFC 7644 §3.4.3)."""
+    # RFC 7644 §3.4.2.4: startIndex below 1 is read as 1, a negative count as 0; we cap count, and startIndex at the
+    # largest OFFSET SQL takes (a page that far is empty either way).
+    start_index = min(max(1, _int_param(source, "startIndex", 1)), _MAX_START_INDEX)
+    count = min(max(0, _int_param(source, "count", settings.scim_default_page_size)), settings.scim_max_page_size)
+    raw_filter = source.get("filter")
+    if raw_filter is not None and not isinstance(raw_filter, str):
+        raise ScimError(400, "filter must be a string", "invalidFilter")
+    return ListParams(
+        filter=raw_filter if raw_filter and raw_filter.strip() else None,
+        start_index=start_index,
+        count=count,
+        attributes=_names_param(source, "attributes"),
+        excluded=_names_param(source, "excludedAttributes"),
+    )
+
+
+def scim_response(
+    body: dict[str, Any] | None, *, status: int = 200, location: str | None = None, etag: str | None = None
+) -> Response:
+    headers: dict[str, str] = {}
+    if location:
+        headers["Location"] = location
+    if etag:
+        headers["ETag"] = etag
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    return ScimJSONResponse(body, status_code=status, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def scim_endpoint(handler: Handler) -> Handler:
+    """Every failure becomes a SCIM error response; an unexpected one is logged and answered 500 in SCIM's shape."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            if any("\x00" in value for value in request.path_params.values()):
+                # No id holds a NUL character (and PostgreSQL could not even be asked about one).
+                raise ScimError(404, f"No SCIM endpoint at {request.url.path}")
+            return await handler(request)
+        except ScimError as exc:
+            return exc.to_response()
+        except Exception:
+            logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            return ScimError(500, "Internal server error").to_response()
+
+    return endpoint
+
+
+def check_if_match(wanted: str | None, current_etag: str) -> None:
+    """RFC 7644 §3.14: a stale ``If-Match`` answers 412 and changes nothing."""
+    if wanted and wanted.strip() != "*" and current_etag not in [v.strip() for v in wanted.split(",")]:
+        raise ScimError(412, "The resource changed since the given ETag")

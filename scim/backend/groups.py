@@ -1,0 +1,314 @@
+"""SCIM Groups (RFC 7644 §3.3–3.6) and their memberships, one row per edge.
+
+Membership changes cost O(members changed): adds are one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` and removes
+one ``DELETE … RETURNING``, so only real changes produce events and the member list is never loaded or rewritten.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col
+
+from gateway.events.log import record_event, record_events
+from gateway.events.payloads import EventName, group_payload, membership_payload, previous_attributes, user_payload
+from gateway.store.ids import new_id
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
+from scim.backend.columns import group_columns
+from scim.backend.users import uniqueness_error
+from scim.protocol.errors import ScimError
+from scim.protocol.filters import matches
+from scim.protocol.patch import MemberChange
+from scim.protocol.render import Member
+
+# The membership path's statements, built once: executed with parameters they hit SQLAlchemy's compiled cache
+# directly, where building ORM-enabled statements per request costs several times more CPU.
+_groups: Table = DirectoryGroup.__table__  # type: ignore[attr-defined]
+_users: Table = DirectoryUser.__table__  # type: ignore[attr-defined]
+_memberships: Table = GroupMembership.__table__  # type: ignore[attr-defined]
+_INSERT_GROUP = _groups.insert()
+_GET_GROUP = select(DirectoryGroup).where(
+    col(DirectoryGroup.id) == bindparam("group_id"), col(DirectoryGroup.directory_id) == bindparam("directory_id")
+)
+# Re-adding a member is a no-op; RETURNING names only the edges really added, so only they get events.
+_INSERT_MEMBERSHIPS = {
+    name: dialect.insert(_memberships).on_conflict_do_nothing().returning(_memberships.c.user_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_DELETE_MEMBERSHIPS = (
+    delete(_memberships)
+    .where(
+        _memberships.c.group_id == bindparam("group_id"), _memberships.c.user_id.in_(bindparam("ids", expanding=True))
+    )
+    .returning(_memberships.c.user_id)
+)
+_USERS_IN_DIRECTORY = select(_users).where(
+    _users.c.directory_id == bindparam("directory_id"), _users.c.id.in_(bindparam("ids", expanding=True))
+)
+_TOUCH_USERS = (
+    update(_users)
+    .where(_users.c.id.in_(bindparam("ids", expanding=True)))
+    .values(version=_users.c.version + 1, updated_at=bindparam("now"))
+)
+_TOUCH_GROUP = (
+    update(_groups)
+    .where(_groups.c.id == bindparam("group_id"))
+    .values(version=_groups.c.version + 1, updated_at=bindparam("now"))
+)
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def create_group(
+    session: Session, *, directory: Directory, raw: dict[str, Any], members: Sequence[Member]
+) -> DirectoryGroup:
+    now = utcnow()
+    row = {
+        "id": new_id("directory_group"),
+        "directory_id": directory.id,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+        **group_columns(raw, directory_type=directory.type),
+    }
+    try:
+        session.execute(_INSERT_GROUP, row)
+    except IntegrityError as exc:
+        raise uniqueness_error(exc, "Group") from None
+    group = DirectoryGroup(**row)
+    record_event(
+        session,
+        event=EventName.GROUP_CREATED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=group_payload(group, organization_id=directory.organization_id),
+    )
+    add_members(session, directory=directory, group=group, members=members, touch_group=False)
+    return group
+
+
+def get_group(session: Session, *, directory_id: str, group_id: str) -> DirectoryGroup:
+    group = session.scalar(_GET_GROUP, {"group_id": group_id, "directory_id": directory_id})
+    if group is None:
+        raise ScimError(404, f"Group {group_id} not found")
+    return group
+
+
+def save_group(session: Session, *, directory: Directory, group: DirectoryGroup, raw: dict[str, Any]) -> bool:
+    """Store ``raw`` (without members); ``dsync.group.updated`` only when something really changed."""
+    columns = group_columns(raw, directory_type=directory.type)
+    if all(getattr(group, key) == value for key, value in columns.items()):
+        return False
+    before = group_payload(group, organization_id=directory.organization_id)
+    for key, value in columns.items():
+        setattr(group, key, value)
+    group.version += 1
+    group.updated_at = utcnow()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise uniqueness_error(exc, "Group") from None
+    after = group_payload(group, organization_id=directory.organization_id)
+    after["previous_attributes"] = previous_attributes(before, after)
+    record_event(
+        session,
+        event=EventName.GROUP_UPDATED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=after,
+    )
+    return True
+
+
+def _users_in_directory(session: Session, *, directory_id: str, ids: list[str]) -> list[dict[str, Any]]:
+    """The rows of those ``ids`` that are users of this directory, in the order asked (others are ignored)."""
+    if not ids:
+        return []
+    result = session.execute(_USERS_IN_DIRECTORY, {"directory_id": directory_id, "ids": ids})
+    by_id = {row["id"]: dict(row) for row in result.mappings()}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _membership_changed(
+    session: Session,
+    *,
+    directory: Directory,
+    group: DirectoryGroup,
+    users: list[dict[str, Any]],
+    event: EventName,
+    touch_group: bool = True,
+) -> None:
+    """Bump the users (their ``groups`` changed) and the group, and emit one event per edge."""
+    if not users:
+        return
+    now = utcnow()
+    session.execute(_TOUCH_USERS, {"ids": [u["id"] for u in users], "now": now})
+    if touch_group:
+        session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
+        # Written by the UPDATE above: record the values without marking the object dirty.
+        set_committed_value(group, "version", group.version + 1)
+        set_committed_value(group, "updated_at", now)
+    org = directory.organization_id
+    group_data = group_payload(group, organization_id=org)
+    # Snapshots for the payloads only: model_construct skips validation and ORM instrumentation.
+    snapshots = [DirectoryUser.model_construct(**{**u, "version": u["version"] + 1, "updated_at": now}) for u in users]
+    record_events(
+        session,
+        organization_id=org,
+        directory_id=directory.id,
+        events=[(event, membership_payload(user_payload(u, organization_id=org), group_data)) for u in snapshots],
+    )
+
+
+def add_members(
+    session: Session,
+    *,
+    directory: Directory,
+    group: DirectoryGroup,
+    members: Iterable[Member],
+    touch_group: bool = True,
+) -> int:
+    """Add members; values unknown in this directory are ignored and re-adds are silent no-ops (JumpCloud re-sends)."""
+    display = {m.id: m.display for m in members}
+    users = _users_in_directory(session, directory_id=directory.id, ids=list(display))
+    if not users:
+        return 0
+    statement = _INSERT_MEMBERSHIPS[session.get_bind().dialect.name]
+    now = utcnow()
+    rows = [
+        {
+            "group_id": group.id,
+            "user_id": u["id"],
+            "directory_id": directory.id,
+            "display": display[u["id"]],
+            "created_at": now,
+        }
+        for u in users
+    ]
+    added = set(session.scalars(statement, rows))
+    changed = [u for u in users if u["id"] in added]
+    _membership_changed(
+        session,
+        directory=directory,
+        group=group,
+        users=changed,
+        event=EventName.GROUP_USER_ADDED,
+        touch_group=touch_group,
+    )
+    return len(changed)
+
+
+def remove_members(session: Session, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]) -> int:
+    """Remove members; removing one that is absent is a silent no-op."""
+    ids = _unique(user_ids)
+    if not ids:
+        return 0
+    removed = set(session.scalars(_DELETE_MEMBERSHIPS, {"group_id": group.id, "ids": ids}))
+    users = _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
+    _membership_changed(session, directory=directory, group=group, users=users, event=EventName.GROUP_USER_REMOVED)
+    return len(users)
+
+
+def replace_members(
+    session: Session, *, directory: Directory, group: DirectoryGroup, members: Sequence[Member]
+) -> None:
+    """Make the member list exactly ``members`` (known ones), applied as a difference."""
+    wanted = _unique(m.id for m in members)
+    stale = select(col(GroupMembership.user_id)).where(
+        col(GroupMembership.group_id) == group.id,
+        col(GroupMembership.user_id).not_in(wanted),
+    )
+    remove_members(session, directory=directory, group=group, user_ids=list(session.scalars(stale)))
+    add_members(session, directory=directory, group=group, members=members)
+
+
+def apply_member_changes(
+    session: Session, *, directory: Directory, group: DirectoryGroup, changes: Sequence[MemberChange]
+) -> None:
+    """Apply a PATCH's member operations in order."""
+    for change in changes:
+        if change.kind == "add":
+            add_members(session, directory=directory, group=group, members=change.members)
+        elif change.kind == "remove":
+            remove_members(session, directory=directory, group=group, user_ids=[m.id for m in change.members])
+        elif change.kind == "replace":
+            replace_members(session, directory=directory, group=group, members=change.members)
+        else:
+            # A filter other than `value eq …` (e.g. on display): the only case that reads the member list.
+            assert change.where is not None
+            members = (members_of_groups(session, group_ids=[group.id])).get(group.id, [])
+            chosen = [
+                m.id
+                for m in members
+                if matches(
+                    change.where,
+                    {"value": m.id, "display": m.display, "type": "User"},
+                    resource="Group",
+                    parent="members",
+                )
+            ]
+            remove_members(session, directory=directory, group=group, user_ids=chosen)
+
+
+def delete_group(session: Session, *, directory: Directory, group: DirectoryGroup) -> None:
+    """Delete the group; its memberships go with it (``dsync.group.deleted`` says so)."""
+    payload = group_payload(group, organization_id=directory.organization_id)
+    member_ids = select(col(GroupMembership.user_id)).where(col(GroupMembership.group_id) == group.id)
+    session.execute(
+        update(DirectoryUser)
+        .where(col(DirectoryUser.id).in_(member_ids))
+        .values(version=DirectoryUser.version + 1, updated_at=utcnow())
+    )
+    session.execute(delete(DirectoryGroup).where(col(DirectoryGroup.id) == group.id))
+    record_event(
+        session,
+        event=EventName.GROUP_DELETED,
+        organization_id=directory.organization_id,
+        directory_id=directory.id,
+        data=payload,
+    )
+
+
+def list_groups(
+    session: Session, *, directory_id: str, where: Any | None, start_index: int, count: int
+) -> tuple[int, list[DirectoryGroup]]:
+    conditions = [col(DirectoryGroup.directory_id) == directory_id]
+    if where is not None:
+        conditions.append(where)
+    total = session.scalar(select(func.count()).select_from(DirectoryGroup).where(*conditions)) or 0
+    if count == 0:
+        return total, []
+    rows = session.scalars(
+        select(DirectoryGroup).where(*conditions).order_by(col(DirectoryGroup.id)).offset(start_index - 1).limit(count)
+    )
+    return total, list(rows)
+
+
+def members_of_groups(session: Session, *, group_ids: Sequence[str]) -> dict[str, list[Member]]:
+    """``members`` for a page of groups, in one query."""
+    result: dict[str, list[Member]] = defaultdict(list)
+    if not group_ids:
+        return result
+    rows = session.execute(
+        select(
+            col(GroupMembership.group_id),
+            col(DirectoryUser.id),
+            # The display the client gave when adding the member, else the user's own name.
+            func.coalesce(col(GroupMembership.display), col(DirectoryUser.display_name), col(DirectoryUser.user_name)),
+        )
+        .join(DirectoryUser, col(DirectoryUser.id) == col(GroupMembership.user_id))
+        .where(col(GroupMembership.group_id).in_(group_ids))
+        .order_by(col(DirectoryUser.id))
+    )
+    for group_id, user_id, display in rows:
+        result[group_id].append(Member(id=user_id, display=display))
+    return result

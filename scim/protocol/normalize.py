@@ -1,0 +1,146 @@
+"""The one inbound normaliser: every SCIM resource body passes through here before it touches the store.
+
+It canonicalises attribute names (case-insensitive, RFC 7643 §2.1), coerces IdP quirks ("True"/"False" strings for
+booleans, numbers for strings, a bare id for ``manager``), drops what a client may not set (id, meta, groups, the
+write-only password) and treats ``null`` / ``""`` / ``[]`` as "no value" (RFC 7644 §3.5.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scim.protocol.errors import ScimError
+from scim.protocol.render import Member
+from scim.protocol.schemas import COMMON_ATTRIBUTES, RESOURCE_SCHEMAS, Attribute, Resource, Schema
+
+_REQUIRED: dict[Resource, str] = {"User": "userName", "Group": "displayName"}
+# Never stored from a request: server-assigned, computed, write-only or kept as membership rows.
+_NOT_STORED = frozenset({"id", "meta", "groups", "password", "members"})
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
+
+
+def _invalid(path: str, expected: str) -> ScimError:
+    return ScimError(400, f"Attribute '{path}' must be {expected}", "invalidValue")
+
+
+def coerce_boolean(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _invalid(path, "a boolean")
+
+
+def _scalar(value: Any, attribute: Attribute, path: str) -> Any:
+    kind = attribute.type
+    if kind == "boolean":
+        return coerce_boolean(value, path)
+    if kind == "integer":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise _invalid(path, "an integer")
+    if kind == "decimal":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        raise _invalid(path, "a number")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # e.g. employeeNumber sent as a JSON number
+    raise _invalid(path, "a string")
+
+
+def _complex(value: Any, attribute: Attribute, path: str, *, element: bool) -> dict[str, Any] | None:
+    if isinstance(value, str) and not element and attribute.sub_attribute("value") is not None:
+        value = {"value": value}  # `manager: "id"` instead of `manager: {"value": "id"}`
+    if not isinstance(value, dict):
+        raise _invalid(path, "an object")
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        sub = attribute.sub_attribute(key)
+        if sub is None:
+            if item not in _EMPTY:
+                result[key] = item  # unknown sub-attributes are kept as sent
+            continue
+        if sub.mutability == "readOnly":
+            continue
+        normalised = normalise_value(item, sub, f"{path}.{sub.name}")
+        if normalised is not None:
+            result[sub.name] = normalised
+    return result or None
+
+
+def normalise_value(value: Any, attribute: Attribute, path: str, *, element: bool = False) -> Any:
+    """One attribute's value in canonical form, or None for "no value"; ``element`` for one entry of a
+    multi-valued attribute."""
+    if value is None or value == "" or value == [] or value == {}:
+        return None
+    if attribute.multi_valued and not element:
+        items = value if isinstance(value, list) else [value]
+        result = [v for v in (normalise_value(item, attribute, path, element=True) for item in items) if v is not None]
+        return result or None
+    if attribute.type == "complex":
+        return _complex(value, attribute, path, element=element)
+    return _scalar(value, attribute, path)
+
+
+def _top_level(resource: Resource, key: str) -> tuple[Schema | None, Attribute | None]:
+    """The schema and attribute a top-level key names: core or common attribute, or a whole extension."""
+    schemas = RESOURCE_SCHEMAS[resource]
+    lowered = key.lower()
+    for extension in schemas[1:]:
+        if lowered == extension.id.lower():
+            return extension, extension.as_attribute()
+    core = schemas[0]
+    if lowered.startswith(core.id.lower() + ":"):
+        key = key[len(core.id) + 1 :]
+        lowered = key.lower()
+    attribute = core.attribute(key) or next((a for a in COMMON_ATTRIBUTES if a.name.lower() == lowered), None)
+    return (core, attribute) if attribute else (None, None)
+
+
+def normalize_resource(document: dict[str, Any], *, resource: Resource) -> dict[str, Any]:
+    """A request body as the canonical attributes we store (``raw_attributes``)."""
+    raw: dict[str, Any] = {}
+    extra_schemas: list[str] = []
+    for key, value in document.items():
+        if key.lower() == "schemas":
+            continue
+        schema, attribute = _top_level(resource, key)
+        if attribute is None:
+            if value not in _EMPTY:
+                raw[key] = value  # e.g. a vendor extension URN: kept as sent
+                if key.lower().startswith("urn:"):
+                    extra_schemas.append(key)
+            continue
+        if attribute.name in _NOT_STORED or attribute.mutability == "readOnly":
+            continue
+        normalised = normalise_value(value, attribute, attribute.name)
+        if normalised is not None:
+            raw[attribute.name] = normalised
+    required = _REQUIRED[resource]
+    if not isinstance(raw.get(required), str) or not raw[required].strip():
+        raise ScimError(400, f"'{required}' is required", "invalidValue")
+    schemas = RESOURCE_SCHEMAS[resource]
+    raw["schemas"] = [schemas[0].id] + [s.id for s in schemas[1:] if s.id in raw] + extra_schemas
+    return raw
+
+
+def member_values(members: Any) -> list[Member]:
+    """The members named by a ``members`` value: ``[{"value": id, "display": …}, …]`` (a bare id string is
+    tolerated). ``display`` is immutable (RFC 7643 §2.4): kept as the client set it when the edge was added."""
+    if members in _EMPTY:
+        return []
+    items = members if isinstance(members, list) else [members]
+    values: list[Member] = []
+    for item in items:
+        fields = {k.lower(): v for k, v in item.items()} if isinstance(item, dict) else {"value": item}
+        value, display = fields.get("value"), fields.get("display")
+        if not isinstance(value, str) or not value:
+            raise ScimError(400, "Each member must be an object with a string 'value'", "invalidValue")
+        if display is not None and not isinstance(display, str):
+            raise ScimError(400, "A member's 'display' must be a string", "invalidValue")
+        values.append(Member(id=value, display=display or None))
+    return values

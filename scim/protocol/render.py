@@ -1,0 +1,162 @@
+"""SCIM resources as the API shows them (RFC 7643): rendering from the tables, ETags, and attribute projection
+(RFC 7644 §3.4.2.5)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.events.payloads import iso
+from gateway.store.models import DirectoryGroup, DirectoryUser
+from scim.protocol import urns
+
+
+@dataclass(frozen=True)
+class Member:
+    """One edge as rendered in a group's ``members`` or a user's ``groups``."""
+
+    id: str
+    display: str | None
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def _meta(resource_type: str, location: str, created: Any, modified: Any, version: int) -> dict[str, Any]:
+    return {
+        "resourceType": resource_type,
+        "created": iso(created),
+        "lastModified": iso(modified),
+        "location": location,
+        "version": etag(version),
+    }
+
+
+def render_user(user: DirectoryUser, *, base_url: str, groups: Iterable[Member] | None) -> dict[str, Any]:
+    # A shallow copy: the body is only serialised, and project() copies before it edits anything.
+    raw = dict(user.raw_attributes)
+    schemas = raw.pop("schemas", None) or [urns.USER]
+    body: dict[str, Any] = {"schemas": schemas, "id": user.id, **raw}
+    if groups is not None:
+        body["groups"] = [
+            {"value": g.id, "display": g.display, "$ref": f"{base_url}/Groups/{g.id}", "type": "direct"} for g in groups
+        ]
+    body["meta"] = _meta("User", f"{base_url}/Users/{user.id}", user.created_at, user.updated_at, user.version)
+    return body
+
+
+def render_group(group: DirectoryGroup, *, base_url: str, members: Iterable[Member] | None) -> dict[str, Any]:
+    raw = dict(group.raw_attributes)
+    schemas = raw.pop("schemas", None) or [urns.GROUP]
+    body: dict[str, Any] = {"schemas": schemas, "id": group.id, **raw}
+    if members is not None:
+        body["members"] = [
+            {"value": m.id, "display": m.display, "$ref": f"{base_url}/Users/{m.id}", "type": "User"} for m in members
+        ]
+    body["meta"] = _meta("Group", f"{base_url}/Groups/{group.id}", group.created_at, group.updated_at, group.version)
+    return body
+
+
+# -- attributes / excludedAttributes (RFC 7644 §3.4.2.5) -------------------------------------------------------
+
+_ALWAYS_RETURNED = frozenset({"id", "schemas"})
+
+
+def _split(path: str, schema_urns: Iterable[str]) -> tuple[str | None, list[str]]:
+    """``urn:…:User:name.givenName`` → (urn, ["name", "givenName"]); core URNs are dropped."""
+    lowered = path.lower()
+    for urn in sorted(schema_urns, key=len, reverse=True):
+        if lowered.startswith(urn.lower() + ":"):
+            rest = path[len(urn) + 1 :]
+            return (None if urn in (urns.USER, urns.GROUP) else urn), rest.split(".")
+        if lowered == urn.lower():
+            return urn, []
+    return None, path.split(".")
+
+
+def _find_key(obj: Mapping[str, Any], name: str) -> str | None:
+    lowered = name.lower()
+    return next((k for k in obj if k.lower() == lowered), None)
+
+
+def _pick(source: Any, parts: list[str]) -> Any:
+    if not parts:
+        return copy.deepcopy(source)
+    if isinstance(source, list):
+        picked = [_pick(item, parts) for item in source]
+        return [p for p in picked if p not in (None, {}, [])]
+    if not isinstance(source, dict):
+        return None
+    key = _find_key(source, parts[0])
+    if key is None:
+        return None
+    value = _pick(source[key], parts[1:])
+    return None if value in (None, {}, []) else {key: value}
+
+
+def _merge(target: dict[str, Any], addition: dict[str, Any]) -> None:
+    for key, value in addition.items():
+        if key in target and isinstance(target[key], dict) and isinstance(value, dict):
+            _merge(target[key], value)
+        elif key in target and isinstance(target[key], list) and isinstance(value, list):
+            for existing, extra in zip(target[key], value, strict=False):
+                if isinstance(existing, dict) and isinstance(extra, dict):
+                    _merge(existing, extra)
+        else:
+            target[key] = value
+
+
+def _remove(source: Any, parts: list[str]) -> None:
+    if isinstance(source, list):
+        for item in source:
+            _remove(item, parts)
+        return
+    if not isinstance(source, dict) or not parts:
+        return
+    key = _find_key(source, parts[0])
+    if key is None:
+        return
+    if len(parts) == 1:
+        del source[key]
+    else:
+        _remove(source[key], parts[1:])
+
+
+def project(body: dict[str, Any], *, attributes: list[str] | None, excluded: list[str] | None) -> dict[str, Any]:
+    """Apply ``attributes`` (keep only these, plus id and schemas) or ``excludedAttributes``."""
+    known_urns = [u for u in body.get("schemas", []) if isinstance(u, str)] + [urns.USER, urns.GROUP]
+    if attributes:
+        result: dict[str, Any] = {k: body[k] for k in _ALWAYS_RETURNED if k in body}
+        for path in attributes:
+            urn, parts = _split(path, known_urns)
+            source = body.get(urn, {}) if urn else body
+            picked = _pick(source, parts) if parts else copy.deepcopy(source)
+            if picked in (None, {}, []):
+                continue
+            _merge(result, {urn: picked} if urn else picked)
+        return result
+    if excluded:
+        result = copy.deepcopy(body)
+        for path in excluded:
+            urn, parts = _split(path, known_urns)
+            if not urn and parts and parts[0].lower() in _ALWAYS_RETURNED:
+                continue
+            if urn and not parts:
+                result.pop(urn, None)
+            else:
+                _remove(result.get(urn) if urn else result, parts)
+        return result
+    return body
+
+
+def mentions(paths: list[str] | None, attribute: str) -> bool:
+    """Whether an attributes/excludedAttributes list names ``attribute`` (or one of its sub-attributes)."""
+    target = attribute.lower()
+    for path in paths or []:
+        tail = path.rsplit(":", 1)[-1].lower()
+        if tail == target or tail.startswith(target + "."):
+            return True
+    return False
