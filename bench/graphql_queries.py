@@ -38,25 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from harness import (
-    LOOPBACK,
-    Conn,
-    exit_on_sigterm,
-    find_dsync,
-    free_port,
-    log_tail,
-    machine_busy_seconds,
-    percentile,
-    proc_cpu_seconds,
-    remove_temp,
-    start_process,
-    stop_process,
-    wait_ready,
-)
+import harness
 
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 EMAIL_DOMAIN = "acme.example"
 PAGE_SIZE = 50
 BATCH_ROWS = 5000  # rows per executemany while seeding
@@ -81,6 +64,7 @@ CITIES = [
     ("Denver", "CO", "80202"), ("Boulder", "CO", "80301"), ("Austin", "TX", "78701"), ("Seattle", "WA", "98101"),
     ("New York", "NY", "10001"), ("Chicago", "IL", "60601"), ("Portland", "OR", "97201"), ("Boston", "MA", "02108"),
 ]  # fmt: skip
+POOLS = harness.NamePools(FIRST_NAMES, LAST_NAMES, DEPARTMENTS, TITLES, CITIES)
 
 USER_FIELDS = "id userName email firstName lastName displayName state groups { id name }"
 DASHBOARD_QUERY = (
@@ -141,51 +125,23 @@ class Seeded:
 
 def user_body(i: int, rng: random.Random) -> dict[str, Any]:
     """A JumpCloud-shaped SCIM user (core + enterprise extension); about 5% are inactive."""
-    given, family = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    user_name = f"{given.lower()}.{family.lower().replace(' ', '')}{i}@{EMAIL_DOMAIN}"
-    city, region, postal = rng.choice(CITIES)
-    body: dict[str, Any] = {
-        "schemas": [USER_URN, ENTERPRISE_URN],
-        "userName": user_name,
-        "externalId": f"{rng.getrandbits(96):024x}",
-        "name": {"givenName": given, "familyName": family, "formatted": f"{given} {family}"},
-        "displayName": f"{given} {family}",
-        "emails": [{"value": user_name, "type": "work", "primary": True}],
-        "phoneNumbers": [
-            {"value": f"tel:+1-555-{rng.randrange(100, 1000)}-{rng.randrange(10000):04d}", "type": "work"}
-        ],
-        "addresses": [
-            {
-                "type": "work",
-                "streetAddress": f"{rng.randrange(1, 9999)} Market St",
-                "locality": city,
-                "region": region,
-                "postalCode": postal,
-                "country": "US",
-                "primary": True,
-            }
-        ],
-        "title": rng.choice(TITLES),
-        "active": rng.random() >= 0.05,
-        ENTERPRISE_URN: {
-            "department": rng.choice(DEPARTMENTS),
-            "employeeNumber": str(100000 + i),
-            "costCenter": f"CC-{rng.randrange(100, 1000)}",
-        },
-    }
+    body = harness.jumpcloud_user(
+        i,
+        rng,
+        POOLS,
+        user_name=lambda given, family: f"{given.lower()}.{family.lower().replace(' ', '')}{i}@{EMAIL_DOMAIN}",
+        external_id=lambda: f"{rng.getrandbits(96):024x}",
+        inactive_share=0.05,
+        enterprise_extra=lambda: {"costCenter": f"CC-{rng.randrange(100, 1000)}"},
+    )
     if rng.random() < 0.3:
+        given = body["name"]["givenName"]
         body["emails"].append({"value": f"{given.lower()}{i}@personal.example", "type": "home"})
     return body
 
 
 def group_name(g: int) -> str:
     return f"{DEPARTMENTS[g % len(DEPARTMENTS)]} {TEAMS[(g // len(DEPARTMENTS)) % len(TEAMS)]} {g + 1:04d}"
-
-
-def run_migrate(dsync: str, env: dict[str, str], cwd: Path) -> None:
-    proc = subprocess.run([dsync, "migrate"], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dsync migrate failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
 
 def seed_database(db: Path, *, users: int, groups: int, seed: int, public_url: str) -> Seeded:
@@ -231,7 +187,11 @@ def seed_database(db: Path, *, users: int, groups: int, seed: int, public_url: s
         for g in range(groups):
             created = start + timedelta(minutes=g)
             raw = normalize_resource(
-                {"schemas": [GROUP_URN], "displayName": group_name(g), "externalId": f"{rng.getrandbits(96):024x}"},
+                {
+                    "schemas": [harness.GROUP_URN],
+                    "displayName": group_name(g),
+                    "externalId": f"{rng.getrandbits(96):024x}",
+                },
                 resource="Group",
             )
             group_rows.append(
@@ -510,7 +470,7 @@ def serve_floor(port: int, database: str) -> None:
     # As `dsync serve` does: fewer cyclic collections, start-up objects out of them.
     gc.set_threshold(100_000, 50, 100)
     gc.freeze()
-    uvicorn.run(app, host=LOOPBACK, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=harness.LOOPBACK, port=port, log_level="warning", access_log=False)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -525,12 +485,13 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
 
     def log_tail(self, lines: int = 30) -> str:
-        return log_tail(self.log_path, lines)
+        return harness.log_tail(self.log_path, lines)
 
 
-def start_server(server: Server, cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> None:
-    server.proc = start_process(cmd, env, cwd, server.log_path)
-    wait_ready(server.name, server.port, "/healthz", timeout, server.proc, server.log_tail)
+def start(server: Server, cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> None:
+    server.proc = harness.start_server(
+        server.name, cmd, env, cwd, server.log_path, port=server.port, ready_path="/healthz", timeout=timeout
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -541,7 +502,7 @@ def start_server(server: Server, cmd: list[str], env: dict[str, str], cwd: Path,
 class Probe:
     label: str
     target: str  # "graphql" or "floor"
-    conn: Conn
+    conn: harness.Conn
     server_pid: int
     method: str
     path: str
@@ -556,9 +517,9 @@ class Probe:
         return self.conn.request(self.method, self.path, self.body)
 
     def run(self, counted: bool) -> None:
-        cpu0 = proc_cpu_seconds(self.server_pid)
+        cpu0 = harness.proc_cpu_seconds(self.server_pid)
         status, data, elapsed = self.send()
-        cpu = proc_cpu_seconds(self.server_pid) - cpu0
+        cpu = harness.proc_cpu_seconds(self.server_pid) - cpu0
         if status != 200 or b'"errors"' in data:
             self.errors += 1
             if len(self.error_samples) < 3:
@@ -570,7 +531,7 @@ class Probe:
             self.response_bytes = len(data)
 
     def p(self, q: float) -> float:
-        return percentile(sorted(self.latencies_ms), q)
+        return harness.percentile(sorted(self.latencies_ms), q)
 
     @property
     def cpu_ms(self) -> float:
@@ -586,16 +547,16 @@ class Pair:
     floor: Probe
 
 
-def graphql_probe(label: str, conn: Conn, pid: int, query: str, variables: dict[str, Any]) -> Probe:
+def graphql_probe(label: str, conn: harness.Conn, pid: int, query: str, variables: dict[str, Any]) -> Probe:
     body = json.dumps({"query": query, "variables": variables}, separators=(",", ":")).encode()
     return Probe(label, "graphql", conn, pid, "POST", "/graphql", body)
 
 
-def floor_probe(label: str, conn: Conn, pid: int, params: dict[str, str]) -> Probe:
+def floor_probe(label: str, conn: harness.Conn, pid: int, params: dict[str, str]) -> Probe:
     return Probe(label, "floor", conn, pid, "GET", "/page?" + urlencode(params), None)
 
 
-def build_pairs(seeded: Seeded, gql: Conn, gql_pid: int, floor: Conn, floor_pid: int) -> list[Pair]:
+def build_pairs(seeded: Seeded, gql: harness.Conn, gql_pid: int, floor: harness.Conn, floor_pid: int) -> list[Pair]:
     d = seeded.directory_id
     base = {"directory": d, "first": str(PAGE_SIZE)}
 
@@ -671,7 +632,7 @@ def summary_table(pairs: Sequence[Pair]) -> str:
         f"{'page':<44} {'server':<8} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'srv CPU ms':>10} "
         f"{'bytes':>7} {'errors':>6}"
     )
-    rows = [head, "-" * len(head)]
+    rows: list[str] = []
     for pair in pairs:
         for probe in (pair.graphql, pair.floor):
             mean = statistics.fmean(probe.latencies_ms) if probe.latencies_ms else math.nan
@@ -679,7 +640,7 @@ def summary_table(pairs: Sequence[Pair]) -> str:
                 f"{pair.name[:44]:<44} {probe.target:<8} {len(probe.latencies_ms):>4} {probe.p(50):>8.2f} "
                 f"{probe.p(99):>8.2f} {mean:>8.2f} {probe.cpu_ms:>10.2f} {probe.response_bytes:>7} {probe.errors:>6}"
             )
-    return "\n".join(rows)
+    return harness.table(head, rows)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -782,9 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=None, help="random seed of the data (default: random)")
     p.add_argument("--port", type=int, default=None, help="port of dsync serve (the floor uses PORT+1); default free")
-    p.add_argument("--startup-timeout", type=float, default=60.0)
-    p.add_argument("--dsync", default=None, help="path of the dsync CLI (default: beside this Python, then PATH)")
-    p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (database, server logs)")
+    harness.add_run_options(p, keep_temp_help="keep the temp dir (database, server logs)")
     p.add_argument(
         "--profile",
         type=Path,
@@ -805,27 +764,23 @@ def main() -> int:
             return 2
         serve_floor(args.port, args.database)
         return 0
-    for name in ("users", "repeats"):
-        if getattr(args, name) < 1:
-            print(f"--{name} must be >= 1", file=sys.stderr)
-            return 2
+    if not harness.at_least_one(args, ("users", "repeats")):
+        return 2
     if args.groups < 0 or args.warmup < 0 or not 0 < args.deep_fraction <= 1:
         print("--groups and --warmup must be >= 0, --deep-fraction in (0, 1]", file=sys.stderr)
         return 2
 
-    exit_on_sigterm()
+    harness.exit_on_sigterm()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     tmp = Path(tempfile.mkdtemp(prefix="dsync-gql-bench-"))
     servers: list[Server] = []
-    conns: list[Conn] = []
+    conns: list[harness.Conn] = []
     pairs: list[Pair] = []
     client_cpu_pct = math.nan
     problems: list[str] = []
     profiler: subprocess.Popen[bytes] | None = None
     try:
-        busy0, t0 = machine_busy_seconds(), time.monotonic()
-        time.sleep(1.0)
-        idle_busy_pct = 100.0 * (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+        idle_busy_pct = harness.machine_busy_pct()
         print(
             f"GraphQL read benchmark  seed {seed}  cpus {os.cpu_count()}  "
             f"machine CPU busy before start {idle_busy_pct:.0f}% of one core"
@@ -833,15 +788,12 @@ def main() -> int:
         if idle_busy_pct > 15:
             print("WARNING: the machine is busy before the benchmark starts: figures will be noisy; quote the ratios")
 
-        dsync = find_dsync(args.dsync)
-        gql_port = args.port or free_port()
-        floor_port = args.port + 1 if args.port else free_port()
+        dsync = harness.find_dsync(args.dsync)
+        gql_port = args.port or harness.free_port()
+        floor_port = args.port + 1 if args.port else harness.free_port()
         db = tmp / "dsync.db"
-        env = dict(os.environ)
-        env["DSYNC_DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
-        env["DSYNC_PUBLIC_URL"] = f"http://{LOOPBACK}:{gql_port}"
-        env.pop("DSYNC_ADMIN_KEY", None)
-        run_migrate(dsync, env, tmp)
+        env = harness.dsync_env(f"sqlite+aiosqlite:///{db}", gql_port)
+        harness.run_migrate(dsync, env, tmp)
         print(f"seeding {db}: {args.users} users, {args.groups} groups ...", flush=True)
         seeded = seed_database(db, users=args.users, groups=args.groups, seed=seed, public_url=env["DSYNC_PUBLIC_URL"])
         describe_data(db, seeded, args.deep_fraction)
@@ -857,7 +809,9 @@ def main() -> int:
 
         gql = Server("dsync serve", gql_port, tmp / "dsync.log")
         servers.append(gql)
-        start_server(gql, [dsync, "serve", "--host", LOOPBACK, "--port", str(gql_port)], env, tmp, args.startup_timeout)
+        start(
+            gql, [dsync, "serve", "--host", harness.LOOPBACK, "--port", str(gql_port)], env, tmp, args.startup_timeout
+        )
         floor = Server("floor", floor_port, tmp / "floor.log")
         servers.append(floor)
         floor_cmd = [
@@ -869,16 +823,16 @@ def main() -> int:
             "--database",
             str(db),
         ]
-        start_server(floor, floor_cmd, dict(os.environ), tmp, args.startup_timeout)
+        start(floor, floor_cmd, dict(os.environ), tmp, args.startup_timeout)
         assert gql.proc is not None and floor.proc is not None
-        print(f"graphql: dsync serve on {LOOPBACK}:{gql_port} (pid {gql.proc.pid})")
+        print(f"graphql: dsync serve on {harness.LOOPBACK}:{gql_port} (pid {gql.proc.pid})")
         print(
-            f"floor:   bare Starlette + uvicorn on {LOOPBACK}:{floor_port} (pid {floor.proc.pid}), hand-written SQL "
-            "over stdlib sqlite3 on a 4-thread pool, orjson"
+            f"floor:   bare Starlette + uvicorn on {harness.LOOPBACK}:{floor_port} (pid {floor.proc.pid}), "
+            "hand-written SQL over stdlib sqlite3 on a 4-thread pool, orjson"
         )
         headers = {"Authorization": f"Bearer {seeded.api_key}", "Accept": "application/json"}
-        gql_conn = Conn(gql_port, {**headers, "Content-Type": "application/json"})
-        floor_conn = Conn(floor_port, headers)
+        gql_conn = harness.Conn(gql_port, {**headers, "Content-Type": "application/json"})
+        floor_conn = harness.Conn(floor_port, headers)
         conns.extend([gql_conn, floor_conn])
         pairs = build_pairs(seeded, gql_conn, gql.proc.pid, floor_conn, floor.proc.pid)
         problems = check_same_answers(pairs)
@@ -899,26 +853,21 @@ def main() -> int:
             stop_profiler(profiler)
             profiler = None
     except Exception as exc:  # report what happened, with the servers' logs, and still clean up
-        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
-        for server in servers:
-            tail = server.log_tail()
-            if tail:
-                print(f"--- last lines of the {server.name} log ---\n{tail}", file=sys.stderr)
+        harness.report_failure(str(exc), [(f"the {server.name} log", server.log_tail()) for server in servers])
         return 1
     finally:
         if profiler is not None:
             stop_profiler(profiler)
         for c in conns:
             c.close()
-        for server in servers:
-            stop_process(server.proc)
-        remove_temp(tmp, args.keep_temp)
+        harness.end_run([server.proc for server in servers], tmp, args.keep_temp)
 
-    print()
-    print("=" * 108)
     print(
-        f"SUMMARY ({args.repeats} sequential requests per row; 'srv CPU ms' is the server process's CPU per request; "
-        f"client CPU {client_cpu_pct:.0f}% of one core)"
+        harness.summary_heading(
+            108,
+            f"SUMMARY ({args.repeats} sequential requests per row; 'srv CPU ms' is the server process's CPU per "
+            f"request; client CPU {client_cpu_pct:.0f}% of one core)",
+        )
     )
     print(summary_table(pairs))
     print()

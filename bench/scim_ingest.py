@@ -38,32 +38,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import harness
-from harness import (
-    LOOPBACK,
-    exit_on_sigterm,
-    find_dsync,
-    free_port,
-    log_tail,
-    machine_busy_seconds,
-    percentile,
-    proc_cpu_seconds,
-    remove_temp,
-    start_process,
-    stop_process,
-    wait_ready,
-)
 
-ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MIN_CPU_WINDOW_S = 0.5  # CPU shares of shorter runs are printed as nan
-
-FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Edsger", "Radia"]
-LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Torvalds", "Liskov", "Thompson", "Hamilton", "Ritchie", "Allen"]
-DEPARTMENTS = ["Engineering", "Sales", "Support", "Finance", "Marketing", "People", "Legal", "Operations"]
-TITLES = ["Engineer", "Account Executive", "Support Specialist", "Analyst", "Manager", "Designer", "Counsel"]
-CITIES = [("Denver", "CO", "80202"), ("Boulder", "CO", "80301"), ("Austin", "TX", "78701"), ("Seattle", "WA", "98101")]
 
 # The wrk script replays a file of pre-built requests (one "METHOD<TAB>PATH<TAB>BODY" per line), records the id of
 # every 201 response, and stops its (single) thread once `total` responses have come back, so a time-bounded wrk run
@@ -179,41 +155,9 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def user_body(i: int, tag: str, rng: random.Random) -> dict[str, Any]:
-    """A JumpCloud-shaped SCIM user (core + enterprise extension), unique per (i, tag)."""
-    given, family = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    user_name = f"user{i}-{tag}@example.com"
-    city, region, postal = rng.choice(CITIES)
-    return {
-        "schemas": [USER_URN, ENTERPRISE_URN],
-        "userName": user_name,
-        "externalId": f"jc-{tag}-{i:07d}-{rng.getrandbits(48):012x}",
-        "name": {"givenName": given, "familyName": family, "formatted": f"{given} {family}"},
-        "displayName": f"{given} {family}",
-        "emails": [{"value": user_name, "type": "work", "primary": True}],
-        "phoneNumbers": [
-            {"value": f"tel:+1-555-{rng.randrange(100, 1000)}-{rng.randrange(10000):04d}", "type": "work"}
-        ],
-        "addresses": [
-            {
-                "type": "work",
-                "streetAddress": f"{rng.randrange(1, 9999)} Market St",
-                "locality": city,
-                "region": region,
-                "postalCode": postal,
-                "country": "US",
-                "primary": True,
-            }
-        ],
-        "title": rng.choice(TITLES),
-        "active": True,
-        ENTERPRISE_URN: {"department": rng.choice(DEPARTMENTS), "employeeNumber": str(100000 + i)},
-    }
-
-
 def user_reqs(base: str, start: int, count: int, tag: str, seed: int) -> list[Req]:
     rng = random.Random(f"{seed}-{tag}")
-    return [Req("POST", f"{base}/Users", _dumps(user_body(i, tag, rng))) for i in range(start, start + count)]
+    return [Req("POST", f"{base}/Users", _dumps(harness.tagged_user(i, tag, rng))) for i in range(start, start + count)]
 
 
 def group_reqs(base: str, count: int, tag: str) -> list[Req]:
@@ -221,7 +165,13 @@ def group_reqs(base: str, count: int, tag: str) -> list[Req]:
         Req(
             "POST",
             f"{base}/Groups",
-            _dumps({"schemas": [GROUP_URN], "displayName": f"group{g}-{tag}", "externalId": f"jc-group-{tag}-{g:05d}"}),
+            _dumps(
+                {
+                    "schemas": [harness.GROUP_URN],
+                    "displayName": f"group{g}-{tag}",
+                    "externalId": f"jc-group-{tag}-{g:05d}",
+                }
+            ),
         )
         for g in range(count)
     ]
@@ -230,7 +180,7 @@ def group_reqs(base: str, count: int, tag: str) -> list[Req]:
 def add_members_body(user_ids: Sequence[str]) -> bytes:
     return _dumps(
         {
-            "schemas": [PATCH_URN],
+            "schemas": [harness.PATCH_URN],
             "Operations": [{"op": "add", "path": "members", "value": [{"value": uid} for uid in user_ids]}],
         }
     )
@@ -253,7 +203,7 @@ def tree_cpu_seconds(pid: int | None) -> float:
     """CPU seconds (user + system) used so far by a process and its living descendants."""
     if pid is None:
         return 0.0
-    return sum(proc_cpu_seconds(p) for p in _descendants(pid))
+    return sum(harness.proc_cpu_seconds(p) for p in _descendants(pid))
 
 
 def children_cpu_seconds() -> float:
@@ -348,13 +298,13 @@ class LoadClient:
     ) -> LoadResult:
         """Send `reqs` (pads are extra requests wrk may send past the end while the last responses are in flight)."""
         cpu_server0 = tree_cpu_seconds(server_pid)
-        busy0 = machine_busy_seconds()
+        busy0 = harness.machine_busy_seconds()
         if self.kind == "wrk":
             res = self._run_wrk(phase, target, host, port, token, reqs, pads)
         else:
             res = asyncio.run(self._run_httpx(phase, target, host, port, token, reqs))
         res.server_cpu_s = tree_cpu_seconds(server_pid) - cpu_server0
-        busy = machine_busy_seconds() - busy0
+        busy = harness.machine_busy_seconds() - busy0
         res.other_cpu_s = max(0.0, busy - res.client_cpu_s - res.server_cpu_s)
         res.counted = counted
         return res
@@ -429,11 +379,7 @@ class LoadClient:
     ) -> LoadResult:
         import httpx
 
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/scim+json",
-            "Accept": "application/scim+json",
-        }
+        headers = harness.scim_headers(token)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         latencies: list[float] = []
         ids: list[str] = []
@@ -480,8 +426,8 @@ class LoadClient:
             len(latencies),
             errors,
             wall,
-            percentile(latencies, 50) * 1e3,
-            percentile(latencies, 99) * 1e3,
+            harness.percentile(latencies, 50) * 1e3,
+            harness.percentile(latencies, 99) * 1e3,
             cpu,
             server_cpu_s=0.0,
             ids=ids,
@@ -515,62 +461,35 @@ class Target:
         return self.proc.pid if self.proc is not None else None
 
     def log_tail(self, lines: int = 30) -> str:
-        return log_tail(self.log_path, lines)
-
-
-def run_cli_json(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    out = proc.stdout.strip()
-    try:
-        data = json.loads(out)
-    except json.JSONDecodeError:
-        start = out.find("{")
-        try:
-            data = json.loads(out[start:]) if start >= 0 else None
-        except json.JSONDecodeError:
-            data = None
-    if not isinstance(data, dict):
-        raise RuntimeError(f"{' '.join(cmd)} printed no JSON object:\n{proc.stdout}\n{proc.stderr}")
-    return data
+        return harness.log_tail(self.log_path, lines)
 
 
 def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
-    dsync = find_dsync(args.dsync)
-    port = args.port or free_port()
-    db = tmp / "dsync.db"
-    env = dict(os.environ)
-    env["DSYNC_DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
-    env["DSYNC_PUBLIC_URL"] = f"http://{LOOPBACK}:{port}"
+    dsync = harness.find_dsync(args.dsync)
+    port = args.port or harness.free_port()
+    env = harness.dsync_env(f"sqlite+aiosqlite:///{tmp / 'dsync.db'}", port)
     # This measures how fast the gateway ingests, ~9x the default per-directory SCIM rate limit: lift it.
     env["DSYNC_SCIM_RATE_LIMIT"] = "0"
     log_path = tmp / "ours.log"
     target = Target("ours", port, "", "", log_path=log_path)
-    target.proc = start_process([dsync, "serve", "--host", LOOPBACK, "--port", str(port)], env, tmp, log_path)
-    wait_ready(f"{target.name} server", port, "/healthz", args.startup_timeout, target.proc, target.log_tail)
-    org = run_cli_json([dsync, "organizations", "create", f"bench-{run_id}", "--json"], env, tmp)
-    directory = run_cli_json(
-        [
-            dsync,
-            "directories",
-            "create",
-            "--organization",
-            str(org["id"]),
-            "--name",
-            f"jumpcloud-{run_id}",
-            "--type",
-            "jumpcloud",
-            "--json",
-        ],
+    target.proc = harness.start_server(
+        f"{target.name} server",
+        [dsync, "serve", "--host", harness.LOOPBACK, "--port", str(port)],
         env,
         tmp,
+        log_path,
+        port=port,
+        ready_path="/healthz",
+        timeout=args.startup_timeout,
+    )
+    directory = harness.create_jumpcloud_directory(
+        dsync, env, tmp, organization=f"bench-{run_id}", directory=f"jumpcloud-{run_id}"
     )
     endpoint = urlsplit(str(directory["endpoint"]))
-    if (endpoint.hostname, endpoint.port) != (LOOPBACK, port):
+    if (endpoint.hostname, endpoint.port) != (harness.LOOPBACK, port):
         print(
-            f"  note: directory endpoint {directory['endpoint']} does not point at {LOOPBACK}:{port} "
-            f"(DSYNC_PUBLIC_URL ignored?); using its path on {LOOPBACK}:{port}"
+            f"  note: directory endpoint {directory['endpoint']} does not point at {harness.LOOPBACK}:{port} "
+            f"(DSYNC_PUBLIC_URL ignored?); using its path on {harness.LOOPBACK}:{port}"
         )
     target.base = endpoint.path.rstrip("/")
     target.token = str(directory["bearer_token"])
@@ -578,18 +497,18 @@ def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
 
 
 def start_reference(args: argparse.Namespace, tmp: Path) -> Target:
-    port = (args.port + 1) if args.port else free_port()
+    port = (args.port + 1) if args.port else harness.free_port()
     log_path = tmp / "reference.log"
     target = Target("reference", port, "/v2", "unused-by-reference", log_path=log_path)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-reference", "--port", str(port)]
-    target.proc = start_process(cmd, dict(os.environ), tmp, log_path)
-    wait_ready(
+    target.proc = harness.start_server(
         f"{target.name} server",
-        target.port,
-        "/v2/ServiceProviderConfig",
-        args.startup_timeout,
-        target.proc,
-        target.log_tail,
+        [sys.executable, str(Path(__file__).resolve()), "--serve-reference", "--port", str(port)],
+        dict(os.environ),
+        tmp,
+        log_path,
+        port=port,
+        ready_path="/v2/ServiceProviderConfig",
+        timeout=args.startup_timeout,
     )
     return target
 
@@ -602,7 +521,7 @@ def serve_reference(port: int) -> None:
     from scim2_server.utils import load_default_provider
 
     app = ASGIApplication(AsyncInMemoryStorage(), load_default_provider())
-    uvicorn.run(app, host=LOOPBACK, port=port, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.run(app, host=harness.LOOPBACK, port=port, log_level="warning", access_log=False, lifespan="on")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -613,14 +532,7 @@ class Conn(harness.Conn):
     """A keep-alive connection to one target, with its bearer token and SCIM content types."""
 
     def __init__(self, target: Target) -> None:
-        super().__init__(
-            target.port,
-            {
-                "Authorization": f"Bearer {target.token}",
-                "Content-Type": "application/scim+json",
-                "Accept": "application/scim+json",
-            },
-        )
+        super().__init__(target.port, harness.scim_headers(target.token))
         self.target = target
 
 
@@ -647,7 +559,7 @@ class ProbeResult:
 
 def fmt_ms(values: list[float]) -> str:
     s = sorted(values)
-    return f"median {statistics.median(s):.2f} ms, p99 {percentile(s, 99):.2f} ms ({len(s)} probes)"
+    return f"median {statistics.median(s):.2f} ms, p99 {harness.percentile(s, 99):.2f} ms ({len(s)} probes)"
 
 
 class Bench:
@@ -662,7 +574,9 @@ class Bench:
     def load(
         self, phase: str, target: Target, reqs: Sequence[Req], pads: Sequence[Req], counted: bool = True
     ) -> LoadResult:
-        res = self.client.run(phase, target.name, LOOPBACK, target.port, target.token, reqs, pads, target.pid, counted)
+        res = self.client.run(
+            phase, target.name, harness.LOOPBACK, target.port, target.token, reqs, pads, target.pid, counted
+        )
         self.results.append(res)
         print(res.line() + ("" if counted else "   (setup, not a figure)"), flush=True)
         return res
@@ -737,7 +651,7 @@ class Bench:
             for label in ("small", "large"):
                 body = _dumps(
                     {
-                        "schemas": [GROUP_URN],
+                        "schemas": [harness.GROUP_URN],
                         "displayName": f"bench-{label}-{self.run_id}",
                         "externalId": f"jc-bench-{label}-{self.run_id}",
                     }
@@ -806,16 +720,14 @@ def summary_table(results: list[LoadResult]) -> str:
         f"{'phase':<34} {'target':<9} {'client':<6} {'reqs':>6} {'errors':>6} {'req/s':>8} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'client CPU':>10} {'server CPU':>10} {'other CPU':>9}"
     )
-    rows = [head, "-" * len(head)]
-    for r in results:
-        if not r.counted:
-            continue
-        rows.append(
-            f"{r.phase:<34} {r.target:<9} {r.client:<6} {r.requests:>6} {r.errors:>6} {r.rate:>8.1f} "
-            f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.client_cpu_pct:>9.0f}% {r.server_cpu_pct:>9.0f}% "
-            f"{r.other_cpu_pct:>8.0f}%"
-        )
-    return "\n".join(rows)
+    rows = [
+        f"{r.phase:<34} {r.target:<9} {r.client:<6} {r.requests:>6} {r.errors:>6} {r.rate:>8.1f} "
+        f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.client_cpu_pct:>9.0f}% {r.server_cpu_pct:>9.0f}% "
+        f"{r.other_cpu_pct:>8.0f}%"
+        for r in results
+        if r.counted
+    ]
+    return harness.table(head, rows)
 
 
 def median_rate(results: list[LoadResult], target: str) -> float:
@@ -860,9 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="time bound of one load run (default: 60s + 20 ms per request)",
     )
-    p.add_argument("--startup-timeout", type=float, default=60.0)
-    p.add_argument("--dsync", default=None, help="path of the dsync CLI (default: beside this Python, then PATH)")
-    p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (database, server logs)")
+    harness.add_run_options(p, keep_temp_help="keep the temp dir (database, server logs)")
     p.add_argument("--serve-reference", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -875,12 +785,10 @@ def main() -> int:
     if args.reference_only and args.skip_reference:
         print("--reference-only and --skip-reference exclude each other", file=sys.stderr)
         return 2
-    for name in ("users", "groups", "concurrency", "rounds", "probe_repeats", "batch_size"):
-        if getattr(args, name) < 1:
-            print(f"--{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
+    if not harness.at_least_one(args, ("users", "groups", "concurrency", "rounds", "probe_repeats", "batch_size")):
+        return 2
 
-    exit_on_sigterm()
+    harness.exit_on_sigterm()
     kind = args.client
     if kind == "auto":
         kind = "wrk" if shutil.which("wrk") else "httpx"
@@ -896,9 +804,7 @@ def main() -> int:
     client = LoadClient(kind, args.concurrency, tmp, max_seconds)
     bench = Bench(args, client, run_id, seed)
     targets: list[Target] = []
-    busy0, t0 = machine_busy_seconds(), time.monotonic()
-    time.sleep(1.0)
-    idle_busy_pct = 100.0 * (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+    idle_busy_pct = harness.machine_busy_pct()
     print(
         f"SCIM ingest benchmark  run id {run_id}  seed {seed}  cpus {os.cpu_count()}  "
         f"machine CPU busy before start {idle_busy_pct:.0f}% of one core"
@@ -920,14 +826,16 @@ def main() -> int:
         if not args.reference_only:
             ours = start_ours(args, tmp, run_id)
             targets.append(ours)
-            print(f"ours: dsync serve on {LOOPBACK}:{ours.port}, SQLite {tmp / 'dsync.db'}, endpoint {ours.base}")
+            print(
+                f"ours: dsync serve on {harness.LOOPBACK}:{ours.port}, SQLite {tmp / 'dsync.db'}, endpoint {ours.base}"
+            )
         if not args.skip_reference:
             ref = start_reference(args, tmp)
             targets.append(ref)
             print(
                 f"reference: scim2-server {_dist_version('scim2-server')} ASGIApplication + AsyncInMemoryStorage "
                 f"under uvicorn {_dist_version('uvicorn')} (1 process, access log off, no auth check, not durable) "
-                f"on {LOOPBACK}:{ref.port}"
+                f"on {harness.LOOPBACK}:{ref.port}"
             )
         primary = targets[0]
         print()
@@ -949,22 +857,17 @@ def main() -> int:
         for sample in probe.samples:
             print(f"      error sample: {sample}")
     except Exception as exc:  # report what happened, with the servers' logs, and still clean up
-        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
-        for t in targets:
-            tail = t.log_tail()
-            if tail:
-                print(f"--- last lines of the {t.name} server log ---\n{tail}", file=sys.stderr)
+        harness.report_failure(str(exc), [(f"the {t.name} server log", t.log_tail()) for t in targets])
         return 1
     finally:
-        for t in targets:
-            stop_process(t.proc)
-        remove_temp(tmp, args.keep_temp)
+        harness.end_run([t.proc for t in targets], tmp, args.keep_temp)
 
-    print()
-    print("=" * 118)
     print(
-        f"SUMMARY (client: {client.kind}; CPU columns are % of one core over the phase; 'other' is the machine's "
-        "CPU use outside the client and the server under test: noise)"
+        harness.summary_heading(
+            118,
+            f"SUMMARY (client: {client.kind}; CPU columns are % of one core over the phase; 'other' is the machine's "
+            "CPU use outside the client and the server under test: noise)",
+        )
     )
     print(summary_table(bench.results))
     print()

@@ -45,23 +45,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+import harness
 import orjson
-from harness import (
-    LOOPBACK,
-    exit_on_sigterm,
-    find_dsync,
-    free_port,
-    log_tail,
-    machine_busy_seconds,
-    percentile,
-    proc_cpu_seconds,
-    remove_temp,
-    rss_bytes,
-    start_process,
-    stop_process,
-    wait_ready,
-)
-from scim_ingest import run_cli_json, user_body
 
 SUBPROTOCOL = "graphql-transport-ws"
 FIELDS = {
@@ -75,7 +60,7 @@ LOG_QUERY = (
     "query Log($dir: ID!, $after: String) { events(directoryId: $dir, first: 100, after: $after) { "
     "edges { node { cursor event occurredAt data } } pageInfo { hasNextPage endCursor } } }"
 )
-SERVER_QUEUE_BOUND = 1000  # gateway/realtime.py: Subscriber.queue maxsize
+SERVER_QUEUE_BOUND = 1000  # gateway/events/hub.py: Subscriber.queue maxsize (_QUEUE_SIZE)
 MIB = 1024 * 1024
 SCRIPT = str(Path(__file__).resolve())
 
@@ -114,7 +99,7 @@ class ClientWorker:
     """Subscribers over a few WebSocket connections, driven by one-line commands on stdin (replies on stdout)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        self.url = f"ws://{LOOPBACK}:{spec['port']}/graphql"
+        self.url = f"ws://{harness.LOOPBACK}:{spec['port']}/graphql"
         self.init = orjson.dumps(
             {"type": "connection_init", "payload": {"authorization": f"Bearer {spec['key']}"}}
         ).decode()
@@ -416,7 +401,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), rss_bytes(self.pid)))
+            self.samples.append((time.monotonic(), harness.rss_bytes(self.pid)))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -426,7 +411,7 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.samples.append((time.monotonic(), rss_bytes(self.pid)))
+        self.samples.append((time.monotonic(), harness.rss_bytes(self.pid)))
 
     @property
     def peak(self) -> int:
@@ -445,10 +430,10 @@ class CpuMark:
 def cpu_mark(server_pid: int, client_pids: Sequence[int]) -> CpuMark:
     return CpuMark(
         time.monotonic(),
-        proc_cpu_seconds(server_pid),
-        sum(proc_cpu_seconds(p) for p in client_pids),
+        harness.proc_cpu_seconds(server_pid),
+        sum(harness.proc_cpu_seconds(p) for p in client_pids),
         time.process_time(),
-        machine_busy_seconds(),
+        harness.machine_busy_seconds(),
     )
 
 
@@ -506,7 +491,7 @@ class WorkerProc:
         await self.proc.stdin.drain()
         raw = await asyncio.wait_for(self.proc.stdout.readline(), limit_s)
         if not raw:
-            raise RuntimeError(f"client process {self.index} exited:\n{log_tail(self.log_path)}")
+            raise RuntimeError(f"client process {self.index} exited:\n{harness.log_tail(self.log_path)}")
         return raw.decode().strip()
 
 
@@ -522,8 +507,8 @@ def latency_summary(values: list[float]) -> dict[str, float]:
     s = sorted(values)
     return {
         "count": float(len(s)),
-        "p50_ms": percentile(s, 50) * 1e3,
-        "p99_ms": percentile(s, 99) * 1e3,
+        "p50_ms": harness.percentile(s, 50) * 1e3,
+        "p99_ms": harness.percentile(s, 99) * 1e3,
         "max_ms": (s[-1] * 1e3) if s else math.nan,
         "min_ms": (s[0] * 1e3) if s else math.nan,
     }
@@ -540,7 +525,7 @@ class Bench:
         self.workers: list[WorkerProc] = []
         self.pg_admin_url: str | None = None
         self.pg_database: str | None = None
-        self.port = args.port or free_port()
+        self.port = args.port or harness.free_port()
         self.results: dict[str, Any] = {}
         self.rng = random.Random(secrets.randbits(32))
         self.user_counter = 0
@@ -552,51 +537,23 @@ class Bench:
     async def create_database(self) -> str:
         if not self.args.database_url:
             return f"sqlite+aiosqlite:///{self.tmp / 'dsync.db'}"
-        import asyncpg
         from sqlalchemy.engine import make_url
 
         url = make_url(self.args.database_url)
         if not url.drivername.startswith("postgresql"):
             raise RuntimeError("--database-url must be a PostgreSQL URL (postgresql+asyncpg://user@host:port/db)")
         name = f"dsync_bench_subs_{self.run_id}"
-        conn = await asyncpg.connect(
-            user=url.username,
-            password=url.password,
-            host=url.host or LOOPBACK,
-            port=url.port or 5432,
-            database=url.database or "postgres",
-        )
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
+        await _admin_execute(self.args.database_url, f'CREATE DATABASE "{name}"')
         self.pg_admin_url, self.pg_database = self.args.database_url, name
         return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
 
     async def drop_database(self) -> None:
         if self.pg_admin_url is None or self.pg_database is None:
             return
-        import asyncpg
-        from sqlalchemy.engine import make_url
-
-        url = make_url(self.pg_admin_url)
-        conn = await asyncpg.connect(
-            user=url.username,
-            password=url.password,
-            host=url.host or LOOPBACK,
-            port=url.port or 5432,
-            database=url.database or "postgres",
-        )
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await _admin_execute(self.pg_admin_url, f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
 
     def server_env(self, database_url: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env["DSYNC_DATABASE_URL"] = database_url
-        env["DSYNC_PUBLIC_URL"] = f"http://{LOOPBACK}:{self.port}"
-        env.pop("DSYNC_ADMIN_KEY", None)
+        env = harness.dsync_env(database_url, self.port)
         if self.args.per_connection > 20:  # the server's default cap on subscriptions per connection
             env["DSYNC_WS_MAX_SUBSCRIPTIONS"] = str(self.args.per_connection)
         return env
@@ -604,28 +561,21 @@ class Bench:
     def setup_server(self, env: dict[str, str]) -> tuple[str, str, str, str]:
         """Migrate, create organization, directory and admin key (CLI, --json), start the server: (directory id,
         SCIM path, SCIM token, API key)."""
-        dsync = find_dsync(self.args.dsync)
-        proc = subprocess.run([dsync, "migrate"], env=env, cwd=self.tmp, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"dsync migrate failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        org = run_cli_json([dsync, "organizations", "create", f"bench-{self.run_id}", "--json"], env, self.tmp)
-        directory = run_cli_json(
-            [dsync, "directories", "create", "--organization", str(org["id"]), "--name", f"subs-{self.run_id}"]
-            + ["--type", "jumpcloud", "--json"],
+        dsync = harness.find_dsync(self.args.dsync)
+        harness.run_migrate(dsync, env, self.tmp, timeout=300)
+        directory = harness.create_jumpcloud_directory(
+            dsync, env, self.tmp, organization=f"bench-{self.run_id}", directory=f"subs-{self.run_id}"
+        )
+        key = harness.run_cli_json([dsync, "api-keys", "create", "--json"], env, self.tmp)
+        self.server = harness.start_server(
+            "dsync serve",
+            [dsync, "serve", "--host", harness.LOOPBACK, "--port", str(self.port)],
             env,
             self.tmp,
-        )
-        key = run_cli_json([dsync, "api-keys", "create", "--json"], env, self.tmp)
-        self.server = start_process(
-            [dsync, "serve", "--host", LOOPBACK, "--port", str(self.port)], env, self.tmp, self.server_log
-        )
-        wait_ready(
-            "dsync serve",
-            self.port,
-            "/healthz",
-            self.args.startup_timeout,
-            self.server,
-            lambda: log_tail(self.server_log),
+            self.server_log,
+            port=self.port,
+            ready_path="/healthz",
+            timeout=self.args.startup_timeout,
         )
         path = urlsplit(str(directory["endpoint"])).path.rstrip("/")
         return str(directory["id"]), path, str(directory["bearer_token"]), str(key["key"])
@@ -688,7 +638,9 @@ class Bench:
     def bodies(self, count: int, tag: str) -> list[bytes]:
         start = self.user_counter
         self.user_counter += count
-        return [orjson.dumps(user_body(i, f"{self.run_id}{tag}", self.rng)) for i in range(start, start + count)]
+        return [
+            orjson.dumps(harness.tagged_user(i, f"{self.run_id}{tag}", self.rng)) for i in range(start, start + count)
+        ]
 
     async def post_users(self, scim: Any, path: str, bodies: list[bytes], burst: Burst, concurrency: int) -> None:
         next_index = 0
@@ -725,9 +677,7 @@ class Bench:
         import httpx
 
         args = self.args
-        busy0, t0 = machine_busy_seconds(), time.monotonic()
-        await asyncio.sleep(1.0)
-        idle_busy = 100.0 * (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+        idle_busy = await asyncio.to_thread(harness.machine_busy_pct)
         self.say(
             f"Subscription fan-out benchmark  run id {self.run_id}  cpus {os.cpu_count()}  machine CPU busy before "
             f"start {idle_busy:.0f}% of one core"
@@ -742,7 +692,7 @@ class Bench:
         server_pid = self.server.pid
         store = f"PostgreSQL database {self.pg_database}" if self.pg_database else f"SQLite {self.tmp / 'dsync.db'}"
         conns = math.ceil(args.subscribers / args.per_connection)
-        self.say(f"server: dsync serve (pid {server_pid}) on {LOOPBACK}:{self.port}, {store}")
+        self.say(f"server: dsync serve (pid {server_pid}) on {harness.LOOPBACK}:{self.port}, {store}")
         self.say(
             f"subscribers: {args.subscribers} over {conns} connections ({args.per_connection} per connection"
             + (f", DSYNC_WS_MAX_SUBSCRIPTIONS={env['DSYNC_WS_MAX_SUBSCRIPTIONS']}" if args.per_connection > 20 else "")
@@ -770,14 +720,11 @@ class Bench:
 
         log = LogReader(directory_id)
         limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-        scim_headers = {
-            "Authorization": f"Bearer {scim_token}",
-            "Content-Type": "application/scim+json",
-            "Accept": "application/scim+json",
-        }
-        base_url = f"http://{LOOPBACK}:{self.port}"
+        base_url = f"http://{harness.LOOPBACK}:{self.port}"
         async with (
-            httpx.AsyncClient(base_url=base_url, headers=scim_headers, limits=limits, timeout=120) as scim,
+            httpx.AsyncClient(
+                base_url=base_url, headers=harness.scim_headers(scim_token), limits=limits, timeout=120
+            ) as scim,
             httpx.AsyncClient(
                 base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=120
             ) as graphql,
@@ -790,7 +737,7 @@ class Bench:
             await log.refresh(graphql)
             start_cursor = log.last_cursor
             await asyncio.sleep(1.0)
-            rss_before = rss_bytes(server_pid)
+            rss_before = harness.rss_bytes(server_pid)
             self.say(f"server RSS after {args.warmup} warm-up users, before subscribers: {fmt_mib(rss_before)}")
 
             t_open = time.monotonic()
@@ -813,7 +760,7 @@ class Bench:
                 f"them {t_live - marker.t_first_response:.2f}s after its SCIM response)"
             )
             await asyncio.sleep(2.0)
-            rss_idle = rss_bytes(server_pid)
+            rss_idle = harness.rss_bytes(server_pid)
             per_sub = (rss_idle - rss_before) / max(1, total)
             self.say(
                 f"server RSS with {total} idle subscribers: {fmt_mib(rss_idle)} "
@@ -847,7 +794,7 @@ class Bench:
         assert w.proc.stdout is not None
         raw = await w.proc.stdout.readline()
         if not raw:
-            raise RuntimeError(f"client process {w.index} exited:\n{log_tail(w.log_path)}")
+            raise RuntimeError(f"client process {w.index} exited:\n{harness.log_tail(w.log_path)}")
         words = raw.decode().split()
         if words[:1] != ["ready"]:
             raise RuntimeError(f"client process {w.index}: unexpected {raw!r}")
@@ -868,7 +815,7 @@ class Bench:
         burst = Burst(name, lagging)
         bodies = self.bodies(args.changes, f"b{len(name)}{int(lagging)}")
         await asyncio.sleep(1.0)
-        burst.rss_before = rss_bytes(server_pid)
+        burst.rss_before = harness.rss_bytes(server_pid)
         if lagging:
             mode = "slow pause" if args.slow_mode == "pause" else f"slow delay {args.slow_delay_ms}"
             await self.workers[0].ask(mode, 30)
@@ -916,7 +863,7 @@ class Bench:
                 f"after it resumed reading; server RSS peak meanwhile {fmt_mib(burst.rss_peak_catchup)}"
             )
         await asyncio.sleep(1.0)
-        burst.rss_after = rss_bytes(server_pid)
+        burst.rss_after = harness.rss_bytes(server_pid)
         return burst
 
     # Analysis ---------------------------------------------------------------------------------------------------------
@@ -1007,17 +954,16 @@ class Bench:
         args = self.args
         rss = self.results["rss"]
         c = self.results["completeness"]
-        self.say()
-        self.say("=" * 100)
         self.say(
-            f"SUMMARY: {args.subscribers} subscribers ({args.per_connection} per connection)"
-            + (" + 1 slow" if args.slow else "")
-            + f", bursts of {args.changes} SCIM changes; latency = SCIM response -> client receipt, over the "
-            "subscribers other than the slow one"
+            harness.summary_heading(
+                100,
+                f"SUMMARY: {args.subscribers} subscribers ({args.per_connection} per connection)"
+                + (" + 1 slow" if args.slow else "")
+                + f", bursts of {args.changes} SCIM changes; latency = SCIM response -> client receipt, over the "
+                "subscribers other than the slow one",
+            )
         )
         head = f"{'':<36}" + "".join(f"{b.name:>26}" for b in bursts)
-        self.say(head)
-        self.say("-" * len(head))
         rows: list[tuple[str, list[str]]] = []
         out_bursts: list[dict[str, Any]] = []
         for b in bursts:
@@ -1043,8 +989,8 @@ class Bench:
                         "requests": len(b.responses),
                         "errors": b.errors,
                         "per_second": len(b.responses) / scim_s if scim_s > 0 else math.nan,
-                        "p50_ms": percentile(scim_sorted, 50),
-                        "p99_ms": percentile(scim_sorted, 99),
+                        "p50_ms": harness.percentile(scim_sorted, 50),
+                        "p99_ms": harness.percentile(scim_sorted, 99),
                         "error_samples": b.error_samples,
                     },
                     "rss": {
@@ -1109,8 +1055,9 @@ class Bench:
                 ],
             )
         )
-        for label, cells in rows:
-            self.say(f"{label:<36}" + "".join(f"{cell:>26}" for cell in cells))
+        self.say(
+            harness.table(head, [f"{label:<36}" + "".join(f"{cell:>26}" for cell in cells) for label, cells in rows])
+        )
         self.say()
         if any(o["latency_ms"]["min_ms"] < 0 for o in out_bursts):
             self.say(
@@ -1153,12 +1100,32 @@ class Bench:
     async def cleanup(self) -> None:
         with contextlib.suppress(Exception):
             await self.stop_workers()
-        stop_process(self.server)
+        harness.stop_process(self.server)
         try:
             await self.drop_database()
         except Exception as exc:
             self.say(f"could not drop the PostgreSQL database {self.pg_database}: {exc}")
-        remove_temp(self.tmp, self.args.keep_temp)
+        harness.remove_temp(self.tmp, self.args.keep_temp)
+
+
+async def _admin_execute(url: str, statement: str) -> None:
+    """Run one statement (CREATE or DROP DATABASE) on the PostgreSQL server of ``url``, through that URL's own
+    database (``postgres`` when it names none)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    conn = await asyncpg.connect(
+        user=parsed.username,
+        password=parsed.password,
+        host=parsed.host or harness.LOOPBACK,
+        port=parsed.port or 5432,
+        database=parsed.database or "postgres",
+    )
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 def _finite(value: Any) -> Any:
@@ -1223,9 +1190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=20, help="SCIM users created before the subscribers connect (20)")
     p.add_argument("--timeout", type=float, default=900.0, help="bound on each wait for delivery (default 900 s)")
     p.add_argument("--port", type=int, default=None)
-    p.add_argument("--startup-timeout", type=float, default=60.0)
-    p.add_argument("--dsync", default=None, help="path of the dsync CLI (default: beside this Python, then PATH)")
-    p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (database, server and client logs)")
+    harness.add_run_options(p, keep_temp_help="keep the temp dir (database, server and client logs)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -1234,11 +1199,9 @@ def main() -> int:
     args = build_parser().parse_args()
     if args.worker is not None:
         return worker_main(args.worker)
-    for name in ("subscribers", "changes", "per_connection", "concurrency", "client_processes"):
-        if getattr(args, name) < 1:
-            print(f"--{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
-    exit_on_sigterm()
+    if not harness.at_least_one(args, ("subscribers", "changes", "per_connection", "concurrency", "client_processes")):
+        return 2
+    harness.exit_on_sigterm()
     out = sys.stderr if args.json else sys.stdout
     bench = Bench(args, out)
 
@@ -1246,14 +1209,9 @@ def main() -> int:
         try:
             return await bench.run()
         except Exception as exc:
-            print(f"\nBENCHMARK FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            tail = log_tail(bench.server_log)
-            if tail:
-                print(f"--- last lines of the server log ---\n{tail}", file=sys.stderr)
-            for w in bench.workers:
-                tail = log_tail(w.log_path, 10)
-                if tail:
-                    print(f"--- last lines of client {w.index}'s log ---\n{tail}", file=sys.stderr)
+            logs = [("the server log", harness.log_tail(bench.server_log))]
+            logs += [(f"client {w.index}'s log", harness.log_tail(w.log_path, 10)) for w in bench.workers]
+            harness.report_failure(f"{type(exc).__name__}: {exc}", logs)
             return 1
         finally:
             await bench.cleanup()

@@ -24,6 +24,7 @@ from gateway.observe.logs import RequestIds
 from gateway.ops import api_keys
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
+from scim.api.http import error_response
 from scim.api.rate_limit import RateLimiter
 from scim.api.routes import routes as scim_routes
 from scim.protocol.errors import ScimError
@@ -52,7 +53,7 @@ async def readyz(request: Request) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if request.url.path.startswith("/scim/"):
-        response = ScimError(exc.status_code, exc.detail or "Request not supported").to_response()
+        response = error_response(ScimError(exc.status_code, exc.detail or "Request not supported"))
         response.headers.update(exc.headers or {})  # e.g. Allow on 405
         return response
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

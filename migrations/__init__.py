@@ -1,1 +1,1 @@
-"""Alembic migrations; ``gateway.migrate`` runs them."""
+"""Alembic migrations; ``gateway.store.migrate`` runs them."""

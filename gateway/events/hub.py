@@ -5,6 +5,9 @@ goes through ``broadcaster``. In each process one pump reads new events from the
 process's subscribers through bounded queues; a periodic read of the log's head bounds the delay when a notification
 is lost. A subscriber that falls behind (its queue fills) is dropped from the fast path and catches up from the log
 by its cursor, so a slow client costs bounded memory and never loses an event.
+
+Consumers see none of this: ``EventHub.stream`` yields the events after a cursor, from the log and then live, with
+no gap and no duplicate, and goes back to the log by itself when its subscriber falls behind.
 """
 
 from __future__ import annotations
@@ -12,83 +15,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-from sqlmodel import col
-
+from gateway.events.filter import EventFilter
+from gateway.events.log import log_head, read_events_after
 from gateway.events.notifier import Notifier
 from gateway.store.database import Database
-from gateway.store.models import Event
+
+__all__ = ["EventFilter", "EventHub", "StreamEvent", "Subscriber", "UnknownCursor"]
 
 logger = logging.getLogger("dsync.realtime")
 
 _PAGE = 500
+_QUEUE_SIZE = 1000
 _DELIVERY_SLOTS = 16
 _STUCK_DELIVERY_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class EventFilter:
-    organization_id: str | None  # None: every organization (admin keys)
-    directory_id: str | None = None
-    names: frozenset[str] | None = None
-
-    def matches(self, row: Any) -> bool:
-        return (
-            (self.organization_id is None or row.organization_id == self.organization_id)
-            and (self.directory_id is None or row.directory_id == self.directory_id)
-            and (self.names is None or row.event in self.names)
-        )
-
-    def where(self) -> list[Any]:
-        conditions: list[Any] = []
-        if self.organization_id is not None:
-            conditions.append(col(Event.organization_id) == self.organization_id)
-        if self.directory_id is not None:
-            conditions.append(col(Event.directory_id) == self.directory_id)
-        if self.names is not None:
-            conditions.append(col(Event.event).in_(self.names))
-        return conditions
-
-
 @dataclass(eq=False, slots=True)
-class LiveEvent:
-    """One new row of the log, the same object for every subscriber it goes to: consumers may keep what they derive
-    from it in ``shared`` (e.g. its GraphQL execution) so the work is done once, not once per subscriber."""
+class StreamEvent:
+    """One event handed to a consumer of ``EventHub.stream``. A live event is the same object for every subscriber
+    it goes to: consumers may keep what they derive from it in ``shared`` (e.g. its GraphQL execution) so the work
+    is done once, not once per subscriber. An event read from the log (``from_log``) is this subscriber's own."""
 
     row: Any
+    from_log: bool = False
     shared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cursor(self) -> int:
+        """The event's position in the log."""
         return int(self.row.cursor)
 
 
 @dataclass(eq=False)
 class Subscriber:
+    """One open stream as the pump sees it: its filter and its bounded queue of live events."""
+
     filter: EventFilter
-    queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
+    queue: asyncio.Queue[StreamEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=_QUEUE_SIZE))
     # Set when the queue overflowed: the subscriber then reads the log itself until it is level again.
     behind: bool = False
 
 
-_EVENTS = Event.__table__  # type: ignore[attr-defined]
+class UnknownCursor(ValueError):
+    """``EventHub.stream`` was asked to resume after a cursor that no event has (yet)."""
 
-
-def _read_after(session: Session, cursor: int, conditions: list[Any], limit: int) -> list[Any]:
-    statement = select(_EVENTS).where(_EVENTS.c.cursor > cursor, *conditions).order_by(_EVENTS.c.cursor).limit(limit)
-    return list(session.execute(statement).all())
-
-
-def _head(session: Session) -> int:
-    return session.scalar(select(func.max(col(Event.cursor)))) or 0
+    def __init__(self, cursor: int) -> None:
+        super().__init__(f"no event has cursor {cursor} yet")
+        self.cursor = cursor
 
 
 class EventHub:
+    """The realtime side of the event log in one process: one pump reads new events once and fans them out to
+    every open ``stream``; it also relays API key revocations between processes."""
+
     def __init__(self, database: Database, broadcast_url: str, *, poll_seconds: float = 1.0) -> None:
         self._database = database
         self._notifier = Notifier(
@@ -105,26 +88,32 @@ class EventHub:
 
     @property
     def subscriber_count(self) -> int:
+        """Streams open in this process."""
         return len(self._subscribers)
 
     @property
     def subscribers(self) -> tuple[Subscriber, ...]:
+        """The open streams' pump-side state (queue depth, ``behind``), for metrics."""
         return tuple(self._subscribers)
 
     @property
     def broadcast_connected(self) -> bool:
+        """Whether the change-notification broadcaster is connected."""
         return self._notifier.connected
 
     @property
     def broadcast_reconnects(self) -> int:
+        """Broadcaster connections lost or failed so far."""
         return self._notifier.reconnects
 
     async def start(self) -> None:
-        self.head = await self._database.query(_head)
+        """Read the log's head, connect the broadcaster and start the pump."""
+        self.head = await self._database.query(log_head)
         await self._notifier.start()
         self._pump_task = asyncio.create_task(self._pump(), name="dsync-event-pump")
 
     async def stop(self) -> None:
+        """Stop the pump and the broadcaster; every open stream ends."""
         # The flag as well as cancel(): on Python 3.11 a cancellation racing with a timeout can be swallowed, and a
         # loop that ignored it once would keep shutdown waiting forever.
         self._stopped = True
@@ -134,6 +123,7 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
         for subscriber in list(self._subscribers):
+            # A full queue misses this; its stream sees ``_stopped`` once it has drained the queue.
             with contextlib.suppress(asyncio.QueueFull):
                 subscriber.queue.put_nowait(None)
         await self._notifier.stop()
@@ -151,6 +141,7 @@ class EventHub:
         self._key_watchers.setdefault(api_key_id, set()).add(revoked)
 
     def unwatch_key(self, api_key_id: str, revoked: asyncio.Event) -> None:
+        """Forget a ``watch_key`` (its connection closed)."""
         watchers = self._key_watchers.get(api_key_id)
         if watchers is not None:
             watchers.discard(revoked)
@@ -158,6 +149,7 @@ class EventHub:
                 del self._key_watchers[api_key_id]
 
     def revoke_key(self, api_key_id: str) -> None:
+        """Close the connections authenticated with this key, in this process and (announced) in the others."""
         self._revoked(api_key_id)
         self._notifier.announce_revocation(api_key_id)
 
@@ -167,7 +159,7 @@ class EventHub:
 
     @contextlib.asynccontextmanager
     async def delivery_turn(self) -> AsyncIterator[None]:
-        """Held while one event is executed and sent to one subscriber.
+        """Held while one event is executed and sent to one subscriber (``stream`` holds it across each yield).
 
         A burst fanned out to many subscribers would otherwise make every subscriber task ready at once, and each
         turn of the event loop would run them all before the next step of any SCIM request: ingest (whose IdP is
@@ -189,24 +181,62 @@ class EventHub:
             timer.cancel()
             release()
 
-    async def read_head(self) -> int:
-        return await self._database.query(_head)
+    async def stream(self, event_filter: EventFilter, *, after: int | None) -> AsyncGenerator[StreamEvent, None]:
+        """Every event matching ``event_filter`` with a cursor above ``after`` (None: from now on), in cursor order,
+        first from the log and then live, with no gap and no duplicate; ends when the hub stops.
 
-    async def read_after(self, cursor: int, event_filter: EventFilter, limit: int = _PAGE) -> list[Any]:
-        conditions = event_filter.where()
-        return await self._database.query(lambda session: _read_after(session, cursor, conditions, limit))
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self, event_filter: EventFilter) -> AsyncIterator[Subscriber]:
+        Raises ``UnknownCursor`` (on the first iteration) when no event has ``after`` yet. Each event is yielded
+        holding a ``delivery_turn``: consume it before asking for the next. Close the generator when done
+        (``contextlib.aclosing``) so the subscription ends at once rather than when it is garbage collected."""
         subscriber = Subscriber(event_filter)
         if not self._subscribers:
             # The pump skips the log while nobody listens (writes then cost nothing extra): catch its head up.
-            self.head = max(self.head, await self.read_head())
+            self.head = max(self.head, await self._database.query(log_head))
+        # Registered before reading the log: whatever commits meanwhile is queued, and the cursor drops repeats.
         self._subscribers.add(subscriber)
         try:
-            yield subscriber
+            last = await self._start_cursor(after)
+            queue = subscriber.queue
+            catching_up = True
+            while True:
+                if catching_up:
+                    subscriber.behind = False
+                    rows = await self._read_log(last, event_filter)
+                    for row in rows:
+                        async with self.delivery_turn():
+                            yield StreamEvent(row, from_log=True)
+                        last = row.cursor
+                    catching_up = len(rows) > 0
+                    continue
+                if queue.empty():
+                    if subscriber.behind:
+                        catching_up = True  # it fell behind: read the log from its cursor, then go live again
+                        continue
+                    if self._stopped:
+                        return
+                live = await queue.get()
+                if live is None:
+                    return  # the hub is stopping
+                if live.cursor > last:
+                    async with self.delivery_turn():
+                        yield live
+                    last = live.cursor
         finally:
             self._subscribers.discard(subscriber)
+
+    async def _start_cursor(self, after: int | None) -> int:
+        if after is None:
+            return self.head  # live events only
+        # The pump's head may trail the log (another instance wrote it a moment ago): ask the log before refusing.
+        if after > self.head and after > await self._database.query(log_head):
+            raise UnknownCursor(after)
+        return after
+
+    async def _read_log(self, after: int, event_filter: EventFilter) -> list[Any]:
+        where = event_filter.where()
+        return await self._database.query(
+            lambda session: read_events_after(session, after=after, where=where, limit=_PAGE)
+        )
 
     async def _pump(self) -> None:
         while not self._stopped:
@@ -227,9 +257,9 @@ class EventHub:
 
     async def _deliver_new(self) -> None:
         while True:
-            rows = await self._database.query(lambda session: _read_after(session, self.head, [], _PAGE))
+            rows = await self._database.query(lambda session: read_events_after(session, after=self.head, limit=_PAGE))
             for row in rows:
-                live = LiveEvent(row)
+                live = StreamEvent(row)
                 for subscriber in list(self._subscribers):
                     if subscriber.behind or not subscriber.filter.matches(row):
                         continue

@@ -1,4 +1,4 @@
-"""The event log: the single place that writes change events, and WorkOS-compatible payload shapes.
+"""The event log: the single place that writes change events and reads them back in cursor order.
 
 Events are written in the same transaction as the change they describe, so the log never claims a change that was
 rolled back and never misses one that committed.
@@ -7,8 +7,9 @@ rolled back and never misses one that committed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from gateway.events.payloads import EventData, EventName
@@ -21,7 +22,8 @@ EVENTS_RECORDED = "dsync.events_recorded"
 
 # Built once: a Core statement executed with parameters hits SQLAlchemy's compiled cache directly, where an
 # ORM-enabled insert(...).values(...) per call costs about three times as much CPU.
-_INSERT_EVENT = Event.__table__.insert()  # type: ignore[attr-defined]
+_EVENTS = Event.__table__  # type: ignore[attr-defined]
+_INSERT_EVENT = _EVENTS.insert()
 
 
 def record_event(
@@ -32,6 +34,7 @@ def record_event(
     directory_id: str | None,
     data: EventData,
 ) -> None:
+    """Append one event, in the caller's transaction."""
     record_events(session, organization_id=organization_id, directory_id=directory_id, events=[(event, data)])
 
 
@@ -73,3 +76,15 @@ def _sequence_events(session: Session) -> None:
         return
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_LOCK})
     session.info["dsync.sequenced"] = True
+
+
+def read_events_after(session: Session, *, after: int, where: Sequence[Any] = (), limit: int) -> list[Any]:
+    """Up to ``limit`` event rows with a cursor above ``after`` that meet every SQL condition in ``where`` (see
+    ``EventFilter.where``), in cursor order: the way to replay the log and to catch up with it."""
+    statement = select(_EVENTS).where(_EVENTS.c.cursor > after, *where).order_by(_EVENTS.c.cursor).limit(limit)
+    return list(session.execute(statement).all())
+
+
+def log_head(session: Session) -> int:
+    """The highest cursor in the log (0 while it is empty)."""
+    return session.scalar(select(func.max(_EVENTS.c.cursor))) or 0

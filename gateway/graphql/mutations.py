@@ -1,4 +1,4 @@
-"""Mutations: thin wrappers over ``gateway.admin``, the same operations the CLI runs."""
+"""Mutations: thin wrappers over ``gateway.ops``, the same operations the CLI runs, behind the API key's scope."""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """Relay-style connections over keyset pagination: ``WHERE key > cursor ORDER BY key LIMIT n``, never OFFSET, so a
-deep page costs what the first one does."""
+deep page costs what the first one does.
+
+Every connection field is written the same way: its resolver takes a ``page: PageRequest`` parameter, which
+:class:`PageArguments` turns into the GraphQL arguments ``first, after, last, before`` (in its place, so the schema's
+argument order is the signature's), and returns :func:`resolve_connection` of its filtered statement.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,28 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import strawberry
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
+from strawberry.annotation import StrawberryAnnotation
+from strawberry.extensions import FieldExtension
+from strawberry.extensions.field_extension import AsyncExtensionResolver
+from strawberry.types.arguments import StrawberryArgument
 
 from gateway.graphql.errors import bad_input
-from gateway.store.database import Database
+
+if TYPE_CHECKING:
+    from strawberry.types.field import StrawberryField
+
+    from gateway.graphql.context import Info
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def encode_cursor(key: str | int) -> str:
@@ -137,19 +151,65 @@ def connection(
     )
 
 
-async def paginate(
-    database: Database,
+async def resolve_connection(
+    info: Info,
     statement: Select[Any],
-    key: Any,
-    request: PageRequest,
     *,
+    key: Any,
+    page: PageRequest,
     node: Callable[[Any], T],
     numeric: bool = False,
 ) -> Connection[T]:
-    """A connection over ``statement`` keyed by the column ``key`` (its rows' attribute of the same name)."""
-    page = await database.query(lambda session: keyset_page(session, statement, key, request, numeric=numeric))
+    """The one resolver of every connection field: the page ``page`` asks for of ``statement`` (filtered, unordered),
+    ordered by the unique column ``key`` (its rows' attribute of the same name; ``numeric`` for an integer one), each
+    row shown as ``node(row)``. One statement for the page, one more only if ``totalCount`` is asked for."""
+    database = info.context.database
+    rows = await database.query(lambda session: keyset_page(session, statement, key, page, numeric=numeric))
 
     async def count() -> int:
         return await database.query(lambda session: count_rows(session, statement))
 
-    return connection(page, node=node, key=lambda row: getattr(row, key.key), count=count)
+    return connection(rows, node=node, key=lambda row: getattr(row, key.key), count=count)
+
+
+# Declared once, for every connection field (the schema shows them as `first: Int = null`, ...).
+_PAGE_ARGUMENTS = (("first", int | None), ("after", str | None), ("last", int | None), ("before", str | None))
+
+
+class PageArguments(FieldExtension):
+    """Puts ``first, after, last, before`` where the resolver has its ``page: PageRequest`` parameter, and calls the
+    resolver with them as that one ``PageRequest``."""
+
+    def apply(self, field: StrawberryField) -> None:
+        arguments = field.arguments
+        at = next((i for i, argument in enumerate(arguments) if argument.python_name == "page"), None)
+        if at is None:
+            raise TypeError(f"{field.python_name}: a paginated resolver takes a `page: PageRequest` parameter")
+        page_arguments = [
+            StrawberryArgument(
+                python_name=name, graphql_name=None, type_annotation=StrawberryAnnotation(annotation), default=None
+            )
+            for name, annotation in _PAGE_ARGUMENTS
+        ]
+        field.arguments = [*arguments[:at], *page_arguments, *arguments[at + 1 :]]
+
+    async def resolve_async(
+        self,
+        next_: AsyncExtensionResolver,
+        source: Any,
+        info: Info,
+        *,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        page = PageRequest(first=first, after=after, last=last, before=before)
+        return await next_(source, info, page=page, **kwargs)
+
+
+def connection_field(*, description: str | None = None) -> Callable[[F], F]:
+    """``@strawberry.field`` for a connection: the resolver's ``page: PageRequest`` becomes the page arguments."""
+    # Typed as Strawberry types a field given its resolver: the class body sees the function it wrote.
+    return cast(Callable[[F], F], strawberry.field(description=description, extensions=[PageArguments()]))

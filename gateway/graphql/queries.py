@@ -12,17 +12,9 @@ from sqlmodel import col
 
 from gateway.graphql.context import Info
 from gateway.graphql.errors import bad_input, not_found
-from gateway.graphql.pagination import Connection, PageRequest, paginate
-from gateway.graphql.types import (
-    Directory,
-    DirectoryGroup,
-    DirectoryUser,
-    Event,
-    Node,
-    Organization,
-    event_names,
-    table_of,
-)
+from gateway.graphql.event_scope import event_scope
+from gateway.graphql.pagination import Connection, PageRequest, connection_field, resolve_connection
+from gateway.graphql.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization, table_of
 from gateway.store import models
 from gateway.store.ids import has_prefix
 
@@ -36,6 +28,7 @@ async def visible_directory(info: Info, directory_id: str) -> models.Directory:
 
 
 async def _get(info: Info, model: type[Any], object_id: str) -> Any:
+    """The row with this id, or None if there is none or it is another tenant's."""
     row = await info.context.database.query(lambda session: session.get(model, object_id))
     if row is None:
         return None
@@ -48,6 +41,13 @@ async def _get(info: Info, model: type[Any], object_id: str) -> Any:
     return row if organization_id is not None and info.context.can_see(organization_id) else None
 
 
+async def _visible(info: Info, model: type[Any], object_id: str, what: str) -> Any:
+    row = await _get(info, model, object_id)
+    if row is None:
+        raise not_found(what, object_id)
+    return row
+
+
 def _utc(value: datetime, name: str) -> datetime:
     """A DateTime argument in UTC, as the store keeps time (no offset: taken as UTC)."""
     try:
@@ -58,22 +58,14 @@ def _utc(value: datetime, name: str) -> datetime:
 
 @strawberry.type
 class Query:
-    @strawberry.field
-    async def organizations(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Organization]:
+    @connection_field()
+    async def organizations(self, info: Info, page: PageRequest) -> Connection[Organization]:
         principal = info.context.principal
         statement = select(table_of(models.Organization))
         if not principal.is_admin:
             statement = statement.where(col(models.Organization.id) == principal.organization_id)
-        request = PageRequest(first=first, after=after, last=last, before=before)
         key = col(models.Organization.id)
-        return await paginate(info.context.database, statement, key, request, node=Organization.from_row)
+        return await resolve_connection(info, statement, key=key, page=page, node=Organization.from_row)
 
     @strawberry.field
     async def organization(self, info: Info, id: strawberry.ID) -> Organization:
@@ -91,18 +83,12 @@ class Query:
     @strawberry.field
     async def directory_user(self, info: Info, id: strawberry.ID) -> DirectoryUser:
         info.context.principal  # noqa: B018
-        row = await _get(info, models.DirectoryUser, str(id))
-        if row is None:
-            raise not_found("Directory user", str(id))
-        return DirectoryUser.from_row(row)
+        return DirectoryUser.from_row(await _visible(info, models.DirectoryUser, str(id), "Directory user"))
 
     @strawberry.field
     async def directory_group(self, info: Info, id: strawberry.ID) -> DirectoryGroup:
         info.context.principal  # noqa: B018
-        row = await _get(info, models.DirectoryGroup, str(id))
-        if row is None:
-            raise not_found("Directory group", str(id))
-        return DirectoryGroup.from_row(row)
+        return DirectoryGroup.from_row(await _visible(info, models.DirectoryGroup, str(id), "Directory group"))
 
     @strawberry.field(description="Any object by its prefixed id (org_…, directory_…, directory_user_…, …).")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -125,7 +111,7 @@ class Query:
             return Event.from_row(row) if row is not None and info.context.can_see(row.organization_id) else None
         raise bad_input(f"{object_id!r} is not an id this API knows")
 
-    @strawberry.field(description="The change log, in order; resume with `after` = the last edge's cursor.")
+    @connection_field(description="The change log, in order; resume with `after` = the last edge's cursor.")
     async def events(
         self,
         info: Info,
@@ -134,43 +120,16 @@ class Query:
         events: list[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        *,
+        page: PageRequest,
     ) -> Connection[Event]:
-        principal = info.context.principal
-        statement = select(table_of(models.Event))
-        if organization_id is not None:
-            if not info.context.can_see(str(organization_id)):
-                raise not_found("Organization", str(organization_id))
-            statement = statement.where(col(models.Event.organization_id) == str(organization_id))
-        if not principal.is_admin:
-            statement = statement.where(col(models.Event.organization_id) == principal.organization_id)
-        if directory_id is not None:
-            wanted = str(directory_id)
-            directory = await info.context.loaders.directory.load(wanted)
-            owner = directory.organization_id if directory is not None else None
-            if directory is None:
-                # A deleted directory keeps its events: they say whose it was. An id with neither answers NOT_FOUND
-                # like another tenant's directory does (an empty page would tell the two apart).
-                owner = await info.context.database.query(
-                    lambda session: session.scalar(
-                        select(col(models.Event.organization_id))
-                        .where(col(models.Event.directory_id) == wanted)
-                        .limit(1)
-                    )
-                )
-            if owner is None or not info.context.can_see(owner):
-                raise not_found("Directory", wanted)
-            statement = statement.where(col(models.Event.directory_id) == wanted)
-        names = event_names(events)
-        if names is not None:
-            statement = statement.where(col(models.Event.event).in_(names))
+        scope = await event_scope(
+            info, organization_id=organization_id, directory_id=directory_id, events=events, deleted_directories=True
+        )
+        statement = select(table_of(models.Event)).where(*scope.where())
         if since is not None:
             statement = statement.where(col(models.Event.created_at) >= _utc(since, "since"))
         if until is not None:
             statement = statement.where(col(models.Event.created_at) < _utc(until, "until"))
-        request = PageRequest(first=first, after=after, last=last, before=before)
         key = col(models.Event.cursor)
-        return await paginate(info.context.database, statement, key, request, node=Event.from_row, numeric=True)
+        return await resolve_connection(info, statement, key=key, page=page, node=Event.from_row, numeric=True)

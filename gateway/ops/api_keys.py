@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.ops.inputs import NotFound
+from gateway.ops.inputs import get_or_not_found
 from gateway.ops.organizations import get_organization
 from gateway.store.credentials import hash_secret, new_secret
 from gateway.store.ids import new_id
@@ -18,11 +18,14 @@ from gateway.store.models import ApiKey, utcnow
 
 @dataclass(frozen=True)
 class IssuedApiKey:
+    """A new API key's row with the key itself, which the operator sees this once."""
+
     api_key: ApiKey
     key: str  # shown once; only its hash is stored
 
 
 def create_api_key(session: Session, *, organization_id: str | None = None) -> IssuedApiKey:
+    """A new key for one organization's data, or an admin key for all of them (``organization_id=None``)."""
     if organization_id is not None:
         get_organization(session, organization_id=organization_id)
     key = new_secret("dsync_key_")
@@ -34,9 +37,7 @@ def create_api_key(session: Session, *, organization_id: str | None = None) -> I
 
 def revoke_api_key(session: Session, *, api_key_id: str) -> ApiKey:
     """Revoke a key: the next request made with it is refused."""
-    api_key = session.get(ApiKey, api_key_id)
-    if api_key is None:
-        raise NotFound(f"API key {api_key_id} not found")
+    api_key = get_or_not_found(session, ApiKey, api_key_id, "API key")
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         session.flush()

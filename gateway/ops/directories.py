@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, directory_payload
-from gateway.ops.inputs import InvalidInput, NotFound, clean_name
+from gateway.ops.inputs import InvalidInput, clean_name, get_or_not_found
 from gateway.store.credentials import hash_secret, new_secret
 from gateway.store.ids import new_id
 from gateway.store.models import DeprovisionPolicy, Directory, DirectoryType, Organization, utcnow
@@ -27,12 +27,15 @@ _TYPE_ALIASES: dict[str, DirectoryType] = {
 
 @dataclass(frozen=True)
 class IssuedDirectory:
+    """A directory with its SCIM endpoint and a new bearer token: what the operator pastes into the IdP, once."""
+
     directory: Directory
     endpoint: str
     bearer_token: str  # shown once; only its hash is stored
 
 
 def parse_directory_type(value: str) -> DirectoryType:
+    """The IdP an operator named, by short alias (``jumpcloud``, ``entra``…) or by WorkOS type string."""
     normalised = " ".join(value.lower().split())
     if normalised in _TYPE_ALIASES:
         return _TYPE_ALIASES[normalised]
@@ -44,17 +47,17 @@ def parse_directory_type(value: str) -> DirectoryType:
 
 
 def directory_endpoint(*, public_url: str, directory_id: str) -> str:
+    """The SCIM base URL the IdP is configured with, under the gateway's public URL."""
     return f"{public_url.rstrip('/')}/scim/v2/{directory_id}"
 
 
 def get_directory(session: Session, *, directory_id: str) -> Directory:
-    directory = session.get(Directory, directory_id)
-    if directory is None:
-        raise NotFound(f"directory {directory_id} not found")
-    return directory
+    """The directory an operator named, or ``NotFound``."""
+    return get_or_not_found(session, Directory, directory_id, "directory")
 
 
 def parse_deprovision_policy(value: str) -> DeprovisionPolicy:
+    """The deprovisioning policy an operator named (``keep_inactive`` or ``delete_inactive``; ``-`` works too)."""
     try:
         return DeprovisionPolicy(value.strip().lower().replace("-", "_"))
     except ValueError:
@@ -71,33 +74,38 @@ def create_directory(
     public_url: str,
     deprovision_policy: str = DeprovisionPolicy.KEEP_INACTIVE.value,
 ) -> IssuedDirectory:
-    if session.get(Organization, organization_id) is None:
-        raise NotFound(f"organization {organization_id} not found")
-    token = new_secret("dsync_scim_")
+    """A new, unlinked directory in an organization, with the endpoint and token to configure the IdP with."""
+    get_or_not_found(session, Organization, organization_id, "organization")
+    token, token_hash = _new_token()
     directory = Directory(
         id=new_id("directory"),
         organization_id=organization_id,
         name=clean_name(name, "directory"),
         type=parse_directory_type(type).value,
         deprovision_policy=parse_deprovision_policy(deprovision_policy).value,
-        token_hash=hash_secret(token),
+        token_hash=token_hash,
     )
     session.add(directory)
     session.flush()
-    return IssuedDirectory(
-        directory=directory,
-        endpoint=directory_endpoint(public_url=public_url, directory_id=directory.id),
-        bearer_token=token,
-    )
+    return _issued(directory, token, public_url=public_url)
 
 
 def rotate_directory_token(session: Session, *, directory_id: str, public_url: str) -> IssuedDirectory:
     """Issue a new bearer token; the old one stops working with the commit."""
     directory = get_directory(session, directory_id=directory_id)
-    token = new_secret("dsync_scim_")
-    directory.token_hash = hash_secret(token)
+    token, directory.token_hash = _new_token()
     directory.updated_at = utcnow()
     session.flush()
+    return _issued(directory, token, public_url=public_url)
+
+
+def _new_token() -> tuple[str, str]:
+    """A new SCIM bearer token and the hash the directory keeps of it."""
+    token = new_secret("dsync_scim_")
+    return token, hash_secret(token)
+
+
+def _issued(directory: Directory, token: str, *, public_url: str) -> IssuedDirectory:
     return IssuedDirectory(
         directory=directory,
         endpoint=directory_endpoint(public_url=public_url, directory_id=directory.id),
@@ -106,6 +114,7 @@ def rotate_directory_token(session: Session, *, directory_id: str, public_url: s
 
 
 def rename_directory(session: Session, *, directory_id: str, name: str) -> Directory:
+    """Change the name operators and the API show for a directory."""
     directory = get_directory(session, directory_id=directory_id)
     directory.name = clean_name(name, "directory")
     directory.updated_at = utcnow()
@@ -126,9 +135,7 @@ def delete_directory(session: Session, *, directory_id: str) -> None:
     """Delete a directory with its users, groups and memberships; only ``dsync.deleted`` is emitted for them all."""
     # Its row is locked before the event log, in the order SCIM writes take them (``scim.backend.auth.authenticate``):
     # the other order deadlocks with a write of this directory on PostgreSQL.
-    directory = session.get(Directory, directory_id, with_for_update=True)
-    if directory is None:
-        raise NotFound(f"directory {directory_id} not found")
+    directory = get_or_not_found(session, Directory, directory_id, "directory", lock=True)
     payload = directory_payload(directory)
     payload["state"] = "deleting"
     record_event(

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+_Model = TypeVar("_Model")
+
 
 class InvalidInput(Exception):
     """Invalid input to an operation; the message is safe to show to the caller."""
@@ -19,3 +25,12 @@ def clean_name(name: str, what: str) -> str:
     if len(cleaned) > 255:
         raise InvalidInput(f"{what} name must be at most 255 characters")
     return cleaned
+
+
+def get_or_not_found(session: Session, model: type[_Model], object_id: str, what: str, *, lock: bool = False) -> _Model:
+    """The ``model`` row an operator named by id, refused with ``NotFound`` (``"<what> <id> not found"``) when
+    missing; ``lock`` takes its row lock (``FOR UPDATE`` on PostgreSQL) for an operation that must come first."""
+    found = session.get(model, object_id, with_for_update=lock)
+    if found is None:
+        raise NotFound(f"{what} {object_id} not found")
+    return found

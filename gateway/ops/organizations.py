@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.ops.directories import delete_directory
-from gateway.ops.inputs import InvalidInput, NotFound, clean_name
+from gateway.ops.inputs import InvalidInput, clean_name, get_or_not_found
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, Organization, utcnow
 
@@ -24,6 +24,7 @@ def _clean_domains(domains: list[str]) -> list[str]:
 
 
 def create_organization(session: Session, *, name: str, domains: list[str] | None = None) -> Organization:
+    """A new tenant, to create directories and organization API keys in."""
     organization = Organization(
         id=new_id("org"), name=clean_name(name, "organization"), domains=_clean_domains(domains or [])
     )
@@ -33,15 +34,14 @@ def create_organization(session: Session, *, name: str, domains: list[str] | Non
 
 
 def get_organization(session: Session, *, organization_id: str) -> Organization:
-    organization = session.get(Organization, organization_id)
-    if organization is None:
-        raise NotFound(f"organization {organization_id} not found")
-    return organization
+    """The organization an operator named, or ``NotFound``."""
+    return get_or_not_found(session, Organization, organization_id, "organization")
 
 
 def update_organization(
     session: Session, *, organization_id: str, name: str | None = None, domains: list[str] | None = None
 ) -> Organization:
+    """Rename an organization and/or replace its domains (``None`` leaves a field as it is)."""
     organization = get_organization(session, organization_id=organization_id)
     if name is not None:
         organization.name = clean_name(name, "organization")

@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from gateway.simulate.client import SimulationError, run_session
@@ -39,30 +40,34 @@ def _token(value: str) -> str:
     return token
 
 
-def _count(minimum: int, maximum: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
+N = TypeVar("N", int, float)
+
+
+def _bounded(convert: Callable[[str], N], minimum: N, maximum: N, *, what: str, range_text: str) -> Callable[[str], N]:
+    """An argparse type: ``convert`` the text, then refuse it outside ``minimum``..``maximum`` (inclusive)."""
+
+    def parse(value: str) -> N:
         try:
-            number = int(value)
+            number = convert(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
         if not minimum <= number <= maximum:
-            raise argparse.ArgumentTypeError(f"expected a number from {minimum} to {maximum}, got {number}")
+            raise argparse.ArgumentTypeError(range_text.format(minimum=minimum, maximum=maximum, value=value))
         return number
 
     return parse
+
+
+_COUNT_RANGE = "expected a number from {minimum} to {maximum}, got {value}"
+_SECONDS_RANGE = "expected {minimum:g} to {maximum:g} seconds, got {value}"
+
+
+def _count(minimum: int, maximum: int) -> Callable[[str], int]:
+    return _bounded(int, minimum, maximum, what="a whole number", range_text=_COUNT_RANGE)
 
 
 def _seconds(minimum: float, maximum: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-        if not minimum <= number <= maximum:
-            raise argparse.ArgumentTypeError(f"expected {minimum:g} to {maximum:g} seconds, got {value}")
-        return number
-
-    return parse
+    return _bounded(float, minimum, maximum, what="a number of seconds", range_text=_SECONDS_RANGE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

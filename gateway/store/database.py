@@ -1,9 +1,9 @@
 """The one place that opens the store: engines, sessions, and how jobs reach them.
 
-Data operations are plain functions over a sync ``Session`` (``scim.users``, ``gateway.admin`` …). ``transaction``
-and ``query`` run them: on SQLite on threads with the sync driver (writes grouped, see ``gateway.writes``), on
-PostgreSQL through ``AsyncSession.run_sync`` over asyncpg. ``read`` gives an ``AsyncSession`` for the few callers
-that want one (health checks, tests).
+Data operations are plain functions over a sync ``Session`` (``scim.backend.users``, ``gateway.ops.directories``
+…). ``transaction`` and ``query`` run them: on SQLite on threads with the sync driver (writes grouped, see
+``gateway.store.grouped_writer``), on PostgreSQL through ``AsyncSession.run_sync`` over asyncpg. ``read`` gives an
+``AsyncSession`` for the few callers that want one (health checks, tests).
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on. Write transactions start
 with ``BEGIN IMMEDIATE``, so a transaction never fails half-way when it upgrades from reading to writing, and other
@@ -41,6 +41,9 @@ _JSON_CODEC: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": lo
 
 
 class Database:
+    """The store of one process (``dsync serve`` or a CLI command), built from its ``Settings``: every data operation
+    reaches the database through it."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.is_sqlite = settings.is_sqlite
@@ -66,6 +69,7 @@ class Database:
 
     @property
     def dialect(self) -> str:
+        """The SQLAlchemy dialect's name (``sqlite``, ``postgresql``), for the few queries that differ by store."""
         return self.engine.dialect.name
 
     async def transaction(self, job: Callable[[Session], T]) -> T:
@@ -90,6 +94,7 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
+        """An ``AsyncSession`` for callers that want one (the health check, tests); data operations use ``query``."""
         async with self._sessions() as session:
             yield session
 
@@ -112,6 +117,7 @@ class Database:
             self._checkpoint = loop.run_in_executor(self._readers, _checkpoint_wal, self.sync_engine, "PASSIVE")
 
     async def dispose(self) -> None:
+        """Close the store at shutdown: finish queued writes, checkpoint the SQLite WAL, release every connection."""
         if self._queue is not None:
             await self._queue.close()
         if self._readers is not None:

@@ -25,7 +25,7 @@ from sqlalchemy import Insert
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
-Job = Callable[[Session], Any]
+Job = Callable[[Session], Any]  # a write operation: a plain function over the batch's sync session
 
 _DEFERRED = "dsync.deferred_inserts"
 
@@ -71,6 +71,9 @@ def run_batch(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
 
 
 class WriteQueue:
+    """The embedded store's single writer: queues write jobs from the event loop and commits them in batches on one
+    thread (see the module's docstring)."""
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -87,6 +90,7 @@ class WriteQueue:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
 
     async def run(self, job: Callable[[Session], T]) -> T:
+        """Queue ``job`` and return its result once its batch has committed (or raise its own error)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
         self._wakeup.set()
@@ -96,6 +100,7 @@ class WriteQueue:
         return await asyncio.shield(future)
 
     async def close(self) -> None:
+        """Stop at shutdown: the batch under way finishes, jobs still queued fail, the writer thread ends."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

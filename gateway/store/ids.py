@@ -6,10 +6,11 @@ from typing import Literal
 
 from ulid import ULID
 
-Prefix = Literal["org", "directory", "directory_user", "directory_group", "event", "api_key"]
+Prefix = Literal["org", "directory", "directory_user", "directory_group", "event", "api_key"]  # one per object kind
 
 
 def new_id(prefix: Prefix) -> str:
+    """A new public id for an object of that kind; ids sort by creation time (ULID)."""
     return f"{prefix}_{ULID()}"
 
 

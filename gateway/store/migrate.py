@@ -13,6 +13,7 @@ _SCRIPT_LOCATION = Path(migrations.__file__).parent
 
 
 def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for ``database_url`` without an alembic.ini: the scripts in ``migrations/``."""
     config = Config()
     config.set_main_option("script_location", str(_SCRIPT_LOCATION))
     # ConfigParser interpolation would choke on '%' in passwords.
@@ -21,4 +22,5 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the schema of ``database_url`` up to ``revision`` (the latest by default)."""
     command.upgrade(alembic_config(database_url), revision)

@@ -29,11 +29,17 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> datetime:
+    """The store's clock: every timestamp it writes is timezone-aware UTC."""
     return datetime.now(UTC)
 
 
 def _timestamp(*, index: bool = False) -> Any:
     return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, index=index))
+
+
+def _version() -> Any:
+    # Bumped on every change of the row: the SCIM resource's ETag (``meta.version``).
+    return Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
 
 
 def _json(default: Any) -> Any:
@@ -48,6 +54,8 @@ def _fk(target: str, *, nullable: bool = False, index: bool = True) -> Any:
 
 
 class DirectoryType(StrEnum):
+    """The identity provider a directory is linked to (WorkOS's type strings): it selects that IdP's SCIM quirks."""
+
     JUMPCLOUD = "jumpcloud scim v2.0"
     OKTA = "okta scim v2.0"
     AZURE = "azure scim v2.0"
@@ -56,21 +64,29 @@ class DirectoryType(StrEnum):
 
 
 class DirectoryState(StrEnum):
+    """Whether the IdP has reached the directory yet: its first authenticated SCIM request links it."""
+
     UNLINKED = "unlinked"
     LINKED = "linked"
 
 
 class DeprovisionPolicy(StrEnum):
+    """What a directory does with a user the IdP deactivates: keep it as inactive, or delete it."""
+
     KEEP_INACTIVE = "keep_inactive"
     DELETE_INACTIVE = "delete_inactive"
 
 
 class UserState(StrEnum):
+    """A directory user's state as the API shows it (SCIM ``active``)."""
+
     ACTIVE = "active"
     INACTIVE = "inactive"
 
 
 class Organization(SQLModel, table=True):
+    """A tenant: it owns directories and organization-scoped API keys."""
+
     __tablename__ = "organizations"
 
     id: str = Field(primary_key=True)
@@ -81,6 +97,8 @@ class Organization(SQLModel, table=True):
 
 
 class Directory(SQLModel, table=True):
+    """One SCIM endpoint that an identity provider provisions users and groups into."""
+
     __tablename__ = "directories"
 
     id: str = Field(primary_key=True)
@@ -96,6 +114,8 @@ class Directory(SQLModel, table=True):
 
 
 class DirectoryUser(SQLModel, table=True):
+    """A user as the IdP provisioned it, with the columns the API filters and shows taken out of the SCIM resource."""
+
     __tablename__ = "directory_users"
     __table_args__ = (
         # userName is caseExact=false (RFC 7643 §4.1.1): uniqueness ignores case.
@@ -119,12 +139,14 @@ class DirectoryUser(SQLModel, table=True):
     custom_attributes: dict[str, Any] = _json(dict)
     # The SCIM resource as the IdP last described it (without id, meta, password and the computed groups).
     raw_attributes: dict[str, Any] = _json(dict)
-    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
+    version: int = _version()
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
 
 class DirectoryGroup(SQLModel, table=True):
+    """A group as the IdP provisioned it; its members are ``GroupMembership`` rows."""
+
     __tablename__ = "directory_groups"
     __table_args__ = (
         Index("uq_directory_groups_external_id", "directory_id", "external_id", unique=True),
@@ -138,7 +160,7 @@ class DirectoryGroup(SQLModel, table=True):
     external_id: str | None = None
     name: str
     raw_attributes: dict[str, Any] = _json(dict)
-    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
+    version: int = _version()
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -188,6 +210,8 @@ _ACTIVE_FIRST_RUN = text("first_run AND revoked_at IS NULL")
 
 
 class ApiKey(SQLModel, table=True):
+    """A key for the GraphQL API and the dashboard; only its hash is stored."""
+
     __tablename__ = "api_keys"
     __table_args__ = (
         # At most one active first-run key: of two servers starting together on an empty database, one creates it.

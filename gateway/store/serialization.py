@@ -6,19 +6,22 @@ from typing import Any
 
 import orjson
 
-JSONDecodeError = orjson.JSONDecodeError
+JSONDecodeError = orjson.JSONDecodeError  # what ``loads`` raises on invalid JSON
 
 
 def dumps_bytes(value: Any) -> bytes:
+    """JSON for the wire (response bodies)."""
     return orjson.dumps(value)
 
 
 def dumps(value: Any) -> str:
+    """JSON text for the store's JSON columns (the engines' ``json_serializer``)."""
     # JSON columns want text (SQLite would store bytes as a BLOB).
     return orjson.dumps(value).decode()
 
 
 def loads(data: bytes | str) -> Any:
+    """Decode JSON from a request body or a JSON column (the engines' ``json_deserializer``)."""
     return orjson.loads(data)
 
 

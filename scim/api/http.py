@@ -1,4 +1,5 @@
-"""HTTP plumbing for SCIM: body limits and media types, query parameters, responses (RFC 7644 §3.1, §3.4.2)."""
+"""HTTP plumbing for SCIM: body limits and media types, query parameters, responses and errors as responses
+(RFC 7644 §3.1, §3.4.2, §3.12), and the endpoint base that answers every failure in SCIM's shape."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.settings import Settings
-from gateway.store.serialization import JSONDecodeError, contains_nul, loads
-from scim.protocol.errors import ScimError, ScimJSONResponse
+from gateway.store.serialization import JSONDecodeError, contains_nul, dumps_bytes, loads
+from scim.protocol.errors import SCIM_MEDIA_TYPE, ScimError
 
 logger = logging.getLogger("dsync.scim")
 
@@ -108,6 +111,13 @@ def list_params(source: Mapping[str, Any], settings: Settings) -> ListParams:
     )
 
 
+class ScimJSONResponse(JSONResponse):
+    media_type = SCIM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return dumps_bytes(content)
+
+
 def scim_response(
     body: dict[str, Any] | None, *, status: int = 200, location: str | None = None, etag: str | None = None
 ) -> Response:
@@ -121,29 +131,50 @@ def scim_response(
     return ScimJSONResponse(body, status_code=status, headers=headers)
 
 
+def error_response(error: ScimError) -> JSONResponse:
+    return ScimJSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def scim_endpoint(handler: Handler) -> Handler:
+async def answer(request: Request, handler: Handler) -> Response:
     """Every failure becomes a SCIM error response; an unexpected one is logged and answered 500 in SCIM's shape."""
+    try:
+        if any("\x00" in value for value in request.path_params.values()):
+            # No id holds a NUL character (and PostgreSQL could not even be asked about one).
+            raise ScimError(404, f"No SCIM endpoint at {request.url.path}")
+        return await handler(request)
+    except ScimError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.url.path)
+        return error_response(ScimError(500, "Internal server error"))
+
+
+def scim_endpoint(handler: Handler) -> Handler:
+    """A function endpoint answered like a ``ScimEndpoint``'s methods (see ``answer``)."""
 
     @wraps(handler)
     async def endpoint(request: Request) -> Response:
-        try:
-            if any("\x00" in value for value in request.path_params.values()):
-                # No id holds a NUL character (and PostgreSQL could not even be asked about one).
-                raise ScimError(404, f"No SCIM endpoint at {request.url.path}")
-            return await handler(request)
-        except ScimError as exc:
-            return exc.to_response()
-        except Exception:
-            logger.exception("unhandled error in %s %s", request.method, request.url.path)
-            return ScimError(500, "Internal server error").to_response()
+        return await answer(request, handler)
 
     return endpoint
 
 
-def check_if_match(wanted: str | None, current_etag: str) -> None:
-    """RFC 7644 §3.14: a stale ``If-Match`` answers 412 and changes nothing."""
-    if wanted and wanted.strip() != "*" and current_etag not in [v.strip() for v in wanted.split(",")]:
-        raise ScimError(412, "The resource changed since the given ETag")
+class ScimEndpoint(HTTPEndpoint):
+    """One class per SCIM path, one method per HTTP verb, each answered through ``answer``.
+
+    Its route lists the verbs it serves (a HEAD is a GET), so Starlette never dispatches another one here: the
+    catch-all route answers those (405 with ``Allow``)."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Not HTTPEndpoint's: it also works out the allowed methods, which the route already knows.
+        self.scope, self.receive, self.send = scope, receive, send
+
+    async def dispatch(self) -> None:
+        request = Request(self.scope, receive=self.receive, send=self.send)
+        method = request.method
+        handler: Handler = getattr(self, "get" if method == "HEAD" else method.lower())
+        response = await answer(request, handler)
+        await response(self.scope, self.receive, self.send)

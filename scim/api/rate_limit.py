@@ -5,9 +5,9 @@ empty answers 429 with ``Retry-After``. Buckets live in memory, so with N gatewa
 a directory may send up to N times the limit: the limit guards one process's capacity (above all SQLite's single
 writer) against one tenant's runaway client, not an exact quota.
 
-Only authenticated requests are counted (see ``scim.routes``): the directory id is in the URL, not a secret, so
-counting before authentication would let anyone who knows it use up the budget and stall that directory's real
-provisioning; and buckets can only be created for real directories, whatever ids a flood makes up.
+Only authenticated requests are counted (see ``scim.api.calls.Call.admit``): the directory id is in the URL, not a
+secret, so counting before authentication would let anyone who knows it use up the budget and stall that directory's
+real provisioning; and buckets can only be created for real directories, whatever ids a flood makes up.
 """
 
 from __future__ import annotations

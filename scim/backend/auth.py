@@ -1,6 +1,9 @@
-"""Bearer authentication bound to the directory in the URL, and activation on first contact."""
+"""A request's way into its directory: bearer authentication bound to the directory in the URL, the directory's
+rate limit charged once it is authenticated, and activation on first contact."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -17,6 +20,10 @@ _GET_DIRECTORY = select(Directory.__table__).where(Directory.__table__.c.id == b
 _LOCK_DIRECTORY = _GET_DIRECTORY.where(
     _GET_DIRECTORY.selected_columns.token_hash == bindparam("token_hash")
 ).with_for_update(key_share=True)
+
+# Charges one request against the authenticated directory's rate limit: None if admitted, else the refusal (429).
+# Made per request by the api layer: it charges once however often the request's job runs.
+Admit = Callable[[Directory], ScimError | None]
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -54,6 +61,22 @@ def authenticate(session: Session, *, directory_id: str, authorization: str | No
     if directory is None or not secret_matches(token, directory.token_hash):
         raise ScimError(401, "Invalid bearer token for this directory")
     return directory
+
+
+def enter(
+    session: Session, *, directory_id: str, authorization: str | None, admit: Admit, write: bool = False
+) -> Directory | ScimError:
+    """The start of every request's database job: the authenticated directory, or the refusal to answer.
+
+    The refusal is returned, not raised: a write job answers it without raising, since raising rolls back its whole
+    grouped batch and reruns its jobs one by one. A write links an unlinked directory here, in its own transaction,
+    so ``dsync.activated`` comes before the events of the directory's first requests; if the job then fails, the
+    activation rolls back with it and the api layer runs ``activate`` alone."""
+    directory = authenticate(session, directory_id=directory_id, authorization=authorization, lock=write)
+    if write and directory.state == DirectoryState.UNLINKED:
+        activate(session, directory=directory)
+    refusal = admit(directory)
+    return directory if refusal is None else refusal
 
 
 def activate(session: Session, *, directory: Directory) -> None:

@@ -6,7 +6,6 @@ one ``DELETE … RETURNING``, so only real changes produce events and the member
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,12 +17,17 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from gateway.events.log import record_event, record_events
-from gateway.events.payloads import EventName, group_payload, membership_payload, previous_attributes, user_payload
+from gateway.events.payloads import EventName, group_payload, membership_payload, user_payload
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.backend.columns import group_columns
-from scim.backend.users import uniqueness_error
-from scim.protocol.errors import ScimError
+from scim.backend.resources import (
+    ResourceKind,
+    new_row,
+    related_members,
+    save_resource,
+    uniqueness_error,
+)
 from scim.protocol.filters import matches
 from scim.protocol.patch import MemberChange
 from scim.protocol.render import Member
@@ -34,9 +38,6 @@ _groups: Table = DirectoryGroup.__table__  # type: ignore[attr-defined]
 _users: Table = DirectoryUser.__table__  # type: ignore[attr-defined]
 _memberships: Table = GroupMembership.__table__  # type: ignore[attr-defined]
 _INSERT_GROUP = _groups.insert()
-_GET_GROUP = select(DirectoryGroup).where(
-    col(DirectoryGroup.id) == bindparam("group_id"), col(DirectoryGroup.directory_id) == bindparam("directory_id")
-)
 # Re-adding a member is a no-op; RETURNING names only the edges really added, so only they get events.
 _INSERT_MEMBERSHIPS = {
     name: dialect.insert(_memberships).on_conflict_do_nothing().returning(_memberships.c.user_id)
@@ -71,16 +72,10 @@ def _unique(values: Iterable[str]) -> list[str]:
 def create_group(
     session: Session, *, directory: Directory, raw: dict[str, Any], members: Sequence[Member]
 ) -> DirectoryGroup:
-    now = utcnow()
-    row = {
-        "id": new_id("directory_group"),
-        "directory_id": directory.id,
-        "created_at": now,
-        "updated_at": now,
-        "version": 1,
-        **group_columns(raw, directory_type=directory.type),
-    }
+    columns = group_columns(raw, directory_type=directory.type)
+    row = new_row(directory=directory, resource_id=new_id("directory_group"), columns=columns)
     try:
+        # Now, not deferred like a user's: the memberships added next refer to it.
         session.execute(_INSERT_GROUP, row)
     except IntegrityError as exc:
         raise uniqueness_error(exc, "Group") from None
@@ -96,37 +91,10 @@ def create_group(
     return group
 
 
-def get_group(session: Session, *, directory_id: str, group_id: str) -> DirectoryGroup:
-    group = session.scalar(_GET_GROUP, {"group_id": group_id, "directory_id": directory_id})
-    if group is None:
-        raise ScimError(404, f"Group {group_id} not found")
-    return group
-
-
 def save_group(session: Session, *, directory: Directory, group: DirectoryGroup, raw: dict[str, Any]) -> bool:
     """Store ``raw`` (without members); ``dsync.group.updated`` only when something really changed."""
     columns = group_columns(raw, directory_type=directory.type)
-    if all(getattr(group, key) == value for key, value in columns.items()):
-        return False
-    before = group_payload(group, organization_id=directory.organization_id)
-    for key, value in columns.items():
-        setattr(group, key, value)
-    group.version += 1
-    group.updated_at = utcnow()
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise uniqueness_error(exc, "Group") from None
-    after = group_payload(group, organization_id=directory.organization_id)
-    after["previous_attributes"] = previous_attributes(before, after)
-    record_event(
-        session,
-        event=EventName.GROUP_UPDATED,
-        organization_id=directory.organization_id,
-        directory_id=directory.id,
-        data=after,
-    )
-    return True
+    return save_resource(session, GROUPS, directory=directory, row=group, columns=columns)
 
 
 def _users_in_directory(session: Session, *, directory_id: str, ids: list[str]) -> list[dict[str, Any]]:
@@ -245,7 +213,7 @@ def apply_member_changes(
         else:
             # A filter other than `value eq …` (e.g. on display): the only case that reads the member list.
             assert change.where is not None
-            members = (members_of_groups(session, group_ids=[group.id])).get(group.id, [])
+            members = related_members(session, GROUPS, [group.id]).get(group.id, [])
             chosen = [
                 m.id
                 for m in members
@@ -259,56 +227,17 @@ def apply_member_changes(
             remove_members(session, directory=directory, group=group, user_ids=chosen)
 
 
-def delete_group(session: Session, *, directory: Directory, group: DirectoryGroup) -> None:
-    """Delete the group; its memberships go with it (``dsync.group.deleted`` says so)."""
-    payload = group_payload(group, organization_id=directory.organization_id)
-    member_ids = select(col(GroupMembership.user_id)).where(col(GroupMembership.group_id) == group.id)
-    session.execute(
-        update(DirectoryUser)
-        .where(col(DirectoryUser.id).in_(member_ids))
-        .values(version=DirectoryUser.version + 1, updated_at=utcnow())
-    )
-    session.execute(delete(DirectoryGroup).where(col(DirectoryGroup.id) == group.id))
-    record_event(
-        session,
-        event=EventName.GROUP_DELETED,
-        organization_id=directory.organization_id,
-        directory_id=directory.id,
-        data=payload,
-    )
-
-
-def list_groups(
-    session: Session, *, directory_id: str, where: Any | None, start_index: int, count: int
-) -> tuple[int, list[DirectoryGroup]]:
-    conditions = [col(DirectoryGroup.directory_id) == directory_id]
-    if where is not None:
-        conditions.append(where)
-    total = session.scalar(select(func.count()).select_from(DirectoryGroup).where(*conditions)) or 0
-    if count == 0:
-        return total, []
-    rows = session.scalars(
-        select(DirectoryGroup).where(*conditions).order_by(col(DirectoryGroup.id)).offset(start_index - 1).limit(count)
-    )
-    return total, list(rows)
-
-
-def members_of_groups(session: Session, *, group_ids: Sequence[str]) -> dict[str, list[Member]]:
-    """``members`` for a page of groups, in one query."""
-    result: dict[str, list[Member]] = defaultdict(list)
-    if not group_ids:
-        return result
-    rows = session.execute(
-        select(
-            col(GroupMembership.group_id),
-            col(DirectoryUser.id),
-            # The display the client gave when adding the member, else the user's own name.
-            func.coalesce(col(GroupMembership.display), col(DirectoryUser.display_name), col(DirectoryUser.user_name)),
-        )
-        .join(DirectoryUser, col(DirectoryUser.id) == col(GroupMembership.user_id))
-        .where(col(GroupMembership.group_id).in_(group_ids))
-        .order_by(col(DirectoryUser.id))
-    )
-    for group_id, user_id, display in rows:
-        result[group_id].append(Member(id=user_id, display=display))
-    return result
+GROUPS: ResourceKind[DirectoryGroup] = ResourceKind(
+    name="Group",
+    model=DirectoryGroup,
+    payload=group_payload,
+    updated=EventName.GROUP_UPDATED,
+    deleted=EventName.GROUP_DELETED,
+    own_key=col(GroupMembership.group_id),
+    related_key=col(GroupMembership.user_id),
+    related_model=DirectoryUser,
+    # The display the client gave when adding the member, else the user's own name.
+    related_display=func.coalesce(
+        col(GroupMembership.display), col(DirectoryUser.display_name), col(DirectoryUser.user_name)
+    ),
+)

@@ -2,7 +2,7 @@
 
 Attribute operations edit a copy of ``raw_attributes``; the result goes through the normaliser again, so a PATCH can
 never store what a PUT could not. Operations on a group's ``members`` are not applied here: they come back as
-``MemberChange`` values that ``scim.groups`` applies one edge at a time.
+``MemberChange`` values that ``scim.backend.groups`` applies one edge at a time.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""SCIM resources as the API shows them (RFC 7643): rendering from the tables, ETags, and attribute projection
-(RFC 7644 §3.4.2.5)."""
+"""SCIM resources as the API shows them (RFC 7643): rendering from the tables, ETags and ``If-Match`` (RFC 7644
+§3.14), and attribute projection (RFC 7644 §3.4.2.5)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 from gateway.events.payloads import iso
 from gateway.store.models import DirectoryGroup, DirectoryUser
 from scim.protocol import urns
+from scim.protocol.errors import ScimError
+from scim.protocol.schemas import Resource
 
 
 @dataclass(frozen=True)
@@ -21,42 +23,63 @@ class Member:
     display: str | None
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What tells a rendered User from a rendered Group: the rest of the rendering is the same."""
+
+    endpoint: str
+    schema: str
+    related: str  # the computed, multi-valued attribute listing the other side of its memberships
+    related_endpoint: str
+    related_type: str
+
+
+_SHAPES: dict[Resource, _Shape] = {
+    "User": _Shape("Users", urns.USER, related="groups", related_endpoint="Groups", related_type="direct"),
+    "Group": _Shape("Groups", urns.GROUP, related="members", related_endpoint="Users", related_type="User"),
+}
+
+
 def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
-def _meta(resource_type: str, location: str, created: Any, modified: Any, version: int) -> dict[str, Any]:
-    return {
-        "resourceType": resource_type,
-        "created": iso(created),
-        "lastModified": iso(modified),
-        "location": location,
-        "version": etag(version),
-    }
+def check_if_match(wanted: str | None, current_etag: str) -> None:
+    """RFC 7644 §3.14: a stale ``If-Match`` answers 412 and changes nothing."""
+    if wanted and wanted.strip() != "*" and current_etag not in [v.strip() for v in wanted.split(",")]:
+        raise ScimError(412, "The resource changed since the given ETag")
 
 
-def render_user(user: DirectoryUser, *, base_url: str, groups: Iterable[Member] | None) -> dict[str, Any]:
+def location(resource: Resource, base_url: str, resource_id: str) -> str:
+    return f"{base_url}/{_SHAPES[resource].endpoint}/{resource_id}"
+
+
+def related_attribute(resource: Resource) -> str:
+    """``groups`` of a User, ``members`` of a Group: computed from the memberships, not stored with the resource."""
+    return _SHAPES[resource].related
+
+
+def render_resource(
+    row: DirectoryUser | DirectoryGroup, *, resource: Resource, base_url: str, related: Iterable[Member] | None
+) -> dict[str, Any]:
+    """The resource as SCIM shows it; ``related`` (its groups or members) is left out when None."""
+    shape = _SHAPES[resource]
     # A shallow copy: the body is only serialised, and project() copies before it edits anything.
-    raw = dict(user.raw_attributes)
-    schemas = raw.pop("schemas", None) or [urns.USER]
-    body: dict[str, Any] = {"schemas": schemas, "id": user.id, **raw}
-    if groups is not None:
-        body["groups"] = [
-            {"value": g.id, "display": g.display, "$ref": f"{base_url}/Groups/{g.id}", "type": "direct"} for g in groups
+    raw = dict(row.raw_attributes)
+    schemas = raw.pop("schemas", None) or [shape.schema]
+    body: dict[str, Any] = {"schemas": schemas, "id": row.id, **raw}
+    if related is not None:
+        prefix = f"{base_url}/{shape.related_endpoint}/"
+        body[shape.related] = [
+            {"value": m.id, "display": m.display, "$ref": prefix + m.id, "type": shape.related_type} for m in related
         ]
-    body["meta"] = _meta("User", f"{base_url}/Users/{user.id}", user.created_at, user.updated_at, user.version)
-    return body
-
-
-def render_group(group: DirectoryGroup, *, base_url: str, members: Iterable[Member] | None) -> dict[str, Any]:
-    raw = dict(group.raw_attributes)
-    schemas = raw.pop("schemas", None) or [urns.GROUP]
-    body: dict[str, Any] = {"schemas": schemas, "id": group.id, **raw}
-    if members is not None:
-        body["members"] = [
-            {"value": m.id, "display": m.display, "$ref": f"{base_url}/Users/{m.id}", "type": "User"} for m in members
-        ]
-    body["meta"] = _meta("Group", f"{base_url}/Groups/{group.id}", group.created_at, group.updated_at, group.version)
+    body["meta"] = {
+        "resourceType": resource,
+        "created": iso(row.created_at),
+        "lastModified": iso(row.updated_at),
+        "location": f"{base_url}/{shape.endpoint}/{row.id}",
+        "version": etag(row.version),
+    }
     return body
 
 

@@ -1,4 +1,4 @@
-"""Live events are executed once per distinct query and shared (gateway/schema/execution.py): subscribers with
+"""Live events are executed once per distinct query and shared (gateway/graphql/execution.py): subscribers with
 different selections or variables must still get exactly what they asked for, and a long subscription must not
 accumulate per-event execution state (a graphql-core 3.3 cache grew by ~1.5 KB per event)."""
 

@@ -63,6 +63,29 @@ export function breadcrumbs(...items) {
   );
 }
 
+/** A scrollable table: `columns` are `{ label, class }` (a column without a visible label is read by screen
+ * readers only), `rows` the already built `<tr>` elements. */
+export function dataTable({ id, caption, columns, rows }) {
+  const header = columns.map((column) =>
+    h(
+      "th",
+      column.class ? { scope: "col", class: column.class } : { scope: "col" },
+      column.hidden ? h("span", { class: "visually-hidden" }, column.label) : column.label,
+    ),
+  );
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { id },
+      h("caption", { class: "visually-hidden" }, caption),
+      h("thead", null, h("tr", null, ...header)),
+      h("tbody", null, rows),
+    ),
+  );
+}
+
 export function badge(state) {
   const value = String(state).toLowerCase();
   return h("span", { class: `badge badge-${value}`, dataset: { state: value } }, value);

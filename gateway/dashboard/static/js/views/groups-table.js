@@ -1,7 +1,7 @@
 // A directory's groups with their member counts, newest first; one group at a time shows its members.
 
 import { graphql } from "../api.js";
-import { badge, emptyState, h, rerender } from "../dom.js";
+import { badge, dataTable, emptyState, h, rerender } from "../dom.js";
 import { personName, plural } from "../labels.js";
 import { NewestFirst, newestFirst, pager } from "../paging.js";
 
@@ -144,27 +144,12 @@ export function groupsTable({ directoryId, onError }) {
     }
     rerender(
       results,
-      h(
-        "div",
-        { class: "table-wrap" },
-        h(
-          "table",
-          { id: "groups" },
-          h("caption", { class: "visually-hidden" }, plural(connection.totalCount, "group")),
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", { scope: "col" }, "Name"),
-              h("th", { scope: "col", class: "number" }, "Members"),
-              h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
-            ),
-          ),
-          h("tbody", null, groups.map(groupRows)),
-        ),
-      ),
+      dataTable({
+        id: "groups",
+        caption: plural(connection.totalCount, "group"),
+        columns: [{ label: "Name" }, { label: "Members", class: "number" }, { label: "Actions", hidden: true }],
+        rows: groups.map(groupRows),
+      }),
       pager({ name: "groups", paging, connection, shown: groups.length, onChange: () => refresh().catch(onError) }),
     );
   }

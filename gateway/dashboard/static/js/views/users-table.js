@@ -1,7 +1,7 @@
 // A directory's users: search, state filter, newest first, paged; `refresh()` re-reads the current page.
 
 import { graphql } from "../api.js";
-import { badge, emptyState, h, rerender } from "../dom.js";
+import { badge, dataTable, emptyState, h, rerender } from "../dom.js";
 import { personName, plural } from "../labels.js";
 import { NewestFirst, newestFirst, pager } from "../paging.js";
 
@@ -115,28 +115,17 @@ export function usersTable({ directoryId, onError }) {
     }
     rerender(
       results,
-      h(
-        "div",
-        { class: "table-wrap" },
-        h(
-          "table",
-          { id: "users" },
-          h("caption", { class: "visually-hidden" }, plural(connection.totalCount, "user")),
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", { scope: "col" }, "Name"),
-              h("th", { scope: "col", class: "hide-narrow" }, "Email"),
-              h("th", { scope: "col" }, "State"),
-              h("th", { scope: "col", class: "hide-narrow" }, "Groups"),
-            ),
-          ),
-          h("tbody", null, users.map(userRow)),
-        ),
-      ),
+      dataTable({
+        id: "users",
+        caption: plural(connection.totalCount, "user"),
+        columns: [
+          { label: "Name" },
+          { label: "Email", class: "hide-narrow" },
+          { label: "State" },
+          { label: "Groups", class: "hide-narrow" },
+        ],
+        rows: users.map(userRow),
+      }),
       pager({ name: "users", paging, connection, shown: users.length, onChange: () => refresh().catch(onError) }),
     );
   }

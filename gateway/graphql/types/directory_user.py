@@ -1,0 +1,64 @@
+"""``DirectoryUser``: a user as its directory's identity provider provisioned it, with its directory and groups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from gateway.graphql.context import Info
+from gateway.graphql.types import directory as directory_types
+from gateway.graphql.types import directory_group as group_types
+from gateway.graphql.types.enums import UserState
+from gateway.graphql.types.refs import DirectoryGroupRef, DirectoryRef
+from gateway.graphql.types.rows import utc
+from gateway.store import models
+
+
+@strawberry.type
+class DirectoryUser:
+    id: strawberry.ID
+    directory_id: strawberry.ID
+    idp_id: str | None
+    user_name: str
+    email: str | None
+    emails: JSON
+    first_name: str | None
+    last_name: str | None
+    display_name: str | None
+    job_title: str | None
+    state: UserState
+    custom_attributes: JSON
+    raw_attributes: JSON
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: models.DirectoryUser) -> DirectoryUser:
+        return cls(
+            id=strawberry.ID(row.id),
+            directory_id=strawberry.ID(row.directory_id),
+            idp_id=row.idp_id,
+            user_name=row.user_name,
+            email=row.email,
+            emails=JSON(row.emails),
+            first_name=row.first_name,
+            last_name=row.last_name,
+            display_name=row.display_name,
+            job_title=row.job_title,
+            state=UserState(row.state),
+            custom_attributes=JSON(row.custom_attributes),
+            raw_attributes=JSON(row.raw_attributes),
+            created_at=utc(row.created_at),
+            updated_at=utc(row.updated_at),
+        )
+
+    @strawberry.field
+    async def directory(self, info: Info) -> DirectoryRef:
+        return await directory_types.load_directory(info, str(self.directory_id))
+
+    @strawberry.field
+    async def groups(self, info: Info) -> list[DirectoryGroupRef]:
+        rows = await info.context.loaders.groups_of_user.load(str(self.id))
+        return [group_types.DirectoryGroup.from_row(row) for row in rows]

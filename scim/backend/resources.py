@@ -1,0 +1,222 @@
+"""The store side every SCIM resource type shares: how a type is kept (``ResourceKind``) and the skeleton Users and
+Groups both follow: a page of them, one or 404, a change saved with its ``previous_attributes`` event, a deletion
+that touches the other side of its memberships, and the rendered ``Outcome`` a request's database job answers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session
+from sqlmodel import col
+
+from gateway.events.log import record_event
+from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, utcnow
+from scim.protocol.errors import ScimError
+from scim.protocol.render import Member, etag, location, mentions, project, related_attribute, render_resource
+from scim.protocol.schemas import Resource
+
+R = TypeVar("R", DirectoryUser, DirectoryGroup)
+
+
+@dataclass(frozen=True, eq=False)
+class ResourceKind(Generic[R]):
+    """One SCIM resource type as the store keeps it: what differs between Users and Groups, and nothing else."""
+
+    name: Resource
+    model: type[R]
+    payload: Callable[..., UserData | GroupData]  # ``user_payload`` / ``group_payload``
+    updated: EventName
+    deleted: EventName
+    # The memberships seen from this side: its own key in them, the other side's key and table (``groups`` of a
+    # user, ``members`` of a group are computed from them).
+    own_key: Mapped[str]
+    related_key: Mapped[str]
+    related_model: type[DirectoryUser] | type[DirectoryGroup]
+    related_display: ColumnElement[Any] | Mapped[str]  # how a membership shows the other side
+    # Prebuilt (see ``scim.backend.groups``): executed with parameters it hits SQLAlchemy's compiled cache.
+    _get: Select[R] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        model = self.model
+        statement = select(model).where(
+            col(model.id) == bindparam("resource_id"), col(model.directory_id) == bindparam("directory_id")
+        )
+        object.__setattr__(self, "_get", statement)
+
+
+class View(Protocol):
+    """What the client asked to see: where its resources live, and which attributes (RFC 7644 §3.4.2.5)."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def attributes(self) -> list[str] | None: ...
+    @property
+    def excluded(self) -> list[str] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a request's database job answers, as data: the api layer makes the HTTP response after the commit."""
+
+    body: dict[str, Any] | None
+    status: int = 200
+    etag: str | None = None
+    location: str | None = None
+
+
+NO_CONTENT = Outcome(None, 204)
+
+
+def uniqueness_error(exc: IntegrityError, resource: Resource) -> ScimError:
+    message = str(exc.orig)
+    if "idp_id" in message or "external_id" in message:
+        return ScimError(409, f"A {resource} with this externalId already exists in this directory", "uniqueness")
+    if resource == "User":
+        return ScimError(409, "A User with this userName already exists in this directory", "uniqueness")
+    return ScimError(409, f"{resource} conflicts with an existing one", "uniqueness")
+
+
+def new_row(*, directory: Directory, resource_id: str, columns: dict[str, Any]) -> dict[str, Any]:
+    """A new resource's row: its id, directory, first version, and the columns derived from its attributes."""
+    now = utcnow()
+    return {
+        "id": resource_id,
+        "directory_id": directory.id,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+        **columns,
+    }
+
+
+def get_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> R:
+    row = session.scalar(kind._get, {"resource_id": resource_id, "directory_id": directory_id})
+    if row is None:
+        raise ScimError(404, f"{kind.name} {resource_id} not found")
+    return row
+
+
+def list_resources(
+    session: Session, kind: ResourceKind[R], *, directory_id: str, where: Any | None, start_index: int, count: int
+) -> tuple[int, list[R]]:
+    """``totalResults`` and one page, in id order (RFC 7644 §3.4.2.4)."""
+    model = kind.model
+    conditions = [col(model.directory_id) == directory_id]
+    if where is not None:
+        conditions.append(where)
+    total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+    if count == 0:
+        return total, []
+    rows = session.scalars(
+        select(model).where(*conditions).order_by(col(model.id)).offset(start_index - 1).limit(count)
+    )
+    return total, list(rows)
+
+
+def save_resource(
+    session: Session, kind: ResourceKind[R], *, directory: Directory, row: R, columns: dict[str, Any]
+) -> bool:
+    """Store the new ``columns``; the ``updated`` event (with ``previous_attributes``) only when something changed."""
+    if all(getattr(row, key) == value for key, value in columns.items()):
+        return False
+    organization_id = directory.organization_id
+    before = kind.payload(row, organization_id=organization_id)
+    for key, value in columns.items():
+        setattr(row, key, value)
+    row.version += 1
+    row.updated_at = utcnow()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise uniqueness_error(exc, kind.name) from None
+    after = kind.payload(row, organization_id=organization_id)
+    after["previous_attributes"] = previous_attributes(before, after)
+    record_event(session, event=kind.updated, organization_id=organization_id, directory_id=directory.id, data=after)
+    return True
+
+
+def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Directory, row: R) -> None:
+    """Delete it; its memberships go with it (``ON DELETE CASCADE``), so the other side of each one changed."""
+    payload = kind.payload(row, organization_id=directory.organization_id)
+    related = kind.related_model
+    # Before the delete, while its memberships still name them.
+    session.execute(
+        update(related)
+        .where(col(related.id).in_(select(kind.related_key).where(kind.own_key == row.id)))
+        .values(version=related.version + 1, updated_at=utcnow())
+    )
+    session.execute(delete(kind.model).where(col(kind.model.id) == row.id))
+    record_event(
+        session, event=kind.deleted, organization_id=directory.organization_id, directory_id=directory.id, data=payload
+    )
+
+
+def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str]) -> dict[str, list[Member]]:
+    """The computed, read-only ``groups`` of a page of users, or ``members`` of a page of groups, in one query."""
+    result: dict[str, list[Member]] = defaultdict(list)
+    if not ids:
+        return result
+    related = kind.related_model
+    rows = session.execute(
+        select(kind.own_key, col(related.id), kind.related_display)
+        .join(related, col(related.id) == kind.related_key)
+        .where(kind.own_key.in_(ids))
+        .order_by(col(related.id))
+    )
+    for own_id, related_id, display in rows:
+        result[own_id].append(Member(id=related_id, display=display))
+    return result
+
+
+def render_resources(
+    session: Session,
+    kind: ResourceKind[R],
+    rows: Sequence[R],
+    *,
+    base_url: str,
+    attributes: list[str] | None,
+    excluded: list[str] | None,
+) -> list[dict[str, Any]]:
+    """Rows as SCIM shows them, reading their ``groups`` / ``members`` in one query, and only when asked for."""
+    name = related_attribute(kind.name)
+    wanted = (not attributes or mentions(attributes, name)) and not mentions(excluded, name)
+    related = related_members(session, kind, [r.id for r in rows]) if wanted else {}
+    return [
+        project(
+            render_resource(
+                r, resource=kind.name, base_url=base_url, related=related.get(r.id, []) if wanted else None
+            ),
+            attributes=attributes,
+            excluded=excluded,
+        )
+        for r in rows
+    ]
+
+
+def rendered(
+    session: Session,
+    kind: ResourceKind[R],
+    row: R,
+    *,
+    view: View,
+    status: int = 200,
+    related: list[Member] | None = None,
+) -> Outcome:
+    """One resource as answered; ``related`` when already known (a new user is in no group), else read. A 201
+    carries its ``Location``."""
+    if related is not None:
+        body = render_resource(row, resource=kind.name, base_url=view.base_url, related=related)
+        body = project(body, attributes=view.attributes, excluded=view.excluded)
+    else:
+        [body] = render_resources(
+            session, kind, [row], base_url=view.base_url, attributes=view.attributes, excluded=view.excluded
+        )
+    where = location(kind.name, view.base_url, row.id) if status == 201 else None
+    return Outcome(body, status, etag(row.version), where)
