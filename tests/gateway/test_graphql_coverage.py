@@ -417,7 +417,7 @@ async def test_delete_organization_revokes_its_api_keys(
     assert "errors" not in await gql(client, "{ organizations { totalCount } }", seeded["other"])
     body = await gql(client, DELETE_ORGANIZATION, seeded["admin"], {"id": other.organization_id})
     assert "errors" not in body, body
-    # "Delete an organization with its directories ... and its API keys" (gateway.ops.organizations.delete_organization).
+    # "Delete an organization with its directories ... and its API keys" (ops.organizations.delete_organization).
     assert codes(await gql(client, "{ organizations { totalCount } }", seeded["other"])) == ["UNAUTHENTICATED"]
 
 
