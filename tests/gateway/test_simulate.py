@@ -275,12 +275,13 @@ async def test_wrong_token_and_unknown_directory(gateway: Gateway, capsys: pytes
 @pytest.mark.slow
 async def test_rate_limited_requests_are_retried(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     """Answers of 429 are sent again once ``Retry-After`` has passed (1 s here), and are not failures."""
-    app = create_app(dataclasses.replace(settings, scim_rate_limit=15.0, scim_rate_burst=15))
+    # A slow refill: the session's 13 requests meet an empty bucket even when a loaded machine delays its start by a
+    # second or two (at 15/s the bucket refilled before the first request and the test flaked under load).
+    app = create_app(dataclasses.replace(settings, scim_rate_limit=4.0, scim_rate_burst=15))
     async with serving(app) as port:
         directory = await make_directory(app.state.database, type="okta")
         endpoint = f"http://127.0.0.1:{port}{directory.path}"
-        # Empty the directory's bucket, so the session is limited early on; after one wait it holds 15 requests,
-        # more than the 13 this session sends.
+        # Empty the directory's bucket, so the session is limited early on and waits as Retry-After says.
         async with httpx.AsyncClient(headers=directory.headers) as http:
             for _ in range(100):
                 if (await http.get(f"{endpoint}/Users", params={"count": "0"})).status_code == 429:
