@@ -108,6 +108,11 @@ def python_sdk_run(port: int, key: str, directory_id: str, group_id: str) -> dic
         ).directory_sync.list_directories()
     except AuthenticationError as error:
         result["unauthorized"] = error
+    sync.delete_directory(directory_id)
+    try:
+        sync.get_directory(directory_id)
+    except NotFoundError as error:
+        result["deleted"] = error
     return result
 
 
@@ -144,6 +149,7 @@ async def test_python_sdk(gateway: dict[str, Any]) -> None:
     assert added.data.group.id == gateway["group_id"]
     assert r["not_found"].status_code == 404 and r["not_found"].code == "entity_not_found"
     assert r["unauthorized"].status_code == 401
+    assert r["deleted"].status_code == 404
 
 
 async def test_node_sdk(gateway: dict[str, Any], node_sdk: Path) -> None:
