@@ -24,6 +24,7 @@ from gateway.observe.logs import RequestIds
 from gateway.ops import api_keys
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
+from gateway.workos import routes as workos
 from scim.api.http import error_response
 from scim.api.rate_limit import RateLimiter
 from scim.api.routes import routes as scim_routes
@@ -109,6 +110,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *scim_routes(),
             Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
             WebSocketRoute("/graphql", graphql_app(settings)),
+            *workos.routes(),
+            # The same resources at the root too: the Node SDK takes a host and port but no path.
+            *workos.resource_routes(""),
             Mount("/", Dashboard()),  # last: it answers every path the routes above do not
         ],
         lifespan=lifespan,

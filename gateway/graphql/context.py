@@ -5,32 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-from sqlmodel import col
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from gateway.graphql.errors import ApiError
 from gateway.graphql.loaders import Loaders
+from gateway.ops import principals
+from gateway.ops.principals import Principal
 from gateway.settings import Settings
-from gateway.store.credentials import hash_secret
 from gateway.store.database import Database
-from gateway.store.models import ApiKey
-
-
-@dataclass(frozen=True)
-class Principal:
-    api_key_id: str
-    organization_id: str | None  # None: an admin key
-
-    @property
-    def is_admin(self) -> bool:
-        return self.organization_id is None
-
-    def can_see(self, organization_id: str) -> bool:
-        return self.organization_id is None or self.organization_id == organization_id
 
 
 @dataclass
@@ -65,35 +49,15 @@ class Context:
 Info = StrawberryInfo[Context, Any]
 
 
-def bearer_key(authorization: str | None) -> str | None:
-    scheme, _, key = (authorization or "").strip().partition(" ")
-    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
-
-
-def _principal_for(session: Session, key_hash: str) -> Principal | None:
-    row = session.execute(
-        select(col(ApiKey.id), col(ApiKey.organization_id)).where(
-            col(ApiKey.key_hash) == key_hash, col(ApiKey.revoked_at).is_(None)
-        )
-    ).first()
-    return Principal(api_key_id=row[0], organization_id=row[1]) if row else None
-
-
-def _key_active(session: Session, api_key_id: str) -> bool:
-    statement = select(col(ApiKey.id)).where(col(ApiKey.id) == api_key_id, col(ApiKey.revoked_at).is_(None))
-    return session.execute(statement).first() is not None
-
-
 async def key_is_active(database: Database, api_key_id: str) -> bool:
-    return await database.query(lambda session: _key_active(session, api_key_id))
+    return await database.query(lambda session: principals.key_is_active(session, api_key_id=api_key_id))
 
 
 async def authenticate(database: Database, authorization: str | None) -> tuple[Principal | None, str]:
-    key = bearer_key(authorization)
+    key = principals.bearer_key(authorization)
     if key is None:
         return None, "Send an API key: Authorization: Bearer <key>"
-    key_hash = hash_secret(key)
-    principal = await database.query(lambda session: _principal_for(session, key_hash))
+    principal = await database.query(lambda session: principals.principal_for_key(session, key=key))
     return (principal, "") if principal else (None, "Unknown or revoked API key")
 
 

@@ -253,14 +253,18 @@ async def test_limits(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None
 
 async def test_with_a_gql_client(app: Any, directory: DirectoryFixture, seeded: dict[str, Any]) -> None:
     from gql import Client, GraphQLRequest
+    from gql.transport import httpx as gql_transport
     from gql.transport.exceptions import TransportQueryError
     from gql.transport.httpx import HTTPXAsyncTransport
+
+    # gql prefers httpx2 when it is installed (the workos SDK brings it): the ASGI transport of the module it uses.
+    gql_httpx: Any = vars(gql_transport)["httpx"]
 
     def transport(key: str) -> HTTPXAsyncTransport:
         return HTTPXAsyncTransport(
             url="http://testserver/graphql",
             headers={"Authorization": f"Bearer {key}"},
-            transport=httpx.ASGITransport(app=app),
+            transport=gql_httpx.ASGITransport(app=app),
         )
 
     query = GraphQLRequest(

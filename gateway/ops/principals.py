@@ -1,0 +1,51 @@
+"""Who an API key speaks for: an admin (every organization) or one organization. Shared by every API that takes
+``Authorization: Bearer <api key>`` (GraphQL, the WorkOS REST API), so a key means the same thing on each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from gateway.store.credentials import hash_secret
+from gateway.store.models import ApiKey
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller an active API key identifies."""
+
+    api_key_id: str
+    organization_id: str | None  # None: an admin key
+
+    @property
+    def is_admin(self) -> bool:
+        return self.organization_id is None
+
+    def can_see(self, organization_id: str) -> bool:
+        """Whether the caller may see (and change) the organization's data."""
+        return self.organization_id is None or self.organization_id == organization_id
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value (scheme case-insensitive), or None."""
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+def principal_for_key(session: Session, *, key: str) -> Principal | None:
+    """The principal of an active (not revoked) API key, or None for an unknown or revoked one."""
+    row = session.execute(
+        select(col(ApiKey.id), col(ApiKey.organization_id)).where(
+            col(ApiKey.key_hash) == hash_secret(key), col(ApiKey.revoked_at).is_(None)
+        )
+    ).first()
+    return Principal(api_key_id=row[0], organization_id=row[1]) if row else None
+
+
+def key_is_active(session: Session, *, api_key_id: str) -> bool:
+    """Whether the key is still active (a long-lived connection re-checks it)."""
+    statement = select(col(ApiKey.id)).where(col(ApiKey.id) == api_key_id, col(ApiKey.revoked_at).is_(None))
+    return session.execute(statement).first() is not None
