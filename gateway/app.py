@@ -22,6 +22,7 @@ from gateway.graphql.app import graphql_app
 from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.ops import api_keys
+from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
 from scim.api.http import error_response
@@ -117,4 +118,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.linked_directories = set()
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
+    app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
     return app

@@ -1,17 +1,27 @@
-"""The one GraphQL error type: a message and a stable ``extensions.code``."""
+"""The one GraphQL error type: a message and a stable ``extensions.code`` (plus what a code's client needs, e.g. the
+seconds to wait on RATE_LIMITED)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from graphql import GraphQLError
 
-Code = Literal["BAD_USER_INPUT", "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED", "TIMEOUT"]
+Code = Literal[
+    "BAD_USER_INPUT",
+    "NOT_FOUND",
+    "FORBIDDEN",
+    "UNAUTHENTICATED",
+    "TIMEOUT",
+    "QUERY_TOO_COSTLY",
+    "RATE_LIMITED",
+    "CURSOR_EXPIRED",
+]
 
 
 class ApiError(GraphQLError):
-    def __init__(self, message: str, code: Code) -> None:
-        super().__init__(message, extensions={"code": code})
+    def __init__(self, message: str, code: Code, **details: Any) -> None:
+        super().__init__(message, extensions={"code": code, **details})
 
 
 def not_found(what: str, object_id: str) -> ApiError:

@@ -1,6 +1,7 @@
 """DataLoaders: one query per kind of related object for a whole page, whatever the page's size.
 
-A ``Loaders`` lives for one HTTP request (built with its context), so nothing cached outlives the request.
+A ``Loaders`` lives for one operation (an HTTP request, one operation over a WebSocket, one subscription event:
+see ``Context.loaders``), so nothing cached outlives it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _by_id(rows: Sequence[Any], keys: Sequence[str]) -> list[Any]:
 
 class Loaders:
     def __init__(self, database: Database) -> None:
-        self._database = database
+        self.database = database
         self.organization = DataLoader(self._organizations)
         self.directory = DataLoader(self._directories)
         self.directories_of_organization = DataLoader(self._directories_of_organizations)
@@ -37,13 +38,13 @@ class Loaders:
         def load(session: Session) -> list[Any]:
             return _by_id(list(session.scalars(select(Organization).where(col(Organization.id).in_(keys)))), keys)
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _directories(self, keys: list[str]) -> list[Directory | None]:
         def load(session: Session) -> list[Any]:
             return _by_id(list(session.scalars(select(Directory).where(col(Directory.id).in_(keys)))), keys)
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _directories_of_organizations(self, keys: list[str]) -> list[list[Directory]]:
         def load(session: Session) -> list[list[Directory]]:
@@ -53,7 +54,7 @@ class Loaders:
                 grouped[directory.organization_id].append(directory)
             return [grouped[key] for key in keys]
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _groups_of_users(self, keys: list[str]) -> list[list[Any]]:
         def load(session: Session) -> list[list[Any]]:
@@ -70,7 +71,7 @@ class Loaders:
                 grouped[row.member_id].append(row)
             return [grouped[key] for key in keys]
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _member_counts(self, keys: list[str]) -> list[int]:
         def load(session: Session) -> list[int]:
@@ -82,7 +83,7 @@ class Loaders:
             counts = {group_id: count for group_id, count in session.execute(statement)}
             return [counts.get(key, 0) for key in keys]
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _directory_counts(self, keys: list[str]) -> list[dict[str, int]]:
         def load(session: Session) -> list[dict[str, int]]:
@@ -116,4 +117,4 @@ class Loaders:
                 )
             return result
 
-        return await self._database.query(load)
+        return await self.database.query(load)
