@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from gateway.dashboard import Dashboard
+from gateway.events import retention
 from gateway.events.hub import EventHub
 from gateway.graphql.app import graphql_app
 from gateway.observe import metrics
@@ -95,9 +96,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         database.on_commit(hub.notify)
         app.state.hub = hub
         metrics.watch_hub(hub)
+        pruner = None
+        if settings.event_retention_days > 0:
+            days = settings.event_retention_days
+            pruner = asyncio.create_task(retention.prune_periodically(database, retention_days=days))
         try:
             yield
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
             metrics.unwatch_hub(hub)
             await hub.stop()
             await database.dispose()

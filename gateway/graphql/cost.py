@@ -125,7 +125,7 @@ class _Costing:
         returned = get_named_type(definition.type)
         child_page = self._page_size(node) if _is_connection(returned) else None
         children = self.selection(returned, node.selection_set, child_page)
-        if is_list_type(get_nullable_type(definition.type)):  # type: ignore[arg-type]
+        if is_list_type(get_nullable_type(definition.type)):
             items = page if page is not None and name == "edges" else _LIST_SIZES.get((parent.name, name))
             children *= items if items is not None else _DEFAULT_LIST_SIZE
         return weight + children

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from graphql import GraphQLError
 
+from gateway.events.log import CursorExpired
+
 Code = Literal[
     "BAD_USER_INPUT",
     "NOT_FOUND",
@@ -31,3 +33,13 @@ def not_found(what: str, object_id: str) -> ApiError:
 
 def bad_input(message: str) -> ApiError:
     return ApiError(message, "BAD_USER_INPUT")
+
+
+def cursor_expired(expired: CursorExpired) -> ApiError:
+    """Resuming (``Query.events`` or ``directoryEvents`` ``after``) below what the event retention kept."""
+    return ApiError(
+        f"The events after cursor {expired.cursor} are older than the event retention and were pruned: re-read the "
+        "directory (its users and groups), then resume from the newest event",
+        "CURSOR_EXPIRED",
+        oldestCursor=str(expired.oldest),
+    )

@@ -64,7 +64,7 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def build_per_event_executor(self, payload: Any) -> Any:
         executor = super().build_per_event_executor(payload)
-        executor._start_operation()
+        self._start_operation()  # the event executes in this task, with its own loaders
         # graphql-core 3.3 caches collected sub-fields under id() of per-event lists in a dict that every event's
         # copy shares with the subscription: each event added entries (~1.5 KB) kept until the subscription ended.
         executor._relevant_sub_fields = {}
