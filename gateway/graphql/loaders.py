@@ -6,6 +6,7 @@ see ``Context.loaders``), so nothing cached outlives it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,8 @@ from strawberry.dataloader import DataLoader
 from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, Organization, UserState
 
+_SLOTS_PER_OPERATION = 2
+
 
 def _by_id(rows: Sequence[Any], keys: Sequence[str]) -> list[Any]:
     found = {row.id: row for row in rows}
@@ -27,6 +30,9 @@ def _by_id(rows: Sequence[Any], keys: Sequence[str]) -> list[Any]:
 class Loaders:
     def __init__(self, database: Database) -> None:
         self.database = database
+        # Store round trips one operation may have in flight: the connections of a wide query wait here, not in the
+        # store's queue (shared by every tenant, first come first served), so another tenant's request gets its turn.
+        self.slots = asyncio.Semaphore(_SLOTS_PER_OPERATION)
         self.organization = DataLoader(self._organizations)
         self.directory = DataLoader(self._directories)
         self.directories_of_organization = DataLoader(self._directories_of_organizations)

@@ -99,14 +99,13 @@ async def test_the_websocket_has_the_same_budget_and_deadline(settings: Settings
             nested = "subscription { directoryEvents { cursor user { id } group { id } } }"
             await ws.send(json.dumps({"type": "subscribe", "id": "live", "payload": {"query": nested}}))
             await ws.send(json.dumps({"type": "complete", "id": "live"}))
-    async with live_server(settings, graphql_timeout_seconds=0.000001) as live:
-        async with connect(live["port"]) as ws:
-            await init(ws, live["key"])
-            query = "{ organizations { totalCount edges { node { id } } } }"
-            await ws.send(json.dumps({"type": "subscribe", "id": "q", "payload": {"query": query}}))
-            message = json.loads(await ws.recv())
-            assert message["type"] == "next", message
-            assert [e["extensions"]["code"] for e in message["payload"]["errors"]] == ["TIMEOUT"]
+    async with live_server(settings, graphql_timeout_seconds=0.000001) as live, connect(live["port"]) as ws:
+        await init(ws, live["key"])
+        query = "{ organizations { totalCount edges { node { id } } } }"
+        await ws.send(json.dumps({"type": "subscribe", "id": "q", "payload": {"query": query}}))
+        message = json.loads(await ws.recv())
+        assert message["type"] == "next", message
+        assert [e["extensions"]["code"] for e in message["payload"]["errors"]] == ["TIMEOUT"]
 
 
 @SQLITE
@@ -132,4 +131,3 @@ async def _post(http: httpx.AsyncClient, key: str, query: str, variables: dict[s
     )
     assert response.status_code == 200, response.text
     return response.json()
-

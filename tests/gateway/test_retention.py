@@ -104,7 +104,10 @@ async def test_one_event_stores_at_most_max_event_bytes(
     url = f"{directory.path}/Users/{user['id']}"
     patch = {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "path": "title", "value": "Staff"}, {"op": "add", "path": "nickName", "value": big}],
+        "Operations": [
+            {"op": "replace", "path": "title", "value": "Staff"},
+            {"op": "add", "path": "nickName", "value": big},
+        ],
     }
     assert (await client.patch(url, json=patch, headers=directory.headers)).status_code == 200
     log = await recorded_events(app.state.database, directory.id)
