@@ -39,9 +39,10 @@ async def _age_all_events(database: Any, days: int) -> list[int]:
 
     def age(session: Any) -> list[int]:
         session.execute(update(Event).values(created_at=old))
-        return sorted(e.cursor for e in session.query(Event))
+        return sorted(int(e.cursor) for e in session.query(Event))
 
-    return await database.transaction(age)
+    cursors: list[int] = await database.transaction(age)
+    return cursors
 
 
 async def test_prune_keeps_the_newest_and_expires_old_cursors(

@@ -36,14 +36,14 @@ LOAD_SECONDS = 4.0
 
 
 async def _seed(http: httpx.AsyncClient, directory: DirectoryFixture, users: int, groups: int) -> None:
-    ids = []
+    ids: list[str] = []
     for i in range(users):
         body = {"userName": f"u{i}@{directory.id[-6:].lower()}.test", "name": {"givenName": "U", "familyName": str(i)}}
         response = await http.post(f"{directory.path}/Users", json=body, headers=directory.headers)
-        ids.append(response.json()["id"])
+        ids.append(str(response.json()["id"]))
     for g in range(groups):
-        body = {"displayName": f"G{g}", "members": [{"value": user_id} for user_id in ids]}
-        assert (await http.post(f"{directory.path}/Groups", json=body, headers=directory.headers)).status_code == 201
+        group = {"displayName": f"G{g}", "members": [{"value": user_id} for user_id in ids]}
+        assert (await http.post(f"{directory.path}/Groups", json=group, headers=directory.headers)).status_code == 201
 
 
 async def _graphql(http: httpx.AsyncClient, key: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
