@@ -17,11 +17,13 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from gateway.dashboard import Dashboard
+from gateway.events import retention
 from gateway.events.hub import EventHub
 from gateway.graphql.app import graphql_app
 from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.ops import api_keys
+from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
 from gateway.workos import routes as workos
@@ -95,9 +97,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         database.on_commit(hub.notify)
         app.state.hub = hub
         metrics.watch_hub(hub)
+        pruner = None
+        if settings.event_retention_days > 0:
+            days = settings.event_retention_days
+            pruner = asyncio.create_task(retention.prune_periodically(database, retention_days=days))
         try:
             yield
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
             metrics.unwatch_hub(hub)
             await hub.stop()
             await database.dispose()
@@ -121,4 +131,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.linked_directories = set()
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
+    app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
     return app

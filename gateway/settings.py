@@ -51,10 +51,18 @@ class Settings:
     access_log: bool = False
     graphiql: bool = False
     graphql_timeout_seconds: float = 30.0
+    # The most an operation may cost (gateway/graphql/cost.py says how it is counted); above it: QUERY_TOO_COSTLY.
+    graphql_max_cost: int = 2000
+    # Per-API-key GraphQL rate limit: a token bucket refilled at this many operations per second (HTTP requests and
+    # WebSocket operations alike), holding up to `graphql_rate_burst`; 0 turns it off. Counted per process.
+    graphql_rate_limit: float = 20.0
+    graphql_rate_burst: int = 60
     # Browser origins (besides the gateway's own) whose pages may call /graphql: CORS and WebSocket handshakes.
     allowed_origins: tuple[str, ...] = ()
     # The pump re-reads the event log's head this often, bounding the delay when a notification is lost.
     event_poll_seconds: float = 1.0
+    # Events older than this many days are pruned (in small batches, in the background); 0 keeps them for ever.
+    event_retention_days: float = 30.0
     ws_max_subscriptions: int = 20
     ws_init_timeout_seconds: float = 10.0
     # graphql-transport-ws ping to every connection this often; no pong before the next ping closes it.
@@ -90,8 +98,12 @@ class Settings:
             access_log=_flag(env.get("DSYNC_ACCESS_LOG")),
             graphiql=_flag(env.get("DSYNC_GRAPHIQL")),
             graphql_timeout_seconds=float(_int("DSYNC_GRAPHQL_TIMEOUT_SECONDS", 30)),
+            graphql_max_cost=_int("DSYNC_GRAPHQL_MAX_COST", 2000),
+            graphql_rate_limit=_float("DSYNC_GRAPHQL_RATE_LIMIT", 20.0),
+            graphql_rate_burst=_int("DSYNC_GRAPHQL_RATE_BURST", 60),
             allowed_origins=_list(env.get("DSYNC_ALLOWED_ORIGINS")),
             event_poll_seconds=_float("DSYNC_EVENT_POLL_SECONDS", 1.0),
+            event_retention_days=_float("DSYNC_EVENT_RETENTION_DAYS", 30.0),
             ws_max_subscriptions=_int("DSYNC_WS_MAX_SUBSCRIPTIONS", 20),
             ws_init_timeout_seconds=_float("DSYNC_WS_INIT_TIMEOUT_SECONDS", 10.0),
             ws_ping_seconds=_float("DSYNC_WS_PING_SECONDS", 15.0),

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.events.filter import EventFilter
-from gateway.events.log import log_head, read_events_after
+from gateway.events.log import CursorExpired, check_retained, log_head, read_events_after
 from gateway.events.notifier import Notifier
 from gateway.store.database import Database
 
-__all__ = ["EventFilter", "EventHub", "StreamEvent", "Subscriber", "UnknownCursor"]
+__all__ = ["CursorExpired", "EventFilter", "EventHub", "StreamEvent", "Subscriber", "UnknownCursor"]
 
 logger = logging.getLogger("dsync.realtime")
 
@@ -185,7 +185,8 @@ class EventHub:
         """Every event matching ``event_filter`` with a cursor above ``after`` (None: from now on), in cursor order,
         first from the log and then live, with no gap and no duplicate; ends when the hub stops.
 
-        Raises ``UnknownCursor`` (on the first iteration) when no event has ``after`` yet. Each event is yielded
+        Raises ``UnknownCursor`` (on the first iteration) when no event has ``after`` yet, and ``CursorExpired`` when
+        the events after it were pruned (older than the retention). Each event is yielded
         holding a ``delivery_turn``: consume it before asking for the next. Close the generator when done
         (``contextlib.aclosing``) so the subscription ends at once rather than when it is garbage collected."""
         subscriber = Subscriber(event_filter)
@@ -230,6 +231,7 @@ class EventHub:
         # The pump's head may trail the log (another instance wrote it a moment ago): ask the log before refusing.
         if after > self.head and after > await self._database.query(log_head):
             raise UnknownCursor(after)
+        await self._database.query(lambda session: check_retained(session, after=after))
         return after
 
     async def _read_log(self, after: int, event_filter: EventFilter) -> list[Any]:

@@ -7,12 +7,13 @@ rolled back and never misses one that committed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from gateway.events.payloads import EventData, EventName
+from gateway.events.payloads import EventData, EventName, bounded
 from gateway.store.grouped_writer import insert_rows
 from gateway.store.ids import new_id
 from gateway.store.models import Event, utcnow
@@ -55,7 +56,7 @@ def record_events(
             "event": name.value,
             "organization_id": organization_id,
             "directory_id": directory_id,
-            "data": data,
+            "data": bounded(data),
             "created_at": now,
         }
         for name, data in events
@@ -88,3 +89,41 @@ def read_events_after(session: Session, *, after: int, where: Sequence[Any] = ()
 def log_head(session: Session) -> int:
     """The highest cursor in the log (0 while it is empty)."""
     return session.scalar(select(func.max(_EVENTS.c.cursor))) or 0
+
+
+class CursorExpired(ValueError):
+    """A reader asked to resume after a cursor whose successors were pruned (older than the retention): what it
+    missed is gone from the log, so it must re-read the directory and resume from the log's current head."""
+
+    def __init__(self, cursor: int, oldest: int) -> None:
+        super().__init__(f"events after cursor {cursor} were pruned; the oldest retained event has cursor {oldest}")
+        self.cursor = cursor
+        self.oldest = oldest
+
+
+def check_retained(session: Session, *, after: int) -> None:
+    """Raise ``CursorExpired`` when events right after ``after`` were pruned. ``after`` 0 (from the start of what is
+    kept) is always valid. A cursor just below the oldest kept event lost nothing; one further below did (cursors are
+    consecutive but for rolled-back transactions on PostgreSQL, so a rare false alarm only asks for a re-read)."""
+    if after <= 0:
+        return
+    oldest = session.scalar(select(func.min(_EVENTS.c.cursor)))
+    if oldest is not None and after < oldest - 1:
+        raise CursorExpired(after, oldest)
+
+
+def prune_events(session: Session, *, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest events created before ``before``; returns how many. The newest event is
+    always kept: it holds the log's head, so cursors are never handed out twice (SQLite would reuse the highest
+    rowid) and a resume cursor is never mistaken for an unknown one."""
+    head = select(func.max(_EVENTS.c.cursor)).scalar_subquery()
+    doomed = (
+        select(_EVENTS.c.cursor)
+        .where(_EVENTS.c.created_at < before, _EVENTS.c.cursor < head)
+        .order_by(_EVENTS.c.cursor)
+        .limit(limit)
+    )
+    cursors = list(session.scalars(doomed))
+    if cursors:
+        session.execute(_EVENTS.delete().where(_EVENTS.c.cursor.in_(cursors)))
+    return len(cursors)

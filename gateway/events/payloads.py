@@ -12,6 +12,11 @@ from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, Organization
+from gateway.store.serialization import dumps_bytes
+
+# The most one event stores (its data as JSON). A SCIM body may be 2 MiB, and an update used to carry it whole (and
+# its changed keys again in previous_attributes): above this the raw attributes are left out (see ``bounded``).
+MAX_EVENT_BYTES = 64 * 1024
 
 
 class EventName(StrEnum):
@@ -205,3 +210,29 @@ def group_of(event: str, data: dict[str, Any]) -> GroupData | None:
     if event in _MEMBERSHIP_EVENTS:
         return cast(MembershipData, data)["group"]
     return None
+
+
+def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """``data`` with ``key`` emptied in it, in the user and group it embeds, and dropped from previous_attributes."""
+    trimmed = dict(data)
+    if key in trimmed:
+        trimmed[key] = {}
+    for nested in ("user", "group"):
+        if isinstance(trimmed.get(nested), dict):
+            trimmed[nested] = _without(trimmed[nested], key)
+    previous = trimmed.get("previous_attributes")
+    if isinstance(previous, dict) and key in previous:
+        trimmed["previous_attributes"] = {k: v for k, v in previous.items() if k != key}
+    return trimmed
+
+
+def bounded(data: EventData) -> EventData:
+    """The payload as the log stores it: whole when it fits ``MAX_EVENT_BYTES``; else without the raw attributes
+    (``raw_attributes`` then reads ``{}``, as WorkOS itself sends it since it deprecated the field), then without
+    the custom attributes. The typed fields (names, emails, state, ...) and their previous values always stay."""
+    if len(dumps_bytes(data)) <= MAX_EVENT_BYTES:
+        return data
+    trimmed = _without(cast(dict[str, Any], data), "raw_attributes")
+    if len(dumps_bytes(trimmed)) > MAX_EVENT_BYTES:
+        trimmed = _without(trimmed, "custom_attributes")
+    return cast(EventData, trimmed)

@@ -17,11 +17,9 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, PongMessage
-from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from gateway.graphql.context import Context, authenticate_connection, build_context, key_is_active
-from gateway.graphql.errors import ApiError
 from gateway.graphql.execution import SharedData
 from gateway.graphql.schema import schema
 from gateway.settings import Settings
@@ -89,9 +87,8 @@ class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
 class GatewayGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = _KeepaliveHandler
 
-    def __init__(self, *, timeout_seconds: float, ping_seconds: float, **kwargs: Any) -> None:
+    def __init__(self, *, ping_seconds: float, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
-        self._timeout_seconds = timeout_seconds
         self.ping_seconds = ping_seconds
 
     def encode_json(self, data: object) -> str:
@@ -121,20 +118,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
             raise ConnectionRejectionError({"message": "a valid API key is required"})
         return UNSET
 
-    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
-        """Queries and mutations over HTTP get a deadline: a runaway query answers TIMEOUT instead of holding a
-        worker. (A mutation's transaction, once committed, stays committed.)"""
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await super().execute_operation(*args, **kwargs)
-        except TimeoutError:
-            message = f"The request did not finish within {self._timeout_seconds:g} s"
-            return ExecutionResult(data=None, errors=[ApiError(message, "TIMEOUT")])
-
 
 def graphql_app(settings: Settings) -> Any:
     return GatewayGraphQL(
-        timeout_seconds=settings.graphql_timeout_seconds,
         ping_seconds=settings.ws_ping_seconds,
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

@@ -1,8 +1,13 @@
-"""Per-request context: the store, the settings, and the API key's principal (admin or one organization)."""
+"""Per-request context: the store, the settings, and the API key's principal (admin or one organization).
+
+A WebSocket connection keeps one context for all its operations, so nothing that caches may live on it: the
+DataLoaders belong to one operation (``loaders``: set by each execution, see gateway.graphql.execution).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -13,6 +18,7 @@ from gateway.graphql.errors import ApiError
 from gateway.graphql.loaders import Loaders
 from gateway.ops import principals
 from gateway.ops.principals import Principal
+from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings
 from gateway.store.database import Database
 
@@ -27,10 +33,25 @@ class Context:
     _auth_error: str = ""
     # Set by Strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, Any] | None = None
-    loaders: Loaders = field(init=False)
+    # Per API key, shared by every request of the app (None: no limit).
+    rate_limiter: TokenBuckets | None = None
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.database)
+    def start_operation(self) -> None:
+        """Fresh DataLoaders for the operation (or subscription event) that starts executing in this task."""
+        _operation_loaders.set(Loaders(self.database))
+
+    @property
+    def loaders(self) -> Loaders:
+        loaders = _operation_loaders.get(None)
+        if loaders is None or loaders.database is not self.database:
+            loaders = Loaders(self.database)  # outside an execution: nothing to share with
+            _operation_loaders.set(loaders)
+        return loaders
+
+    @property
+    def authenticated(self) -> Principal | None:
+        """The principal, or None when the request carried no valid key (never raises)."""
+        return self._principal
 
     @property
     def principal(self) -> Principal:
@@ -47,6 +68,10 @@ class Context:
 
 
 Info = StrawberryInfo[Context, Any]
+
+# Each operation runs in its own task (an HTTP request; an operation of a WebSocket connection), whose copy of this
+# variable its execution sets: resolvers of one operation share loaders, no two operations do.
+_operation_loaders: ContextVar[Loaders | None] = ContextVar("dsync_operation_loaders", default=None)
 
 
 async def key_is_active(database: Database, api_key_id: str) -> bool:
@@ -65,11 +90,14 @@ async def build_context(request: Request | WebSocket) -> Context:
     database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
     hub = request.app.state.hub
-    if isinstance(request, WebSocket):
-        # Over WebSocket the key comes in connection_init (see ``authenticate_connection``).
-        return Context(database=database, settings=settings, hub=hub, _principal=None, _auth_error="Send an API key")
-    principal, error = await authenticate(database, request.headers.get("authorization"))
-    return Context(database=database, settings=settings, hub=hub, _principal=principal, _auth_error=error)
+    limiter: TokenBuckets = request.app.state.graphql_rate_limiter
+    principal, error = None, "Send an API key"
+    # Over WebSocket the key comes in connection_init (see ``authenticate_connection``).
+    if not isinstance(request, WebSocket):
+        principal, error = await authenticate(database, request.headers.get("authorization"))
+    return Context(
+        database=database, settings=settings, hub=hub, rate_limiter=limiter, _principal=principal, _auth_error=error
+    )
 
 
 async def authenticate_connection(context: Context) -> bool:

@@ -1,17 +1,29 @@
-"""The one GraphQL error type: a message and a stable ``extensions.code``."""
+"""The one GraphQL error type: a message and a stable ``extensions.code`` (plus what a code's client needs, e.g. the
+seconds to wait on RATE_LIMITED)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from graphql import GraphQLError
 
-Code = Literal["BAD_USER_INPUT", "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED", "TIMEOUT"]
+from gateway.events.log import CursorExpired
+
+Code = Literal[
+    "BAD_USER_INPUT",
+    "NOT_FOUND",
+    "FORBIDDEN",
+    "UNAUTHENTICATED",
+    "TIMEOUT",
+    "QUERY_TOO_COSTLY",
+    "RATE_LIMITED",
+    "CURSOR_EXPIRED",
+]
 
 
 class ApiError(GraphQLError):
-    def __init__(self, message: str, code: Code) -> None:
-        super().__init__(message, extensions={"code": code})
+    def __init__(self, message: str, code: Code, **details: Any) -> None:
+        super().__init__(message, extensions={"code": code, **details})
 
 
 def not_found(what: str, object_id: str) -> ApiError:
@@ -21,3 +33,13 @@ def not_found(what: str, object_id: str) -> ApiError:
 
 def bad_input(message: str) -> ApiError:
     return ApiError(message, "BAD_USER_INPUT")
+
+
+def cursor_expired(expired: CursorExpired) -> ApiError:
+    """Resuming (``Query.events`` or ``directoryEvents`` ``after``) below what the event retention kept."""
+    return ApiError(
+        f"The events after cursor {expired.cursor} are older than the event retention and were pruned: re-read the "
+        "directory (its users and groups), then resume from the newest event",
+        "CURSOR_EXPIRED",
+        oldestCursor=str(expired.oldest),
+    )

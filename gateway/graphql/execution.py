@@ -1,4 +1,8 @@
-"""Subscription events executed once per distinct query, not once per subscriber.
+"""How operations execute: under the request deadline, with their own DataLoaders, and subscription events executed
+once per distinct query, not once per subscriber.
+
+Every execution (a query or mutation over HTTP or over the WebSocket, and each subscription event) runs within
+``graphql_timeout_seconds`` and answers TIMEOUT past it, and starts with fresh DataLoaders (``Context.loaders``).
 
 A thousand dashboards watching one directory ask the same selection of the same event: graphql-core would resolve
 it and the transport would encode it a thousand times. The pump hands every subscriber the same ``Event`` object,
@@ -8,12 +12,17 @@ JSON, and later subscribers reuse both. Results with errors are never shared.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from inspect import isawaitable
 from typing import Any
 
 import orjson
 from graphql import ExecutionResult
 from graphql.execution.values import VariableValues
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from gateway.graphql.errors import ApiError
 
 
 class SharedData(dict[str, Any]):
@@ -33,15 +42,42 @@ def _variables_key(variables: VariableValues) -> str:
     return repr(sorted(variables.coerced.items())) if variables.coerced else ""
 
 
+async def _within(seconds: float, result: Awaitable[Any]) -> Any:
+    try:
+        async with asyncio.timeout(seconds):
+            return await result
+    except TimeoutError:
+        return ExecutionResult(
+            data=None, errors=[ApiError(f"The request did not finish within {seconds:g} s", "TIMEOUT")]
+        )
+
+
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._start_operation()
+
+    def _start_operation(self) -> None:
+        start = getattr(self.context_value, "start_operation", None)
+        if start is not None:
+            start()
+
     def build_per_event_executor(self, payload: Any) -> Any:
         executor = super().build_per_event_executor(payload)
+        self._start_operation()  # the event executes in this task, with its own loaders
         # graphql-core 3.3 caches collected sub-fields under id() of per-event lists in a dict that every event's
         # copy shares with the subscription: each event added entries (~1.5 KB) kept until the subscription ended.
         executor._relevant_sub_fields = {}
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
+        result = self._execute_shared(serially)
+        settings = getattr(self.context_value, "settings", None)
+        if settings is None or not isawaitable(result):
+            return result
+        return _within(settings.graphql_timeout_seconds, result)
+
+    def _execute_shared(self, serially: bool | None) -> Any:
         shared: dict[tuple[int, str], tuple[Any, ExecutionResult]] | None = getattr(
             self.root_value, "shared_results", None
         )

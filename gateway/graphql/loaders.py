@@ -1,10 +1,12 @@
 """DataLoaders: one query per kind of related object for a whole page, whatever the page's size.
 
-A ``Loaders`` lives for one HTTP request (built with its context), so nothing cached outlives the request.
+A ``Loaders`` lives for one operation (an HTTP request, one operation over a WebSocket, one subscription event:
+see ``Context.loaders``), so nothing cached outlives it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +19,8 @@ from strawberry.dataloader import DataLoader
 from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, Organization, UserState
 
+_SLOTS_PER_OPERATION = 2
+
 
 def _by_id(rows: Sequence[Any], keys: Sequence[str]) -> list[Any]:
     found = {row.id: row for row in rows}
@@ -25,7 +29,10 @@ def _by_id(rows: Sequence[Any], keys: Sequence[str]) -> list[Any]:
 
 class Loaders:
     def __init__(self, database: Database) -> None:
-        self._database = database
+        self.database = database
+        # Store round trips one operation may have in flight: the connections of a wide query wait here, not in the
+        # store's queue (shared by every tenant, first come first served), so another tenant's request gets its turn.
+        self.slots = asyncio.Semaphore(_SLOTS_PER_OPERATION)
         self.organization = DataLoader(self._organizations)
         self.directory = DataLoader(self._directories)
         self.directories_of_organization = DataLoader(self._directories_of_organizations)
@@ -37,13 +44,13 @@ class Loaders:
         def load(session: Session) -> list[Any]:
             return _by_id(list(session.scalars(select(Organization).where(col(Organization.id).in_(keys)))), keys)
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _directories(self, keys: list[str]) -> list[Directory | None]:
         def load(session: Session) -> list[Any]:
             return _by_id(list(session.scalars(select(Directory).where(col(Directory.id).in_(keys)))), keys)
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _directories_of_organizations(self, keys: list[str]) -> list[list[Directory]]:
         def load(session: Session) -> list[list[Directory]]:
@@ -53,7 +60,7 @@ class Loaders:
                 grouped[directory.organization_id].append(directory)
             return [grouped[key] for key in keys]
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _groups_of_users(self, keys: list[str]) -> list[list[Any]]:
         def load(session: Session) -> list[list[Any]]:
@@ -70,7 +77,7 @@ class Loaders:
                 grouped[row.member_id].append(row)
             return [grouped[key] for key in keys]
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _member_counts(self, keys: list[str]) -> list[int]:
         def load(session: Session) -> list[int]:
@@ -82,7 +89,7 @@ class Loaders:
             counts = {group_id: count for group_id, count in session.execute(statement)}
             return [counts.get(key, 0) for key in keys]
 
-        return await self._database.query(load)
+        return await self.database.query(load)
 
     async def _directory_counts(self, keys: list[str]) -> list[dict[str, int]]:
         def load(session: Session) -> list[dict[str, int]]:
@@ -116,4 +123,4 @@ class Loaders:
                 )
             return result
 
-        return await self._database.query(load)
+        return await self.database.query(load)

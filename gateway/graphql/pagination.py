@@ -163,11 +163,13 @@ async def resolve_connection(
     """The one resolver of every connection field: the page ``page`` asks for of ``statement`` (filtered, unordered),
     ordered by the unique column ``key`` (its rows' attribute of the same name; ``numeric`` for an integer one), each
     row shown as ``node(row)``. One statement for the page, one more only if ``totalCount`` is asked for."""
-    database = info.context.database
-    rows = await database.query(lambda session: keyset_page(session, statement, key, page, numeric=numeric))
+    database, slots = info.context.database, info.context.loaders.slots
+    async with slots:
+        rows = await database.query(lambda session: keyset_page(session, statement, key, page, numeric=numeric))
 
     async def count() -> int:
-        return await database.query(lambda session: count_rows(session, statement))
+        async with slots:
+            return await database.query(lambda session: count_rows(session, statement))
 
     return connection(rows, node=node, key=lambda row: getattr(row, key.key), count=count)
 

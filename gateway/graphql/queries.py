@@ -10,10 +10,11 @@ import strawberry
 from sqlalchemy import select
 from sqlmodel import col
 
+from gateway.events.log import CursorExpired, check_retained
 from gateway.graphql.context import Info
-from gateway.graphql.errors import bad_input, not_found
+from gateway.graphql.errors import bad_input, cursor_expired, not_found
 from gateway.graphql.event_scope import event_scope
-from gateway.graphql.pagination import Connection, PageRequest, connection_field, resolve_connection
+from gateway.graphql.pagination import Connection, PageRequest, connection_field, decode_cursor, resolve_connection
 from gateway.graphql.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization, table_of
 from gateway.store import models
 from gateway.store.ids import has_prefix
@@ -126,6 +127,12 @@ class Query:
         scope = await event_scope(
             info, organization_id=organization_id, directory_id=directory_id, events=events, deleted_directories=True
         )
+        if page.after is not None:
+            after = int(decode_cursor(page.after, numeric=True))
+            try:
+                await info.context.database.query(lambda session: check_retained(session, after=after))
+            except CursorExpired as expired:
+                raise cursor_expired(expired) from None
         statement = select(table_of(models.Event)).where(*scope.where())
         if since is not None:
             statement = statement.where(col(models.Event.created_at) >= _utc(since, "since"))

@@ -1,4 +1,5 @@
-"""The GraphQL schema: queries, mutations and the cost limits every request runs under."""
+"""The GraphQL schema: queries, mutations and the limits every request runs under (tokens, depth, aliases; its cost
+and its API key's rate limit: gateway.graphql.budget)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from gateway.graphql.budget import OperationBudget
 from gateway.graphql.errors import bad_input
 from gateway.graphql.execution import GatewayExecutionContext
 from gateway.graphql.mutations import Mutation
@@ -147,6 +149,7 @@ schema = GatewaySchema(
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(_LIMIT_RULES),
         lambda: ValidationCache(maxsize=256),
+        OperationBudget,  # after validation: cost and rate limit, checked per request (they depend on variables)
         RefuseBeforeExecution,
         lambda: MaskErrors(should_mask_error=_unexpected, error_message="Internal server error"),
     ],

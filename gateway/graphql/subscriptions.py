@@ -7,9 +7,9 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from gateway.events.hub import EventHub, UnknownCursor
+from gateway.events.hub import CursorExpired, EventHub, UnknownCursor
 from gateway.graphql.context import Info
-from gateway.graphql.errors import bad_input
+from gateway.graphql.errors import bad_input, cursor_expired
 from gateway.graphql.event_scope import event_scope
 from gateway.graphql.types import Event
 from gateway.observe.metrics import DELIVERED_FROM_LOG, DELIVERED_LIVE
@@ -57,3 +57,5 @@ class Subscription:
                     yield event
         except UnknownCursor:
             raise bad_input(f"unknown cursor {after!r}: no event has it yet") from None
+        except CursorExpired as expired:
+            raise cursor_expired(expired) from None

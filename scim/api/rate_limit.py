@@ -12,52 +12,14 @@ real provisioning; and buckets can only be created for real directories, whateve
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-
+from gateway.ops.token_buckets import TokenBuckets, retry_after
 from scim.protocol.errors import ScimError
 
-_ROUNDING = 1e-9  # a client that waited exactly the time it was told is admitted despite float rounding
+__all__ = ["RateLimiter"]
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class RateLimiter:
-    def __init__(self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        # Requests are admitted on the database's threads (inside their transaction, right after authentication).
-        self._lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return self.rate > 0
-
-    def acquire(self, key: str) -> float:
-        """Take one request from ``key``'s bucket: 0.0 if admitted, else the seconds until one is available."""
-        if not self.enabled:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = self._buckets[key] = _Bucket(tokens=self.burst, updated=now)
-            else:
-                bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-                bucket.updated = now
-            if bucket.tokens >= 1 - _ROUNDING:
-                bucket.tokens = max(0.0, bucket.tokens - 1)
-                return 0.0
-            return (1 - bucket.tokens) / self.rate
+class RateLimiter(TokenBuckets):
+    """A token bucket per directory (keyed by its id)."""
 
     def refusal(self, key: str) -> ScimError | None:
         """None if ``key`` may make one more request now, else the 429 to answer (no ``scimType``: RFC 7644
@@ -70,10 +32,5 @@ class RateLimiter:
             429,
             f"Too many requests for this directory (limit: {self.rate:g} per second, bursts of {self.burst}); "
             f"retry after {seconds} s",
-            headers={"Retry-After": seconds},
+            headers={"Retry-After": str(seconds)},
         )
-
-
-def retry_after(wait_seconds: float) -> str:
-    """``Retry-After`` in whole seconds (RFC 9110 §10.2.3), rounded up so a client that obeys it is admitted."""
-    return str(max(1, math.ceil(wait_seconds)))

@@ -295,10 +295,16 @@ async def test_bootstrap_admin_key(settings: Any) -> None:
     assert "errors" not in body and body["data"]["organizations"]["totalCount"] >= 0
 
 
-async def test_timeout_answers_a_graphql_error(client: httpx.AsyncClient, app: Any, seeded: dict[str, Any]) -> None:
-    graphql = next(route.app for route in app.router.routes if getattr(route, "path", "") == "/graphql")
-    graphql._timeout_seconds = 0.000001
-    body = await gql(client, "{ organizations { totalCount } }", seeded["admin"])
+async def test_timeout_answers_a_graphql_error(settings: Any, seeded: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    from gateway.app import create_app
+
+    application = create_app(replace(settings, graphql_timeout_seconds=0.000001))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            body = await gql(http, "{ organizations { totalCount } }", seeded["admin"])
     assert codes(body) == ["TIMEOUT"]
 
 

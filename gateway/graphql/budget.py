@@ -1,0 +1,65 @@
+"""Each operation's budget, checked once its document is valid and before it executes, the same way over HTTP and
+over the WebSocket: its cost (gateway.graphql.cost) within ``DSYNC_GRAPHQL_MAX_COST``, else QUERY_TOO_COSTLY; and
+one request from its API key's token bucket (``DSYNC_GRAPHQL_RATE_LIMIT``), else RATE_LIMITED with the seconds to
+wait. A refused operation answers like an invalid document: nothing of it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from gateway.graphql.cost import operation_cost
+from gateway.graphql.errors import ApiError
+from gateway.ops.token_buckets import retry_after
+
+
+class OperationBudget(SchemaExtension):
+    """Listed after the validation extensions: it sees their verdict and refuses only what they let through."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if not context.pre_execution_errors and context.graphql_document is not None:
+            refusal = self._refusal(context.context)
+            if refusal is not None:
+                context.pre_execution_errors = [refusal]
+        yield
+
+    def _refusal(self, request: Any) -> GraphQLError | None:
+        context = self.execution_context
+        settings = getattr(request, "settings", None)
+        if settings is None:
+            return None
+        assert context.graphql_document is not None
+        cost = operation_cost(
+            context.schema._schema,
+            context.graphql_document,
+            operation_name=context.operation_name,
+            variables=context.variables if isinstance(context.variables, dict) else None,
+        )
+        budget = settings.graphql_max_cost
+        if budget > 0 and cost > budget:
+            return ApiError(
+                f"The operation would cost {cost}, above the budget of {budget} per request: ask for smaller pages "
+                "(first/last) or fewer nested lists",
+                "QUERY_TOO_COSTLY",
+                cost=cost,
+                budget=budget,
+            )
+        # Counted against the key once authenticated; an unauthenticated request answers UNAUTHENTICATED anyway.
+        principal = getattr(request, "authenticated", None)
+        limiter = getattr(request, "rate_limiter", None)
+        if principal is None or limiter is None:
+            return None
+        wait = limiter.acquire(principal.api_key_id)
+        if not wait:
+            return None
+        seconds = retry_after(wait)
+        return ApiError(
+            f"Too many requests for this API key (limit: {limiter.rate:g} per second, bursts of {limiter.burst}); "
+            f"retry after {seconds} s",
+            "RATE_LIMITED",
+            retryAfterSeconds=seconds,
+        )

@@ -1,0 +1,61 @@
+"""Token buckets, one per key, in this process: the rate limits of SCIM (per directory) and GraphQL (per API key).
+
+Each key's bucket holds up to ``burst`` requests and refills at ``rate`` per second; a request that finds it empty
+is told how long to wait. Buckets live in memory, so with N gateway processes a key may make up to N times the
+limit: they guard one process's capacity against one tenant's runaway client, not an exact quota.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_ROUNDING = 1e-9  # a client that waited exactly the time it was told is admitted despite float rounding
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBuckets:
+    """A token bucket per key, created on a key's first request."""
+
+    def __init__(self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        # SCIM admits requests on the database's threads (inside their transaction, right after authentication).
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """False when the rate is 0: every request is admitted."""
+        return self.rate > 0
+
+    def acquire(self, key: str) -> float:
+        """Take one request from ``key``'s bucket: 0.0 if admitted, else the seconds until one is available."""
+        if not self.enabled:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(tokens=self.burst, updated=now)
+            else:
+                bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+                bucket.updated = now
+            if bucket.tokens >= 1 - _ROUNDING:
+                bucket.tokens = max(0.0, bucket.tokens - 1)
+                return 0.0
+            return (1 - bucket.tokens) / self.rate
+
+
+def retry_after(wait_seconds: float) -> int:
+    """Whole seconds to wait (RFC 9110 §10.2.3 ``Retry-After``), rounded up so a client that obeys is admitted."""
+    return max(1, math.ceil(wait_seconds))
