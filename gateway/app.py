@@ -25,7 +25,7 @@ from gateway.ops import api_keys
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
 from scim.api.http import error_response
-from scim.api.rate_limit import RateLimiter
+from scim.api.rate_limit import Doorman, RateLimiter
 from scim.api.routes import routes as scim_routes
 from scim.protocol.errors import ScimError
 
@@ -117,4 +117,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.linked_directories = set()
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
+    app.state.scim_doorman = Doorman(rate=settings.scim_unauthenticated_rate_limit)
     return app

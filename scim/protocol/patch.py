@@ -14,11 +14,13 @@ from typing import Any, Literal
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filters import And, Compare, Filter, Or, matches, parse_path
+from scim.protocol.limits import Limits
 from scim.protocol.normalize import member_values, normalize_resource
 from scim.protocol.render import Member
 from scim.protocol.schemas import ResolvedPath, Resource, resolve_path
 
 Op = Literal["add", "replace", "remove"]
+_LIMITS = Limits()  # the defaults, for callers without settings (tests)
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,14 @@ class MemberChange:
     where: Filter | None = None
 
 
-def parse_patch(document: dict[str, Any]) -> list[Operation]:
+def parse_patch(document: dict[str, Any], limits: Limits = _LIMITS) -> list[Operation]:
     schemas = document.get("schemas")
     if schemas is not None and (not isinstance(schemas, list) or urns.PATCH_OP not in schemas):
         raise ScimError(400, f"PATCH requests must declare the {urns.PATCH_OP} schema", "invalidSyntax")
     operations = next((v for k, v in document.items() if k.lower() == "operations"), None)
     if not isinstance(operations, list) or not operations:
         raise ScimError(400, "PATCH needs a non-empty 'Operations' list", "invalidSyntax")
+    limits.check_operations(len(operations))
     parsed: list[Operation] = []
     for item in operations:
         if not isinstance(item, dict):
