@@ -70,7 +70,7 @@ class Settings:
     scim_unauthenticated_rate_limit: float = 10.0
     # Bounded work per SCIM request (scim/protocol/limits.py): PATCH operations per request, and values of any
     # multi-valued attribute of a stored resource (emails, phoneNumbers … ; group members are rows, not counted).
-    scim_max_patch_operations: int = 1000
+    scim_max_patch_operations: int = 100
     scim_max_multi_values: int = 100
     # Logs of `dsync serve` (gateway/logs.py): text or json lines; the gateway's and uvicorn's level.
     log_format: str = "text"
@@ -105,7 +105,7 @@ class Settings:
             scim_rate_limit=_float("DSYNC_SCIM_RATE_LIMIT", 200.0),
             scim_rate_burst=_int("DSYNC_SCIM_RATE_BURST", 400),
             scim_unauthenticated_rate_limit=_float("DSYNC_SCIM_UNAUTHENTICATED_RATE_LIMIT", 10.0),
-            scim_max_patch_operations=_int("DSYNC_SCIM_MAX_PATCH_OPERATIONS", 1000),
+            scim_max_patch_operations=_int("DSYNC_SCIM_MAX_PATCH_OPERATIONS", 100),
             scim_max_multi_values=_int("DSYNC_SCIM_MAX_MULTI_VALUES", 100),
             log_format=(env.get("DSYNC_LOG_FORMAT") or "text").strip().lower(),
             log_level=(env.get("DSYNC_LOG_LEVEL") or "info").strip().lower(),

@@ -21,6 +21,11 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def canonical(value: Any) -> bytes:
+    """One spelling per JSON value (object keys sorted): equal values, equal bytes."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
 def loads(data: bytes | str) -> Any:
     """Decode JSON from a request body or a JSON column (the engines' ``json_deserializer``)."""
     return orjson.loads(data)

@@ -15,7 +15,7 @@ from scim.protocol.errors import ScimError
 
 @dataclass(frozen=True)
 class Limits:
-    max_operations: int = 1000
+    max_operations: int = 100
     max_values: int = 100
 
     def check_operations(self, count: int) -> None:
