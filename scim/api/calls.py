@@ -126,12 +126,12 @@ class Call:
         """Before any database work: a request without a bearer token is refused at once, and an address that sent
         too many wrong ones waits (``scim.api.rate_limit.Doorman``)."""
         doorman = self._doorman()
-        if self._credentials is None:
-            doorman.failed(self._address, None)
-            raise ScimError(401, "Missing or malformed bearer token")
         refusal = doorman.refusal(self._address, self._credentials)
         if refusal is not None:
             raise refusal
+        if self._credentials is None:
+            doorman.failed(self._address, None)
+            raise ScimError(401, "Missing or malformed bearer token")
 
     def _answer(self, result: T | ScimError) -> T:
         if isinstance(result, ScimError):
