@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -37,7 +37,7 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield sizes
 
 
-async def _in_one_batch(app: Any, calls: list[Awaitable[Any]]) -> list[Any]:
+async def _in_one_batch(app: Any, calls: Sequence[Awaitable[Any]]) -> list[Any]:
     """Run ``calls`` while the writer is busy, so that their write jobs queue up and run as one batch."""
     busy = asyncio.ensure_future(app.state.database.transaction(lambda _session: time.sleep(0.5)))
     await asyncio.sleep(0.05)
