@@ -28,7 +28,7 @@ from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
 from gateway.workos import routes as workos
 from scim.api.http import error_response
-from scim.api.rate_limit import RateLimiter
+from scim.api.rate_limit import Doorman, RateLimiter
 from scim.api.routes import routes as scim_routes
 from scim.protocol.errors import ScimError
 
@@ -132,4 +132,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.linked_directories = set()
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
     app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
+    app.state.scim_doorman = Doorman(rate=settings.scim_unauthenticated_rate_limit)
     return app

@@ -73,6 +73,13 @@ class Settings:
     # embedded store writes (~1,800 req/s on the reference machine), leaving the rest to other directories.
     scim_rate_limit: float = 200.0
     scim_rate_burst: int = 400
+    # Requests with a missing or wrong bearer token, per second per client address (a burst of twice as many):
+    # beyond it they answer 429 before reaching the database. 0 turns it off.
+    scim_unauthenticated_rate_limit: float = 10.0
+    # Bounded work per SCIM request (scim/protocol/limits.py): PATCH operations per request, and values of any
+    # multi-valued attribute of a stored resource (emails, phoneNumbers … ; group members are rows, not counted).
+    scim_max_patch_operations: int = 100
+    scim_max_multi_values: int = 100
     # Logs of `dsync serve` (gateway/logs.py): text or json lines; the gateway's and uvicorn's level.
     log_format: str = "text"
     log_level: str = "info"
@@ -109,6 +116,9 @@ class Settings:
             ws_ping_seconds=_float("DSYNC_WS_PING_SECONDS", 15.0),
             scim_rate_limit=_float("DSYNC_SCIM_RATE_LIMIT", 200.0),
             scim_rate_burst=_int("DSYNC_SCIM_RATE_BURST", 400),
+            scim_unauthenticated_rate_limit=_float("DSYNC_SCIM_UNAUTHENTICATED_RATE_LIMIT", 10.0),
+            scim_max_patch_operations=_int("DSYNC_SCIM_MAX_PATCH_OPERATIONS", 100),
+            scim_max_multi_values=_int("DSYNC_SCIM_MAX_MULTI_VALUES", 100),
             log_format=(env.get("DSYNC_LOG_FORMAT") or "text").strip().lower(),
             log_level=(env.get("DSYNC_LOG_LEVEL") or "info").strip().lower(),
             metrics_token=env.get("DSYNC_METRICS_TOKEN") or None,

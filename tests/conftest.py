@@ -83,7 +83,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
 def settings(database_url: str) -> Settings:
     # The SCIM rate limit has its own tests (tests/scim/test_rate_limit.py); elsewhere it would only make fast
     # tests depend on the machine's speed.
-    return Settings(database_url=database_url, public_url=PUBLIC_URL, scim_rate_limit=0, graphql_rate_limit=0)
+    return Settings(
+        database_url=database_url,
+        public_url=PUBLIC_URL,
+        scim_rate_limit=0,
+        scim_unauthenticated_rate_limit=0,
+        graphql_rate_limit=0,
+    )
 
 
 @pytest.fixture

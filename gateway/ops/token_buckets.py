@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 _ROUNDING = 1e-9  # a client that waited exactly the time it was told is admitted despite float rounding
+_MAX_BUCKETS = 10_000  # past this many keys, full buckets (the same as none) are dropped
 
 
 @dataclass
@@ -38,22 +39,34 @@ class TokenBuckets:
         """False when the rate is 0: every request is admitted."""
         return self.rate > 0
 
-    def acquire(self, key: str) -> float:
-        """Take one request from ``key``'s bucket: 0.0 if admitted, else the seconds until one is available."""
+    def acquire(self, key: str, *, take: bool = True) -> float:
+        """Take one request from ``key``'s bucket: 0.0 if admitted, else the seconds until one is available.
+        ``take=False`` only looks."""
         if not self.enabled:
             return 0.0
         with self._lock:
             now = self._clock()
             bucket = self._buckets.get(key)
             if bucket is None:
+                if not take:
+                    return 0.0
+                if len(self._buckets) >= _MAX_BUCKETS:
+                    self._drop_full(now)
                 bucket = self._buckets[key] = _Bucket(tokens=self.burst, updated=now)
             else:
                 bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
                 bucket.updated = now
             if bucket.tokens >= 1 - _ROUNDING:
-                bucket.tokens = max(0.0, bucket.tokens - 1)
+                if take:
+                    bucket.tokens = max(0.0, bucket.tokens - 1)
                 return 0.0
             return (1 - bucket.tokens) / self.rate
+
+    def _drop_full(self, now: float) -> None:
+        # Keys are client addresses or ids a flood may make up: memory stays bounded.
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate >= self.burst]
+        for key in full:
+            del self._buckets[key]
 
 
 def retry_after(wait_seconds: float) -> int:

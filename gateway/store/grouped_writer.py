@@ -4,12 +4,13 @@ SQLite has one writer at a time. Concurrent write jobs (plain functions over a s
 and run back to back on one writer thread, in one transaction with one commit; each caller's result is released only
 after that commit, so nothing is acknowledged before it is durable. Running the batch on a thread with the sync
 driver keeps every statement a direct call: no per-statement hop between the event loop and a database thread,
-which is what dominated the cost of a request. If any job of a batch fails, the batch is rolled back and its jobs
-run again one by one, so one request's error never touches another's work.
+which is what dominated the cost of a request. Each job of a batch runs in its own SAVEPOINT: a job that raises
+(a uniqueness conflict, say) rolls back its own work only, gets its error, and the others commit as if it had not
+been there. Only a failure outside the jobs (the deferred inserts, the commit itself) rolls back the whole batch,
+whose jobs then run again one by one.
 
-Inserts that nothing in the same job reads back (new users, events) may be deferred with :func:`insert_rows`: the
-batch writes each table's rows in one statement just before its commit. A conflict there fails the batch, and the
-one-by-one rerun (which does not defer) then reports it to the job that caused it.
+Inserts that nothing in the same job reads back and that cannot conflict (events) may be deferred with
+:func:`insert_rows`: the batch writes each table's rows in one statement just before its commit.
 """
 
 from __future__ import annotations
@@ -54,13 +55,16 @@ class _Failed:
 
 
 def run_batch(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
-    """Run ``jobs`` in one transaction; on any failure, each alone. Returns each job's result or ``_Failed``."""
+    """Run ``jobs`` in one transaction, each in a savepoint; if the batch itself fails, each alone. Returns each
+    job's result or ``_Failed``."""
     try:
         with sessions() as session:
-            if len(jobs) > 1:
-                # A lone job (a rerun above all) writes at once, so its own error handling sees conflicts.
+            if len(jobs) == 1:
+                # A lone job (a rerun above all) needs no savepoint and writes at once.
+                results = [jobs[0](session)]
+            else:
                 session.info[_DEFERRED] = {}
-            results = [job(session) for job in jobs]
+                results = [_run_in_savepoint(session, job) for job in jobs]
             _write_deferred_inserts(session)
             session.commit()
             return results
@@ -68,6 +72,30 @@ def run_batch(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
         if len(jobs) == 1:
             return [_Failed(exc)]
     return [run_batch(sessions, [job])[0] for job in jobs]
+
+
+def _run_in_savepoint(session: Session, job: Job) -> Any:
+    """One job of a batch: its result; or, if it raised, ``_Failed`` with its work undone (its statements, the rows
+    it deferred, what it noted in ``session.info``) and the batch's transaction as it was before it."""
+    deferred: dict[Insert, list[dict[str, Any]]] = session.info[_DEFERRED]
+    marks = {statement: len(rows) for statement, rows in deferred.items()}
+    noted = {key: value for key, value in session.info.items() if key != _DEFERRED}
+    savepoint = session.begin_nested()
+    try:
+        result = job(session)
+        savepoint.commit()
+        return result
+    except Exception as exc:
+        savepoint.rollback()
+        for statement in list(deferred):
+            if statement in marks:
+                del deferred[statement][marks[statement] :]
+            else:
+                del deferred[statement]
+        session.info.clear()
+        session.info.update(noted)
+        session.info[_DEFERRED] = deferred
+        return _Failed(exc)
 
 
 class WriteQueue:

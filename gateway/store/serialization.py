@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 JSONDecodeError = orjson.JSONDecodeError  # what ``loads`` raises on invalid JSON
+_CODEC_MAX_DEPTH = 254  # the deepest nesting of arrays and objects orjson writes
 
 
 def dumps_bytes(value: Any) -> bytes:
@@ -18,6 +19,11 @@ def dumps(value: Any) -> str:
     """JSON text for the store's JSON columns (the engines' ``json_serializer``)."""
     # JSON columns want text (SQLite would store bytes as a BLOB).
     return orjson.dumps(value).decode()
+
+
+def canonical(value: Any) -> bytes:
+    """One spelling per JSON value (object keys sorted): equal values, equal bytes."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def loads(data: bytes | str) -> Any:
@@ -35,3 +41,18 @@ def contains_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(contains_nul(v) for v in value)
     return False
+
+
+def fits_store(value: Any, *, max_depth: int) -> bool:
+    """Whether ``value`` nests at most ``max_depth`` arrays/objects and the codec can write it back: what is read
+    from a request must be storable (deeper than orjson's own limit it cannot be written at all, and stored
+    resources are nested again inside event payloads). Checked in C: serialising ``value`` wrapped in enough lists
+    that anything deeper than ``max_depth`` passes the codec's limit."""
+    wrapped = value
+    for _ in range(_CODEC_MAX_DEPTH - max_depth):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return False
+    return True

@@ -8,6 +8,8 @@ it runs where the database is fastest to reach (``Database.query`` / ``Database.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -17,16 +19,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.settings import Settings
+from gateway.store.credentials import hash_secret
 from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryState
 from scim.api.http import parse_json, projection_params, read_body, scim_response
-from scim.api.rate_limit import RateLimiter
-from scim.backend.auth import activate, enter
+from scim.api.rate_limit import Doorman, RateLimiter
+from scim.backend.auth import activate, bearer_token, enter
 from scim.backend.resources import Outcome
 from scim.protocol.errors import ScimError
+from scim.protocol.limits import Limits
 
 T = TypeVar("T")
 Work = Callable[[Session, Directory], T]
+# Bodies larger than this are parsed on a thread: the event loop keeps serving other requests meanwhile.
+_PARSE_INLINE_BYTES = 16 * 1024
 
 
 def settings_of(request: Request) -> Settings:
@@ -46,6 +52,8 @@ class Call:
         "if_match",
         "if_none_match",
         "directory",
+        "_address",
+        "_credentials",
         "_refusal",
         "_state",
     )
@@ -62,6 +70,11 @@ class Call:
         self.directory: Directory | None = None
         self._refusal: ScimError | None = None
         self._state = request.app.state
+        self._address = request.client.host if request.client else ""
+        # (directory id, token hash): what the doorman knows a request by; None without a well-formed bearer token.
+        self._credentials: tuple[str, str] | None = None
+        with contextlib.suppress(ScimError):
+            self._credentials = (self.directory_id, hash_secret(bearer_token(self.authorization)))
 
     def admit(self, directory: Directory) -> ScimError | None:
         """The directory's rate limit, charged once per request and only once it is authenticated
@@ -70,39 +83,66 @@ class Call:
             self.directory = directory
             limiter: RateLimiter = self._state.scim_rate_limiter
             self._refusal = limiter.refusal(directory.id)
+            if self._credentials is not None:
+                self._doorman().succeeded(self._credentials)
         return self._refusal
 
-    async def read(self, work: Work[T]) -> T:
-        def read(session: Session) -> T:
-            entered = enter(session, directory_id=self.directory_id, authorization=self.authorization, admit=self.admit)
-            if isinstance(entered, ScimError):
-                raise entered
-            return work(session, entered)
+    async def read(self, work: Work[T | ScimError]) -> T:
+        """Run ``work`` in a read-only job; a ``ScimError`` it returns (or raises) is the answer."""
 
+        def read(session: Session) -> T | ScimError:
+            entered = enter(session, directory_id=self.directory_id, authorization=self.authorization, admit=self.admit)
+            return entered if isinstance(entered, ScimError) else work(session, entered)
+
+        self._door()
         try:
-            return await self._database().query(read)
+            return self._answer(await self._database().query(read))
         finally:
             await self._link(activated=False)
 
-    async def write(self, work: Work[Outcome]) -> Outcome:
-        """Run ``work`` in a write transaction; its outcome is answered only after the commit."""
+    async def write(self, work: Work[T | ScimError]) -> T:
+        """Run ``work`` in a write transaction; its outcome is answered only after the commit.
 
-        def write(session: Session) -> Outcome | ScimError:
+        A refusal ``work`` finds before writing anything (not found, a failed precondition, an unparsable body) is
+        best returned, not raised: on SQLite the job shares its transaction with other requests' jobs, and though a
+        raising job only rolls back its own savepoint, a returned refusal costs nothing at all."""
+
+        def write(session: Session) -> T | ScimError:
             entered = enter(
                 session, directory_id=self.directory_id, authorization=self.authorization, admit=self.admit, write=True
             )
-            # A refusal is answered, not raised (see ``scim.backend.auth.enter``).
             return entered if isinstance(entered, ScimError) else work(session, entered)
 
+        self._door()
         committed = False
         try:
             result = await self._database().transaction(write)
-            committed = True
+            committed = not isinstance(result, ScimError)
         finally:
             await self._link(activated=committed)
+        return self._answer(result)
+
+    def _door(self) -> None:
+        """Before any database work: a request without a bearer token is refused at once, and an address that sent
+        too many wrong ones waits (``scim.api.rate_limit.Doorman``)."""
+        doorman = self._doorman()
+        refusal = doorman.refusal(self._address, self._credentials)
+        if refusal is not None:
+            raise refusal
+        if self._credentials is None:
+            doorman.failed(self._address, None)
+            raise ScimError(401, "Missing or malformed bearer token")
+
+    def _answer(self, result: T | ScimError) -> T:
         if isinstance(result, ScimError):
+            if result.status == 401:
+                self._doorman().failed(self._address, self._credentials)
             raise result
         return result
+
+    def _doorman(self) -> Doorman:
+        doorman: Doorman = self._state.scim_doorman
+        return doorman
 
     async def _link(self, *, activated: bool) -> None:
         """The first authorized request links an unlinked directory, even if that request then failed (so Test
@@ -130,23 +170,34 @@ def respond(outcome: Outcome) -> Response:
 
 
 class Parsed(Generic[T]):
-    """A request body parsed before the transaction (keeping CPU work out of it); a parse error is raised only
+    """A request body parsed before the transaction (keeping CPU work out of it); a parse error is answered only
     after authentication, so an unauthorized caller learns nothing about its body."""
 
-    __slots__ = ("_value", "_error")
+    __slots__ = ("_value", "error")
 
     def __init__(self, value: T | None = None, error: ScimError | None = None) -> None:
-        self._value, self._error = value, error
+        self._value, self.error = value, error
 
     def get(self) -> T:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._value  # type: ignore[return-value]
 
 
-async def parse_body(request: Request, parse: Callable[[dict[str, Any]], T]) -> Parsed[T]:
+def limits_of(request: Request) -> Limits:
+    settings = settings_of(request)
+    return Limits(max_operations=settings.scim_max_patch_operations, max_values=settings.scim_max_multi_values)
+
+
+async def parse_body(request: Request, parse: Callable[[dict[str, Any], Limits], T]) -> Parsed[T]:
+    """The body read (up to its size limit) and parsed within the request limits, on a thread when it is large."""
     body = await read_body(request, limit=settings_of(request).scim_max_body_bytes)
-    try:
-        return Parsed(parse(parse_json(request, body)))
-    except ScimError as exc:
-        return Parsed(error=exc)
+    limits = limits_of(request)
+
+    def parsed() -> Parsed[T]:
+        try:
+            return Parsed(parse(parse_json(request, body), limits))
+        except ScimError as exc:
+            return Parsed(error=exc)
+
+    return parsed() if len(body) <= _PARSE_INLINE_BYTES else await asyncio.to_thread(parsed)

@@ -11,11 +11,11 @@ from starlette.responses import Response
 
 from gateway.store.models import Directory, DirectoryGroup
 from scim.api.calls import Call
-from scim.api.resources import Collection, Item
+from scim.api.resources import Collection, Item, Patched
 from scim.backend.groups import GROUPS, apply_member_changes, create_group, replace_members, save_group
 from scim.backend.resources import NO_CONTENT, Outcome, rendered
+from scim.protocol.limits import Limits
 from scim.protocol.normalize import member_values, normalize_resource
-from scim.protocol.patch import Operation, apply_patch, parse_patch
 from scim.protocol.render import Member
 
 # A group's body: its attributes, and its members (in a replacement, None when not asserted).
@@ -27,14 +27,20 @@ def _members_of(document: dict[str, Any]) -> Any:
     return next((v for k, v in document.items() if k.lower() == "members"), None)
 
 
-def _new_group(document: dict[str, Any]) -> _New:
-    return normalize_resource(document, resource="Group"), member_values(_members_of(document))
+def _group(document: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    raw = normalize_resource(document, resource="Group")
+    limits.check_values(raw)
+    return raw
 
 
-def _replacement(document: dict[str, Any]) -> _Body:
+def _new_group(document: dict[str, Any], limits: Limits) -> _New:
+    return _group(document, limits), member_values(_members_of(document))
+
+
+def _replacement(document: dict[str, Any], limits: Limits) -> _Body:
     # An omitted `members` is not asserted (RFC 7644 §3.5.1): memberships stay; `[]` empties the group.
     asserted = any(k.lower() == "members" for k in document)
-    return normalize_resource(document, resource="Group"), member_values(_members_of(document)) if asserted else None
+    return _group(document, limits), member_values(_members_of(document)) if asserted else None
 
 
 def _create(session: Session, directory: Directory, body: _New, call: Call) -> Outcome:
@@ -51,11 +57,10 @@ def _replace(session: Session, directory: Directory, group: DirectoryGroup, body
     return rendered(session, GROUPS, group, view=call)
 
 
-def _patch(
-    session: Session, directory: Directory, group: DirectoryGroup, operations: list[Operation], call: Call
-) -> Outcome:
-    raw, changes = apply_patch(group.raw_attributes, operations, resource="Group")
-    save_group(session, directory=directory, group=group, raw=raw)
+def _patch(session: Session, directory: Directory, group: DirectoryGroup, patched: Patched, call: Call) -> Outcome:
+    if patched.raw is not None:
+        save_group(session, directory=directory, group=group, raw=patched.raw)
+    changes = patched.changes
     apply_member_changes(session, directory=directory, group=group, changes=changes)
     # Member-only PATCHes answer 204 unless attributes were asked for (RFC 7644 §3.5.2 allows either), so a
     # 10,000-member group is never rendered to add one member.
@@ -78,4 +83,4 @@ class GroupEndpoint(Item[DirectoryGroup]):
         return await self.change(request, _replacement, _replace)
 
     async def patch(self, request: Request) -> Response:
-        return await self.change(request, parse_patch, _patch)
+        return await self.patched(request, _patch)

@@ -15,13 +15,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.settings import Settings
-from gateway.store.serialization import JSONDecodeError, contains_nul, dumps_bytes, loads
+from gateway.store.serialization import JSONDecodeError, contains_nul, dumps_bytes, fits_store, loads
 from scim.protocol.errors import SCIM_MEDIA_TYPE, ScimError
 
 logger = logging.getLogger("dsync.scim")
 
 _ACCEPTED_MEDIA_TYPES = frozenset({"application/scim+json", "application/json"})
 _MAX_START_INDEX = 2**63 - 1
+# Arrays and objects nested in a request body (the body itself is 1). A SCIM resource needs about 5; a deeper body
+# answers 400 instead of reaching a store that cannot write it.
+MAX_JSON_DEPTH = 32
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
@@ -49,6 +52,8 @@ def parse_json(request: Request, body: bytes) -> dict[str, Any]:
         raise ScimError(400, f"Request body is not valid JSON: {exc}", "invalidSyntax") from None
     if not isinstance(document, dict):
         raise ScimError(400, "Request body must be a JSON object", "invalidSyntax")
+    if not fits_store(document, max_depth=MAX_JSON_DEPTH):
+        raise ScimError(400, f"Request body nests deeper than {MAX_JSON_DEPTH} levels", "invalidValue")
     if b"\\u0000" in body and contains_nul(document):
         # PostgreSQL text cannot hold U+0000: refused the same way on every store.
         raise ScimError(400, "Request body must not contain NUL characters (\\u0000)", "invalidValue")

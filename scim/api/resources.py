@@ -7,7 +7,9 @@ kind and what really differs: how a body is read, and what a create, replace or 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -15,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.store.models import Directory
-from scim.api.calls import Call, Parsed, parse_body, respond, settings_of
+from scim.api.calls import Call, Parsed, limits_of, parse_body, respond, settings_of
 from scim.api.http import ListParams, ScimEndpoint, list_params, scim_response
 from scim.backend.resources import (
     NO_CONTENT,
@@ -29,14 +31,38 @@ from scim.backend.resources import (
     rendered,
 )
 from scim.protocol import urns
+from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
 from scim.protocol.filters import parse_filter
+from scim.protocol.limits import Limits
+from scim.protocol.patch import MemberChange, Operation, apply_patch, parse_patch
 from scim.protocol.render import check_if_match, etag
 
 P = TypeVar("P")
 # What a create does with a parsed body, or a replace or patch with the resource (its If-Match already checked).
 Create = Callable[[Session, Directory, P, Call], Outcome]
 Change = Callable[[Session, Directory, R, P, Call], Outcome]
+Parse = Callable[[dict[str, Any], Limits], P]  # a request body (a JSON object) to what the change needs
+# A PATCH's attempts at applying its operations outside the write job before the last one applies them inside it.
+_PATCH_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Patched:
+    """A PATCH applied to the resource's attributes: the new ones (None when unchanged) and its member changes."""
+
+    raw: dict[str, Any] | None
+    changes: list[MemberChange]
+
+
+Save = Callable[[Session, Directory, R, Patched, Call], Outcome]
+
+
+class _Conflict:
+    """The resource changed between the PATCH's read and its write: apply it again to what is stored now."""
+
+
+_CONFLICT = _Conflict()
 
 
 def listing(
@@ -74,7 +100,7 @@ class Collection(ScimEndpoint, Generic[R]):
         )
         return scim_response(outcome.body)
 
-    async def create(self, request: Request, parse: Callable[[dict[str, Any]], P], create: Create[P]) -> Response:
+    async def create(self, request: Request, parse: Parse[P], create: Create[P]) -> Response:
         call = Call(request)
         body = await parse_body(request, parse)
         return respond(await call.write(lambda session, directory: create(session, directory, body.get(), call)))
@@ -103,20 +129,96 @@ class Item(ScimEndpoint, Generic[R]):
 
         return await self.change(request, None, remove)
 
-    async def change(
-        self, request: Request, parse: Callable[[dict[str, Any]], P] | None, change: Change[R, P]
-    ) -> Response:
+    async def change(self, request: Request, parse: Parse[P] | None, change: Change[R, P]) -> Response:
         """The skeleton of PUT, PATCH and DELETE: the body parsed (if any), then in one write transaction the
         resource (or 404), its ``If-Match`` checked, and ``change`` applied."""
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
         body: Parsed[P] = _NO_BODY if parse is None else await parse_body(request, parse)
 
-        def write(session: Session, directory: Directory) -> Outcome:
-            row = get_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
-            check_if_match(call.if_match, etag(row.version))
-            return change(session, directory, row, body.get(), call)
+        def write(session: Session, directory: Directory) -> Outcome | ScimError:
+            row = _target(session, kind, directory, resource_id, call)
+            if isinstance(row, ScimError):
+                return row
+            return body.error or change(session, directory, row, body.get(), call)
 
         return respond(await call.write(write))
+
+    async def patched(self, request: Request, save: Save[R]) -> Response:
+        """PATCH (RFC 7644 §3.5.2), its CPU work kept out of the write job and off the event loop: the stored
+        attributes are read, the operations applied on a thread, and the write job stores the result only if the
+        attributes are still the ones read (else it all runs again: no lost update). The last attempt applies the
+        operations inside the write job, bounded by the request limits, so a hot resource still makes progress."""
+        call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
+        body = await parse_body(request, parse_patch)
+        limits = limits_of(request)
+        for attempt in range(_PATCH_ATTEMPTS):
+            snapshot: dict[str, Any] | None = None
+            patched: Patched | None = None
+            if attempt < _PATCH_ATTEMPTS - 1:
+
+                def read(session: Session, directory: Directory) -> dict[str, Any] | ScimError:
+                    row = _target(session, kind, directory, resource_id, call)
+                    return row if isinstance(row, ScimError) else row.raw_attributes
+
+                snapshot = await call.read(read)
+                patched = await asyncio.to_thread(_apply, snapshot, body.get(), kind=kind, limits=limits)
+            job = _PatchJob(kind, resource_id, call, body, limits, save, snapshot=snapshot, patched=patched)
+            outcome: Outcome | _Conflict = await call.write(job.write)
+            if not isinstance(outcome, _Conflict):
+                return respond(outcome)
+        raise AssertionError("the last attempt applies the PATCH in its write job")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class _PatchJob(Generic[R]):
+    """One attempt's write job: store ``patched`` if the attributes are still ``snapshot``; without them, apply the
+    operations here."""
+
+    kind: ResourceKind[R]
+    resource_id: str
+    call: Call
+    body: Parsed[list[Operation]]
+    limits: Limits
+    save: Save[R]
+    snapshot: dict[str, Any] | None
+    patched: Patched | None
+
+    def write(self, session: Session, directory: Directory) -> Outcome | ScimError | _Conflict:
+        row = _target(session, self.kind, directory, self.resource_id, self.call)
+        if isinstance(row, ScimError):
+            return row
+        patched = self.patched
+        if patched is None:
+            if self.body.error is not None:
+                return self.body.error
+            try:
+                patched = _apply(row.raw_attributes, self.body.get(), kind=self.kind, limits=self.limits)
+            except ScimError as refusal:
+                return refusal
+        elif patched.raw is not None and row.raw_attributes != self.snapshot:
+            return _CONFLICT
+        return self.save(session, directory, row, patched, self.call)
+
+
+def _target(
+    session: Session, kind: ResourceKind[R], directory: Directory, resource_id: str, call: Call
+) -> R | ScimError:
+    """The resource a change is about, if it exists and its ``If-Match`` holds; else the refusal (returned, not
+    raised: see ``Call.write``)."""
+    try:
+        row = get_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+        check_if_match(call.if_match, etag(row.version))
+    except ScimError as refusal:
+        return refusal
+    return row
+
+
+def _apply(raw: dict[str, Any], operations: list[Operation], *, kind: ResourceKind[R], limits: Limits) -> Patched:
+    new_raw, changes = apply_patch(raw, operations, resource=kind.name)
+    if new_raw == raw:
+        return Patched(None, changes)
+    limits.check_values(new_raw)
+    return Patched(new_raw, changes)
 
 
 _NO_BODY: Parsed[Any] = Parsed(None)

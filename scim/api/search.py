@@ -17,6 +17,7 @@ from scim.backend.groups import GROUPS
 from scim.backend.resources import Outcome, R, ResourceKind
 from scim.backend.users import USERS
 from scim.protocol.errors import ScimError
+from scim.protocol.limits import Limits
 
 
 class Search(ScimEndpoint, Generic[R]):
@@ -25,7 +26,7 @@ class Search(ScimEndpoint, Generic[R]):
     async def post(self, request: Request) -> Response:
         settings = settings_of(request)
 
-        def params(document: dict[str, Any]) -> ListParams:
+        def params(document: dict[str, Any], _limits: Limits) -> ListParams:
             return list_params(document, settings)
 
         body = await parse_body(request, params)

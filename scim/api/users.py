@@ -10,15 +10,17 @@ from starlette.responses import Response
 
 from gateway.store.models import Directory, DirectoryUser
 from scim.api.calls import Call
-from scim.api.resources import Collection, Item
+from scim.api.resources import Collection, Item, Patched
 from scim.backend.resources import Outcome, rendered
 from scim.backend.users import USERS, create_user, save_user
+from scim.protocol.limits import Limits
 from scim.protocol.normalize import normalize_resource
-from scim.protocol.patch import Operation, apply_patch, parse_patch
 
 
-def _user(document: dict[str, Any]) -> dict[str, Any]:
-    return normalize_resource(document, resource="User")
+def _user(document: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    raw = normalize_resource(document, resource="User")
+    limits.check_values(raw)
+    return raw
 
 
 def _create(session: Session, directory: Directory, raw: dict[str, Any], call: Call) -> Outcome:
@@ -31,11 +33,10 @@ def _replace(session: Session, directory: Directory, user: DirectoryUser, raw: d
     return rendered(session, USERS, user, view=call)
 
 
-def _patch(
-    session: Session, directory: Directory, user: DirectoryUser, operations: list[Operation], call: Call
-) -> Outcome:
-    raw, _members = apply_patch(user.raw_attributes, operations, resource="User")
-    return _replace(session, directory, user, raw, call)
+def _patch(session: Session, directory: Directory, user: DirectoryUser, patched: Patched, call: Call) -> Outcome:
+    if patched.raw is None:  # nothing changed
+        return rendered(session, USERS, user, view=call)
+    return _replace(session, directory, user, patched.raw, call)
 
 
 class UsersEndpoint(Collection[DirectoryUser]):
@@ -52,4 +53,4 @@ class UserEndpoint(Item[DirectoryUser]):
         return await self.change(request, _user, _replace)
 
     async def patch(self, request: Request) -> Response:
-        return await self.change(request, parse_patch, _patch)
+        return await self.patched(request, _patch)

@@ -42,20 +42,17 @@ def authenticate(session: Session, *, directory_id: str, authorization: str | No
     Different directories still write in parallel. SQLite has a single writer already."""
     token = bearer_token(authorization)
     lock = lock and session.get_bind().dialect.name == "postgresql"
-    # Jobs sharing one grouped transaction look the directory up once, with a prebuilt Core query: a read-only
-    # snapshot is all authentication and the event payloads need.
-    known: dict[str, Directory] = session.info.setdefault("dsync.directories", {})
-    directory = known.get(directory_id)
-    if directory is None or lock:
-        connection = session.connection()
-        row = None
-        if lock:
-            parameters = {"id": directory_id, "token_hash": hash_secret(token)}
-            row = connection.execute(_LOCK_DIRECTORY, parameters).mappings().first()
-        if row is None:
-            row = connection.execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
-        if row is not None:
-            directory = known[directory_id] = Directory.model_construct(**row)
+    # Read afresh by every job, grouped ones included, with one prebuilt Core query (a read-only snapshot is all
+    # authentication and the event payloads need): a rotated token, a deleted directory or a new deprovisioning
+    # policy holds from the very next job on.
+    connection = session.connection()
+    row = None
+    if lock:
+        parameters = {"id": directory_id, "token_hash": hash_secret(token)}
+        row = connection.execute(_LOCK_DIRECTORY, parameters).mappings().first()
+    if row is None:
+        row = connection.execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
+    directory = None if row is None else Directory.model_construct(**row)
     # An unknown (or deleted) directory answers exactly like a wrong token: whoever holds no valid token learns
     # nothing, not even which directory ids exist.
     if directory is None or not secret_matches(token, directory.token_hash):
@@ -68,11 +65,14 @@ def enter(
 ) -> Directory | ScimError:
     """The start of every request's database job: the authenticated directory, or the refusal to answer.
 
-    The refusal is returned, not raised: a write job answers it without raising, since raising rolls back its whole
-    grouped batch and reruns its jobs one by one. A write links an unlinked directory here, in its own transaction,
+    The refusal (401, 429) is returned, not raised: a write job answers it without raising, so the grouped batch it
+    shares with other requests is not disturbed. A write links an unlinked directory here, in its own transaction,
     so ``dsync.activated`` comes before the events of the directory's first requests; if the job then fails, the
     activation rolls back with it and the api layer runs ``activate`` alone."""
-    directory = authenticate(session, directory_id=directory_id, authorization=authorization, lock=write)
+    try:
+        directory = authenticate(session, directory_id=directory_id, authorization=authorization, lock=write)
+    except ScimError as unauthorized:
+        return unauthorized
     if write and directory.state == DirectoryState.UNLINKED:
         activate(session, directory=directory)
     refusal = admit(directory)

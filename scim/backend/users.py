@@ -11,7 +11,6 @@ from sqlmodel import col
 
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, user_payload
-from gateway.store.grouped_writer import insert_rows
 from gateway.store.ids import new_id
 from gateway.store.models import (
     DeprovisionPolicy,
@@ -43,9 +42,9 @@ USERS: ResourceKind[DirectoryUser] = ResourceKind(
 def create_user(session: Session, *, directory: Directory, raw: dict[str, Any]) -> DirectoryUser:
     row = new_row(directory=directory, resource_id=new_id("directory_user"), columns=user_columns(raw))
     try:
-        # One prebuilt Core statement, deferred to the batch's commit when grouped; the UNIQUE indexes (not a
-        # read-then-insert) decide conflicts. A conflict fails the whole request's transaction: no savepoint needed.
-        insert_rows(session, _INSERT_USER, [row])
+        # One prebuilt Core statement, executed now (not deferred to a grouped batch's commit), so the UNIQUE
+        # indexes (not a read-then-insert) decide a conflict inside this request's own savepoint.
+        session.execute(_INSERT_USER, row)
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
     # Only read from here on (payload, response): skip validation and ORM instrumentation, ~10x cheaper.

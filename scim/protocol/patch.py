@@ -11,14 +11,18 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.store.serialization import canonical
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filters import And, Compare, Filter, Or, matches, parse_path
+from scim.protocol.limits import Limits
 from scim.protocol.normalize import member_values, normalize_resource
 from scim.protocol.render import Member
 from scim.protocol.schemas import ResolvedPath, Resource, resolve_path
+from scim.protocol.value_index import ValueIndexes, indexable
 
 Op = Literal["add", "replace", "remove"]
+_LIMITS = Limits()  # the defaults, for callers without settings (tests)
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,14 @@ class MemberChange:
     where: Filter | None = None
 
 
-def parse_patch(document: dict[str, Any]) -> list[Operation]:
+def parse_patch(document: dict[str, Any], limits: Limits = _LIMITS) -> list[Operation]:
     schemas = document.get("schemas")
     if schemas is not None and (not isinstance(schemas, list) or urns.PATCH_OP not in schemas):
         raise ScimError(400, f"PATCH requests must declare the {urns.PATCH_OP} schema", "invalidSyntax")
     operations = next((v for k, v in document.items() if k.lower() == "operations"), None)
     if not isinstance(operations, list) or not operations:
         raise ScimError(400, "PATCH needs a non-empty 'Operations' list", "invalidSyntax")
+    limits.check_operations(len(operations))
     parsed: list[Operation] = []
     for item in operations:
         if not isinstance(item, dict):
@@ -66,6 +71,7 @@ def apply_patch(
     """The new attributes after ``operations``, and the member changes they ask for (Groups only)."""
     raw = copy.deepcopy(raw_attributes)
     changes: list[MemberChange] = []
+    indexes = ValueIndexes()
     for operation in operations:
         if operation.path is None:
             if operation.op == "remove":
@@ -76,14 +82,21 @@ def apply_patch(
             for key, value in operation.value.items():
                 if key.lower() in ("id", "meta", "schemas", "groups"):
                     continue  # read-only or structural, echoed back by some IdPs: ignored
-                _apply(raw, changes, Operation(operation.op, key, value), resource=resource, explicit=False)
+                operation_of_key = Operation(operation.op, key, value)
+                _apply(raw, changes, operation_of_key, indexes, resource=resource, explicit=False)
         else:
-            _apply(raw, changes, operation, resource=resource, explicit=True)
+            _apply(raw, changes, operation, indexes, resource=resource, explicit=True)
     return normalize_resource(raw, resource=resource), changes
 
 
 def _apply(
-    raw: dict[str, Any], changes: list[MemberChange], operation: Operation, *, resource: Resource, explicit: bool
+    raw: dict[str, Any],
+    changes: list[MemberChange],
+    operation: Operation,
+    indexes: ValueIndexes,
+    *,
+    resource: Resource,
+    explicit: bool,
 ) -> None:
     assert operation.path is not None
     target = parse_path(operation.path)
@@ -112,14 +125,17 @@ def _apply(
             raise ScimError(400, f"Unknown sub-attribute '{sub}' of '{resolved.attribute.name}'", "invalidPath")
         sub = known.name if known else sub
     if target.value_filter is not None:
-        _apply_filtered(container, key, operation, target.value_filter, sub, resource=resource)
-    elif sub is not None:
+        _apply_filtered(container, key, operation, target.value_filter, sub, indexes, resource=resource)
+        return
+    if sub is not None:
+        indexes.forget(container.get(key))  # its entries change in ways the indexes do not follow
         _apply_sub(container, key, operation, sub)
     else:
         _apply_whole(
             container,
             key,
             operation,
+            indexes,
             multi_valued=resolved.attribute.multi_valued,
             complex_=resolved.attribute.type == "complex",
         )
@@ -178,22 +194,32 @@ def _existing_key(container: dict[str, Any], name: str) -> str:
 
 
 def _apply_whole(
-    container: dict[str, Any], key: str, operation: Operation, *, multi_valued: bool, complex_: bool
+    container: dict[str, Any],
+    key: str,
+    operation: Operation,
+    indexes: ValueIndexes,
+    *,
+    multi_valued: bool,
+    complex_: bool,
 ) -> None:
     value = operation.value
     current = container.get(key)
+    if not (multi_valued and operation.op == "add" and isinstance(current, list)):
+        indexes.forget(current)  # replaced or filtered below: a new list the indexes know nothing of
     if operation.op == "remove":
         if multi_valued and isinstance(value, list) and value and isinstance(current, list):
             # Remove only the listed elements (compared by their 'value').
-            gone = {v.get("value") if isinstance(v, dict) else v for v in value}
-            container[key] = [e for e in current if (e.get("value") if isinstance(e, dict) else e) not in gone]
+            gone = {canonical(v.get("value") if isinstance(v, dict) else v) for v in value}
+            container[key] = [e for e in current if canonical(e.get("value") if isinstance(e, dict) else e) not in gone]
         else:
             container.pop(key, None)
         return
     if multi_valued:
         items = value if isinstance(value, list) else [value]
         if operation.op == "add" and isinstance(current, list):
-            container[key] = current + [i for i in items if i not in current]
+            # New values only, compared through the list's index: linear in the stored and the added values.
+            container[key] = indexes.extended(current, items)
+            return
         else:
             container[key] = items
     elif complex_ and isinstance(value, dict) and isinstance(current, dict):
@@ -231,34 +257,56 @@ def _set_or_remove(element: dict[str, Any], sub: str, operation: Operation) -> N
 
 
 def _apply_filtered(
-    container: dict[str, Any], key: str, operation: Operation, where: Filter, sub: str | None, *, resource: Resource
+    container: dict[str, Any],
+    key: str,
+    operation: Operation,
+    where: Filter,
+    sub: str | None,
+    indexes: ValueIndexes,
+    *,
+    resource: Resource,
 ) -> None:
     current = container.get(key)
     elements: list[Any] = current if isinstance(current, list) else []
-    selected = [e for e in elements if isinstance(e, dict) and matches(where, e, resource=resource, parent=key)]
+    narrowed = indexable(where, resource=resource, parent=key)
+    candidates = elements if narrowed is None else indexes.candidates(elements, *narrowed)
+    selected = [e for e in candidates if isinstance(e, dict) and matches(where, e, resource=resource, parent=key)]
     if operation.op == "remove":
+        if not selected:
+            return
         if sub is None:
-            container[key] = [e for e in elements if not any(e is s for s in selected)]
+            gone = {id(e) for e in selected}
+            remaining = [e for e in elements if id(e) not in gone]
+            indexes.removed(elements, remaining, selected)
+            container[key] = remaining
         else:
             for element in selected:
-                element.pop(_existing_key(element, sub), None)
+                _edit(indexes, elements, element, sub, operation)
         return
     if not selected:
         # `emails[type eq "work"].value` on a user without a work email creates that element.
         seed = _seed_from_filter(where)
         if seed is None:
             raise ScimError(400, f"No '{key}' value matches the filter in the path", "noTarget")
-        elements = elements + [seed]
-        container[key] = elements
+        grown = elements + [seed]
+        indexes.appended(elements, grown, seed)
+        elements = container[key] = grown
         selected = [seed]
     for element in selected:
         if sub is not None:
-            _set_or_remove(element, sub, operation)
+            _edit(indexes, elements, element, sub, operation)
         elif isinstance(operation.value, dict):
             for sub_key, sub_value in operation.value.items():
-                element[_existing_key(element, sub_key)] = sub_value
+                _edit(indexes, elements, element, sub_key, Operation("replace", None, sub_value))
         else:
             raise ScimError(400, "A filtered path without a sub-attribute needs an object value", "invalidValue")
+
+
+def _edit(indexes: ValueIndexes, elements: list[Any], element: dict[str, Any], sub: str, operation: Operation) -> None:
+    """Set or remove one sub-attribute of an entry, keeping the PATCH's indexes in step."""
+    indexes.editing(elements, element)
+    _set_or_remove(element, sub, operation)
+    indexes.edited(elements, element)
 
 
 def _seed_from_filter(where: Filter) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ Everything that needs to know an attribute's type, case sensitivity or mutabilit
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -372,6 +373,7 @@ class ResolvedPath:
         return self.attribute.name == self.schema.id
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and called per entry when a filter is matched
 def resolve_path(resource: Resource, path: str) -> ResolvedPath | None:
     """Resolve ``attr``, ``attr.sub`` or ``urn:…:attr[.sub]`` (RFC 7644 §3.10), ignoring case (RFC 7643 §2.1).
 

@@ -89,3 +89,62 @@ async def test_wide_documents_within_the_token_limit_are_refused_not_crashed(
     # A thousand sibling fields: graphql-core stops validating (its work cap) with a clear error, no 5xx.
     errors = await _errors(client, admin_key, "{ organizations { " + " ".join(["totalCount"] * 1000) + " } }")
     assert errors == ["Validation aborted."]
+
+
+# -- bounded SCIM work ---------------------------------------------------------------------------------------------
+
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def _emails(count: int, domain: str = "acme.test") -> list[dict[str, str]]:
+    return [{"value": f"e{i}@{domain}", "type": "work"} for i in range(count)]
+
+
+async def test_patch_operations_and_multi_valued_lengths_at_their_limits(
+    client: httpx.AsyncClient, directory: DirectoryFixture, app: Any
+) -> None:
+    settings = app.state.settings
+    path, headers = directory.path, directory.headers
+    values, operations = settings.scim_max_multi_values, settings.scim_max_patch_operations
+    over = await client.post(
+        f"{path}/Users", json={"userName": "a@acme.test", "emails": _emails(values + 1)}, headers=headers
+    )
+    assert over.status_code == 400 and over.json()["scimType"] == "invalidValue"
+    created = await client.post(
+        f"{path}/Users", json={"userName": "a@acme.test", "emails": _emails(values)}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    url = f"{path}/Users/{created.json()['id']}"
+
+    async def patch(ops: list[dict[str, Any]]) -> httpx.Response:
+        return await client.patch(url, json={"schemas": [PATCH_URN], "Operations": ops}, headers=headers)
+
+    removes = [{"op": "remove", "path": f'emails[value eq "e{i}@acme.test"]'} for i in range(operations + 1)]
+    too_many = await patch(removes)
+    assert too_many.status_code == 400 and too_many.json()["scimType"] == "tooMany"
+    growing = await patch([{"op": "add", "path": "emails", "value": [{"value": "one.more@acme.test"}]}])
+    assert growing.status_code == 400 and growing.json()["scimType"] == "invalidValue"
+    assert len((await client.get(url, headers=headers)).json()["emails"]) == values  # nothing written
+    done = await patch(removes[:operations])
+    assert done.status_code == 200, done.text
+    assert len(done.json().get("emails", [])) == max(0, values - operations)
+
+
+def _deep(depth: int) -> bytes:
+    """A user whose body nests ``depth`` objects (the body itself is the first)."""
+    nested = b'{"a": ' * (depth - 1) + b'"x"' + b"}" * (depth - 1)
+    return b'{"userName": "deep@acme.test", "urn:example:deep": ' + nested + b"}"
+
+
+async def test_json_nesting_at_the_limit_passes_and_deeper_is_400(
+    client: httpx.AsyncClient, directory: DirectoryFixture
+) -> None:
+    from scim.api.http import MAX_JSON_DEPTH
+
+    for depth in (MAX_JSON_DEPTH + 1, 300, 2000):
+        deep = await client.post(f"{directory.path}/Users", content=_deep(depth), headers=directory.headers)
+        assert deep.status_code == 400, (depth, deep.text)
+    listed = await client.get(f"{directory.path}/Users", headers=directory.headers)
+    assert listed.json()["totalResults"] == 0
+    at = await client.post(f"{directory.path}/Users", content=_deep(MAX_JSON_DEPTH), headers=directory.headers)
+    assert at.status_code == 201, at.text

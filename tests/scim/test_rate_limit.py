@@ -219,3 +219,31 @@ async def test_retry_after_is_honoured_in_real_time(settings: Settings) -> None:
             await asyncio.sleep(float(refused.headers["retry-after"]))
             assert (await get()).status_code == 200
             assert (await get()).status_code == 429
+
+
+# -- requests without a valid token -------------------------------------------------------------------------------
+
+
+async def test_wrong_tokens_are_limited_per_address_and_known_credentials_pass(
+    limited: dict[str, Any], directory: DirectoryFixture
+) -> None:
+    from scim.api.rate_limit import Doorman
+
+    http: httpx.AsyncClient = limited["client"]
+    clock: _Clock = limited["clock"]
+    app = http._transport.app  # type: ignore[attr-defined]
+    app.state.scim_doorman = Doorman(rate=2, clock=clock)  # bursts of 4
+    users = f"{directory.path}/Users"
+    assert (await http.get(users, headers=directory.headers)).status_code == 200  # known from now on
+    wrong = {**directory.headers, "Authorization": "Bearer dsync_scim_guess"}
+    answers = [(await http.get(users, headers=wrong)).status_code for _ in range(4)]
+    answers.append((await http.get(users, headers={"Content-Type": "application/scim+json"})).status_code)
+    assert answers == [401, 401, 401, 401, 429]
+    refused = await http.post(users, json={"userName": "x@acme.test"}, headers=wrong)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert refused.json()["schemas"] == [ERROR] and "invalid bearer token" in refused.json()["detail"]
+    # The directory's own provisioning from the same address goes on.
+    assert (await http.post(users, json={"userName": "y@acme.test"}, headers=directory.headers)).status_code == 201
+    clock.now += 0.5
+    assert (await http.get(users, headers=wrong)).status_code == 401
+    assert (await http.get(users, headers=wrong)).status_code == 429

@@ -1,0 +1,149 @@
+"""SCIM requests sharing one grouped SQLite batch: a request that fails (bad token, unknown resource, failed
+precondition, unparsable body, uniqueness conflict) is answered alone and the others commit in the same batch, not
+run again; and what another job of the batch changed about the directory (its token, its existence, its
+deprovisioning policy) holds for the very next job."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Iterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session
+
+from gateway.ops import directories
+from gateway.store import grouped_writer
+from tests.conftest import PUBLIC_URL, DirectoryFixture, recorded_events
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The size of every batch the writer runs; a batch run again job by job shows up as more batches of one."""
+    sizes: list[int] = []
+    original = grouped_writer.run_batch
+
+    def counting(sessions: Any, jobs: list[Any]) -> list[Any]:
+        sizes.append(len(jobs))
+        return original(sessions, jobs)
+
+    monkeypatch.setattr(grouped_writer, "run_batch", counting)
+    yield sizes
+
+
+async def _in_one_batch(app: Any, calls: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Run ``calls`` while the writer is busy, so that their write jobs queue up and run as one batch."""
+    busy = asyncio.ensure_future(app.state.database.transaction(lambda _session: time.sleep(0.5)))
+    await asyncio.sleep(0.05)
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    await busy
+    return await asyncio.gather(*tasks)
+
+
+def _user(name: str) -> dict[str, Any]:
+    return {"userName": name, "emails": [{"value": name, "primary": True}]}
+
+
+async def test_a_bad_token_among_good_posts_leaves_the_batch_alone(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, batches: list[int]
+) -> None:
+    await client.get(f"{directory.path}/Users", headers=directory.headers)  # linked before the batch
+    batches.clear()
+    wrong = {**directory.headers, "Authorization": "Bearer dsync_scim_wrong"}
+    calls = [
+        client.post(f"{directory.path}/Users", json=_user(f"u{i}@acme.test"), headers=directory.headers)
+        for i in range(40)
+    ]
+    calls.insert(20, client.post(f"{directory.path}/Users", json=_user("intruder@acme.test"), headers=wrong))
+    responses = await _in_one_batch(app, calls)
+    assert [r.status_code for r in responses].count(201) == 40
+    assert responses[20].status_code == 401
+    assert batches == [1, 41]  # the busy job, then every request's job together, none run again
+
+
+async def test_refusals_and_a_conflict_inside_a_batch_touch_only_their_own_request(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, batches: list[int]
+) -> None:
+    path, headers = directory.path, directory.headers
+    taken = await client.post(f"{path}/Users", json=_user("taken@acme.test"), headers=headers)
+    user_id = taken.json()["id"]
+    batches.clear()
+    bad_patch = {"schemas": [PATCH], "Operations": [{"op": "jump", "path": "title"}]}
+    title = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "T"}]}
+    failing = [
+        client.post(f"{path}/Users", json=_user("TAKEN@acme.test"), headers=headers),  # 409 (case-insensitive)
+        client.put(f"{path}/Users/directory_user_missing", json=_user("x@acme.test"), headers=headers),  # 404
+        client.put(f"{path}/Users/{user_id}", json=_user("y@acme.test"), headers={**headers, "If-Match": 'W/"9"'}),
+        client.put(f"{path}/Users/{user_id}", json={"displayName": "no userName"}, headers=headers),  # 400
+        client.patch(f"{path}/Users/{user_id}", json=bad_patch, headers=headers),  # 400, read before the write
+    ]
+    good = [client.post(f"{path}/Users", json=_user(f"g{i}@acme.test"), headers=headers) for i in range(10)]
+    responses = await _in_one_batch(
+        app,
+        [
+            *failing[:4],
+            *good[:5],
+            client.patch(f"{path}/Users/{user_id}", json=title, headers=headers),
+            *good[5:],
+            failing[4],
+        ],
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses[:4] == [409, 404, 412, 400]
+    assert statuses[4:-1] == [201] * 5 + [200] + [201] * 5
+    assert statuses[-1] == 400
+    assert batches == [1, 15]  # the busy job, then every write job together (the bad PATCH ends at its read)
+    events = [name for name, _ in await recorded_events(app.state.database, directory.id)]
+    assert events.count("dsync.user.created") == 11 and events.count("dsync.user.updated") == 1
+
+
+async def test_a_rotation_deletion_or_policy_change_holds_for_the_next_job_of_the_batch(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, batches: list[int]
+) -> None:
+    database = app.state.database
+    path, headers = directory.path, directory.headers
+    user = (await client.post(f"{path}/Users", json=_user("leaver@acme.test"), headers=headers)).json()["id"]
+
+    def rotate(session: Session) -> str:
+        issued = directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+        return issued.bearer_token
+
+    def delete_inactive(session: Session) -> None:
+        directories.set_deprovision_policy(session, directory_id=directory.id, policy="delete_inactive")
+
+    deactivate = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]}
+    batches.clear()
+    before, token, policy_changed, after, deactivated = await _in_one_batch(
+        app,
+        [
+            client.post(f"{path}/Users", json=_user("before@acme.test"), headers=headers),
+            database.transaction(rotate),
+            database.transaction(delete_inactive),
+            client.post(f"{path}/Users", json=_user("after@acme.test"), headers=headers),
+            client.patch(f"{path}/Users/{user}", json=deactivate, headers={**headers, "Authorization": "Bearer x"}),
+        ],
+    )
+    assert before.status_code == 201 and after.status_code == 401 and deactivated.status_code == 401
+    assert batches == [1, 4]  # the PATCH's read was refused before its write
+    fresh = {**headers, "Authorization": f"Bearer {token}"}
+    gone = await client.patch(f"{path}/Users/{user}", json=deactivate, headers=fresh)
+    assert gone.status_code == 200
+    assert (await client.get(f"{path}/Users/{user}", headers=fresh)).status_code == 404  # deleted by the policy
+
+    batches.clear()
+    created, _deleted, orphan = await _in_one_batch(
+        app,
+        [
+            client.post(f"{path}/Users", json=_user("last@acme.test"), headers=fresh),
+            database.transaction(lambda s: directories.delete_directory(s, directory_id=directory.id)),
+            client.post(f"{path}/Users", json=_user("orphan@acme.test"), headers=fresh),
+        ],
+    )
+    assert created.status_code == 201 and orphan.status_code == 401
+    assert batches == [1, 3]
