@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.settings import Settings
 from gateway.store.serialization import JSONDecodeError, contains_nul, dumps_bytes, loads
 from scim.protocol.errors import SCIM_MEDIA_TYPE, ScimError
+from scim.protocol.filters import parse_path
 
 logger = logging.getLogger("dsync.scim")
 
@@ -105,7 +106,11 @@ def _names_param(source: Mapping[str, Any], name: str) -> list[str] | None:
         raw = _split_names(raw)
     if not isinstance(raw, list) or not all(isinstance(part, str) for part in raw):
         raise ScimError(400, f"{name} must be a list of attribute names", "invalidValue")
-    return [part.strip() for part in raw if part.strip()] or None
+    names = [part.strip() for part in raw if part.strip()]
+    for path in names:
+        if "[" in path:
+            parse_path(path)  # a malformed value filter is refused (400) even when no resource is rendered
+    return names or None
 
 
 def projection_params(request: Request) -> tuple[list[str] | None, list[str] | None]:

@@ -171,7 +171,9 @@ def _matching_values(
     ]
     if target.sub is not None:
         chosen = [picked for picked in (_pick(v, [target.sub]) for v in chosen) if picked]
-    fragment: dict[str, Any] = {key: chosen}
+    if not chosen and keep:
+        return None
+    fragment: dict[str, Any] = {key: chosen or None}  # None: every value left out, so is the attribute
     return {urn: fragment} if urn else fragment
 
 
@@ -220,6 +222,8 @@ def _replace_values(target: dict[str, Any], fragment: dict[str, Any]) -> None:
     for key, value in fragment.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _replace_values(target[key], value)
+        elif value is None:
+            target.pop(key, None)
         else:
             target[key] = value
 
