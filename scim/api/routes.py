@@ -78,8 +78,8 @@ class _Fallback:
                 match, matched = route.matches(child)
                 if match == Match.FULL:
                     # In place too, so the metrics label this request with the route that answered it.
-                    scope.update(matched)
-                    child.update(matched)
+                    scope.update(matched, route=route)
+                    child.update(matched, route=route)
                     await route.handle(child, receive, send)
                     return
         await _unrouted_app(scope, receive, send)
