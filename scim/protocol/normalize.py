@@ -115,11 +115,14 @@ def check_schemas(schemas: Any, *, resource: Resource) -> None:
         return
     if not isinstance(schemas, list) or not all(isinstance(urn, str) for urn in schemas):
         raise ScimError(400, "'schemas' must be a list of schema URNs", "invalidSyntax")
-    own = {schema.id.lower() for schema in RESOURCE_SCHEMAS[resource]}
     for urn in schemas:
-        lowered = urn.lower()
-        if lowered.startswith(_SCIM_URN_PREFIXES) and lowered not in own:
-            raise ScimError(400, f"A {resource} body cannot declare the schema {urn}", "invalidValue")
+        _check_foreign(urn, resource=resource)
+
+
+def _check_foreign(urn: str, *, resource: Resource) -> None:
+    lowered = urn.lower()
+    if lowered.startswith(_SCIM_URN_PREFIXES) and lowered not in {s.id.lower() for s in RESOURCE_SCHEMAS[resource]}:
+        raise ScimError(400, f"A {resource} body cannot declare the schema {urn}", "invalidValue")
 
 
 def normalize_resource(document: dict[str, Any], *, resource: Resource) -> dict[str, Any]:
@@ -133,6 +136,7 @@ def normalize_resource(document: dict[str, Any], *, resource: Resource) -> dict[
         schema, attribute = _top_level(resource, key)
         if attribute is None:
             if value not in _EMPTY:
+                _check_foreign(key, resource=resource)  # e.g. a Group's attributes under its URN in a User
                 raw[key] = value  # e.g. a vendor extension URN: kept as sent
                 if key.lower().startswith("urn:"):
                     extra_schemas.append(key)

@@ -20,6 +20,7 @@ ODD_FORMS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "Users", {"schemas": [GROUP], "displayName": "Posted to Users", "userName": "odd1@acme.test"}),
     ("POST", "Groups", {"schemas": [USER], "displayName": "Posted to Groups"}),
     ("POST", "Users", {"schemas": USER, "userName": "odd2@acme.test"}),
+    ("POST", "Users", {"schemas": [USER], "userName": "odd7@acme.test", GROUP: {"displayName": "Nested"}}),
     ("POST", "Users", {"schemas": [USER], "userName": 31337}),
     ("POST", "Users", {"schemas": [USER], "userName": "odd3@acme.test", "displayName": 7}),
     ("POST", "Groups", {"schemas": [GROUP], "displayName": 42}),
