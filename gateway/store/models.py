@@ -120,7 +120,8 @@ class DirectoryUser(SQLModel, table=True):
     __table_args__ = (
         # userName is caseExact=false (RFC 7643 §4.1.1): uniqueness ignores case.
         Index("uq_directory_users_user_name", "directory_id", func.lower(Column("user_name")), unique=True),
-        Index("uq_directory_users_idp_id", "directory_id", "idp_id", unique=True),
+        # externalId is not unique (RFC 7643 §3.1): this index serves `externalId eq …` lookups.
+        Index("ix_directory_users_idp_id", "directory_id", "idp_id"),
         Index("ix_directory_users_directory_id_id", "directory_id", "id"),
         Index("ix_directory_users_directory_id_state", "directory_id", "state"),
     )
@@ -149,7 +150,7 @@ class DirectoryGroup(SQLModel, table=True):
 
     __tablename__ = "directory_groups"
     __table_args__ = (
-        Index("uq_directory_groups_external_id", "directory_id", "external_id", unique=True),
+        Index("ix_directory_groups_external_id", "directory_id", "external_id"),
         Index("ix_directory_groups_directory_id_id", "directory_id", "id"),
     )
 

@@ -13,10 +13,10 @@ from gateway.store.models import Directory, DirectoryGroup
 from scim.api.calls import Call
 from scim.api.resources import Collection, Item, Patched
 from scim.backend.groups import GROUPS, apply_member_changes, create_group, replace_members, save_group
-from scim.backend.resources import NO_CONTENT, Outcome, rendered
+from scim.backend.resources import Outcome, rendered
 from scim.protocol.limits import Limits
 from scim.protocol.normalize import member_values, normalize_resource
-from scim.protocol.render import Member
+from scim.protocol.render import Member, etag
 
 # A group's body: its attributes, and its members (in a replacement, None when not asserted).
 _New = tuple[dict[str, Any], list[Member]]
@@ -62,10 +62,10 @@ def _patch(session: Session, directory: Directory, group: DirectoryGroup, patche
         save_group(session, directory=directory, group=group, raw=patched.raw)
     changes = patched.changes
     apply_member_changes(session, directory=directory, group=group, changes=changes)
-    # Member-only PATCHes answer 204 unless attributes were asked for (RFC 7644 §3.5.2 allows either), so a
-    # 10,000-member group is never rendered to add one member.
-    if changes and call.attributes is None:
-        return NO_CONTENT
+    # 204 unless the request asks for attributes/excludedAttributes, then 200 with the projected group (RFC 7644
+    # §3.5.2 allows either): a 10,000-member group is never rendered to add one member.
+    if call.attributes is None and call.excluded is None:
+        return Outcome(None, 204, etag(group.version))
     return rendered(session, GROUPS, group, view=call)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.settings import Settings
 from gateway.store.serialization import JSONDecodeError, contains_nul, dumps_bytes, fits_store, loads
 from scim.protocol.errors import SCIM_MEDIA_TYPE, ScimError
+from scim.protocol.filters import parse_path
 
 logger = logging.getLogger("dsync.scim")
 
@@ -25,6 +27,8 @@ _MAX_START_INDEX = 2**63 - 1
 # Arrays and objects nested in a request body (the body itself is 1). A SCIM resource needs about 5; a deeper body
 # answers 400 instead of reaching a store that cannot write it.
 MAX_JSON_DEPTH = 32
+# One name of a comma-separated list; a value filter's brackets may hold commas (``emails[value co ","]``).
+_NAME = re.compile(r'(?:[^,\["]|"[^"]*"|\[(?:[^\]"]|"[^"]*")*\])+')
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
@@ -81,16 +85,37 @@ def _int_param(source: Mapping[str, Any], name: str, default: int) -> int:
         raise ScimError(400, f"{name} must be an integer", "invalidValue") from None
 
 
+def _split_names(text: str) -> list[str]:
+    """``a,b`` → ``["a", "b"]``, commas inside a value filter's brackets kept; a malformed filter stays one name,
+    refused when it is parsed."""
+    names: list[str] = []
+    position = 0
+    while position < len(text):
+        if text[position] == ",":
+            position += 1
+            continue
+        match = _NAME.match(text, position)
+        if match is None or (match.end() < len(text) and text[match.end()] != ","):
+            return names + [text[position:]]
+        names.append(match.group())
+        position = match.end() + 1
+    return names
+
+
 def _names_param(source: Mapping[str, Any], name: str) -> list[str] | None:
     """``attributes=a,b`` in a query, or ``"attributes": ["a", "b"]`` in a SearchRequest body."""
     raw = source.get(name)
     if not raw:
         return None
     if isinstance(raw, str):
-        raw = raw.split(",")
+        raw = _split_names(raw)
     if not isinstance(raw, list) or not all(isinstance(part, str) for part in raw):
         raise ScimError(400, f"{name} must be a list of attribute names", "invalidValue")
-    return [part.strip() for part in raw if part.strip()] or None
+    names = [part.strip() for part in raw if part.strip()]
+    for path in names:
+        if "[" in path:
+            parse_path(path)  # a malformed value filter is refused (400) even when no resource is rendered
+    return names or None
 
 
 def projection_params(request: Request) -> tuple[list[str] | None, list[str] | None]:

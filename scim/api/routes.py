@@ -1,10 +1,16 @@
-"""SCIM 2.0 under ``/scim/v2/{directory_id}/``: the route table, and the answer to every path it does not route."""
+"""SCIM 2.0 under ``/scim/v2/{directory_id}/``: the route table, and the answer to every path it does not route.
+
+Resource endpoint names are matched case-insensitively and a trailing slash is tolerated (Microsoft's reference
+tooling sends ``/users``, ``/serviceproviderconfig`` and ``/Users/?filter=…``): the exact-case routes come first, so
+provisioning traffic matches at once, and only a path they miss is normalised and routed again by the fallback.
+"""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from scim.api.discovery import ResourceTypes, Schemas, ServiceProviderConfig
 from scim.api.groups import GroupEndpoint, GroupsEndpoint
@@ -13,13 +19,39 @@ from scim.api.search import SearchEverything, SearchGroups, SearchUsers
 from scim.api.users import UserEndpoint, UsersEndpoint
 from scim.protocol.errors import ScimError
 
+_PREFIX = "/scim/v2/{directory_id}"
+# The resource endpoints by their lowercased name, spelled as routed (RFC 7644 §3.2 names them).
+_ENDPOINT_NAMES = {
+    name.lower(): name for name in ("Users", "Groups", "ServiceProviderConfig", "ResourceTypes", "Schemas", ".search")
+}
+
+
+def canonical_path(path: str) -> str | None:
+    """``/scim/v2/{d}/users/`` → ``/scim/v2/{d}/Users``: the path with its endpoint names in their routed case and
+    no trailing slash, or None when it is already so (or is no SCIM resource path). Ids are left as they are."""
+    parts = path.split("/")  # ["", "scim", "v2", directory_id, endpoint, …]
+    if len(parts) < 5 or parts[4] == "":
+        return None
+    rest = parts[4:]
+    if len(rest) > 1 and rest[-1] == "":
+        rest = rest[:-1]
+    rest[0] = _ENDPOINT_NAMES.get(rest[0].lower(), rest[0])
+    if len(rest) > 1 and rest[0] in ("Users", "Groups"):
+        rest[1] = _ENDPOINT_NAMES.get(rest[1].lower(), rest[1]) if rest[1].lower() == ".search" else rest[1]
+    canonical = "/".join(parts[:4] + rest)
+    return None if canonical == path else canonical
+
 
 async def _unrouted(request: Request) -> Response:
     """405 with ``Allow`` when the path exists for other methods, else 404 (both in SCIM's error shape)."""
     allowed: set[str] = set()
+    scope = request.scope
+    canonical = canonical_path(scope["path"])
+    if canonical is not None:
+        scope = {**scope, "path": canonical}
     for route in request.app.router.routes:
-        if isinstance(route, Route) and route.endpoint is not _catch_all and route.methods:
-            match, _ = route.matches(request.scope)
+        if isinstance(route, Route) and route.endpoint is not _fallback and route.methods:
+            match, _ = route.matches(scope)
             if match == Match.PARTIAL:
                 allowed |= route.methods
     if allowed:
@@ -28,11 +60,36 @@ async def _unrouted(request: Request) -> Response:
 
 
 _catch_all = scim_endpoint(_unrouted)
+_unrouted_app = request_response(_catch_all)
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
+class _Fallback:
+    """The last SCIM route: a path the exact routes missed is normalised (``canonical_path``) and routed again;
+    what still matches nothing is answered by ``_unrouted``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        canonical = canonical_path(scope["path"])
+        if canonical is not None:
+            child = {**scope, "path": canonical, "raw_path": canonical.encode()}
+            for route in scope["app"].router.routes:
+                if not isinstance(route, Route) or route.endpoint is _fallback:
+                    continue
+                match, matched = route.matches(child)
+                if match == Match.FULL:
+                    # In place too, so the metrics label this request with the route that answered it.
+                    scope.update(matched, route=route)
+                    child.update(matched, route=route)
+                    await route.handle(child, receive, send)
+                    return
+        await _unrouted_app(scope, receive, send)
+
+
+_fallback = _Fallback()
+
+
 def routes() -> list[Route]:
-    prefix = "/scim/v2/{directory_id}"
+    prefix = _PREFIX
     return [
         # The provisioning traffic first: Starlette tries routes in order.
         Route(f"{prefix}/Users", UsersEndpoint, methods=["GET", "POST"]),
@@ -47,5 +104,5 @@ def routes() -> list[Route]:
         Route(f"{prefix}/.search", SearchEverything, methods=["POST"]),
         Route(f"{prefix}/Users/.search", SearchUsers, methods=["POST"], name="search_users"),
         Route(f"{prefix}/Groups/.search", SearchGroups, methods=["POST"], name="search_groups"),
-        Route(f"{prefix}/{{rest:path}}", _catch_all, methods=_ALL_METHODS),
+        Route(f"{prefix}/{{rest:path}}", _fallback, methods=_ALL_METHODS),
     ]

@@ -75,9 +75,8 @@ NO_CONTENT = Outcome(None, 204)
 
 
 def uniqueness_error(exc: IntegrityError, resource: Resource) -> ScimError:
-    message = str(exc.orig)
-    if "idp_id" in message or "external_id" in message:
-        return ScimError(409, f"A {resource} with this externalId already exists in this directory", "uniqueness")
+    """The 409 for a UNIQUE index's refusal: a User's userName (case-insensitive) is the only unique attribute;
+    externalId is not unique (RFC 7643 §3.1), neither for users nor for groups."""
     if resource == "User":
         return ScimError(409, "A User with this userName already exists in this directory", "uniqueness")
     return ScimError(409, f"{resource} conflicts with an existing one", "uniqueness")
@@ -186,13 +185,14 @@ def render_resources(
 ) -> list[dict[str, Any]]:
     """Rows as SCIM shows them, reading their ``groups`` / ``members`` in one query, and only when asked for."""
     name = related_attribute(kind.name)
-    wanted = (not attributes or mentions(attributes, name)) and not mentions(excluded, name)
+    wanted = (not attributes or mentions(attributes, name)) and not mentions(excluded, name, whole=True)
     related = related_members(session, kind, [r.id for r in rows]) if wanted else {}
     return [
         project(
             render_resource(
                 r, resource=kind.name, base_url=base_url, related=related.get(r.id, []) if wanted else None
             ),
+            resource=kind.name,
             attributes=attributes,
             excluded=excluded,
         )
@@ -213,7 +213,7 @@ def rendered(
     carries its ``Location``."""
     if related is not None:
         body = render_resource(row, resource=kind.name, base_url=view.base_url, related=related)
-        body = project(body, attributes=view.attributes, excluded=view.excluded)
+        body = project(body, resource=kind.name, attributes=view.attributes, excluded=view.excluded)
     else:
         [body] = render_resources(
             session, kind, [row], base_url=view.base_url, attributes=view.attributes, excluded=view.excluded

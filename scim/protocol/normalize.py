@@ -1,8 +1,10 @@
 """The one inbound normaliser: every SCIM resource body passes through here before it touches the store.
 
 It canonicalises attribute names (case-insensitive, RFC 7643 §2.1), coerces IdP quirks ("True"/"False" strings for
-booleans, numbers for strings, a bare id for ``manager``), drops what a client may not set (id, meta, groups, the
-write-only password) and treats ``null`` / ``""`` / ``[]`` as "no value" (RFC 7644 §3.5.1).
+booleans, numbers for strings other than the identifying ones, a bare id for ``manager``), drops what a client may
+not set (id, meta, groups, the write-only password) and treats ``null`` / ``""`` / ``[]`` as "no value" (RFC 7644
+§3.5.1). It is strict where no identity provider needs tolerance (README "SCIM conformance"): ``schemas`` must be a
+list naming no other resource type, ``userName`` / ``displayName`` strings, a multi-valued attribute a list.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ _REQUIRED: dict[Resource, str] = {"User": "userName", "Group": "displayName"}
 # Never stored from a request: server-assigned, computed, write-only or kept as membership rows.
 _NOT_STORED = frozenset({"id", "meta", "groups", "password", "members"})
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
+# What a resource is known by: a JSON number there is a client's mistake, not a quirk to coerce.
+_IDENTIFYING = frozenset({"userName", "displayName"})
+# SCIM's own schema URNs: a body naming one that is not of its resource type is another kind of body.
+_SCIM_URN_PREFIXES = ("urn:ietf:params:scim:schemas:core:", "urn:ietf:params:scim:api:messages:")
 
 
 def _invalid(path: str, expected: str) -> ScimError:
@@ -47,7 +53,7 @@ def _scalar(value: Any, attribute: Attribute, path: str) -> Any:
         raise _invalid(path, "a number")
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool) and path not in _IDENTIFYING:
         return str(value)  # e.g. employeeNumber sent as a JSON number
     raise _invalid(path, "a string")
 
@@ -78,8 +84,9 @@ def normalise_value(value: Any, attribute: Attribute, path: str, *, element: boo
     if value is None or value == "" or value == [] or value == {}:
         return None
     if attribute.multi_valued and not element:
-        items = value if isinstance(value, list) else [value]
-        result = [v for v in (normalise_value(item, attribute, path, element=True) for item in items) if v is not None]
+        if not isinstance(value, list):
+            raise _invalid(path, "a list (it is multi-valued)")
+        result = [v for v in (normalise_value(item, attribute, path, element=True) for item in value) if v is not None]
         return result or None
     if attribute.type == "complex":
         return _complex(value, attribute, path, element=element)
@@ -101,16 +108,35 @@ def _top_level(resource: Resource, key: str) -> tuple[Schema | None, Attribute |
     return (core, attribute) if attribute else (None, None)
 
 
+def check_schemas(schemas: Any, *, resource: Resource) -> None:
+    """A body's ``schemas`` (RFC 7643 §3): a list of URNs naming no other resource type or message (a Group's
+    body posted to ``/Users`` is refused, not stored as a user). Absent or null is tolerated."""
+    if schemas is None:
+        return
+    if not isinstance(schemas, list) or not all(isinstance(urn, str) for urn in schemas):
+        raise ScimError(400, "'schemas' must be a list of schema URNs", "invalidSyntax")
+    for urn in schemas:
+        _check_foreign(urn, resource=resource)
+
+
+def _check_foreign(urn: str, *, resource: Resource) -> None:
+    lowered = urn.lower()
+    if lowered.startswith(_SCIM_URN_PREFIXES) and lowered not in {s.id.lower() for s in RESOURCE_SCHEMAS[resource]}:
+        raise ScimError(400, f"A {resource} body cannot declare the schema {urn}", "invalidValue")
+
+
 def normalize_resource(document: dict[str, Any], *, resource: Resource) -> dict[str, Any]:
     """A request body as the canonical attributes we store (``raw_attributes``)."""
     raw: dict[str, Any] = {}
     extra_schemas: list[str] = []
     for key, value in document.items():
         if key.lower() == "schemas":
+            check_schemas(value, resource=resource)
             continue
         schema, attribute = _top_level(resource, key)
         if attribute is None:
             if value not in _EMPTY:
+                _check_foreign(key, resource=resource)  # e.g. a Group's attributes under its URN in a User
                 raw[key] = value  # e.g. a vendor extension URN: kept as sent
                 if key.lower().startswith("urn:"):
                     extra_schemas.append(key)
@@ -128,11 +154,14 @@ def normalize_resource(document: dict[str, Any], *, resource: Resource) -> dict[
     return raw
 
 
-def member_values(members: Any) -> list[Member]:
+def member_values(members: Any, *, lone: bool = False) -> list[Member]:
     """The members named by a ``members`` value: ``[{"value": id, "display": …}, …]`` (a bare id string is
-    tolerated). ``display`` is immutable (RFC 7643 §2.4): kept as the client set it when the edge was added."""
+    tolerated; a lone member outside a list only with ``lone``, as a PATCH value). ``display`` is immutable
+    (RFC 7643 §2.4): kept as the client set it when the edge was added."""
     if members in _EMPTY:
         return []
+    if not isinstance(members, list) and not lone:
+        raise _invalid("members", "a list (it is multi-valued)")
     items = members if isinstance(members, list) else [members]
     values: list[Member] = []
     for item in items:

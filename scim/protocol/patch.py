@@ -151,7 +151,8 @@ def _member_change(operation: Operation, where: Filter | None) -> MemberChange:
         return MemberChange("remove", members=[Member(id=i, display=None) for i in ids])
     if operation.op == "remove" and operation.value in (None, [], ""):
         return MemberChange("replace", members=[])  # remove all members
-    return MemberChange(operation.op, members=member_values(operation.value))
+    # A PATCH value may name a lone member, as it may any multi-valued attribute's value (``_apply_whole``).
+    return MemberChange(operation.op, members=member_values(operation.value, lone=True))
 
 
 def _ids_from_value_filter(where: Filter) -> list[str] | None:

@@ -12,6 +12,7 @@ from gateway.events.payloads import iso
 from gateway.store.models import DirectoryGroup, DirectoryUser
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
+from scim.protocol.filters import matches, parse_path
 from scim.protocol.schemas import Resource
 
 
@@ -148,12 +149,48 @@ def _remove(source: Any, parts: list[str]) -> None:
         _remove(source[key], parts[1:])
 
 
-def project(body: dict[str, Any], *, attributes: list[str] | None, excluded: list[str] | None) -> dict[str, Any]:
-    """Apply ``attributes`` (keep only these, plus id and schemas) or ``excludedAttributes``."""
+def _matching_values(
+    body: dict[str, Any], path: str, known_urns: list[str], resource: Resource, *, keep: bool
+) -> dict[str, Any] | None:
+    """``emails[type eq "work"]`` (RFC 7644 §3.10 path syntax, sent as ``attributes`` by Microsoft's tooling): the
+    values of the multi-valued attribute that match (``keep``) or do not match the filter, sub-attribute
+    ``[…].sub`` picked, as a fragment of ``body`` to merge; None when there is no such attribute."""
+    target = parse_path(path)
+    assert target.value_filter is not None
+    urn, parts = _split(str(target.attribute), known_urns)
+    source = body.get(urn) if urn else body
+    key = _find_key(source, parts[0]) if isinstance(source, dict) and parts else None
+    values = source.get(key) if isinstance(source, dict) and key is not None else None
+    if key is None or not isinstance(values, list):
+        return None
+    where = target.value_filter
+    chosen = [
+        copy.deepcopy(v)
+        for v in values
+        if (isinstance(v, dict) and matches(where, v, resource=resource, parent=key)) is keep
+    ]
+    if target.sub is not None:
+        chosen = [picked for picked in (_pick(v, [target.sub]) for v in chosen) if picked]
+    if not chosen and keep:
+        return None
+    fragment: dict[str, Any] = {key: chosen or None}  # None: every value left out, so is the attribute
+    return {urn: fragment} if urn else fragment
+
+
+def project(
+    body: dict[str, Any], *, resource: Resource, attributes: list[str] | None, excluded: list[str] | None
+) -> dict[str, Any]:
+    """Apply ``attributes`` (keep only these, plus id and schemas) or ``excludedAttributes``; a path with a value
+    filter keeps (or leaves out) only the matching values of its multi-valued attribute."""
     known_urns = [u for u in body.get("schemas", []) if isinstance(u, str)] + [urns.USER, urns.GROUP]
     if attributes:
         result: dict[str, Any] = {k: body[k] for k in _ALWAYS_RETURNED if k in body}
         for path in attributes:
+            if "[" in path:
+                fragment = _matching_values(body, path, known_urns, resource, keep=True)
+                if fragment:
+                    _merge(result, fragment)
+                continue
             urn, parts = _split(path, known_urns)
             source = body.get(urn, {}) if urn else body
             picked = _pick(source, parts) if parts else copy.deepcopy(source)
@@ -164,6 +201,11 @@ def project(body: dict[str, Any], *, attributes: list[str] | None, excluded: lis
     if excluded:
         result = copy.deepcopy(body)
         for path in excluded:
+            if "[" in path:
+                fragment = _matching_values(result, path, known_urns, resource, keep=False)
+                if fragment:
+                    _replace_values(result, fragment)
+                continue
             urn, parts = _split(path, known_urns)
             if not urn and parts and parts[0].lower() in _ALWAYS_RETURNED:
                 continue
@@ -175,11 +217,25 @@ def project(body: dict[str, Any], *, attributes: list[str] | None, excluded: lis
     return body
 
 
-def mentions(paths: list[str] | None, attribute: str) -> bool:
-    """Whether an attributes/excludedAttributes list names ``attribute`` (or one of its sub-attributes)."""
+def _replace_values(target: dict[str, Any], fragment: dict[str, Any]) -> None:
+    """Put ``fragment``'s (filtered) lists in place of the ones in ``target`` at the same keys."""
+    for key, value in fragment.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _replace_values(target[key], value)
+        elif value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+
+
+def mentions(paths: list[str] | None, attribute: str, *, whole: bool = False) -> bool:
+    """Whether an attributes/excludedAttributes list names ``attribute`` (or one of its sub-attributes);
+    ``whole``: without a value filter (``members[value eq "x"]`` names some of its values only)."""
     target = attribute.lower()
     for path in paths or []:
-        tail = path.rsplit(":", 1)[-1].lower()
+        if whole and "[" in path:
+            continue
+        tail = path.split("[", 1)[0].rsplit(":", 1)[-1].lower()
         if tail == target or tail.startswith(target + "."):
             return True
     return False

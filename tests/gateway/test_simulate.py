@@ -139,7 +139,7 @@ async def test_jumpcloud_session(gateway: Gateway, capsys: pytest.CaptureFixture
     check_summary(summary, "jumpcloud")
     responses = {(r["method"], r["resource"], r["status"]): r["count"] for r in summary["responses"]}
     assert responses[("GET", "ServiceProviderConfig", 200)] == 1
-    assert responses[("PATCH", "Groups", 204)] == 8 + 1  # one member per request, then one removal
+    assert responses[("PATCH", "Groups", 204)] == 8 + 1 + 1  # one member per request, one removal, one rename
     assert responses[("PUT", "Users", 200)] == 2
 
     rows = await state(gateway.database, directory.id)
@@ -165,17 +165,23 @@ async def test_jumpcloud_session(gateway: Gateway, capsys: pytest.CaptureFixture
         "dsync.user.deleted",
     ]
 
-    # The same seed again: every lookup finds its user or group and links to it; the renamed group's create
-    # conflicts on its externalId and is linked by a lookup (create-or-link). Nothing fails.
+    # The same seed again: every lookup finds its user or group and links to it, but for the renamed group, which
+    # JumpCloud looks up by its old name: externalId is not unique (RFC 7643 §3.1), so it is created again, as a
+    # real JumpCloud would have it. Nothing fails.
     code, out, err = await simulate(capsys, *run_args(endpoint, directory.token, "jumpcloud"), "--json")
     assert code == 0, (out, err)
     again = json.loads(out)
     assert again["failed"] == 0 and again["skipped"] == 0
-    assert again["linked"] == 5 + 2  # every user but the deleted one; both groups
+    assert again["linked"] == 5 + 1  # every user but the deleted one; the group that kept its name
     statuses = {(r["method"], r["resource"], r["status"]) for r in again["responses"]}
-    assert ("POST", "Groups", 409) in statuses and ("POST", "Users", 201) in statuses  # only the deleted user
+    assert ("POST", "Groups", 201) in statuses and ("POST", "Users", 201) in statuses  # only the deleted user
+    assert not any(status == 409 for _, _, status in statuses)
     rows = await state(gateway.database, directory.id)
     assert set(rows["users"]) == names(0, 1, 2, 3, 5) and len(rows["members"]) == 2
+    async with gateway.database.read() as session:
+        groups = await session.scalars(select(DirectoryGroup).where(col(DirectoryGroup.directory_id) == directory.id))
+        # Two groups now share the renamed group's name and externalId; the other group was linked, not created.
+        assert sorted(g.name for g in groups) == sorted([*rows["members"], ROSTER.renamed(ROSTER.teams[0])])
 
 
 @pytest.mark.slow

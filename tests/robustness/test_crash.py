@@ -3,7 +3,7 @@ on the same database, and the store must hold exactly what the clients were told
 
 Several concurrent IdP clients create users, create groups with members, add and remove members and deactivate a
 few users (plus requests that must fail: a duplicate userName, a rename onto another user's userName, a group PATCH
-that adds a member and takes another group's externalId). Every request is recorded with its outcome: acknowledged
+that adds a member and renames the group to a JSON number). Every request is recorded with its outcome: acknowledged
 (2xx), refused with an error status, or unanswered (the kill dropped the connection). The server is killed after a
 seeded number of acknowledged responses (at once, or a seeded few milliseconds later), three times per database
 (SQLite file, then a fresh PostgreSQL database), and after each restart:
@@ -19,8 +19,8 @@ seeded number of acknowledged responses (at once, or a seeded few milliseconds l
   seen exactly the log: every acknowledged change, in cursor order, with no duplicate.
 
 Then the IdP retries every unanswered request as JumpCloud would (a POST of a userName that exists answers 409, so it
-looks the user up by filter and PUTs it; a group by its displayName) and carries on; no retry may answer 5xx or
-change anything twice.
+looks the user up by filter and PUTs it; a group it looks up by its displayName before posting it) and carries on;
+no retry may answer 5xx or change anything twice.
 
 Each client owns the groups it creates and sends its next request only after the previous answer, so requests on
 one group (and on one user's state) are totally ordered, and at most one per client is unanswered at a kill.
@@ -92,7 +92,7 @@ def _report_figures(request: pytest.FixtureRequest) -> Iterator[None]:
             f"{FIGURES['acknowledged']} acknowledged requests verified, {FIGURES['unknown']} unknown-outcome "
             f"requests checked ({FIGURES['unknown_applied']} found applied whole, {FIGURES['unknown_absent']} not "
             f"at all), {FIGURES['errors']} failed requests found not applied, {FIGURES['retries']} IdP retries "
-            f"({FIGURES['retry_conflicts']} answered 409 and were looked up), {FIGURES['subscriber_events']} events "
+            f"({FIGURES['retry_conflicts']} found already applied), {FIGURES['subscriber_events']} events "
             f"seen by resuming subscribers"
         )
         if reporter is not None and capture is not None:
@@ -349,15 +349,16 @@ class _Ingest:
         body = _patch({"op": "replace", "path": "userName", "value": other.user_name.upper()})
         return self._sent("rename_conflict", "PATCH", f"/Users/{user.id}", body, 409)
 
-    def _group_conflict(self, group: _Group, rng: random.Random) -> _Sent:
-        """Adds a member and takes another group's externalId: 409, and the member is not added."""
-        other = rng.choice([g for g in self.groups if g.id and g is not group])
+    def _group_refused(self, group: _Group, rng: random.Random) -> _Sent:
+        """Adds a member and renames the group to a JSON number, refused inside the (grouped) write transaction:
+        400, and the member is not added. (Taking another group's externalId was the 409 here: externalId is not
+        unique, RFC 7643 §3.1.)"""
         newcomer = rng.choice([u.id for u in self.known if u.id])
         body = _patch(
             {"op": "add", "path": "members", "value": [{"value": newcomer}]},
-            {"op": "replace", "value": {"externalId": other.external_id}},
+            {"op": "replace", "value": {"displayName": 404}},
         )
-        sent = self._sent("group_conflict", "PATCH", f"/Groups/{group.id}", body, 409, group=group)
+        sent = self._sent("group_refused", "PATCH", f"/Groups/{group.id}", body, 400, group=group)
         group.ops.append(sent)
         return sent
 
@@ -377,7 +378,7 @@ class _Ingest:
         if roll < 0.96:
             return self._rename_onto_another(rng)
         if len([g for g in self.groups if g.id]) > 1:
-            return self._group_conflict(rng.choice(mine), rng)
+            return self._group_refused(rng.choice(mine), rng)
         return self._create_user(client, rng)
 
     # -- sending ----------------------------------------------------------------------------------------------
@@ -454,15 +455,19 @@ class _Ingest:
             for sent in unanswered:
                 FIGURES["retries"] += 1
                 sent.retried = True
-                response = await http.request(sent.method, self._url(sent.path), json=sent.body)
+                # JumpCloud looks a group up by its displayName before it creates one: no group attribute is unique
+                # (externalId is not, RFC 7643 §3.1), so a blind re-POST of an applied create would add a second.
+                found = await self._look_up_group(http, sent) if sent.kind == "create_group" else None
+                if found is not None:
+                    FIGURES["retry_conflicts"] += 1
+                    response = found
+                else:
+                    response = await http.request(sent.method, self._url(sent.path), json=sent.body)
                 assert response.status_code < 500, f"retry of {sent!r}: {response.status_code} {response.text}"
                 if sent.kind == "create_user" and response.status_code == 409:
                     FIGURES["retry_conflicts"] += 1
                     response = await self._look_up_and_update(http, sent)
-                elif sent.kind == "create_group" and response.status_code == 409:
-                    FIGURES["retry_conflicts"] += 1
-                    response = await self._look_up_group(http, sent)
-                else:
+                elif found is None:
                     assert response.status_code == sent.expect, f"retry of {sent!r}: {response.text}"
                 if response.is_success:
                     self._learn(sent, response)
@@ -478,10 +483,12 @@ class _Ingest:
         assert updated.status_code == 200, updated.text
         return updated
 
-    async def _look_up_group(self, http: httpx.AsyncClient, sent: _Sent) -> httpx.Response:
+    async def _look_up_group(self, http: httpx.AsyncClient, sent: _Sent) -> httpx.Response | None:
         assert sent.group is not None
         found = await http.get(self._url("/Groups"), params={"filter": f'displayName eq "{sent.group.name}"'})
         assert found.status_code == 200, found.text
+        if not found.json()["Resources"]:
+            return None
         [resource] = found.json()["Resources"]
         fetched = await http.get(self._url(f"/Groups/{resource['id']}"))
         assert fetched.status_code == 200, fetched.text

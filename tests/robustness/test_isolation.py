@@ -302,8 +302,8 @@ async def test_scim_bodies_and_filters_naming_another_directory(
                 assert _without_meta(answers[0][1]) == _without_meta(answers[1][1]), (method, path)
                 assert await _directory_rows(database, victim.directory.id) == victim_before
                 _count(request)
-    # Uniqueness is per directory: another directory's userName and externalId are free here, so a 409 cannot
-    # reveal them.
+    # Uniqueness is per directory: another directory's userName is free here, so a 409 cannot reveal it (externalId
+    # is unique nowhere).
     for attacker_label in seeded:
         d = found[attacker_label].directory
         for victim_label in seeded:

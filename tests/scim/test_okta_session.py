@@ -20,6 +20,7 @@ from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory
 from tests.conftest import recorded_events as events
+from tests.scim.odd_forms import assert_odd_forms_refused
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -137,6 +138,8 @@ async def test_okta_session(client: httpx.AsyncClient, app: Any) -> None:
     assert group["displayName"] == "Engineering" and group["members"] == []
     assert response.headers["location"] == f"{directory.endpoint}/Groups/{group['id']}"
     gid = group["id"]
+    # Odd forms no IdP sends are refused amid the session; its own tolerances keep working after them.
+    await assert_odd_forms_refused(client, database, base=base, headers=headers, user=ada["id"], group=gid)
 
     push = patch(
         group_ref(gid, "Engineering"),
@@ -165,14 +168,20 @@ async def test_okta_session(client: httpx.AsyncClient, app: Any) -> None:
     assert (await client.patch(f"{base}/Groups/{gid}", json=swap, headers=headers)).status_code == 204
 
     # Rename (Group Push "Rename groups"): a path-less replace alone; the same rename again writes nothing.
-    renamed = await client.patch(f"{base}/Groups/{gid}", json=patch(group_ref(gid, "Engineers")), headers=headers)
+    # A group PATCH answers 204; asking for attributes gets the projected group (RFC 7644 §3.5.2 allows either).
+    renamed = await client.patch(
+        f"{base}/Groups/{gid}?attributes=displayName,members",
+        json=patch(group_ref(gid, "Engineers")),
+        headers=headers,
+    )
     assert renamed.status_code == 200
     assert renamed.json()["displayName"] == "Engineers"
     assert [(m["value"], m["display"]) for m in renamed.json()["members"]] == sorted(
         [(ada["id"], "ada.lovelace@acme.test"), (alan["id"], "alan.turing@acme.test")]
     )
     again = await client.patch(f"{base}/Groups/{gid}", json=patch(group_ref(gid, "Engineers")), headers=headers)
-    assert again.status_code == 200 and again.json()["displayName"] == "Engineers"
+    assert again.status_code == 204 and again.content == b""
+    assert (await client.get(f"{base}/Groups/{gid}", headers=headers)).json()["displayName"] == "Engineers"
 
     # Unassignment deactivates (Okta never DELETEs users); a repeated deactivation writes nothing.
     deactivate = patch({"op": "replace", "value": {"active": False}})

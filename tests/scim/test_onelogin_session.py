@@ -23,6 +23,7 @@ from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership
 from tests.conftest import DirectoryFixture, make_directory
 from tests.conftest import recorded_events as events
+from tests.scim.odd_forms import assert_odd_forms_refused
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -106,6 +107,8 @@ async def test_onelogin_session(client: httpx.AsyncClient, app: Any) -> None:
     )
     assert response.status_code == 201
     gid = response.json()["id"]
+    # Odd forms no IdP sends are refused amid the session; its own tolerances keep working after them.
+    await assert_odd_forms_refused(client, database, base=base, headers=headers, user=ada["id"], group=gid)
     listing = (await client.get(f"{base}/Groups", headers=headers)).json()
     assert [(g["id"], g["displayName"]) for g in listing["Resources"]] == [(gid, "Engineering")]
 
