@@ -24,10 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.events.payloads import group_payload, user_payload
+from gateway.events.payloads import MAX_EVENT_BYTES, group_payload, user_payload
 from gateway.ops import directories
 from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, Event, GroupMembership
+from gateway.store.serialization import dumps_bytes
 from scim.protocol.filters import MAX_LENGTH
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -155,6 +156,18 @@ class _Replay:
             raise AssertionError(f"{where}: unknown event")
 
 
+def _as_logged(logged: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """The row as its last event may hold it: an event over ``MAX_EVENT_BYTES`` is stored without ``raw_attributes``
+    (then ``custom_attributes``), which read ``{}``. Only a row big enough to make its event that big may differ so;
+    an event holds at most a user, a group and the previous values, hence the quarter."""
+    if len(dumps_bytes(row)) <= MAX_EVENT_BYTES // 4:
+        return row
+    trimmed: dict[str, Any] = {
+        key: {} for key in ("raw_attributes", "custom_attributes") if logged.get(key) == {} and row.get(key)
+    }
+    return {**row, **trimmed}
+
+
 def check_event_log(store: Store) -> None:
     replay = _Replay()
     cursors = [event.cursor or 0 for event in store.events]
@@ -170,7 +183,10 @@ def check_event_log(store: Store) -> None:
             f"the table has {sorted(set(rows) - set(replayed))} without events"
         )
         for object_id, row in rows.items():
-            assert _compared(replayed[object_id]) == _compared(row), f"{object_id}: last event differs from the row"
+            expected = _as_logged(replayed[object_id], row)
+            assert _compared(replayed[object_id]) == _compared(expected), (
+                f"{object_id}: last event differs from the row"
+            )
     assert replay.edges == set(store.edges), (
         f"memberships: log-only {sorted(replay.edges - set(store.edges))}, "
         f"table-only {sorted(set(store.edges) - replay.edges)}"
