@@ -24,6 +24,7 @@ from gateway.observe.logs import RequestIds
 from gateway.ops import api_keys
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
+from gateway.webhooks.worker import WebhookWorker
 from scim.api.http import error_response
 from scim.api.rate_limit import RateLimiter
 from scim.api.routes import routes as scim_routes
@@ -94,9 +95,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         database.on_commit(hub.notify)
         app.state.hub = hub
         metrics.watch_hub(hub)
+        worker = WebhookWorker(database, settings, poll_seconds=settings.event_poll_seconds)
+        if settings.webhook_worker:
+            hub.on_new_events(worker.wake)
+            await worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             metrics.unwatch_hub(hub)
             await hub.stop()
             await database.dispose()
