@@ -9,7 +9,7 @@ one conditional UPDATE, which PostgreSQL re-checks under the row lock, so two in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
@@ -109,7 +109,8 @@ def claim_endpoints(
                     allow_private=bool(row[5]),
                     cursor=int(row[6]),
                     failed_attempts=int(row[7]),
-                    failing_since=row[8],
+                    # SQLite hands back naive datetimes; the store writes UTC.
+                    failing_since=row[8].replace(tzinfo=UTC) if row[8] and row[8].tzinfo is None else row[8],
                 )
             )
     return claimed

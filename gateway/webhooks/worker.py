@@ -121,14 +121,18 @@ class WebhookWorker:
         try:
             await _EndpointRun(self, endpoint).run()
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                owner = self.owner
-                await asyncio.shield(
-                    self._database.transaction(lambda s: leases.release(s, owner=owner, endpoint_id=endpoint.id))
-                )
+            await self._release(endpoint.id)
             raise
         except Exception:
             logger.warning("delivering to webhook endpoint %s failed; it will be retried", endpoint.id, exc_info=True)
+            await self._release(endpoint.id)
+
+    async def _release(self, endpoint_id: str) -> None:
+        owner = self.owner
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                self._database.transaction(lambda s: leases.release(s, owner=owner, endpoint_id=endpoint_id))
+            )
 
 
 class _EndpointRun:
