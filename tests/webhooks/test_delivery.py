@@ -260,9 +260,7 @@ async def test_redirects_are_not_followed_and_timeouts_fail() -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-async def test_two_instances_never_deliver_an_event_twice_at_once(
-    database_url: str, settings: Settings
-) -> None:
+async def test_two_instances_never_deliver_an_event_twice_at_once(database_url: str, settings: Settings) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("several instances share PostgreSQL")
     first, second = create_app(settings), create_app(settings)
