@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.redis_server import free_port
+from tests.waiting import eventually
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,7 @@ class Receiver:
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: self._server is not None and self._server.started, within=10, step=0.01)
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -40,7 +41,7 @@ _FLUSH_SECONDS = 0.5  # and at least this often, so the cursor (and the lease) k
 def backoff_seconds(failed_attempts: int, *, base: float, cap: float) -> float:
     """How long to wait after the ``failed_attempts``-th failure in a row: doubling from ``base`` up to ``cap``, with
     jitter (between half and all of it) so endpoints that failed together do not retry together."""
-    step = min(cap, base * 2 ** min(failed_attempts - 1, 40))
+    step: float = min(cap, base * 2.0 ** min(failed_attempts - 1, 40))
     return step * random.uniform(0.5, 1.0)
 
 
@@ -110,9 +111,9 @@ class WebhookWorker:
         for endpoint in claimed:
             task = asyncio.create_task(self._deliver(endpoint), name=f"dsync-webhook-{endpoint.id}")
             self._deliveries[endpoint.id] = task
-            task.add_done_callback(lambda _t, key=endpoint.id: self._finished(key))
+            task.add_done_callback(functools.partial(self._finished, endpoint.id))
 
-    def _finished(self, endpoint_id: str) -> None:
+    def _finished(self, endpoint_id: str, _task: asyncio.Task[None]) -> None:
         self._deliveries.pop(endpoint_id, None)
         if not self._stopped:
             self._wakeup.set()  # its events may have grown meanwhile, and a slot is free
@@ -150,9 +151,8 @@ class _EndpointRun:
         database = self._worker._database
         endpoint = self._endpoint
         while True:
-            after = self._cursor
             rows, head = await database.query(
-                lambda s: leases.pending_events(s, endpoint=endpoint, after=after, limit=_PAGE)
+                functools.partial(leases.pending_events, endpoint=endpoint, after=self._cursor, limit=_PAGE)
             )
             if not rows:
                 # Nothing of this endpoint's up to the head: skip past the other events too.

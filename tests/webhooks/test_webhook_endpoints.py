@@ -3,6 +3,8 @@ on the real store."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from sqlalchemy.orm import Session
 
@@ -49,9 +51,7 @@ async def test_create_shows_the_secret_and_checks_its_input(database: Database) 
     ]:
         with pytest.raises(InvalidInput):
             await database.transaction(
-                lambda s, url=url, events=events: hooks.create_webhook_endpoint(
-                    s, url=url, organization_id=acme, events=events
-                )
+                functools.partial(hooks.create_webhook_endpoint, url=url, organization_id=acme, events=events)
             )
     with pytest.raises(NotFound):
         await database.transaction(
