@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         database.on_commit(hub.notify)
         app.state.hub = hub
         metrics.watch_hub(hub)
-        worker = WebhookWorker(database, settings, poll_seconds=settings.event_poll_seconds)
+        worker = WebhookWorker(database, hub, settings, poll_seconds=settings.event_poll_seconds)
         if settings.webhook_worker:
             hub.on_new_events(worker.wake)
             await worker.start()

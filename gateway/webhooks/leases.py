@@ -16,9 +16,9 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.events.log import log_head, read_events_after
+from gateway.events.log import log_head
 from gateway.ops.webhook_endpoints import ATTEMPTS_KEPT
-from gateway.store.models import Event, WebhookAttempt, WebhookEndpoint, WebhookEndpointState
+from gateway.store.models import WebhookAttempt, WebhookEndpoint, WebhookEndpointState
 
 _ATTEMPTS = WebhookAttempt.__table__  # type: ignore[attr-defined]
 
@@ -27,6 +27,7 @@ _ATTEMPTS = WebhookAttempt.__table__  # type: ignore[attr-defined]
 class ClaimedEndpoint:
     """What the worker needs of an endpoint it holds the lease on (a snapshot: no session behind it)."""
 
+    owner: str  # the lease token every later write is fenced on
     id: str
     organization_id: str | None
     url: str
@@ -101,6 +102,7 @@ def claim_endpoints(
         if row is not None:
             claimed.append(
                 ClaimedEndpoint(
+                    owner=owner,
                     id=row[0],
                     organization_id=row[1],
                     url=row[2],
@@ -114,17 +116,6 @@ def claim_endpoints(
                 )
             )
     return claimed
-
-
-def pending_events(session: Session, *, endpoint: ClaimedEndpoint, after: int, limit: int) -> tuple[list[Any], int]:
-    """The endpoint's next events after ``after`` (its organization, its event names) and the log's head when read."""
-    head = log_head(session)
-    where: list[Any] = []
-    if endpoint.organization_id is not None:
-        where.append(col(Event.organization_id) == endpoint.organization_id)
-    if endpoint.events:
-        where.append(col(Event.event).in_(endpoint.events))
-    return read_events_after(session, after=after, where=where, limit=limit), head
 
 
 def advance(

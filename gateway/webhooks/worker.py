@@ -1,6 +1,7 @@
 """The delivery worker of one instance: it wakes when events commit (here or, through the hub, in another
 instance) and every ``poll_seconds``, leases the endpoints that are behind the log, and delivers each one's events
-in cursor order, one at a time, until it is level, fails, or loses its lease.
+in cursor order, one at a time, through ``EventHub.stream`` (the log from the endpoint's cursor, then live) until a
+delivery fails or the lease is lost.
 
 Deliveries run as tasks beside SCIM requests and never inside them: ingest only writes the log. A successful run
 of deliveries is recorded in one write per batch (cursor, lease renewal, attempts), so the worker adds a few writes
@@ -22,6 +23,8 @@ from datetime import datetime, timedelta
 
 from ulid import ULID
 
+from gateway.events.filter import EventFilter
+from gateway.events.hub import EventHub
 from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.models import utcnow
@@ -33,7 +36,9 @@ from gateway.webhooks.signing import webhook_body
 logger = logging.getLogger("dsync.webhooks")
 
 LEASE_SECONDS = 60.0
-_PAGE = 200
+_CLAIM_INTERVAL_SECONDS = 0.2
+# An idle run renews its lease this often; it also notices then that an operator took the endpoint back.
+_RENEW_SECONDS = 5.0
 _FLUSH_EVERY = 100  # deliveries recorded per write at most
 _FLUSH_SECONDS = 0.5  # and at least this often, so the cursor (and the lease) keep up
 
@@ -48,8 +53,9 @@ def backoff_seconds(failed_attempts: int, *, base: float, cap: float) -> float:
 class WebhookWorker:
     """Delivers every endpoint's events from this instance; several instances share the work by lease."""
 
-    def __init__(self, database: Database, settings: Settings, *, poll_seconds: float = 1.0) -> None:
+    def __init__(self, database: Database, hub: EventHub, settings: Settings, *, poll_seconds: float = 1.0) -> None:
         self._database = database
+        self._hub = hub
         self._settings = settings
         self._poll_seconds = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ULID()}"
@@ -95,6 +101,8 @@ class WebhookWorker:
                 raise
             except Exception:
                 logger.warning("claiming webhook endpoints failed; retrying", exc_info=True)
+            # Commits wake the worker many times a second during a sync: look for due endpoints a few times only.
+            await asyncio.sleep(_CLAIM_INTERVAL_SECONDS)
 
     async def _claim(self) -> None:
         room = self._settings.webhook_concurrency - len(self._deliveries)
@@ -104,17 +112,23 @@ class WebhookWorker:
         # A read first: an idle worker (or one woken by its own writes) never takes the writer.
         if not await self._database.query(lambda s: leases.has_due_endpoints(s, now=now)):
             return
-        owner = self.owner
+        # A lease token per claim: a run whose lease was taken back (an operator's resume, say) and then claimed
+        # again here cannot renew or release its successor's lease.
+        owner = f"{self.owner}/{ULID()}"
         claimed = await self._database.transaction(
             lambda s: leases.claim_endpoints(s, owner=owner, now=now, lease_seconds=LEASE_SECONDS, limit=room)
         )
         for endpoint in claimed:
+            previous = self._deliveries.pop(endpoint.id, None)
+            if previous is not None:
+                previous.cancel()  # it lost its lease and has not noticed yet
             task = asyncio.create_task(self._deliver(endpoint), name=f"dsync-webhook-{endpoint.id}")
             self._deliveries[endpoint.id] = task
             task.add_done_callback(functools.partial(self._finished, endpoint.id))
 
-    def _finished(self, endpoint_id: str, _task: asyncio.Task[None]) -> None:
-        self._deliveries.pop(endpoint_id, None)
+    def _finished(self, endpoint_id: str, task: asyncio.Task[None]) -> None:
+        if self._deliveries.get(endpoint_id) is task:
+            del self._deliveries[endpoint_id]
         if not self._stopped:
             self._wakeup.set()  # its events may have grown meanwhile, and a slot is free
 
@@ -122,14 +136,14 @@ class WebhookWorker:
         try:
             await _EndpointRun(self, endpoint).run()
         except asyncio.CancelledError:
-            await self._release(endpoint.id)
+            await self._release(endpoint)
             raise
         except Exception:
             logger.warning("delivering to webhook endpoint %s failed; it will be retried", endpoint.id, exc_info=True)
-            await self._release(endpoint.id)
+            await self._release(endpoint)
 
-    async def _release(self, endpoint_id: str) -> None:
-        owner = self.owner
+    async def _release(self, endpoint: ClaimedEndpoint) -> None:
+        owner, endpoint_id = endpoint.owner, endpoint.id
         with contextlib.suppress(Exception):
             await asyncio.shield(
                 self._database.transaction(lambda s: leases.release(s, owner=owner, endpoint_id=endpoint_id))
@@ -137,61 +151,80 @@ class WebhookWorker:
 
 
 class _EndpointRun:
-    """One lease's worth of deliveries to one endpoint."""
+    """One lease's worth of deliveries to one endpoint: it lasts until a delivery fails or the lease is lost."""
 
     def __init__(self, worker: WebhookWorker, endpoint: ClaimedEndpoint) -> None:
         self._worker = worker
         self._endpoint = endpoint
         self._cursor = endpoint.cursor
-        self._recorded_cursor = endpoint.cursor
         self._delivered: list[Attempt] = []
         self._flushed_at = time.monotonic()
+        self._flushing = asyncio.Lock()
 
     async def run(self) -> None:
-        database = self._worker._database
+        """Deliver the endpoint's events from its cursor, from the log and then live, until a delivery fails, the
+        lease is lost or the worker stops."""
         endpoint = self._endpoint
+        event_filter = EventFilter(
+            organization_id=endpoint.organization_id, names=frozenset(endpoint.events) if endpoint.events else None
+        )
+        allow_private = endpoint.allow_private or self._worker._settings.webhook_allow_private
+        client = self._worker._client
+        heartbeat = asyncio.create_task(self._heartbeat(asyncio.current_task()))
+        try:
+            # The hub reads the log once for every consumer (subscriptions and every endpoint) and takes turns with
+            # SCIM requests: deliveries hold one of its few delivery slots while they send.
+            async with contextlib.aclosing(self._worker._hub.stream(event_filter, after=self._cursor)) as stream:
+                async for item in stream:
+                    row = item.row
+                    body = item.shared.get("webhook_body")
+                    if body is None:
+                        body = item.shared["webhook_body"] = webhook_body(row)
+                    result = await client.post(
+                        url=endpoint.url, body=body, secret=endpoint.secret, allow_private=allow_private
+                    )
+                    if not result.delivered:
+                        if await self._flush(release=False):
+                            await self._failed(row, result)
+                        return
+                    self._delivered.append(_attempt(row, result, started=utcnow()))
+                    self._cursor = int(row.cursor)
+                    if len(self._delivered) >= _FLUSH_EVERY and not await self._flush(release=False):
+                        return
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self, run: asyncio.Task[None] | None) -> None:
+        """Record deliveries at least every ``_FLUSH_SECONDS`` and renew the lease; stop the run if it was lost."""
         while True:
-            rows, head = await database.query(
-                functools.partial(leases.pending_events, endpoint=endpoint, after=self._cursor, limit=_PAGE)
-            )
-            if not rows:
-                # Nothing of this endpoint's up to the head: skip past the other events too.
-                self._cursor = max(self._cursor, head)
-                await self._flush(release=True)
+            await asyncio.sleep(_FLUSH_SECONDS)
+            renew = time.monotonic() - self._flushed_at > _RENEW_SECONDS
+            if (self._delivered or renew) and not await self._flush(release=False):
+                if run is not None:
+                    run.cancel()
                 return
-            for row in rows:
-                result = await self._worker._client.post(
-                    url=endpoint.url,
-                    body=webhook_body(row),
-                    secret=endpoint.secret,
-                    allow_private=endpoint.allow_private or self._worker._settings.webhook_allow_private,
-                )
-                if not result.delivered:
-                    if await self._flush(release=False):
-                        await self._failed(row, result)
-                    return
-                self._delivered.append(_attempt(row, result, started=utcnow()))
-                self._cursor = int(row.cursor)
-                if (
-                    len(self._delivered) >= _FLUSH_EVERY or time.monotonic() - self._flushed_at > _FLUSH_SECONDS
-                ) and not await self._flush(release=False):
-                    return
 
     async def _flush(self, *, release: bool) -> bool:
-        """Record what was delivered since the last flush; False when the lease was lost (stop delivering)."""
-        if not release and not self._delivered and self._cursor == self._recorded_cursor:
-            return True
-        owner, endpoint_id, cursor, attempts = self._worker.owner, self._endpoint.id, self._cursor, self._delivered
-        lease_until = None if release else utcnow() + timedelta(seconds=LEASE_SECONDS)
-        kept = await self._worker._database.transaction(
-            lambda s: leases.advance(
-                s, owner=owner, endpoint_id=endpoint_id, cursor=cursor, attempts=attempts, lease_until=lease_until
+        """Record what was delivered since the last flush and renew the lease (or release it); False when the lease
+        was lost (stop delivering)."""
+        async with self._flushing:  # one write at a time, so cursors are recorded in order
+            owner, endpoint_id, cursor, attempts = (
+                self._endpoint.owner,
+                self._endpoint.id,
+                self._cursor,
+                self._delivered,
             )
-        )
-        self._delivered = []
-        self._recorded_cursor = cursor
-        self._flushed_at = time.monotonic()
-        return kept
+            self._delivered = []
+            lease_until = None if release else utcnow() + timedelta(seconds=LEASE_SECONDS)
+            kept = await self._worker._database.transaction(
+                lambda s: leases.advance(
+                    s, owner=owner, endpoint_id=endpoint_id, cursor=cursor, attempts=attempts, lease_until=lease_until
+                )
+            )
+            self._flushed_at = time.monotonic()
+            return kept
 
     async def _failed(self, row: object, result: AttemptResult) -> None:
         settings = self._worker._settings
@@ -208,7 +241,7 @@ class _EndpointRun:
         attempt = _attempt(
             row, result, started=now, next_attempt_at=None if gave_up else now + timedelta(seconds=delay)
         )
-        owner = self._worker.owner
+        owner = self._endpoint.owner
         await self._worker._database.transaction(
             lambda s: leases.fail(
                 s, owner=owner, endpoint=endpoint, attempt=attempt, failing_since=failing_since, gave_up=gave_up
