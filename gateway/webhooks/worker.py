@@ -60,6 +60,7 @@ class WebhookWorker:
         self._poll_seconds = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ULID()}"
         self._client = DeliveryClient(timeout_seconds=settings.webhook_timeout_seconds)
+        self._sending = asyncio.Semaphore(max(1, settings.webhook_sends))
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._deliveries: dict[str, asyncio.Task[None]] = {}
@@ -180,9 +181,10 @@ class _EndpointRun:
                     body = item.shared.get("webhook_body")
                     if body is None:
                         body = item.shared["webhook_body"] = webhook_body(row)
-                    result = await client.post(
-                        url=endpoint.url, body=body, secret=endpoint.secret, allow_private=allow_private
-                    )
+                    async with self._worker._sending:
+                        result = await client.post(
+                            url=endpoint.url, body=body, secret=endpoint.secret, allow_private=allow_private
+                        )
                     if not result.delivered:
                         if await self._flush(release=False):
                             await self._failed(row, result)
