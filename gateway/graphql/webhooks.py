@@ -25,9 +25,13 @@ def _allow_private(info: Info) -> bool:
 
 @strawberry.type
 class WebhookQuery:
-    @strawberry.field(description="The webhook endpoints the API key may see.")
-    async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint]:
+    @strawberry.field(description="The webhook endpoints the API key may see (of one organization when given).")
+    async def webhook_endpoints(self, info: Info, organization_id: strawberry.ID | None = None) -> list[WebhookEndpoint]:
         scope = info.context.principal.organization_id
+        if organization_id is not None:
+            if not info.context.can_see(str(organization_id)):
+                return []
+            scope = str(organization_id)
         rows = await info.context.database.query(lambda s: ops.list_webhook_endpoints(s, scope=scope))
         return [WebhookEndpoint.from_row(row) for row in rows]
 
