@@ -26,7 +26,9 @@ def _allow_private(info: Info) -> bool:
 @strawberry.type
 class WebhookQuery:
     @strawberry.field(description="The webhook endpoints the API key may see (of one organization when given).")
-    async def webhook_endpoints(self, info: Info, organization_id: strawberry.ID | None = None) -> list[WebhookEndpoint]:
+    async def webhook_endpoints(
+        self, info: Info, organization_id: strawberry.ID | None = None
+    ) -> list[WebhookEndpoint]:
         scope = info.context.principal.organization_id
         if organization_id is not None:
             if not info.context.can_see(str(organization_id)):
