@@ -180,16 +180,6 @@ def fail(
     return True
 
 
-def release(session: Session, *, owner: str, endpoint_id: str) -> None:
-    """Give the lease back (the worker is stopping)."""
-    session.execute(
-        update(WebhookEndpoint)
-        .where(col(WebhookEndpoint.id) == endpoint_id, col(WebhookEndpoint.lease_owner) == owner)
-        .values(lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
 def _record(session: Session, endpoint_id: str, attempts: list[Attempt]) -> None:
     if not attempts:
         return

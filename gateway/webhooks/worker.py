@@ -134,21 +134,18 @@ class WebhookWorker:
             self._wakeup.set()  # its events may have grown meanwhile, and a slot is free
 
     async def _deliver(self, endpoint: ClaimedEndpoint) -> None:
+        run = _EndpointRun(self, endpoint)
         try:
-            await _EndpointRun(self, endpoint).run()
+            await run.run()
         except asyncio.CancelledError:
-            await self._release(endpoint)
             raise
         except Exception:
             logger.warning("delivering to webhook endpoint %s failed; it will be retried", endpoint.id, exc_info=True)
-            await self._release(endpoint)
-
-    async def _release(self, endpoint: ClaimedEndpoint) -> None:
-        owner, endpoint_id = endpoint.owner, endpoint.id
-        with contextlib.suppress(Exception):
-            await asyncio.shield(
-                self._database.transaction(lambda s: leases.release(s, owner=owner, endpoint_id=endpoint_id))
-            )
+        finally:
+            # Record what was delivered and give the lease back (a no-op when it is no longer this run's), also when
+            # the worker stops: a restart then resends nothing that was acknowledged.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(run.flush(release=True))
 
 
 class _EndpointRun:
@@ -186,12 +183,12 @@ class _EndpointRun:
                             url=endpoint.url, body=body, secret=endpoint.secret, allow_private=allow_private
                         )
                     if not result.delivered:
-                        if await self._flush(release=False):
+                        if await self.flush(release=False):
                             await self._failed(row, result)
                         return
                     self._delivered.append(_attempt(row, result, started=utcnow()))
                     self._cursor = int(row.cursor)
-                    if len(self._delivered) >= _FLUSH_EVERY and not await self._flush(release=False):
+                    if len(self._delivered) >= _FLUSH_EVERY and not await self.flush(release=False):
                         return
         finally:
             heartbeat.cancel()
@@ -203,12 +200,12 @@ class _EndpointRun:
         while True:
             await asyncio.sleep(_FLUSH_SECONDS)
             renew = time.monotonic() - self._flushed_at > _RENEW_SECONDS
-            if (self._delivered or renew) and not await self._flush(release=False):
+            if (self._delivered or renew) and not await self.flush(release=False):
                 if run is not None:
                     run.cancel()
                 return
 
-    async def _flush(self, *, release: bool) -> bool:
+    async def flush(self, *, release: bool) -> bool:
         """Record what was delivered since the last flush and renew the lease (or release it); False when the lease
         was lost (stop delivering)."""
         async with self._flushing:  # one write at a time, so cursors are recorded in order

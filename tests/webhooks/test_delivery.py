@@ -289,3 +289,29 @@ async def test_two_instances_never_deliver_an_event_twice_at_once(database_url: 
             assert len(receiver.received) == 3 * len(log)
             for i in range(3):
                 assert [json.loads(r.body)["id"] for r in receiver.received if r.path == f"/hook{i}"] == log
+
+
+async def test_a_graceful_stop_records_every_acknowledged_delivery(settings: Settings) -> None:
+    application = create_app(settings)
+    async with receiving() as receiver:
+        async with application.router.lifespan_context(application):
+            database: Database = application.state.database
+            directory = await make_directory(database)
+            issued = await _endpoint(database, receiver.url(), directory.organization_id)
+            http = httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=PUBLIC_URL)
+            async with http:
+                await _users(http, directory, 5)
+            log = await _log(database, directory.organization_id)
+            await eventually(lambda: len(receiver.received) >= len(log), within=15)
+        # Stopped right after the deliveries: their record was written on the way out, not lost with the buffer.
+        database = Database(settings)
+        try:
+            endpoint = await database.query(
+                lambda s: hooks.get_webhook_endpoint(s, webhook_endpoint_id=issued.endpoint.id, scope=None)
+            )
+            head = await database.query(
+                lambda s: s.scalar(select(col(Event.cursor)).where(col(Event.id) == log[-1][0]))
+            )
+            assert endpoint.cursor == head and endpoint.lease_owner is None
+        finally:
+            await database.dispose()
