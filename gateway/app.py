@@ -26,6 +26,7 @@ from gateway.ops import api_keys
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
+from gateway.webhooks.worker import WebhookWorker
 from gateway.workos import routes as workos
 from scim.api.http import error_response
 from scim.api.rate_limit import Doorman, RateLimiter
@@ -101,9 +102,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.event_retention_days > 0:
             days = settings.event_retention_days
             pruner = asyncio.create_task(retention.prune_periodically(database, retention_days=days))
+        worker = WebhookWorker(database, hub, settings, poll_seconds=settings.event_poll_seconds)
+        if settings.webhook_worker:
+            hub.on_new_events(worker.wake)
+            await worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             if pruner is not None:
                 pruner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

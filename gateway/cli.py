@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway.observe.logs import configure_logging
 from gateway.ops import api_keys, directories, inputs, organizations
+from gateway.ops import webhook_endpoints as webhooks
 from gateway.settings import Settings, get_settings
 from gateway.simulate import command as simulate
 from gateway.store.database import Database
@@ -174,6 +175,84 @@ def _cmd_api_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _webhook_json(endpoint: Any, secret: str | None = None) -> dict[str, Any]:
+    payload = {
+        "id": endpoint.id,
+        "organization_id": endpoint.organization_id,
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "enabled": endpoint.enabled,
+        "state": endpoint.state,
+        "failed_attempts": endpoint.failed_attempts,
+        "last_error": endpoint.last_error,
+    }
+    if secret is not None:
+        payload["secret"] = secret
+    return payload
+
+
+def _webhook_text(endpoint: Any) -> str:
+    scope = endpoint.organization_id or "all organizations"
+    events = ", ".join(endpoint.events) or "all events"
+    flags = endpoint.state + ("" if endpoint.enabled else ", disabled")
+    error = f" (last error: {endpoint.last_error})" if endpoint.last_error else ""
+    return f"{endpoint.id} {endpoint.url} [{scope}; {events}; {flags}]{error}"
+
+
+def _cmd_webhooks_create(args: argparse.Namespace, settings: Settings) -> int:
+    # The CLI runs with the operator's access to the database: an admin, who may target private networks.
+    issued = _run_in_transaction(
+        settings,
+        lambda s: webhooks.create_webhook_endpoint(
+            s,
+            url=args.url,
+            organization_id=args.organization,
+            events=args.event or [],
+            enabled=not args.disabled,
+            allow_private=True,
+        ),
+    )
+    text = f"Created webhook endpoint {_webhook_text(issued.endpoint)}\n  Signing secret: {issued.secret}  (shown once)"
+    _print(_webhook_json(issued.endpoint, issued.secret), as_json=args.json, text=text)
+    return 0
+
+
+def _cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _run_in_transaction(settings, lambda s: webhooks.list_webhook_endpoints(s, scope=args.organization))
+    if args.json:
+        print(json.dumps({"webhook_endpoints": [_webhook_json(row) for row in rows]}))
+    else:
+        print("\n".join(_webhook_text(row) for row in rows) or "no webhook endpoints")
+    return 0
+
+
+def _cmd_webhooks_delete(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = args.webhook_endpoint_id
+    _run_in_transaction(
+        settings, lambda s: webhooks.delete_webhook_endpoint(s, webhook_endpoint_id=endpoint_id, scope=None)
+    )
+    _print({"id": endpoint_id, "deleted": True}, as_json=args.json, text=f"Deleted {endpoint_id}")
+    return 0
+
+
+def _cmd_webhooks_resume(args: argparse.Namespace, settings: Settings) -> int:
+    endpoint_id = args.webhook_endpoint_id
+    from_event = getattr(args, "from_event", None)  # redeliver only
+    if from_event:
+        row = _run_in_transaction(
+            settings,
+            lambda s: webhooks.redeliver_webhook_endpoint(
+                s, webhook_endpoint_id=endpoint_id, scope=None, from_event_id=from_event
+            ),
+        )
+    else:
+        row = _run_in_transaction(
+            settings, lambda s: webhooks.resume_webhook_endpoint(s, webhook_endpoint_id=endpoint_id, scope=None)
+        )
+    _print(_webhook_json(row), as_json=args.json, text=f"Resumed {_webhook_text(row)}")
+    return 0
+
+
 def _cmd_export_schema(_args: argparse.Namespace, _settings: Settings) -> int:
     from gateway.graphql import schema
 
@@ -245,6 +324,33 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--organization", metavar="ORG_ID")
     key_create.add_argument("--json", action="store_true")
     key_create.set_defaults(handler=_cmd_api_keys_create)
+
+    hooks = commands.add_parser("webhooks").add_subparsers(dest="action", required=True)
+    hook_create = hooks.add_parser("create", help="create a webhook endpoint; prints its signing secret once")
+    hook_create.add_argument("--url", required=True)
+    hook_create.add_argument("--organization", metavar="ORG_ID", help="its events only (default: every organization)")
+    hook_create.add_argument("--event", action="append", help="an event name to deliver (repeatable; default: all)")
+    hook_create.add_argument("--disabled", action="store_true", help="create it disabled")
+    hook_create.add_argument("--json", action="store_true")
+    hook_create.set_defaults(handler=_cmd_webhooks_create)
+    hook_list = hooks.add_parser("list", help="list webhook endpoints")
+    hook_list.add_argument("--organization", metavar="ORG_ID", help="that organization's endpoints only")
+    hook_list.add_argument("--json", action="store_true")
+    hook_list.set_defaults(handler=_cmd_webhooks_list)
+    hook_delete = hooks.add_parser("delete", help="delete a webhook endpoint")
+    hook_delete.add_argument("webhook_endpoint_id")
+    hook_delete.add_argument("--json", action="store_true")
+    hook_delete.set_defaults(handler=_cmd_webhooks_delete)
+    for name, help_text, from_event in (
+        ("resume", "deliver again after a failure, from the first event not yet delivered", False),
+        ("redeliver", "deliver again every matching event from --from EVENT_ID (included) on", True),
+    ):
+        command = hooks.add_parser(name, help=help_text)
+        command.add_argument("webhook_endpoint_id")
+        if from_event:
+            command.add_argument("--from", dest="from_event", required=True, metavar="EVENT_ID")
+        command.add_argument("--json", action="store_true")
+        command.set_defaults(handler=_cmd_webhooks_resume)
 
     play = commands.add_parser("simulate", help="play an identity provider's SCIM session against an endpoint")
     simulate.add_arguments(play)

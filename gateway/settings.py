@@ -85,6 +85,20 @@ class Settings:
     log_level: str = "info"
     # When set, GET /metrics wants `Authorization: Bearer <this>`; unset, /metrics is open (it holds no tenant data).
     metrics_token: str | None = field(default=None, repr=False)
+    # Webhooks (gateway/webhooks): whether this instance runs the delivery worker, whether organization keys may
+    # target private networks, the HTTP timeout, how long a failing endpoint is retried before it is marked failed,
+    # the backoff's first step and cap, how many endpoints one instance delivers to at once, and (below) how many
+    # requests it sends at once.
+    webhook_worker: bool = True
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_hours: float = 72.0
+    webhook_backoff_base_seconds: float = 1.0
+    webhook_max_backoff_seconds: float = 3600.0
+    webhook_concurrency: int = 32
+    # HTTP requests in flight at once per instance: deliveries cost CPU (HTTP client, TLS) in the process that serves
+    # SCIM, so they take a bounded share of it whatever the number of endpoints.
+    webhook_sends: int = 2
 
     @property
     def is_sqlite(self) -> bool:
@@ -122,6 +136,13 @@ class Settings:
             log_format=(env.get("DSYNC_LOG_FORMAT") or "text").strip().lower(),
             log_level=(env.get("DSYNC_LOG_LEVEL") or "info").strip().lower(),
             metrics_token=env.get("DSYNC_METRICS_TOKEN") or None,
+            webhook_worker=_flag(env.get("DSYNC_WEBHOOK_WORKER") or "1"),
+            webhook_allow_private=_flag(env.get("DSYNC_WEBHOOK_ALLOW_PRIVATE")),
+            webhook_timeout_seconds=_float("DSYNC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            webhook_retry_hours=_float("DSYNC_WEBHOOK_RETRY_HOURS", 72.0),
+            webhook_max_backoff_seconds=_float("DSYNC_WEBHOOK_MAX_BACKOFF_SECONDS", 3600.0),
+            webhook_concurrency=_int("DSYNC_WEBHOOK_CONCURRENCY", 32),
+            webhook_sends=max(1, _int("DSYNC_WEBHOOK_SENDS", 2)),
         )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,7 @@ class EventHub:
         self._pump_task: asyncio.Task[None] | None = None
         self._delivery_slots = asyncio.Semaphore(_DELIVERY_SLOTS)
         self._stopped = False
+        self._listeners: list[Callable[[], None]] = []
         self.head = 0
 
     @property
@@ -130,11 +131,18 @@ class EventHub:
 
     def notify(self) -> None:
         """Tell every process (this one at once) that the log grew; called after each committed write."""
-        self._wakeup.set()
+        self._wake()
         self._notifier.notify()
 
     def _wake(self) -> None:
         self._wakeup.set()
+        for listener in self._listeners:
+            listener()
+
+    def on_new_events(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the log may have grown: after a commit here, or on another process's
+        notification (e.g. to wake the webhook worker)."""
+        self._listeners.append(listener)
 
     def watch_key(self, api_key_id: str, revoked: asyncio.Event) -> None:
         """``revoked`` is set when the key is revoked (here or, through the broadcaster, in another process)."""

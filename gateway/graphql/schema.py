@@ -30,6 +30,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
@@ -39,6 +40,7 @@ from gateway.graphql.execution import GatewayExecutionContext
 from gateway.graphql.mutations import Mutation
 from gateway.graphql.queries import Query
 from gateway.graphql.subscriptions import Subscription
+from gateway.graphql.webhooks import WebhookMutation, WebhookQuery
 from gateway.observe.metrics import GRAPHQL_OPERATIONS
 from gateway.store.serialization import contains_nul
 
@@ -137,8 +139,8 @@ class GatewaySchema(strawberry.Schema):
 
 schema = GatewaySchema(
     execution_context_class=GatewayExecutionContext,
-    query=Query,
-    mutation=Mutation,
+    query=merge_types("Query", (Query, WebhookQuery)),
+    mutation=merge_types("Mutation", (Mutation, WebhookMutation)),
     subscription=Subscription,
     extensions=[
         # Factories: each operation gets fresh extension instances. The token limit runs while parsing, then

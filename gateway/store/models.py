@@ -235,6 +235,67 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
+class WebhookEndpointState(StrEnum):
+    """Whether an endpoint's deliveries go on (``active``) or gave up after the retry window (``failed``)."""
+
+    ACTIVE = "active"
+    FAILED = "failed"
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL that receives the event log as signed WorkOS-style webhooks, in cursor order, from its own position.
+
+    ``secret`` signs every delivery (HMAC-SHA256), so unlike tokens it is kept as is: a secret at rest, as WorkOS
+    keeps its webhook secrets. The lease columns let one of several instances deliver an endpoint at a time."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: str = Field(primary_key=True)
+    # None: an admin's endpoint for every organization's events.
+    organization_id: str | None = _fk("organizations.id", nullable=True)
+    url: str
+    # Event names to deliver; empty: all of them.
+    events: list[str] = _json(list)
+    enabled: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=text("true")))
+    secret: str
+    # Created with an admin key: may target loopback and private networks.
+    allow_private: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    state: str = Field(default=WebhookEndpointState.ACTIVE.value)
+    # The cursor of the last event delivered (or skipped by the filter); the next delivery is the first after it.
+    cursor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Failed attempts at the event after ``cursor`` since it last succeeded, and when the first of them was made.
+    failed_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    failing_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    last_error: str | None = None
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP attempt to deliver one event to one endpoint; a bounded history is kept per endpoint."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_endpoint_id_id", "endpoint_id", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    )
+    endpoint_id: str = _fk("webhook_endpoints.id", index=False)
+    event_id: str
+    event_cursor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # None: no HTTP answer (connection refused, timeout, refused address).
+    status_code: int | None = None
+    duration_ms: float
+    error: str | None = None
+    # When the event will be tried again after this failure (None: it succeeded, or the endpoint gave up).
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    created_at: datetime = _timestamp()
+
+
 # Configure the mappers now, not on first query: read-only snapshots built with ``model_construct`` (the hot SCIM
 # paths use them) read their attributes through the instrumented descriptors, which need configured mappers.
 configure_mappers()

@@ -3,6 +3,7 @@ import { badge, breadcrumbs, coalesce, emptyState, errorBox, formatDate, h, head
 import { plural, typeLabel } from "../labels.js";
 import { subscribe } from "../live.js";
 import { liveIndicator } from "./live-indicator.js";
+import { webhooksPanel } from "./webhooks-panel.js";
 
 const ORGANIZATION = `query Organization($id: ID!) {
   organization(id: $id) {
@@ -81,6 +82,9 @@ export async function organizationView(main, { ids: [id], signal }) {
     alerts,
     h("section", { class: "card" }, h("h2", null, "Directories"), body),
   );
+  const webhooks = webhooksPanel(id, signal);
+  main.append(webhooks.element);
+  const refreshWebhooks = coalesce(webhooks.reload, 1000);
 
   async function load() {
     const data = await graphql(ORGANIZATION, { id });
@@ -116,7 +120,10 @@ export async function organizationView(main, { ids: [id], signal }) {
     variables: { id },
     field: "directoryEvents",
     after: cursor,
-    onEvent: () => refresh.schedule(),
+    onEvent: () => {
+      refresh.schedule();
+      refreshWebhooks.schedule(); // attempts and states change as the new events are delivered
+    },
     onStatus: indicator.update,
     onReconnect: () => refresh.schedule(),
     onFatal(failure) {
@@ -127,5 +134,6 @@ export async function organizationView(main, { ids: [id], signal }) {
   signal.addEventListener("abort", () => {
     stop();
     refresh.cancel();
+    refreshWebhooks.cancel();
   });
 }
