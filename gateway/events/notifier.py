@@ -59,6 +59,8 @@ def check_url(url: str) -> None:
 
 
 class Notifier:
+    """This process's connection to the broadcaster: publishes "the log grew", hears other processes' news."""
+
     def __init__(
         self,
         url: str,
@@ -90,6 +92,7 @@ class Notifier:
 
     @property
     def connected(self) -> bool:
+        """Whether the broadcaster connection is up (``/readyz`` reports it)."""
         return self._connected.is_set()
 
     async def start(self, *, wait_seconds: float = 5.0) -> None:
@@ -103,6 +106,7 @@ class Notifier:
             logger.warning("broadcaster %s not reachable yet; retrying in the background", _redacted(self._url))
 
     async def stop(self) -> None:
+        """Close the connection and stop reconnecting."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -35,6 +35,8 @@ class EventName(StrEnum):
 
 
 class DomainData(TypedDict):
+    """One of the organization's domains, as ``dsync.activated`` lists them."""
+
     object: Literal["organization_domain"]
     domain: str
 

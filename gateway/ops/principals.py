@@ -22,6 +22,7 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
+        """An admin key: it sees every organization."""
         return self.organization_id is None
 
     def can_see(self, organization_id: str) -> bool:
