@@ -153,6 +153,7 @@ class Mutation:
         principal = info.context.principal
 
         def revoke(session: Session) -> models.ApiKey:
+            api_keys.check_api_key_id(key_id)
             row = session.get(models.ApiKey, key_id)
             if row is None or not (principal.is_admin or row.organization_id == principal.organization_id):
                 raise inputs.NotFound(f"API key {key_id} not found")

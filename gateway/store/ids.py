@@ -6,7 +6,9 @@ from typing import Literal
 
 from ulid import ULID
 
-Prefix = Literal["org", "directory", "directory_user", "directory_group", "event", "api_key"]  # one per object kind
+Prefix = Literal[
+    "org", "directory", "directory_user", "directory_group", "event", "api_key", "setup_link"
+]  # one per object kind
 
 
 def new_id(prefix: Prefix) -> str:
