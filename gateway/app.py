@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from gateway.dashboard import Dashboard
 from gateway.events.hub import EventHub
 from gateway.graphql.app import graphql_app
+from gateway.graphql.error_codes import JsonErrors
 from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.ops import api_keys
@@ -60,7 +61,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _graphql_http(settings: Settings) -> ASGIApp:
-    app: ASGIApp = graphql_app(settings)
+    app: ASGIApp = JsonErrors(graphql_app(settings))
     if settings.allowed_origins:
         # Pages on these origins may call the API from a browser; SCIM stays server-to-server (no CORS there).
         app = CORSMiddleware(

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from gateway.graphql.errors import ApiError
+from gateway.graphql.key_use import note_key_use
 from gateway.graphql.loaders import Loaders
 from gateway.settings import Settings
 from gateway.store.credentials import hash_secret
@@ -94,6 +95,8 @@ async def authenticate(database: Database, authorization: str | None) -> tuple[P
         return None, "Send an API key: Authorization: Bearer <key>"
     key_hash = hash_secret(key)
     principal = await database.query(lambda session: _principal_for(session, key_hash))
+    if principal is not None:
+        await note_key_use(database, principal.api_key_id)
     return (principal, "") if principal else (None, "Unknown or revoked API key")
 
 
