@@ -22,6 +22,7 @@ from gateway.graphql.app import graphql_app
 from gateway.graphql.error_codes import JsonErrors
 from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
+from gateway.observe.request_log import RequestLog
 from gateway.ops import api_keys
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
@@ -95,9 +96,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         database.on_commit(hub.notify)
         app.state.hub = hub
         metrics.watch_hub(hub)
+        request_log = app.state.request_log = RequestLog(database)
+        request_log.start()
         try:
             yield
         finally:
+            await request_log.stop()
             metrics.unwatch_hub(hub)
             await hub.stop()
             await database.dispose()

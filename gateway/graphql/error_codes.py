@@ -1,10 +1,10 @@
 """Every GraphQL error answer carries an ``extensions.code``, and every HTTP-level refusal on ``/graphql`` is JSON.
 
 Errors the resolvers raise have their codes already (``gateway.graphql.errors``); a document that does not parse
-gets ``GRAPHQL_PARSE_FAILED`` and one that fails validation (unknown fields, wrong argument types, the cost limits)
-``GRAPHQL_VALIDATION_FAILED`` (a masked unexpected failure ``INTERNAL_SERVER_ERROR``), so a client can branch on the code alone. Strawberry answers transport refusals
-(``GET /graphql`` without a query, a body that is not JSON, a wrong method) in plain text; ``JsonErrors`` rewrites
-them as ``{"errors": [{"message", "extensions": {"code"}}]}``."""
+gets ``GRAPHQL_PARSE_FAILED``, one that fails validation (unknown fields, wrong argument types, the cost limits)
+``GRAPHQL_VALIDATION_FAILED``, a masked unexpected failure ``INTERNAL_SERVER_ERROR``: a client can branch on the
+code alone. Strawberry answers transport refusals (``GET /graphql`` without a query, a body that is not JSON, a
+wrong method) in plain text; ``JsonErrors`` rewrites them as ``{"errors": [{"message", "extensions": {"code"}}]}``."""
 
 from __future__ import annotations
 

@@ -62,6 +62,7 @@ class Call:
         self.directory: Directory | None = None
         self._refusal: ScimError | None = None
         self._state = request.app.state
+        request.state.scim_call = self  # for the request log (scim.api.request_recording)
 
     def admit(self, directory: Directory) -> ScimError | None:
         """The directory's rate limit, charged once per request and only once it is authenticated

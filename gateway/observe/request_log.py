@@ -1,0 +1,189 @@
+"""The SCIM request log of each directory: the last ``KEEP`` requests (method, path, filter, status, ``scimType`` and
+detail, duration, the user or group touched; never bodies or tokens), and the directory's health drawn from it.
+
+Recording must not slow ingest: a request only appends a tuple to an in-memory buffer (``RequestLog.record``); a
+background task writes what gathered, every ``FLUSH_SECONDS`` or sooner when ``FLUSH_ROWS`` wait, in one write
+transaction through the normal write path, then trims each directory it wrote to its last ``KEEP`` rows. A crash
+loses at most the last second of the log (never a change: the log is not the event log). A request with a wrong
+token is never logged (it would let anyone push real entries out); only its time is kept on the directory, at most
+once a flush."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from gateway.store.database import Database
+from gateway.store.models import Directory, ScimRequest, utcnow
+
+logger = logging.getLogger("dsync.request_log")
+
+KEEP = 1_000
+FLUSH_SECONDS = 1.0
+FLUSH_ROWS = 2_000
+_MAX_PENDING = 50_000  # beyond this (a stalled store) new entries are dropped, not memory
+_MAX_REJECTED = 10_000  # distinct directory ids with a wrong token per flush (ids may be made up)
+_DETAIL_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Health:
+    """A directory's recent SCIM traffic at a glance."""
+
+    last_request_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    errors_last_hour: int
+    last_rejected_token_at: datetime | None
+
+
+class RequestLog:
+    """The process's buffer of SCIM requests not yet written, and the task that writes them."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._pending: list[dict[str, Any]] = []
+        self._rejected: dict[str, datetime] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def record(
+        self,
+        *,
+        directory_id: str,
+        method: str,
+        path: str,
+        filter: str | None,
+        status: int,
+        scim_type: str | None,
+        detail: str | None,
+        duration_ms: float,
+        resource_id: str | None,
+    ) -> None:
+        """Note one answered request of an authenticated caller (no I/O)."""
+        if len(self._pending) >= _MAX_PENDING:
+            return
+        self._pending.append(
+            {
+                "directory_id": directory_id,
+                "at": utcnow(),
+                "method": method,
+                "path": path,
+                "filter": filter,
+                "status": status,
+                "scim_type": scim_type,
+                "detail": detail[:_DETAIL_CHARS] if detail else None,
+                "duration_ms": duration_ms,
+                "resource_id": resource_id,
+            }
+        )
+        if len(self._pending) >= FLUSH_ROWS:
+            self._wake.set()
+
+    def rejected_token(self, directory_id: str) -> None:
+        """Note that a request to this directory's URL carried a wrong token (the caller is told nothing new)."""
+        if directory_id in self._rejected or len(self._rejected) < _MAX_REJECTED:
+            self._rejected[directory_id] = utcnow()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dsync-request-log")
+
+    async def stop(self) -> None:
+        """Write what is left, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # the log is best effort; ingest goes on
+                logger.warning("could not write the SCIM request log", exc_info=True)
+
+    async def flush(self) -> None:
+        """Write the buffered requests and wrong-token times now (tests call this instead of waiting)."""
+        rows, self._pending = self._pending, []
+        rejected, self._rejected = self._rejected, {}
+        if rows or rejected:
+            await self._database.transaction(lambda session: write_requests(session, rows=rows, rejected=rejected))
+
+
+def write_requests(session: Session, *, rows: list[dict[str, Any]], rejected: dict[str, datetime]) -> None:
+    """Insert logged requests, trim each directory written to its last ``KEEP``, and note wrong-token times.
+
+    Directories deleted meanwhile are skipped (their rows would break the foreign key)."""
+    directory_ids = {row["directory_id"] for row in rows}
+    if directory_ids:
+        existing = set(session.scalars(select(col(Directory.id)).where(col(Directory.id).in_(directory_ids))))
+        rows = [row for row in rows if row["directory_id"] in existing]
+        if rows:
+            session.execute(insert(ScimRequest), rows)
+        for directory_id in existing:
+            _trim(session, directory_id)
+    for directory_id, at in rejected.items():
+        session.execute(update(Directory).where(col(Directory.id) == directory_id).values(last_rejected_token_at=at))
+
+
+def _trim(session: Session, directory_id: str) -> None:
+    newest_dropped = (
+        select(col(ScimRequest.id))
+        .where(col(ScimRequest.directory_id) == directory_id)
+        .order_by(col(ScimRequest.id).desc())
+        .offset(KEEP)
+        .limit(1)
+        .scalar_subquery()
+    )
+    session.execute(
+        delete(ScimRequest).where(col(ScimRequest.directory_id) == directory_id, col(ScimRequest.id) <= newest_dropped)
+    )
+
+
+def recent_requests(
+    session: Session, *, directory_id: str, limit: int = 100, errors_only: bool = False, before: int | None = None
+) -> list[ScimRequest]:
+    """A directory's logged requests, newest first; ``errors_only``: status 400 and up; ``before``: older than."""
+    statement = select(ScimRequest).where(col(ScimRequest.directory_id) == directory_id)
+    if errors_only:
+        statement = statement.where(col(ScimRequest.status) >= 400)
+    if before is not None:
+        statement = statement.where(col(ScimRequest.id) < before)
+    return list(session.scalars(statement.order_by(col(ScimRequest.id).desc()).limit(limit)).all())
+
+
+def directory_health(session: Session, *, directory: Directory) -> Health:
+    """Last request, last error (and what it said), errors in the last hour among the kept requests, and the last
+    time a wrong token was sent to the directory's URL."""
+    mine = col(ScimRequest.directory_id) == directory.id
+    last_at = session.scalar(select(func.max(col(ScimRequest.at))).where(mine))
+    last_error = session.scalars(
+        select(ScimRequest).where(mine, col(ScimRequest.status) >= 400).order_by(col(ScimRequest.id).desc()).limit(1)
+    ).first()
+    since = utcnow() - timedelta(hours=1)
+    recent_errors = [mine, col(ScimRequest.status) >= 400, col(ScimRequest.at) >= since]
+    errors = session.execute(select(func.count()).select_from(ScimRequest).where(*recent_errors)).scalar()
+    error_text = None
+    if last_error is not None:
+        kind = f" {last_error.scim_type}" if last_error.scim_type else ""
+        error_text = f"{last_error.status}{kind}: {last_error.detail or ''}".rstrip(": ")
+    return Health(
+        last_request_at=last_at,
+        last_error_at=last_error.at if last_error is not None else None,
+        last_error=error_text,
+        errors_last_hour=int(errors or 0),
+        last_rejected_token_at=directory.last_rejected_token_at,
+    )
