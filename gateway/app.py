@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from gateway.dashboard import Dashboard
+from gateway.dashboard.setup_links import routes as setup_link_routes
 from gateway.events.hub import EventHub
 from gateway.graphql.app import graphql_app
 from gateway.graphql.error_codes import JsonErrors
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *scim_routes(),
             Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
             WebSocketRoute("/graphql", graphql_app(settings)),
+            *setup_link_routes(),
             Mount("/", Dashboard()),  # last: it answers every path the routes above do not
         ],
         lifespan=lifespan,

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from gateway.observe import request_log
 from gateway.store.models import ScimRequest
@@ -95,7 +96,7 @@ async def test_log_is_bounded_per_directory(app: Any, directory: DirectoryFixtur
     await log.flush()  # nothing pending: a no-op
 
     def counts(session: Any) -> dict[str, int]:
-        statement = select(ScimRequest.directory_id, func.count()).group_by(ScimRequest.directory_id)
+        statement = select(col(ScimRequest.directory_id), func.count()).group_by(ScimRequest.directory_id)
         return {row[0]: row[1] for row in session.execute(statement)}
 
     assert await app.state.database.query(counts) == {directory.id: request_log.KEEP, other.id: 1}
