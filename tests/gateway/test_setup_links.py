@@ -58,7 +58,8 @@ async def test_refusals(client: httpx.AsyncClient, app: Any, directory: Director
     link_id, token = await _link(client, app, directory)
 
     def expire(session: Any) -> None:
-        session.execute(update(SetupLink).where(col(SetupLink.id) == link_id).values(expires_at=utcnow() - timedelta(1)))
+        past = utcnow() - timedelta(days=1)
+        session.execute(update(SetupLink).where(col(SetupLink.id) == link_id).values(expires_at=past))
 
     await app.state.database.transaction(expire)
     expired = await client.post("/setup/api/open", json={"token": token})
