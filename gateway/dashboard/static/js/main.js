@@ -36,6 +36,7 @@ function renderNav(signedIn) {
 
 export function signOut(notice = "") {
   apiKey.clear();
+  document.getElementById("toast")?.replaceChildren(); // a toast about the last session must not outlive it
   signInNotice = notice;
   location.hash = "#/sign-in";
 }

@@ -132,4 +132,6 @@ async function start() {
   else unavailable(body);
 }
 
+// Another link pasted into this tab changes only the fragment: start over with it.
+window.addEventListener("hashchange", () => location.reload());
 start();
