@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from gateway.store.database import Database
 from gateway.store.models import Directory, ScimRequest, utcnow
@@ -123,6 +123,27 @@ class RequestLog:
             await self._database.transaction(lambda session: write_requests(session, rows=rows, rejected=rejected))
 
 
+_INSERT = insert(SQLModel.metadata.tables[str(ScimRequest.__tablename__)])
+_COLUMNS: tuple[str, ...] = ("directory_id", "at", "method", "path", "filter", "status", "scim_type", "detail")
+_COLUMNS += ("duration_ms", "resource_id")
+_SQLITE_INSERT = f"INSERT INTO scim_requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"  # noqa: S608
+# SQLAlchemy's SQLite DateTime storage format (naive UTC), so rows written here read back like any other.
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """One executemany. On SQLite, the embedded store whose single writer every SCIM write waits for, straight to
+    the driver: SQLAlchemy's per-row parameter handling doubled the writer's cost per logged request (~22 µs)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        connection.execute(_INSERT, rows)
+        return
+    values = [
+        tuple(row[name].strftime(_SQLITE_TIME) if name == "at" else row[name] for name in _COLUMNS) for row in rows
+    ]
+    connection.exec_driver_sql(_SQLITE_INSERT, values)
+
+
 def write_requests(session: Session, *, rows: list[dict[str, Any]], rejected: dict[str, datetime]) -> None:
     """Insert logged requests, trim each directory written to its last ``KEEP``, and note wrong-token times.
 
@@ -132,7 +153,7 @@ def write_requests(session: Session, *, rows: list[dict[str, Any]], rejected: di
         existing = set(session.scalars(select(col(Directory.id)).where(col(Directory.id).in_(directory_ids))))
         rows = [row for row in rows if row["directory_id"] in existing]
         if rows:
-            session.execute(insert(ScimRequest), rows)
+            _insert(session, rows)
         for directory_id in existing:
             _trim(session, directory_id)
     for directory_id, at in rejected.items():
