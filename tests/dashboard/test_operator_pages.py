@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 from tests.dashboard.test_dashboard import (  # noqa: F401  (fixtures)
     FIRST_RUN_KEY,
     Gateway,
+    Scim,
     browser,
     gateway,
     graphql,
@@ -64,3 +65,35 @@ def test_organization_key_rename_delete_and_api_keys(gateway: Gateway, page: Pag
     expect(page.locator("#toast")).to_contain_text("Deleted organization Acme Corp")
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#toast .toast")).to_have_count(0)
+
+
+def test_directory_page_details(gateway: Gateway, page: Page) -> None:  # noqa: F811
+    """Addresses break only at "@" or dots, same-named groups show their ids, the event feed says it scrolls, and
+    an Entra directory is told to press Entra's button, not JumpCloud's."""
+    match = FIRST_RUN_KEY.search(gateway.start())
+    assert match
+    admin = match.group(0)
+    org = graphql(gateway, admin, 'mutation { createOrganization(name: "Acme") { id } }')["createOrganization"]["id"]
+    created = graphql(
+        gateway,
+        admin,
+        f'mutation {{ createDirectory(organizationId: "{org}", name: "Entra", type: AZURE) '
+        "{ endpoint bearerToken directory { id } } }",
+    )["createDirectory"]
+    directory_id = created["directory"]["id"]
+    sign_in(page, gateway, admin)
+    page.goto(f"{gateway.url}/#/directories/{directory_id}")
+    expect(page.locator("#unlinked-notice")).to_contain_text("In Entra ID, press Test Connection")
+    expect(page.locator("#unlinked-notice")).not_to_contain_text("JumpCloud")
+    expect(page.locator("#feed-hint")).to_be_visible()
+
+    scim = Scim(created["endpoint"], created["bearerToken"])
+    scim.create_user("maximiliana.very-long-name-for-wrapping")
+    for external_id in ("a", "b"):
+        group = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Engineering"}
+        scim.request("POST", "/Groups", {**group, "externalId": external_id}, 201)
+    expect(page.locator("#groups .group-id")).to_have_count(2, timeout=10_000)
+    address = page.locator("td.address").first
+    expect(address).to_contain_text("@acme.com")
+    assert address.locator("wbr").count() >= 2  # before "@" and each dot
+    screenshot(page, "directory-details")

@@ -27,7 +27,7 @@ export function requestLog({ directoryId, onError }) {
     { class: "card request-log", "aria-labelledby": "requests-title" },
     h("h2", { id: "requests-title" }, "SCIM requests"),
     health,
-    h("label", null, toggle, " Errors only"),
+    h("label", { class: "check" }, toggle, " Errors only"),
     h(
       "div",
       { class: "table-scroll" },
