@@ -30,11 +30,12 @@ def note(request: Request, response: Response, error: ScimError | None, since: f
     location = response.headers.get("location")
     if resource_id is None and location:
         resource_id = location.rsplit("/", 1)[-1]
+    scope = request.scope  # read raw: building request.url and query_params costs more than the rest together
     log.record(
         directory_id=call.directory.id,
-        method=request.method,
-        path=request.url.path,
-        filter=request.query_params.get("filter"),
+        method=scope["method"],
+        path=scope["path"],
+        filter=request.query_params.get("filter") if b"filter" in scope["query_string"] else None,
         status=response.status_code,
         scim_type=error.scim_type if error is not None else None,
         detail=error.detail if error is not None else None,
