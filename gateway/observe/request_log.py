@@ -102,7 +102,10 @@ class RequestLog:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception:  # shutting down with the store unreachable: the last second of the log is lost
+            logger.warning("could not write the SCIM request log at shutdown", exc_info=True)
 
     async def _run(self) -> None:
         while True:
