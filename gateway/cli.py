@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from gateway import admin
 from gateway.observe.logs import configure_logging
 from gateway.ops import api_keys, directories, inputs, organizations
@@ -41,12 +43,15 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         get_settings.cache_clear()
         settings = get_settings()
     # The CLI, run against this database without DSYNC_PUBLIC_URL, prints endpoints under the URL announced here.
-    public_url = settings.public_url
-    admin.run(settings, args, lambda s: announce_public_url(s, public_url=public_url))
-    if settings.admin_key is None:
-        key = admin.run(settings, args, api_keys.ensure_first_admin_key)
-        if key is not None:
-            print(_first_run_text(key, _dashboard_url(args, settings)), flush=True)
+    public_url, bootstrap_key = settings.public_url, settings.admin_key
+
+    def start(session: Session) -> str | None:
+        announce_public_url(session, public_url=public_url)
+        return api_keys.ensure_first_admin_key(session) if bootstrap_key is None else None
+
+    key = admin.run(settings, args, start)
+    if key is not None:
+        print(_first_run_text(key, _dashboard_url(args, settings)), flush=True)
     # Request handling allocates many short-lived containers: with the default generation-0 threshold (700) the
     # cyclic collector runs every few requests and costs ~10% of SCIM throughput. Collect less often, but not so
     # rarely that one collection becomes a long pause (100,000 gave 100+ ms GraphQL p99 stalls), and keep the
