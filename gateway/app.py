@@ -102,9 +102,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            await request_log.stop()
             metrics.unwatch_hub(hub)
             await hub.stop()
+            # After the hub: the last flush's commit then only flags a notification. Before it, the notifier could be
+            # stopped mid-publish, which redis-py may not let it leave (shutdown waited forever).
+            await request_log.stop()
             await database.dispose()
 
     app = Gateway(

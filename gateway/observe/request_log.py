@@ -53,6 +53,7 @@ class RequestLog:
         self._pending: list[dict[str, Any]] = []
         self._rejected: dict[str, datetime] = {}
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def record(
@@ -97,21 +98,23 @@ class RequestLog:
         self._task = asyncio.create_task(self._run(), name="dsync-request-log")
 
     async def stop(self) -> None:
-        """Write what is left, then stop."""
+        """Write what is left, then stop (the task is asked to end, not cancelled: a cancel could land inside a
+        flush's transaction)."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         try:
             await self.flush()
         except Exception:  # shutting down with the store unreachable: the last second of the log is lost
             logger.warning("could not write the SCIM request log at shutdown", exc_info=True)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FLUSH_SECONDS):
-                    await self._wake.wait()
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await self.flush()
