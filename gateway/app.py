@@ -17,11 +17,14 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from gateway.dashboard import Dashboard
+from gateway.dashboard.setup_links import routes as setup_link_routes
 from gateway.events import retention
 from gateway.events.hub import EventHub
 from gateway.graphql.app import graphql_app
+from gateway.graphql.error_codes import JsonErrors
 from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
+from gateway.observe.request_log import RequestLog
 from gateway.ops import api_keys
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
@@ -64,7 +67,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _graphql_http(settings: Settings) -> ASGIApp:
-    app: ASGIApp = graphql_app(settings)
+    app: ASGIApp = JsonErrors(graphql_app(settings))
     if settings.allowed_origins:
         # Pages on these origins may call the API from a browser; SCIM stays server-to-server (no CORS there).
         app = CORSMiddleware(
@@ -106,6 +109,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.webhook_worker:
             hub.on_new_events(worker.wake)
             await worker.start()
+        request_log = app.state.request_log = RequestLog(database)
+        request_log.start()
         try:
             yield
         finally:
@@ -116,6 +121,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await pruner
             metrics.unwatch_hub(hub)
             await hub.stop()
+            # After the hub: the last flush's commit then only flags a notification. Before it, the notifier could be
+            # stopped mid-publish, which redis-py may not let it leave (shutdown waited forever).
+            await request_log.stop()
             await database.dispose()
 
     app = Gateway(
@@ -129,6 +137,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *workos.routes(),
             # The same resources at the root too: the Node SDK takes a host and port but no path.
             *workos.resource_routes(""),
+            *setup_link_routes(),
             Mount("/", Dashboard()),  # last: it answers every path the routes above do not
         ],
         lifespan=lifespan,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -13,17 +11,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gateway import admin
 from gateway.observe.logs import configure_logging
 from gateway.ops import api_keys, directories, inputs, organizations
 from gateway.ops import webhook_endpoints as webhooks
+from gateway.ops.public_url import announce_public_url
 from gateway.settings import Settings, get_settings
 from gateway.simulate import command as simulate
-from gateway.store.database import Database
 from gateway.store.migrate import upgrade
-
-
-def _organization_json(organization: Any) -> dict[str, Any]:
-    return {"id": organization.id, "name": organization.name, "domains": organization.domains}
 
 
 def _directory_json(issued: directories.IssuedDirectory) -> dict[str, Any]:
@@ -32,50 +27,32 @@ def _directory_json(issued: directories.IssuedDirectory) -> dict[str, Any]:
         "id": d.id,
         "organization_id": d.organization_id,
         "name": d.name,
-        "type": d.type,
+        "type": admin.type_name(d.type),
         "state": d.state,
         "endpoint": issued.endpoint,
         "bearer_token": issued.bearer_token,
     }
 
 
-def _run_in_transaction(settings: Settings, operation: Callable[[Session], Any]) -> Any:
-    if settings.is_sqlite:
-        # The embedded database creates and migrates itself, so admin commands work before the first `serve`.
-        upgrade(settings.database_url)
-    return _transaction(settings, operation)
-
-
-def _transaction(settings: Settings, operation: Callable[[Session], Any]) -> Any:
-    async def run() -> Any:
-        database = Database(settings)
-        try:
-            return await database.transaction(operation)
-        finally:
-            await database.dispose()
-
-    return asyncio.run(run())
-
-
-def _print(payload: dict[str, Any], *, as_json: bool, text: str) -> None:
-    print(json.dumps(payload) if as_json else text)
-
-
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     configure_logging(log_format=settings.log_format, level=settings.log_level, access_log=settings.access_log)
-    if settings.is_sqlite:
-        upgrade(settings.database_url)
     if "DSYNC_PUBLIC_URL" not in os.environ:
         # Endpoint URLs shown for new directories must name the address this server really answers on.
         os.environ["DSYNC_PUBLIC_URL"] = _dashboard_url(args, settings).rstrip("/")
         get_settings.cache_clear()
         settings = get_settings()
-    if settings.admin_key is None:
-        key = _transaction(settings, api_keys.ensure_first_admin_key)
-        if key is not None:
-            print(_first_run_text(key, _dashboard_url(args, settings)), flush=True)
+    # The CLI, run against this database without DSYNC_PUBLIC_URL, prints endpoints under the URL announced here.
+    public_url, bootstrap_key = settings.public_url, settings.admin_key
+
+    def start(session: Session) -> str | None:
+        announce_public_url(session, public_url=public_url)
+        return api_keys.ensure_first_admin_key(session) if bootstrap_key is None else None
+
+    key = admin.run(settings, args, start)
+    if key is not None:
+        print(_first_run_text(key, _dashboard_url(args, settings)), flush=True)
     # Request handling allocates many short-lived containers: with the default generation-0 threshold (700) the
     # cyclic collector runs every few requests and costs ~10% of SCIM throughput. Collect less often, but not so
     # rarely that one collection becomes a long pause (100,000 gave 100+ ms GraphQL p99 stalls), and keep the
@@ -112,66 +89,74 @@ def _first_run_text(key: str, dashboard_url: str) -> str:
     )
 
 
-def _cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.database_url)
-    print("database is up to date")
+    admin.emit({"status": "up to date"}, as_json=args.json, text="database is up to date")
     return 0
 
 
 def _cmd_organizations_create(args: argparse.Namespace, settings: Settings) -> int:
-    organization = _run_in_transaction(
-        settings, lambda s: organizations.create_organization(s, name=args.name, domains=args.domain or [])
+    organization = admin.run(
+        settings, args, lambda s: organizations.create_organization(s, name=args.name, domains=args.domain or [])
     )
-    payload = _organization_json(organization)
-    _print(payload, as_json=args.json, text=f"Created organization {organization.id} ({organization.name})")
+    payload = admin.organization_json(organization)
+    admin.emit(payload, as_json=args.json, text=f"Created organization {organization.id} ({organization.name})")
     return 0
 
 
 def _cmd_directories_create(args: argparse.Namespace, settings: Settings) -> int:
-    issued = _run_in_transaction(
+    issued = admin.run(
         settings,
+        args,
         lambda s: directories.create_directory(
             s,
             organization_id=args.organization,
             name=args.name,
             type=args.type,
-            public_url=settings.public_url,
+            public_url=admin.public_url(s, settings),
             deprovision_policy=args.deprovision_policy,
         ),
     )
-    _print(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Created"))
+    admin.emit(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Created"))
     return 0
 
 
 def _cmd_directories_rotate_token(args: argparse.Namespace, settings: Settings) -> int:
-    issued = _run_in_transaction(
+    issued = admin.run(
         settings,
-        lambda s: directories.rotate_directory_token(s, directory_id=args.directory_id, public_url=settings.public_url),
+        args,
+        lambda s: directories.rotate_directory_token(
+            s, directory_id=args.directory_id, public_url=admin.public_url(s, settings)
+        ),
     )
-    _print(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Rotated the token of"))
+    admin.emit(_directory_json(issued), as_json=args.json, text=_directory_text(issued, "Rotated the token of"))
     return 0
 
 
 def _cmd_directories_set_deprovision_policy(args: argparse.Namespace, settings: Settings) -> int:
-    directory = _run_in_transaction(
-        settings, lambda s: directories.set_deprovision_policy(s, directory_id=args.directory_id, policy=args.policy)
+    directory = admin.run(
+        settings,
+        args,
+        lambda s: directories.set_deprovision_policy(s, directory_id=args.directory_id, policy=args.policy),
     )
     payload = {"id": directory.id, "deprovision_policy": directory.deprovision_policy}
-    _print(payload, as_json=args.json, text=f"{directory.id}: deprovisioning policy {directory.deprovision_policy}")
+    admin.emit(payload, as_json=args.json, text=f"{directory.id}: deprovisioning policy {directory.deprovision_policy}")
     return 0
 
 
 def _cmd_directories_delete(args: argparse.Namespace, settings: Settings) -> int:
-    _run_in_transaction(settings, lambda s: directories.delete_directory(s, directory_id=args.directory_id))
-    _print({"id": args.directory_id, "deleted": True}, as_json=args.json, text=f"Deleted {args.directory_id}")
+    admin.run(settings, args, lambda s: directories.delete_directory(s, directory_id=args.directory_id))
+    admin.emit({"id": args.directory_id, "deleted": True}, as_json=args.json, text=f"Deleted {args.directory_id}")
     return 0
 
 
 def _cmd_api_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    issued = _run_in_transaction(settings, lambda s: api_keys.create_api_key(s, organization_id=args.organization))
+    issued = admin.run(settings, args, lambda s: api_keys.create_api_key(s, organization_id=args.organization))
     payload = {"id": issued.api_key.id, "key": issued.key, "organization_id": issued.api_key.organization_id}
     scope = issued.api_key.organization_id or "all organizations (admin)"
-    _print(payload, as_json=args.json, text=f"API key {issued.api_key.id} for {scope}:\n  {issued.key}\n(shown once)")
+    admin.emit(
+        payload, as_json=args.json, text=f"API key {issued.api_key.id} for {scope}:\n  {issued.key}\n(shown once)"
+    )
     return 0
 
 
@@ -201,8 +186,9 @@ def _webhook_text(endpoint: Any) -> str:
 
 def _cmd_webhooks_create(args: argparse.Namespace, settings: Settings) -> int:
     # The CLI runs with the operator's access to the database: an admin, who may target private networks.
-    issued = _run_in_transaction(
+    issued = admin.run(
         settings,
+        args,
         lambda s: webhooks.create_webhook_endpoint(
             s,
             url=args.url,
@@ -213,14 +199,14 @@ def _cmd_webhooks_create(args: argparse.Namespace, settings: Settings) -> int:
         ),
     )
     text = f"Created webhook endpoint {_webhook_text(issued.endpoint)}\n  Signing secret: {issued.secret}  (shown once)"
-    _print(_webhook_json(issued.endpoint, issued.secret), as_json=args.json, text=text)
+    admin.emit(_webhook_json(issued.endpoint, issued.secret), as_json=args.json, text=text)
     return 0
 
 
 def _cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _run_in_transaction(settings, lambda s: webhooks.list_webhook_endpoints(s, scope=args.organization))
+    rows = admin.run(settings, args, lambda s: webhooks.list_webhook_endpoints(s, scope=args.organization))
     if args.json:
-        print(json.dumps({"webhook_endpoints": [_webhook_json(row) for row in rows]}))
+        admin.emit({"webhook_endpoints": [_webhook_json(row) for row in rows]}, as_json=True, text="")
     else:
         print("\n".join(_webhook_text(row) for row in rows) or "no webhook endpoints")
     return 0
@@ -228,10 +214,10 @@ def _cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_webhooks_delete(args: argparse.Namespace, settings: Settings) -> int:
     endpoint_id = args.webhook_endpoint_id
-    _run_in_transaction(
-        settings, lambda s: webhooks.delete_webhook_endpoint(s, webhook_endpoint_id=endpoint_id, scope=None)
+    admin.run(
+        settings, args, lambda s: webhooks.delete_webhook_endpoint(s, webhook_endpoint_id=endpoint_id, scope=None)
     )
-    _print({"id": endpoint_id, "deleted": True}, as_json=args.json, text=f"Deleted {endpoint_id}")
+    admin.emit({"id": endpoint_id, "deleted": True}, as_json=args.json, text=f"Deleted {endpoint_id}")
     return 0
 
 
@@ -239,17 +225,18 @@ def _cmd_webhooks_resume(args: argparse.Namespace, settings: Settings) -> int:
     endpoint_id = args.webhook_endpoint_id
     from_event = getattr(args, "from_event", None)  # redeliver only
     if from_event:
-        row = _run_in_transaction(
+        row = admin.run(
             settings,
+            args,
             lambda s: webhooks.redeliver_webhook_endpoint(
                 s, webhook_endpoint_id=endpoint_id, scope=None, from_event_id=from_event
             ),
         )
     else:
-        row = _run_in_transaction(
-            settings, lambda s: webhooks.resume_webhook_endpoint(s, webhook_endpoint_id=endpoint_id, scope=None)
+        row = admin.run(
+            settings, args, lambda s: webhooks.resume_webhook_endpoint(s, webhook_endpoint_id=endpoint_id, scope=None)
         )
-    _print(_webhook_json(row), as_json=args.json, text=f"Resumed {_webhook_text(row)}")
+    admin.emit(_webhook_json(row), as_json=args.json, text=f"Resumed {_webhook_text(row)}")
     return 0
 
 
@@ -267,90 +254,137 @@ def _cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
 def _directory_text(issued: directories.IssuedDirectory, verb: str) -> str:
     d = issued.directory
     return (
-        f"{verb} directory {d.id} ({d.name}, {d.type}) for {d.organization_id}\n"
+        f"{verb} directory {d.id} ({d.name}, {admin.type_name(d.type)}) for {d.organization_id}\n"
         f"  SCIM endpoint: {issued.endpoint}\n"
         f"  Bearer token:  {issued.bearer_token}\n"
         "The token is shown once; paste both into your identity provider's SCIM settings."
     )
 
 
+def _parsers(commands: Any, name: str, help: str) -> Any:
+    group = commands.add_parser(name, help=help, description=help)
+    return group.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def _command(
+    group: Any, name: str, help: str, handler: Callable[[argparse.Namespace, Settings], int], *, store: bool = True
+) -> argparse.ArgumentParser:
+    """A subcommand with a description in its --help, ``--json``, and (for store commands) ``--create-database``."""
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help, description=help)
+    parser.add_argument("--json", action="store_true", help="print one JSON object (or array, for list commands)")
+    if store:
+        parser.add_argument(
+            "--create-database",
+            action="store_true",
+            help="create the SQLite database if it does not exist (by default the command refuses: a typo'd "
+            "DSYNC_DATABASE_URL or another folder would silently start an empty one)",
+        )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dsync", description="Directory Sync Gateway")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="dsync",
+        description="Directory Sync Gateway: SCIM 2.0 in, GraphQL and a dashboard out. Every command takes --help.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the gateway (migrates the embedded database first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(handler=_cmd_serve)
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (creates and migrates the embedded database first)",
+        description="Run the gateway: SCIM, GraphQL, the dashboard and setup links on one port.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.set_defaults(handler=_cmd_serve, create_database=True)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_cmd_migrate)
-    commands.add_parser("export-schema", help="print the GraphQL schema (SDL)").set_defaults(handler=_cmd_export_schema)
+    _command(commands, "migrate", "create or upgrade the database schema", _cmd_migrate, store=False)
+    commands.add_parser(
+        "export-schema", help="print the GraphQL schema (SDL)", description="Print the GraphQL schema (SDL)."
+    ).set_defaults(handler=_cmd_export_schema)
 
-    organizations = commands.add_parser("organizations").add_subparsers(dest="action", required=True)
-    org_create = organizations.add_parser("create", help="create an organization")
+    orgs = _parsers(commands, "organizations", "create, list, show, rename and delete organizations")
+    org_create = _command(orgs, "create", "create an organization", _cmd_organizations_create)
     org_create.add_argument("name")
     org_create.add_argument("--domain", action="append", help="a domain of the organization (repeatable)")
-    org_create.add_argument("--json", action="store_true")
-    org_create.set_defaults(handler=_cmd_organizations_create)
+    _command(orgs, "list", "list organizations", admin.organizations_list)
+    _command(orgs, "show", "an organization with its directories", admin.organizations_show).add_argument(
+        "organization_id"
+    )
+    org_rename = _command(orgs, "rename", "rename an organization", admin.organizations_rename)
+    org_rename.add_argument("organization_id")
+    org_rename.add_argument("name")
+    org_delete = _command(
+        orgs, "delete", "delete an organization with its directories and API keys", admin.organizations_delete
+    )
+    org_delete.add_argument("organization_id")
 
-    directories = commands.add_parser("directories").add_subparsers(dest="action", required=True)
-    dir_create = directories.add_parser("create", help="create a directory; prints its SCIM endpoint and token")
+    dirs = _parsers(commands, "directories", "create, list, show and manage directories (SCIM endpoints)")
+    dir_create = _command(
+        dirs, "create", "create a directory; prints its SCIM endpoint and token", _cmd_directories_create
+    )
     dir_create.add_argument("--organization", required=True, metavar="ORG_ID")
     dir_create.add_argument("--name", required=True)
-    dir_create.add_argument("--type", default="jumpcloud", help="jumpcloud, okta, azure, onelogin or generic")
+    dir_create.add_argument(
+        "--type", default="jumpcloud", help="jumpcloud, okta, azure (Entra ID), onelogin or generic"
+    )
     dir_create.add_argument(
         "--deprovision-policy",
         default="keep_inactive",
         help="keep_inactive (deactivated users stay, inactive) or delete_inactive (deactivation deletes them)",
     )
-    dir_create.add_argument("--json", action="store_true")
-    dir_create.set_defaults(handler=_cmd_directories_create)
-    policy = directories.add_parser("set-deprovision-policy", help="what a deactivation in the IdP does")
+    dir_list = _command(dirs, "list", "list directories", admin.directories_list)
+    dir_list.add_argument("--organization", metavar="ORG_ID", help="only this organization's")
+    _command(dirs, "show", "a directory with its SCIM endpoint (never its token)", admin.directories_show).add_argument(
+        "directory_id"
+    )
+    policy = _command(
+        dirs, "set-deprovision-policy", "what a deactivation in the IdP does", _cmd_directories_set_deprovision_policy
+    )
     policy.add_argument("directory_id")
     policy.add_argument("policy", help="keep_inactive or delete_inactive")
-    policy.add_argument("--json", action="store_true")
-    policy.set_defaults(handler=_cmd_directories_set_deprovision_policy)
-    rotate = directories.add_parser("rotate-token", help="issue a new bearer token; the old one stops working")
+    rotate = _command(
+        dirs, "rotate-token", "issue a new bearer token; the old one stops working", _cmd_directories_rotate_token
+    )
     rotate.add_argument("directory_id")
-    rotate.add_argument("--json", action="store_true")
-    rotate.set_defaults(handler=_cmd_directories_rotate_token)
-    dir_delete = directories.add_parser("delete", help="delete a directory with its users and groups")
+    dir_delete = _command(dirs, "delete", "delete a directory with its users and groups", _cmd_directories_delete)
     dir_delete.add_argument("directory_id")
-    dir_delete.add_argument("--json", action="store_true")
-    dir_delete.set_defaults(handler=_cmd_directories_delete)
+    link = _command(
+        dirs, "setup-link", "a one-time link for the customer's IT admin to connect their IdP", admin.setup_links_create
+    )
+    link.add_argument("directory_id")
+    link.add_argument("--hours", type=float, default=72, help="how long the link is valid (default 72, at most 720)")
 
-    api_keys = commands.add_parser("api-keys").add_subparsers(dest="action", required=True)
-    key_create = api_keys.add_parser("create", help="create a GraphQL API key (admin unless --organization)")
+    keys = _parsers(commands, "api-keys", "create, list and revoke GraphQL/dashboard API keys")
+    key_create = _command(keys, "create", "create an API key (admin unless --organization)", _cmd_api_keys_create)
     key_create.add_argument("--organization", metavar="ORG_ID")
-    key_create.add_argument("--json", action="store_true")
-    key_create.set_defaults(handler=_cmd_api_keys_create)
+    key_list = _command(
+        keys, "list", "list API keys (ids, scope, created, last used; never the keys)", admin.api_keys_list
+    )
+    key_list.add_argument("--organization", metavar="ORG_ID", help="only this organization's keys")
+    key_list.add_argument("--admin", action="store_true", help="only admin keys")
+    _command(keys, "revoke", "revoke an API key by its id", admin.api_keys_revoke).add_argument("api_key_id")
 
-    hooks = commands.add_parser("webhooks").add_subparsers(dest="action", required=True)
-    hook_create = hooks.add_parser("create", help="create a webhook endpoint; prints its signing secret once")
+    hooks = _parsers(commands, "webhooks", "signed webhook endpoints that receive the event log (WorkOS format)")
+    hook_create = _command(
+        hooks, "create", "create a webhook endpoint; prints its signing secret once", _cmd_webhooks_create
+    )
     hook_create.add_argument("--url", required=True)
     hook_create.add_argument("--organization", metavar="ORG_ID", help="its events only (default: every organization)")
     hook_create.add_argument("--event", action="append", help="an event name to deliver (repeatable; default: all)")
     hook_create.add_argument("--disabled", action="store_true", help="create it disabled")
-    hook_create.add_argument("--json", action="store_true")
-    hook_create.set_defaults(handler=_cmd_webhooks_create)
-    hook_list = hooks.add_parser("list", help="list webhook endpoints")
+    hook_list = _command(hooks, "list", "list webhook endpoints", _cmd_webhooks_list)
     hook_list.add_argument("--organization", metavar="ORG_ID", help="that organization's endpoints only")
-    hook_list.add_argument("--json", action="store_true")
-    hook_list.set_defaults(handler=_cmd_webhooks_list)
-    hook_delete = hooks.add_parser("delete", help="delete a webhook endpoint")
-    hook_delete.add_argument("webhook_endpoint_id")
-    hook_delete.add_argument("--json", action="store_true")
-    hook_delete.set_defaults(handler=_cmd_webhooks_delete)
+    _command(hooks, "delete", "delete a webhook endpoint", _cmd_webhooks_delete).add_argument("webhook_endpoint_id")
     for name, help_text, from_event in (
         ("resume", "deliver again after a failure, from the first event not yet delivered", False),
         ("redeliver", "deliver again every matching event from --from EVENT_ID (included) on", True),
     ):
-        command = hooks.add_parser(name, help=help_text)
+        command = _command(hooks, name, help_text, _cmd_webhooks_resume)
         command.add_argument("webhook_endpoint_id")
         if from_event:
             command.add_argument("--from", dest="from_event", required=True, metavar="EVENT_ID")
-        command.add_argument("--json", action="store_true")
-        command.set_defaults(handler=_cmd_webhooks_resume)
 
     play = commands.add_parser("simulate", help="play an identity provider's SCIM session against an endpoint")
     simulate.add_arguments(play)

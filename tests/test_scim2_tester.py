@@ -113,8 +113,9 @@ def live_directory(tmp_path: Path) -> Iterator[LiveDirectory]:
         "DSYNC_PUBLIC_URL": base_url,
         "PYTHONUNBUFFERED": "1",
     }
-    # The CLI migrates the embedded database itself, so the directory can be created before the server starts.
-    organization = _dsync(env, "organizations", "create", "Acme")
+    # The CLI migrates the embedded database itself, so the directory can be created before the server starts; a new
+    # database must be asked for (--create-database).
+    organization = _dsync(env, "organizations", "create", "Acme", "--create-database")
     directory = _dsync(
         env, "directories", "create", "--organization", organization["id"], "--name", "JC", "--type", "jumpcloud"
     )

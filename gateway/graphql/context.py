@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from gateway.graphql.errors import ApiError
+from gateway.graphql.key_use import note_key_use
 from gateway.graphql.loaders import Loaders
 from gateway.ops import principals
 from gateway.ops.principals import Principal
@@ -83,6 +84,8 @@ async def authenticate(database: Database, authorization: str | None) -> tuple[P
     if key is None:
         return None, "Send an API key: Authorization: Bearer <key>"
     principal = await database.query(lambda session: principals.principal_for_key(session, key=key))
+    if principal is not None:
+        await note_key_use(database, principal.api_key_id)
     return (principal, "") if principal else (None, "Unknown or revoked API key")
 
 

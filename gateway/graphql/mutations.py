@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from gateway.graphql.context import Info
 from gateway.graphql.errors import ApiError, bad_input, not_found
 from gateway.graphql.queries import visible_directory
+from gateway.graphql.setup_links import SetupLink, create_setup_link
 from gateway.graphql.types import ApiKey, DeprovisionPolicy, Directory, DirectoryType, Organization
 from gateway.ops import api_keys, directories, inputs, organizations
 from gateway.store import models
@@ -59,6 +60,11 @@ def _issued(issued: directories.IssuedDirectory) -> DirectoryWithToken:
 
 @strawberry.type
 class Mutation:
+    create_setup_link: SetupLink = strawberry.mutation(
+        resolver=create_setup_link,
+        description="A one-time, expiring link for the customer's IT admin to connect the directory (no API key).",
+    )
+
     @strawberry.mutation
     async def create_organization(self, info: Info, name: str, domains: list[str] | None = None) -> Organization:
         info.context.require_admin()
@@ -153,6 +159,7 @@ class Mutation:
         principal = info.context.principal
 
         def revoke(session: Session) -> models.ApiKey:
+            api_keys.check_api_key_id(key_id)
             row = session.get(models.ApiKey, key_id)
             if row is None or not (principal.is_admin or row.organization_id == principal.organization_id):
                 raise inputs.NotFound(f"API key {key_id} not found")

@@ -15,7 +15,8 @@ from gateway.graphql.context import Info
 from gateway.graphql.errors import bad_input, cursor_expired, not_found
 from gateway.graphql.event_scope import event_scope
 from gateway.graphql.pagination import Connection, PageRequest, connection_field, decode_cursor, resolve_connection
-from gateway.graphql.types import Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization, table_of
+from gateway.graphql.types import ApiKey, Directory, DirectoryGroup, DirectoryUser, Event, Node, Organization, table_of
+from gateway.graphql.viewer import Viewer, resolve_api_keys, resolve_viewer
 from gateway.store import models
 from gateway.store.ids import has_prefix
 
@@ -59,6 +60,12 @@ def _utc(value: datetime, name: str) -> datetime:
 
 @strawberry.type
 class Query:
+    viewer: Viewer = strawberry.field(resolver=resolve_viewer, description="The API key making this request.")
+    api_keys: list[ApiKey] = strawberry.field(
+        resolver=resolve_api_keys,
+        description="API keys this key may manage (admin: all; organization key: its organization's), oldest first.",
+    )
+
     @connection_field()
     async def organizations(self, info: Info, page: PageRequest) -> Connection[Organization]:
         principal = info.context.principal

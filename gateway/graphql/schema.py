@@ -35,6 +35,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from gateway.graphql.budget import OperationBudget
+from gateway.graphql.error_codes import CodeEveryError
 from gateway.graphql.errors import bad_input
 from gateway.graphql.execution import GatewayExecutionContext
 from gateway.graphql.mutations import Mutation
@@ -146,6 +147,7 @@ schema = GatewaySchema(
         # Factories: each operation gets fresh extension instances. The token limit runs while parsing, then
         # parsed documents and their validation (limits included) are cached, in module-level LRUs shared by
         # every request: a dashboard repeats its queries.
+        CodeEveryError,  # first: it sees the errors the hooks below raise
         CountOperations,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=256),

@@ -34,12 +34,12 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}", re.ASCII)
 
 # Credentials in whatever a library logs: header lines and dict/JSON fields named authorization or cookie (a
 # WebSocket handshake's headers at debug level), "Bearer ..." anywhere, token query parameters, and the gateway's own
-# secrets by their prefixes (SCIM tokens, API keys).
+# secrets by their prefixes (SCIM tokens, API keys, setup links).
 _SECRET = re.compile(
     r"(?P<field>(?:authorization|cookie)[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]+"
     r"|(?P<scheme>bearer\s+)[^\s\"',;}]+"
     r"|(?P<param>[?&](?:access_)?token=)[^&\s\"']+"
-    r"|dsync_(?:scim|key)_[A-Za-z0-9_-]+",
+    r"|dsync_(?:scim|key|setup)_[A-Za-z0-9_-]+",
     re.IGNORECASE,
 )
 # What a client sent over a WebSocket, as the websockets library logs it at debug level (through uvicorn's logger):

@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.ops.inputs import get_or_not_found
+from gateway.ops.inputs import InvalidInput, get_or_not_found
 from gateway.ops.organizations import get_organization
 from gateway.store.credentials import hash_secret, new_secret
-from gateway.store.ids import new_id
+from gateway.store.ids import has_prefix, new_id
 from gateway.store.models import ApiKey, utcnow
 
 
@@ -35,8 +35,25 @@ def create_api_key(session: Session, *, organization_id: str | None = None) -> I
     return IssuedApiKey(api_key=api_key, key=key)
 
 
+def list_api_keys(session: Session, *, organization_id: str | None = None, admin_only: bool = False) -> list[ApiKey]:
+    """Keys oldest first, revoked ones included: all, one organization's, or the admin keys (``admin_only``)."""
+    statement = select(ApiKey).order_by(col(ApiKey.id))
+    if admin_only:
+        statement = statement.where(col(ApiKey.organization_id).is_(None))
+    elif organization_id is not None:
+        statement = statement.where(col(ApiKey.organization_id) == organization_id)
+    return list(session.scalars(statement).all())
+
+
+def check_api_key_id(value: str) -> None:
+    """Refuse what is not an API key id without repeating it: it may be the key itself (errors reach logs)."""
+    if not has_prefix(value, "api_key"):
+        raise InvalidInput("that is not an API key id (api_key_…); `dsync api-keys list` or `apiKeys` shows them")
+
+
 def revoke_api_key(session: Session, *, api_key_id: str) -> ApiKey:
-    """Revoke a key: the next request made with it is refused."""
+    """Revoke a key by its id: the next request made with it is refused."""
+    check_api_key_id(api_key_id)
     api_key = get_or_not_found(session, ApiKey, api_key_id, "API key")
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -54,6 +54,15 @@ def directory_endpoint(*, public_url: str, directory_id: str) -> str:
 def get_directory(session: Session, *, directory_id: str) -> Directory:
     """The directory an operator named, or ``NotFound``."""
     return get_or_not_found(session, Directory, directory_id, "directory")
+
+
+def list_directories(session: Session, *, organization_id: str | None = None) -> list[Directory]:
+    """Every directory (of one organization, when given; ``NotFound`` if it does not exist), oldest first."""
+    statement = select(Directory).order_by(col(Directory.id))
+    if organization_id is not None:
+        get_or_not_found(session, Organization, organization_id, "organization")
+        statement = statement.where(col(Directory.organization_id) == organization_id)
+    return list(session.scalars(statement).all())
 
 
 def parse_deprovision_policy(value: str) -> DeprovisionPolicy:

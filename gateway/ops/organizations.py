@@ -38,6 +38,11 @@ def get_organization(session: Session, *, organization_id: str) -> Organization:
     return get_or_not_found(session, Organization, organization_id, "organization")
 
 
+def list_organizations(session: Session) -> list[Organization]:
+    """Every organization, oldest first (ids sort by creation time)."""
+    return list(session.scalars(select(Organization).order_by(col(Organization.id))).all())
+
+
 def update_organization(
     session: Session, *, organization_id: str, name: str | None = None, domains: list[str] | None = None
 ) -> Organization:

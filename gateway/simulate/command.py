@@ -58,6 +58,8 @@ def _bounded(convert: Callable[[str], N], minimum: N, maximum: N, *, what: str, 
     return parse
 
 
+# Directory types call Entra ID `azure` (WorkOS's name): the simulator answers to both.
+_PROVIDER_ALIASES = {"azure": "entra"}
 _COUNT_RANGE = "expected a number from {minimum} to {maximum}, got {value}"
 _SECONDS_RANGE = "expected {minimum:g} to {maximum:g} seconds, got {value}"
 
@@ -82,11 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token",
         type=_token,
-        default=os.environ.get("DSYNC_SCIM_TOKEN"),
-        required=not os.environ.get("DSYNC_SCIM_TOKEN"),
-        help="the directory's SCIM bearer token (or set DSYNC_SCIM_TOKEN: a command line is visible to other users)",
+        default=None,
+        help="the directory's SCIM bearer token; required unless DSYNC_SCIM_TOKEN is set (preferred: a command line "
+        "is visible to other users)",
     )
-    parser.add_argument("--provider", choices=sorted(PROVIDERS), default="jumpcloud", help="whose session to play")
+    parser.add_argument(
+        "--provider",
+        choices=sorted([*PROVIDERS, *_PROVIDER_ALIASES]),
+        default="jumpcloud",
+        help="whose session to play (azure is entra, as directory types name it)",
+    )
     parser.add_argument("--users", type=_count(1, MAX_USERS), default=25, metavar="N", help="users to provision")
     parser.add_argument("--groups", type=_count(0, MAX_GROUPS), default=5, metavar="M", help="groups to push")
     parser.add_argument("--seed", type=_count(0, 2**63 - 1), help="reproduce a run's data (default: a new run)")
@@ -98,8 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.token is None:
+        try:
+            args.token = _token(os.environ.get("DSYNC_SCIM_TOKEN") or "")
+        except argparse.ArgumentTypeError:
+            print("error: give the directory's bearer token with --token or in DSYNC_SCIM_TOKEN", file=sys.stderr)
+            return 2
     seed: int = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    provider = PROVIDERS[args.provider]
+    provider = PROVIDERS[_PROVIDER_ALIASES.get(args.provider, args.provider)]
     roster = build_roster(seed=seed, users=args.users, groups=args.groups)
     progress = Progress(stream=sys.stderr)
     try:

@@ -84,10 +84,15 @@ def summary_json(summary: Summary) -> dict[str, Any]:
     }
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def summary_text(summary: Summary) -> str:
     lines = [
         f"Played {PROVIDERS[summary.provider].title}'s provisioning session against {summary.endpoint}",
-        f"  {summary.users} users and {summary.groups} groups under {summary.domain} (seed {summary.seed})",
+        f"  {_count(summary.users, 'user')} and {_count(summary.groups, 'group')} under {summary.domain} "
+        f"(seed {summary.seed})",
         f"  {summary.requests} requests in {summary.elapsed:.2f} s ({summary.requests_per_second:.1f} requests/s), "
         f"{len(summary.failures)} failed"
         + (f", {summary.linked} existing resources linked" if summary.linked else "")

@@ -7,7 +7,7 @@ from typing import Literal
 from ulid import ULID
 
 Prefix = Literal[
-    "org", "directory", "directory_user", "directory_group", "event", "api_key", "webhook_endpoint"
+    "org", "directory", "directory_user", "directory_group", "event", "api_key", "webhook_endpoint", "setup_link"
 ]  # one per object kind
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -111,6 +112,10 @@ class Directory(SQLModel, table=True):
     token_hash: str
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+    # When a request last came to this directory's URL with a wrong token (kept, never answered to the caller).
+    last_rejected_token_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class DirectoryUser(SQLModel, table=True):
@@ -233,6 +238,55 @@ class ApiKey(SQLModel, table=True):
     first_run: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = _timestamp()
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Updated at most once a minute per key (gateway.graphql.context), so reads do not turn into writes.
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class ServerSetting(SQLModel, table=True):
+    """A value the server keeps for the processes that share its database (e.g. the public URL it announced)."""
+
+    __tablename__ = "server_settings"
+
+    name: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime = _timestamp()
+
+
+class ScimRequest(SQLModel, table=True):
+    """One SCIM request a directory received: what it asked and how it was answered (no bodies, no tokens).
+    Only the last ``gateway.observe.request_log.KEEP`` of each directory are kept."""
+
+    __tablename__ = "scim_requests"
+    __table_args__ = (Index("ix_scim_requests_directory_id_id", "directory_id", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    )
+    directory_id: str = _fk("directories.id", index=False)
+    at: datetime = _timestamp()
+    method: str
+    path: str
+    filter: str | None = None
+    status: int
+    scim_type: str | None = None
+    detail: str | None = None
+    duration_ms: float = Field(sa_column=Column(Float, nullable=False))
+    resource_id: str | None = None
+
+
+class SetupLink(SQLModel, table=True):
+    """A one-time, expiring link that lets a customer's IT admin set up one directory without an API key."""
+
+    __tablename__ = "setup_links"
+
+    id: str = Field(primary_key=True)
+    directory_id: str = _fk("directories.id")
+    token_hash: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    created_at: datetime = _timestamp()
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # Set when the IT admin revealed the directory's (new) bearer token: the link is used up.
+    revealed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class WebhookEndpointState(StrEnum):

@@ -75,6 +75,7 @@ class Call:
         self._credentials: tuple[str, str] | None = None
         with contextlib.suppress(ScimError):
             self._credentials = (self.directory_id, hash_secret(bearer_token(self.authorization)))
+        request.state.scim_call = self  # for the request log (scim.api.request_recording)
 
     def admit(self, directory: Directory) -> ScimError | None:
         """The directory's rate limit, charged once per request and only once it is authenticated

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.settings import Settings
 from gateway.store.serialization import JSONDecodeError, contains_nul, dumps_bytes, fits_store, loads
+from scim.api import request_recording
 from scim.protocol.errors import SCIM_MEDIA_TYPE, ScimError
 from scim.protocol.filters import parse_path
 
@@ -169,17 +170,23 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 async def answer(request: Request, handler: Handler) -> Response:
-    """Every failure becomes a SCIM error response; an unexpected one is logged and answered 500 in SCIM's shape."""
+    """Every failure becomes a SCIM error response; an unexpected one is logged and answered 500 in SCIM's shape.
+    Each answer goes to the directory's request log (``scim.api.request_recording``)."""
+    since, error = request_recording.started(), None
     try:
         if any("\x00" in value for value in request.path_params.values()):
             # No id holds a NUL character (and PostgreSQL could not even be asked about one).
             raise ScimError(404, f"No SCIM endpoint at {request.url.path}")
-        return await handler(request)
+        response = await handler(request)
     except ScimError as exc:
-        return error_response(exc)
+        error = exc
+        response = error_response(exc)
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(ScimError(500, "Internal server error"))
+        error = ScimError(500, "Internal server error")
+        response = error_response(error)
+    request_recording.note(request, response, error, since)
+    return response
 
 
 def scim_endpoint(handler: Handler) -> Handler:

@@ -14,12 +14,17 @@ import pytest
 DSYNC = str(Path(sys.executable).with_name("dsync"))
 
 
-def dsync(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DSYNC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'dsync.db'}",
-        "DSYNC_PUBLIC_URL": "https://dsync.example.com",
-    }
+def dsync(
+    tmp_path: Path, *args: str, check: bool = True, public_url: str | None = "https://dsync.example.com"
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DSYNC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'dsync.db'}"}
+    env.pop("DSYNC_PUBLIC_URL", None)
+    if public_url is not None:
+        env["DSYNC_PUBLIC_URL"] = public_url
+    if args and args[0] not in ("migrate", "serve", "simulate") and not (tmp_path / "dsync.db").exists():
+        # Admin commands refuse to create a database (tests/gateway/test_cli_operator.py): start one as an operator
+        # would, with `dsync migrate`.
+        subprocess.run([DSYNC, "migrate"], env=env, capture_output=True, check=True, timeout=60)
     return subprocess.run([DSYNC, *args], env=env, capture_output=True, text=True, check=check, timeout=60)
 
 
@@ -47,7 +52,7 @@ def test_admin_commands(tmp_path: Path) -> None:
         )
     )
     assert set(directory) == {"id", "organization_id", "name", "type", "state", "endpoint", "bearer_token"}
-    assert directory["type"] == "jumpcloud scim v2.0" and directory["state"] == "unlinked"
+    assert directory["type"] == "jumpcloud" and directory["state"] == "unlinked"
     assert directory["endpoint"] == f"https://dsync.example.com/scim/v2/{directory['id']}"
     assert len(directory["bearer_token"]) >= 43  # 256 bits, base64url
 

@@ -200,7 +200,7 @@ async def test_no_secret_is_stored_logged_or_echoed_and_changes_act_at_once(tmp_
     password = f"Okta-Pa55-{secrets.token_urlsafe(12)}"
     wrong_token = f"dsync_scim_{secrets.token_urlsafe(32)}"  # well-formed, but no directory's
 
-    admin_key = _cli(env, transcript, "api-keys", "create")["key"]
+    admin_key = _cli(env, transcript, "api-keys", "create", "--create-database")["key"]
     organization = _cli(env, transcript, "organizations", "create", "Acme", "--domain", "acme.test")
     directory = _cli(env, transcript, "directories", "create", "--organization", organization["id"], "--name", "JC")
     first_token = directory["bearer_token"]

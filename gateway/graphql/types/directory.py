@@ -12,6 +12,7 @@ from gateway.graphql.pagination import Connection, PageRequest, connection_field
 from gateway.graphql.types import directory_group as group_types
 from gateway.graphql.types import directory_user as user_types
 from gateway.graphql.types import organization as organization_types
+from gateway.graphql.types import scim_request as scim_request_types
 from gateway.graphql.types.enums import DeprovisionPolicy, DirectoryState, DirectoryType, UserState
 from gateway.graphql.types.refs import DirectoryGroupRef, DirectoryUserRef, OrganizationRef
 from gateway.graphql.types.rows import exists, utc
@@ -69,6 +70,18 @@ class Directory:
     @strawberry.field
     async def group_count(self, info: Info) -> int:
         return (await info.context.loaders.directory_counts.load(str(self.id)))["groups"]
+
+    @strawberry.field(description="The last SCIM requests (up to 1,000 kept), newest first; errorsOnly: 400 and up.")
+    async def requests(
+        self, info: Info, first: int = 100, errors_only: bool = False, before: strawberry.ID | None = None
+    ) -> list[scim_request_types.ScimRequest]:
+        return await scim_request_types.resolve_requests(
+            info, str(self.id), first=first, errors_only=errors_only, before=before
+        )
+
+    @strawberry.field(description="Last request, last error, errors in the last hour, last wrong token.")
+    async def health(self, info: Info) -> scim_request_types.DirectoryHealth:
+        return await scim_request_types.resolve_health(info, str(self.id))
 
     @connection_field()
     async def users(

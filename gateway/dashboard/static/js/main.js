@@ -3,6 +3,7 @@
 import { apiKey, describe } from "./api.js";
 import { errorBox, h, heading, replace } from "./dom.js";
 import { addDirectoryView } from "./views/add-directory.js";
+import { apiKeysView } from "./views/api-keys.js";
 import { directoryView } from "./views/directory.js";
 import { organizationView } from "./views/organization.js";
 import { organizationsView } from "./views/organizations.js";
@@ -14,6 +15,7 @@ const ROUTES = [
   { pattern: /^\/organizations\/([\w-]+)$/, view: organizationView, title: "Organization" },
   { pattern: /^\/organizations\/([\w-]+)\/new-directory$/, view: addDirectoryView, title: "Add directory" },
   { pattern: /^\/directories\/([\w-]+)$/, view: directoryView, title: "Directory" },
+  { pattern: /^\/api-keys$/, view: apiKeysView, title: "API keys" },
 ];
 
 const main = document.getElementById("main");
@@ -28,6 +30,7 @@ function renderNav(signedIn) {
     signedIn
       ? [
           h("a", { href: "#/organizations" }, "Organizations"),
+          h("a", { href: "#/api-keys" }, "API keys"),
           h("button", { type: "button", class: "link", onclick: () => signOut() }, "Sign out"),
         ]
       : [],
@@ -36,6 +39,7 @@ function renderNav(signedIn) {
 
 export function signOut(notice = "") {
   apiKey.clear();
+  document.getElementById("toast")?.replaceChildren(); // a toast about the last session must not outlive it
   signInNotice = notice;
   location.hash = "#/sign-in";
 }

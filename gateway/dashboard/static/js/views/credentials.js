@@ -2,7 +2,7 @@
 
 import { copyButton, h, rich } from "../dom.js";
 
-const STEPS = {
+export const STEPS = {
   JUMPCLOUD: [
     "In JumpCloud, open **SSO Applications**, pick the application and open its **Identity Management** tab; " +
       "choose **SCIM 2.0** as the API type.",

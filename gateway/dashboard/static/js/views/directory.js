@@ -20,6 +20,7 @@ import { credentialsPanel } from "./credentials.js";
 import { EVENT_FIELDS, eventFeed } from "./event-feed.js";
 import { groupsTable } from "./groups-table.js";
 import { liveIndicator } from "./live-indicator.js";
+import { requestLog } from "./request-log.js";
 import { usersTable } from "./users-table.js";
 
 const DIRECTORY = `query Directory($id: ID!) {
@@ -47,15 +48,25 @@ function stat(id, label, value) {
   return h("div", { class: "stat" }, h("dt", null, label), h("dd", { id }, value.toLocaleString()));
 }
 
-function unlinkedNotice() {
+// What each provider calls the button that sends its first SCIM request.
+const FIRST_REQUEST = {
+  JUMPCLOUD: "In JumpCloud, press Test Connection.",
+  OKTA: "In Okta, press Test Connector Configuration.",
+  AZURE: "In Entra ID, press Test Connection (or Provision on demand).",
+  ONELOGIN: "In OneLogin, enable the API connection and save.",
+  GENERIC: "Send any authorized request, e.g. GET /ServiceProviderConfig.",
+};
+
+function unlinkedNotice(type) {
   return h(
     "p",
     { class: "notice", id: "unlinked-notice" },
-    "Waiting for the identity provider: the directory turns linked with its first SCIM request (in JumpCloud, ",
-    h("strong", null, "Test Connection"),
-    ").",
+    "Waiting for the identity provider: the directory turns linked with its first SCIM request. ",
+    h("strong", null, FIRST_REQUEST[type] ?? FIRST_REQUEST.GENERIC),
   );
 }
+
+const SETUP_LINK = `mutation SetupLink($id: ID!) { createSetupLink(directoryId: $id) { url expiresAt } }`;
 
 export async function directoryView(main, { ids: [id], signal }) {
   let directory = null;
@@ -70,6 +81,8 @@ export async function directoryView(main, { ids: [id], signal }) {
   const users = usersTable({ directoryId: id, onError: showError });
   const groups = groupsTable({ directoryId: id, onError: showError });
   const feed = eventFeed();
+  const log = requestLog({ directoryId: id, onError: showError });
+  const setupLink = h("button", { type: "button", class: "secondary", id: "setup-link", onclick: makeSetupLink }, "Setup link");
   const rotate = h("button", { type: "button", class: "secondary", onclick: rotateToken }, "Rotate token");
   const remove = h("button", { type: "button", class: "danger", onclick: deleteDirectory }, "Delete directory");
 
@@ -79,7 +92,7 @@ export async function directoryView(main, { ids: [id], signal }) {
       "div",
       { class: "page-head" },
       h("div", null, title, meta),
-      h("div", { class: "actions" }, indicator.element, rotate, remove),
+      h("div", { class: "actions" }, indicator.element, setupLink, rotate, remove),
     ),
     alerts,
     rotation,
@@ -87,11 +100,12 @@ export async function directoryView(main, { ids: [id], signal }) {
     h(
       "div",
       { class: "columns" },
-      h("div", { class: "column-main" }, users.element, groups.element),
+      h("div", { class: "column-main" }, users.element, groups.element, log.element),
       h(
         "section",
         { class: "card column-side", "aria-labelledby": "events-title" },
         h("h2", { id: "events-title" }, "Live events"),
+        h("p", { class: "hint", id: "feed-hint" }, "The list scrolls: a shade marks more events above or below."),
         feed.body,
       ),
     ),
@@ -123,7 +137,7 @@ export async function directoryView(main, { ids: [id], signal }) {
     replace(meta, typeLabel(directory.type), " ", h("span", { id: "directory-state" }, badge(directory.state)));
     replace(
       summary,
-      directory.state === "UNLINKED" ? unlinkedNotice() : null,
+      directory.state === "UNLINKED" ? unlinkedNotice(directory.type) : null,
       h(
         "section",
         { class: "card endpoint", "aria-labelledby": "endpoint-title" },
@@ -148,12 +162,35 @@ export async function directoryView(main, { ids: [id], signal }) {
 
   const refresh = coalesce(async () => {
     try {
-      await Promise.all([loadDirectory(), users.refresh(), groups.refresh()]);
+      await Promise.all([loadDirectory(), users.refresh(), groups.refresh(), log.refresh()]);
       if (!signal.aborted) alerts.replaceChildren();
     } catch (failure) {
       showError(failure);
     }
   });
+
+  async function makeSetupLink() {
+    try {
+      const { createSetupLink: link } = await graphql(SETUP_LINK, { id });
+      replace(
+        rotation,
+        h(
+          "section",
+          { class: "card credentials", id: "setup-link-panel" },
+          h("h2", null, "Setup link for the customer's IT admin"),
+          h(
+            "p",
+            { class: "warning" },
+            `Shown once; it works without an API key until ${new Date(link.expiresAt).toLocaleString()} and reveals ` +
+              "a new bearer token once (the current token then stops working).",
+          ),
+          h("div", { class: "secret-row" }, h("code", { id: "setup-link-url" }, link.url), copyButton(() => link.url, "setup link")),
+        ),
+      );
+    } catch (failure) {
+      showError(failure);
+    }
+  }
 
   async function rotateToken() {
     const confirmed = await confirmAction({
@@ -227,5 +264,8 @@ export async function directoryView(main, { ids: [id], signal }) {
     stop();
     refresh.cancel();
   });
-  await Promise.all([users.refresh(), groups.refresh()]);
+  await Promise.all([users.refresh(), groups.refresh(), log.refresh()]);
+  // SCIM requests that change nothing (lookups, errors) write no event: poll the log while the page is open.
+  const polling = setInterval(() => log.refresh(), 5000);
+  signal.addEventListener("abort", () => clearInterval(polling));
 }

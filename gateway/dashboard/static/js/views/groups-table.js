@@ -96,6 +96,8 @@ export function groupsTable({ directoryId, onError }) {
       .catch(onError);
   }
 
+  let duplicateNames = new Set();
+
   function groupRows(group) {
     const open = group.id === openGroupId;
     const panelId = `members-${group.id}`;
@@ -103,7 +105,13 @@ export function groupsTable({ directoryId, onError }) {
       h(
         "tr",
         { dataset: { group: group.id } },
-        h("th", { scope: "row" }, group.name),
+        h(
+          "th",
+          { scope: "row" },
+          group.name,
+          // Identity providers may push two groups with one name: their ids tell them apart.
+          duplicateNames.has(group.name) ? h("span", { class: "muted group-id" }, ` ${group.id}`) : null,
+        ),
         h("td", { class: "number", dataset: { field: "member-count" } }, group.memberCount.toLocaleString()),
         h(
           "td",
@@ -134,6 +142,8 @@ export function groupsTable({ directoryId, onError }) {
   function render() {
     if (connection === null) return;
     const groups = newestFirst(connection);
+    const seen = new Set();
+    duplicateNames = new Set(groups.filter((g) => seen.has(g.name) || !seen.add(g.name)).map((g) => g.name));
     heading.textContent = `Groups (${connection.totalCount.toLocaleString()})`;
     if (groups.length === 0) {
       rerender(

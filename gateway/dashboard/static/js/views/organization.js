@@ -1,5 +1,17 @@
 import { describe, graphql } from "../api.js";
-import { badge, breadcrumbs, coalesce, emptyState, errorBox, formatDate, h, heading, rerender } from "../dom.js";
+import {
+  badge,
+  breadcrumbs,
+  coalesce,
+  confirmAction,
+  emptyState,
+  errorBox,
+  formatDate,
+  h,
+  heading,
+  rerender,
+  toast,
+} from "../dom.js";
 import { plural, typeLabel } from "../labels.js";
 import { subscribe } from "../live.js";
 import { liveIndicator } from "./live-indicator.js";
@@ -17,6 +29,10 @@ const ORGANIZATION = `query Organization($id: ID!) {
 const ORGANIZATION_EVENTS = `subscription OrganizationEvents($id: ID!, $after: String) {
   directoryEvents(organizationId: $id, after: $after) { cursor event }
 }`;
+
+const RENAME = `mutation RenameOrganization($id: ID!, $name: String!) { updateOrganization(id: $id, name: $name) { id name } }`;
+const DELETE = `mutation DeleteOrganization($id: ID!) { deleteOrganization(id: $id) { id } }`;
+const VIEWER = `query Viewer { viewer { isAdmin } }`;
 
 function directoryRow(directory) {
   return h(
@@ -76,9 +92,61 @@ export async function organizationView(main, { ids: [id], signal }) {
   const addLink = h("a", { class: "button primary", href: `#/organizations/${id}/new-directory` }, "Add directory");
   const body = h("div", { "aria-live": "polite" });
   const alerts = h("div", { class: "alerts" });
+  let organizationName = "";
+  const renameInput = h("input", { id: "rename-organization", required: true, maxlength: "255", "aria-label": "New name" });
+  const renameForm = h(
+    "form",
+    { class: "inline-form", hidden: true, id: "rename-form" },
+    renameInput,
+    h("button", { type: "submit", class: "primary" }, "Save name"),
+  );
+  renameForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const { updateOrganization } = await graphql(RENAME, { id, name: renameInput.value });
+      toast(`Renamed to ${updateOrganization.name}.`);
+      renameForm.hidden = true;
+      refresh.schedule();
+    } catch (failure) {
+      rerender(alerts, errorBox(describe(failure)));
+    }
+  });
+  const rename = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      onclick: () => ((renameForm.hidden = !renameForm.hidden), (renameInput.value = organizationName), renameInput.focus()),
+    },
+    "Rename",
+  );
+  const remove = h("button", { type: "button", class: "danger", onclick: deleteOrganization, hidden: true }, "Delete organization");
+  async function deleteOrganization() {
+    const confirmed = await confirmAction({
+      title: `Delete ${organizationName}?`,
+      message: "Its directories (with their users and groups) and its API keys are deleted. This cannot be undone.",
+      confirmLabel: "Delete organization",
+      danger: true,
+    });
+    if (!confirmed) return;
+    try {
+      await graphql(DELETE, { id });
+      toast(`Deleted organization ${organizationName}.`);
+      location.hash = "#/organizations";
+    } catch (failure) {
+      rerender(alerts, errorBox(describe(failure)));
+    }
+  }
+  graphql(VIEWER).then(({ viewer }) => (remove.hidden = !viewer.isAdmin), () => {});
   main.append(
     crumbs,
-    h("div", { class: "page-head" }, h("div", null, title, domains), h("div", { class: "actions" }, indicator.element, addLink)),
+    h(
+      "div",
+      { class: "page-head" },
+      h("div", null, title, domains),
+      h("div", { class: "actions" }, indicator.element, rename, remove, addLink),
+    ),
+    renameForm,
     alerts,
     h("section", { class: "card" }, h("h2", null, "Directories"), body),
   );
@@ -92,6 +160,7 @@ export async function organizationView(main, { ids: [id], signal }) {
     const organization = data.organization;
     document.title = `${organization.name} · Directory Sync`;
     title.textContent = organization.name;
+    organizationName = organization.name;
     rerender(crumbs, breadcrumbs(["Organizations", "#/organizations"], [organization.name]));
     domains.textContent = organization.domains.length ? organization.domains.join(", ") : "No domains";
     rerender(

@@ -86,9 +86,21 @@ function createForm(onCreated) {
   return form;
 }
 
+const VIEWER = `query Viewer { viewer { isAdmin organization { id name } } }`;
+
 export async function organizationsView(main, { signal }) {
   const list = h("section", { class: "card", "aria-live": "polite", "aria-busy": "true" });
-  main.append(heading("Organizations"), h("section", { class: "card" }, createForm(() => load())), list);
+  const { viewer } = await graphql(VIEWER);
+  if (signal.aborted) return;
+  // An organization key cannot create organizations: it is told which one it sees instead of a form that fails.
+  const top = viewer.isAdmin
+    ? h("section", { class: "card" }, createForm(() => load()))
+    : h(
+        "p",
+        { class: "notice", id: "organization-key-notice" },
+        `This API key sees one organization: ${viewer.organization?.name ?? "—"}. Creating organizations needs an admin key.`,
+      );
+  main.append(heading("Organizations"), top, list);
 
   let rows = [];
   async function load(after = null) {

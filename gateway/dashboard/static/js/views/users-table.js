@@ -18,6 +18,11 @@ const USERS = `query DirectoryUsers($id: ID!, $first: Int, $after: String, $last
   }
 }`;
 
+// An address breaks only before its "@" or its dots (never mid-word), when it must break at all.
+function address(value) {
+  return value.split(/(?=[@.])/).flatMap((part, index) => (index ? [h("wbr"), part] : [part]));
+}
+
 function userRow(user) {
   return h(
     "tr",
@@ -27,9 +32,9 @@ function userRow(user) {
       { scope: "row" },
       personName(user),
       // On a phone the email column is hidden: the address goes under the name.
-      h("span", { class: "muted wrap show-narrow" }, user.email ?? user.userName),
+      h("span", { class: "muted address show-narrow" }, address(user.email ?? user.userName)),
     ),
-    h("td", { class: "wrap hide-narrow" }, user.email ?? user.userName),
+    h("td", { class: "address hide-narrow" }, address(user.email ?? user.userName)),
     h("td", null, badge(user.state)),
     h("td", { class: "hide-narrow" }, user.groups.map((group) => group.name).join(", ") || "—"),
   );

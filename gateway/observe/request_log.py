@@ -1,0 +1,216 @@
+"""The SCIM request log of each directory: the last ``KEEP`` requests (method, path, filter, status, ``scimType`` and
+detail, duration, the user or group touched; never bodies or tokens), and the directory's health drawn from it.
+
+Recording must not slow ingest: a request only appends a tuple to an in-memory buffer (``RequestLog.record``); a
+background task writes what gathered, every ``FLUSH_SECONDS`` or sooner when ``FLUSH_ROWS`` wait, in one write
+transaction through the normal write path, then trims each directory it wrote to its last ``KEEP`` rows. A crash
+loses at most the last second of the log (never a change: the log is not the event log). A request with a wrong
+token is never logged (it would let anyone push real entries out); only its time is kept on the directory, at most
+once a flush."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel, col
+
+from gateway.store.database import Database
+from gateway.store.models import Directory, ScimRequest, utcnow
+
+logger = logging.getLogger("dsync.request_log")
+
+KEEP = 1_000
+FLUSH_SECONDS = 1.0
+FLUSH_ROWS = 2_000
+_MAX_PENDING = 50_000  # beyond this (a stalled store) new entries are dropped, not memory
+_MAX_REJECTED = 10_000  # distinct directory ids with a wrong token per flush (ids may be made up)
+_DETAIL_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Health:
+    """A directory's recent SCIM traffic at a glance."""
+
+    last_request_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    errors_last_hour: int
+    last_rejected_token_at: datetime | None
+
+
+class RequestLog:
+    """The process's buffer of SCIM requests not yet written, and the task that writes them."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._pending: list[dict[str, Any]] = []
+        self._rejected: dict[str, datetime] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def record(
+        self,
+        *,
+        directory_id: str,
+        method: str,
+        path: str,
+        filter: str | None,
+        status: int,
+        scim_type: str | None,
+        detail: str | None,
+        duration_ms: float,
+        resource_id: str | None,
+    ) -> None:
+        """Note one answered request of an authenticated caller (no I/O)."""
+        if len(self._pending) >= _MAX_PENDING:
+            return
+        self._pending.append(
+            {
+                "directory_id": directory_id,
+                "at": utcnow(),
+                "method": method,
+                "path": path,
+                "filter": filter,
+                "status": status,
+                "scim_type": scim_type,
+                "detail": detail[:_DETAIL_CHARS] if detail else None,
+                "duration_ms": duration_ms,
+                "resource_id": resource_id,
+            }
+        )
+        if len(self._pending) >= FLUSH_ROWS:
+            self._wake.set()
+
+    def rejected_token(self, directory_id: str) -> None:
+        """Note that a request to this directory's URL carried a wrong token (the caller is told nothing new)."""
+        if directory_id in self._rejected or len(self._rejected) < _MAX_REJECTED:
+            self._rejected[directory_id] = utcnow()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dsync-request-log")
+
+    async def stop(self) -> None:
+        """Write what is left, then stop (the task is asked to end, not cancelled: a cancel could land inside a
+        flush's transaction)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        try:
+            await self.flush()
+        except Exception:  # shutting down with the store unreachable: the last second of the log is lost
+            logger.warning("could not write the SCIM request log at shutdown", exc_info=True)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            if self._stopping:
+                return
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # the log is best effort; ingest goes on
+                logger.warning("could not write the SCIM request log", exc_info=True)
+
+    async def flush(self) -> None:
+        """Write the buffered requests and wrong-token times now (tests call this instead of waiting)."""
+        rows, self._pending = self._pending, []
+        rejected, self._rejected = self._rejected, {}
+        if rows or rejected:
+            await self._database.transaction(lambda session: write_requests(session, rows=rows, rejected=rejected))
+
+
+_INSERT = insert(SQLModel.metadata.tables[str(ScimRequest.__tablename__)])
+_COLUMNS: tuple[str, ...] = ("directory_id", "at", "method", "path", "filter", "status", "scim_type", "detail")
+_COLUMNS += ("duration_ms", "resource_id")
+_SQLITE_INSERT = f"INSERT INTO scim_requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"  # noqa: S608
+# SQLAlchemy's SQLite DateTime storage format (naive UTC), so rows written here read back like any other.
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """One executemany. On SQLite, the embedded store whose single writer every SCIM write waits for, straight to
+    the driver: SQLAlchemy's per-row parameter handling doubled the writer's cost per logged request (~22 µs)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        connection.execute(_INSERT, rows)
+        return
+    values = [
+        tuple(row[name].strftime(_SQLITE_TIME) if name == "at" else row[name] for name in _COLUMNS) for row in rows
+    ]
+    connection.exec_driver_sql(_SQLITE_INSERT, values)
+
+
+def write_requests(session: Session, *, rows: list[dict[str, Any]], rejected: dict[str, datetime]) -> None:
+    """Insert logged requests, trim each directory written to its last ``KEEP``, and note wrong-token times.
+
+    Directories deleted meanwhile are skipped (their rows would break the foreign key)."""
+    directory_ids = {row["directory_id"] for row in rows}
+    if directory_ids:
+        existing = set(session.scalars(select(col(Directory.id)).where(col(Directory.id).in_(directory_ids))))
+        rows = [row for row in rows if row["directory_id"] in existing]
+        if rows:
+            _insert(session, rows)
+        for directory_id in existing:
+            _trim(session, directory_id)
+    for directory_id, at in rejected.items():
+        session.execute(update(Directory).where(col(Directory.id) == directory_id).values(last_rejected_token_at=at))
+
+
+def _trim(session: Session, directory_id: str) -> None:
+    newest_dropped = (
+        select(col(ScimRequest.id))
+        .where(col(ScimRequest.directory_id) == directory_id)
+        .order_by(col(ScimRequest.id).desc())
+        .offset(KEEP)
+        .limit(1)
+        .scalar_subquery()
+    )
+    session.execute(
+        delete(ScimRequest).where(col(ScimRequest.directory_id) == directory_id, col(ScimRequest.id) <= newest_dropped)
+    )
+
+
+def recent_requests(
+    session: Session, *, directory_id: str, limit: int = 100, errors_only: bool = False, before: int | None = None
+) -> list[ScimRequest]:
+    """A directory's logged requests, newest first; ``errors_only``: status 400 and up; ``before``: older than."""
+    statement = select(ScimRequest).where(col(ScimRequest.directory_id) == directory_id)
+    if errors_only:
+        statement = statement.where(col(ScimRequest.status) >= 400)
+    if before is not None:
+        statement = statement.where(col(ScimRequest.id) < before)
+    return list(session.scalars(statement.order_by(col(ScimRequest.id).desc()).limit(limit)).all())
+
+
+def directory_health(session: Session, *, directory: Directory) -> Health:
+    """Last request, last error (and what it said), errors in the last hour among the kept requests, and the last
+    time a wrong token was sent to the directory's URL."""
+    mine = col(ScimRequest.directory_id) == directory.id
+    last_at = session.scalar(select(func.max(col(ScimRequest.at))).where(mine))
+    last_error = session.scalars(
+        select(ScimRequest).where(mine, col(ScimRequest.status) >= 400).order_by(col(ScimRequest.id).desc()).limit(1)
+    ).first()
+    since = utcnow() - timedelta(hours=1)
+    recent_errors = [mine, col(ScimRequest.status) >= 400, col(ScimRequest.at) >= since]
+    errors = session.execute(select(func.count()).select_from(ScimRequest).where(*recent_errors)).scalar()
+    error_text = None
+    if last_error is not None:
+        kind = f" {last_error.scim_type}" if last_error.scim_type else ""
+        error_text = f"{last_error.status}{kind}: {last_error.detail or ''}".rstrip(": ")
+    return Health(
+        last_request_at=last_at,
+        last_error_at=last_error.at if last_error is not None else None,
+        last_error=error_text,
+        errors_last_hour=int(errors or 0),
+        last_rejected_token_at=directory.last_rejected_token_at,
+    )
