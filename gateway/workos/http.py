@@ -3,6 +3,7 @@ writes through the store, and every refusal answered in WorkOS's error shape."""
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,14 +16,15 @@ from starlette.responses import JSONResponse, Response
 from gateway.ops import principals
 from gateway.ops.principals import Principal
 from gateway.store.database import Database
-from gateway.workos.errors import WorkOSError, method_not_allowed, not_found, unauthorized
+from gateway.workos.errors import WorkOSError, invalid, method_not_allowed, not_found, unauthorized
 
 T = TypeVar("T")
 logger = logging.getLogger("dsync.workos")
 
 
 class WorkOSEndpoint(HTTPEndpoint):
-    """One resource; subclasses define ``get`` / ``delete`` and raise ``WorkOSError`` for what they refuse."""
+    """One resource; subclasses define ``get`` / ``post`` / ``patch`` / ``delete`` and raise ``WorkOSError`` for
+    what they refuse."""
 
     async def dispatch(self) -> None:
         try:
@@ -33,7 +35,7 @@ class WorkOSEndpoint(HTTPEndpoint):
             await error.response()(self.scope, self.receive, self.send)
 
     async def method_not_allowed(self, request: Request) -> Response:
-        allowed = [method for method in ("GET", "DELETE") if hasattr(self, method.lower())]
+        allowed = [method for method in ("GET", "POST", "PATCH", "DELETE") if hasattr(self, method.lower())]
         raise method_not_allowed(request.method, allowed)
 
 
@@ -66,5 +68,19 @@ async def read(request: Request, job: Callable[[Session], T]) -> T:
     return await database_of(request).query(job)
 
 
-def json(body: dict[str, Any]) -> Response:
-    return JSONResponse(body)
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (an empty body is ``{}``), or 422 when it is not one."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = jsonlib.loads(raw)
+    except ValueError:  # also bytes that are not UTF-8
+        raise invalid("body", "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise invalid("body", "the request body must be a JSON object")
+    return body
+
+
+def json(body: dict[str, Any], *, status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status)

@@ -1,5 +1,6 @@
-"""Store rows as WorkOS objects (``directory``, ``directory_user``, ``directory_group``, ``event``): the event
-payloads' shapes (gateway/events/payloads.py), plus what WorkOS's objects carry that the log's payloads do not.
+"""Store rows as WorkOS objects (``directory``, ``directory_user``, ``directory_group``, ``event``,
+``webhook_endpoint``): the event payloads' shapes (gateway/events/payloads.py), plus what WorkOS's objects carry that
+the log's payloads do not.
 A field WorkOS has and the gateway does not store gets WorkOS's empty value (``""``, ``[]``, ``null``)."""
 
 from __future__ import annotations
@@ -80,3 +81,20 @@ def _event_data(event: str, data: dict[str, Any]) -> dict[str, Any]:
     elif event in _MEMBERSHIP_EVENTS and isinstance(data.get("user"), dict):
         data["user"] = _user_fields(dict(data["user"]))
     return data
+
+
+def webhook_endpoint_object(endpoint: Any, *, secret: str = "") -> dict[str, Any]:
+    """A ``webhook_endpoints`` row as WorkOS's ``webhook_endpoint``. The signing secret is shown once, when the
+    endpoint is created; every later answer carries WorkOS's empty string in its place (the SDKs require the field).
+    ``events`` empty means every event."""
+    return {
+        "object": "webhook_endpoint",
+        "id": endpoint.id,
+        "endpoint_url": endpoint.url,
+        "secret": secret,
+        "status": "enabled" if endpoint.enabled else "disabled",
+        "events": list(endpoint.events),
+        "organization_id": endpoint.organization_id,
+        "created_at": iso(endpoint.created_at),
+        "updated_at": iso(endpoint.updated_at),
+    }

@@ -15,7 +15,13 @@ from gateway.events.filter import EventFilter
 from gateway.ops.principals import Principal
 from gateway.store import models
 from gateway.workos.errors import invalid, not_found
-from gateway.workos.objects import directory_object, event_object, group_object, user_object
+from gateway.workos.objects import (
+    directory_object,
+    event_object,
+    group_object,
+    user_object,
+    webhook_endpoint_object,
+)
 from gateway.workos.pagination import requested_page
 from gateway.workos.params import PageRequest
 
@@ -24,6 +30,7 @@ _USERS = models.DirectoryUser.__table__  # type: ignore[attr-defined]
 _GROUPS = models.DirectoryGroup.__table__  # type: ignore[attr-defined]
 _MEMBERSHIPS = models.GroupMembership.__table__  # type: ignore[attr-defined]
 _EVENTS = models.Event.__table__  # type: ignore[attr-defined]
+_WEBHOOK_ENDPOINTS = models.WebhookEndpoint.__table__  # type: ignore[attr-defined]
 
 
 def _contains(term: str) -> str:
@@ -215,3 +222,16 @@ def list_events(
     return requested_page(session, statement, key=_EVENTS.c.cursor, request=page, key_of=log_cursor).envelope(
         event_object
     )
+
+
+def list_webhook_endpoints(
+    session: Session, *, principal: Principal, page: PageRequest, organization_id: str | None
+) -> dict[str, Any]:
+    """``GET /webhook_endpoints``: the caller's endpoints (an admin's: all, or one organization's), no secrets."""
+    statement = select(_WEBHOOK_ENDPOINTS)
+    if principal.organization_id is not None:
+        statement = statement.where(_WEBHOOK_ENDPOINTS.c.organization_id == principal.organization_id)
+    if organization_id is not None:
+        statement = statement.where(_WEBHOOK_ENDPOINTS.c.organization_id == organization_id)
+    page_ = requested_page(session, statement, key=_WEBHOOK_ENDPOINTS.c.id, request=page)
+    return page_.envelope(webhook_endpoint_object)

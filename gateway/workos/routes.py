@@ -12,6 +12,7 @@ from gateway.workos.directory_groups import DirectoryGroupEndpoint, DirectoryGro
 from gateway.workos.directory_users import DirectoryUserEndpoint, DirectoryUsersEndpoint
 from gateway.workos.errors import no_route
 from gateway.workos.events import EventsEndpoint
+from gateway.workos.webhook_endpoints import WebhookEndpointEndpoint, WebhookEndpointsEndpoint
 
 PREFIX = "/workos"
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -27,6 +28,8 @@ def resource_routes(prefix: str) -> list[Route]:
         Route(f"{prefix}/directory_groups", DirectoryGroupsEndpoint),
         Route(f"{prefix}/directory_groups/{{id}}", DirectoryGroupEndpoint),
         Route(f"{prefix}/events", EventsEndpoint),
+        Route(f"{prefix}/webhook_endpoints", WebhookEndpointsEndpoint),
+        Route(f"{prefix}/webhook_endpoints/{{id}}", WebhookEndpointEndpoint),
     ]
 
 
