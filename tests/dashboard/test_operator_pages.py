@@ -60,8 +60,17 @@ def test_organization_key_rename_delete_and_api_keys(gateway: Gateway, page: Pag
 
     # Delete the organization; its toast is gone once the session ends.
     page.goto(f"{gateway.url}/#/organizations/{org}")
-    page.get_by_role("button", name="Delete organization").click()
-    page.get_by_role("dialog").get_by_role("button", name="Delete organization").click()
+    # The page re-renders as its live data arrives: a click that landed on a button just replaced opens nothing,
+    # so click until the confirmation shows (seen on a loaded CI machine).
+    dialog = page.get_by_role("dialog")
+    for _ in range(5):
+        page.get_by_role("button", name="Delete organization").first.click()
+        try:
+            expect(dialog).to_be_visible(timeout=5_000)
+            break
+        except AssertionError:
+            continue
+    dialog.get_by_role("button", name="Delete organization").click()
     expect(page.locator("#toast")).to_contain_text("Deleted organization Acme Corp")
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#toast .toast")).to_have_count(0)

@@ -26,7 +26,7 @@ from sqlmodel import SQLModel, col
 
 from gateway.app import create_app
 from gateway.graphql.schema import schema
-from gateway.ops import api_keys, directories, organizations
+from gateway.ops import api_keys, directories, organizations, webhook_endpoints
 from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.ids import new_id
@@ -108,7 +108,15 @@ async def tenants(client: httpx.AsyncClient, app: Any) -> dict[str, Any]:
         keys[organization_id] = await database.transaction(
             lambda s, o=organization_id: api_keys.create_api_key(s, organization_id=o)  # type: ignore[misc]
         )
-    return {"tenants": found, "orgs": {"A": org_a.id, "B": org_b.id}, "keys": keys}
+    hooks = {}
+    for organization_id in (org_a.id, org_b.id):
+        issued = await database.transaction(
+            lambda s, o=organization_id: webhook_endpoints.create_webhook_endpoint(  # type: ignore[misc]
+                s, url="https://hooks.example.com/dsync", organization_id=o
+            )
+        )
+        hooks[organization_id] = issued.endpoint.id
+    return {"tenants": found, "orgs": {"A": org_a.id, "B": org_b.id}, "keys": keys, "hooks": hooks}
 
 
 # Bookkeeping that requests write by design, whoever sends them: the request log, when a key was last used, when a
@@ -374,6 +382,7 @@ class Objects:
     group: str
     event: str
     api_key: str
+    webhook_endpoint: str
 
 
 def _missing() -> Objects:
@@ -384,6 +393,7 @@ def _missing() -> Objects:
         group=new_id("directory_group"),
         event=new_id("event"),
         api_key=new_id("api_key"),
+        webhook_endpoint=new_id("webhook_endpoint"),
     )
 
 
@@ -469,6 +479,37 @@ GRAPHQL_CASES: dict[str, list[tuple[str, Variables]]] = {
     "revokeApiKey": [("mutation($id: ID!) { revokeApiKey(id: $id) { id revokedAt } }", lambda t, o: {"id": t.api_key})],
     "viewer": [("{ viewer { apiKeyId isAdmin organization { id name } } }", lambda t, o: {})],
     "apiKeys": [("{ apiKeys(includeRevoked: true) { id scope organizationId } }", lambda t, o: {})],
+    "webhookEndpoints": [
+        ("query($o: ID) { webhookEndpoints(organizationId: $o) { id url } }", lambda t, o: {"o": t.organization})
+    ],
+    "webhookEndpoint": [
+        ("query($id: ID!) { webhookEndpoint(id: $id) { id url } }", lambda t, o: {"id": t.webhook_endpoint})
+    ],
+    "createWebhookEndpoint": [
+        (
+            'mutation($o: ID) { createWebhookEndpoint(url: "https://evil.example.com/", organizationId: $o)'
+            " { secret } }",
+            lambda t, o: {"o": t.organization},
+        )
+    ],
+    "updateWebhookEndpoint": [
+        (
+            'mutation($id: ID!) { updateWebhookEndpoint(id: $id, url: "https://evil.example.com/") { id } }',
+            lambda t, o: {"id": t.webhook_endpoint},
+        )
+    ],
+    "deleteWebhookEndpoint": [
+        ("mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { id } }", lambda t, o: {"id": t.webhook_endpoint})
+    ],
+    "resumeWebhookEndpoint": [
+        ("mutation($id: ID!) { resumeWebhookEndpoint(id: $id) { id } }", lambda t, o: {"id": t.webhook_endpoint})
+    ],
+    "redeliverWebhookEndpoint": [
+        (
+            "mutation($id: ID!, $e: ID!) { redeliverWebhookEndpoint(id: $id, fromEventId: $e) { id } }",
+            lambda t, o: {"id": t.webhook_endpoint, "e": t.event},
+        )
+    ],
     "createSetupLink": [
         ("mutation($id: ID!) { createSetupLink(directoryId: $id) { url } }", lambda t, o: {"id": t.directory})
     ],
@@ -509,6 +550,7 @@ async def _objects(database: Database, tenants: dict[str, Any], label: str) -> O
         group=tenant.group,
         event=event,
         api_key=tenants["keys"][organization].api_key.id,
+        webhook_endpoint=tenants["hooks"][organization],
     )
 
 
