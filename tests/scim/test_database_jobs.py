@@ -6,14 +6,29 @@ before that write's events."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.settings import Settings
 from gateway.store.database import Database
 from tests.conftest import make_directory, recorded_events
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """No background jobs of their own (webhook delivery, retention) beside the ones counted here."""
+    return dataclasses.replace(settings, webhook_worker=False, event_retention_days=0)
+
+
+@pytest.fixture(autouse=True)
+async def _quiet_request_log(app: Any) -> None:
+    """The request log writes its buffer every second as a job of its own, which would be counted here. Stopped
+    (what it holds is written at shutdown)."""
+    await app.state.request_log.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ deprovisioning policy) holds for the very next job."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
@@ -15,12 +16,19 @@ import pytest
 from sqlalchemy.orm import Session
 
 from gateway.ops import directories
+from gateway.settings import Settings
 from gateway.store import grouped_writer
 from tests.conftest import PUBLIC_URL, DirectoryFixture, recorded_events
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """No background jobs of their own (webhook delivery, retention) beside the ones counted here."""
+    return dataclasses.replace(settings, webhook_worker=False, event_retention_days=0)
 
 
 @pytest.fixture(autouse=True)
