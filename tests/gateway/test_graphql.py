@@ -221,13 +221,15 @@ async def test_a_page_of_100_users_with_groups_is_a_constant_number_of_statement
 ) -> None:
     for i in range(100):
         await client.post(f"{directory.path}/Users", json={"userName": f"bulk{i}@acme.test"}, headers=directory.headers)
+    await app.state.request_log.stop()  # its flush of these requests (every second) is not part of this page
     database = app.state.database
     engine = database.sync_engine if database.is_sqlite else database.engine.sync_engine
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # The event pump reads the log on its own schedule: not part of this page.
-        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")) and "FROM events" not in statement:
+        # The event pump and the webhook worker read on their own schedule: not part of this page.
+        background = "FROM events" in statement or "webhook_" in statement
+        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")) and not background:
             statements.append(statement)
 
     query = """query($id: ID!) { directory(id: $id) { id name users(first: 100) {
