@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -162,6 +163,19 @@ def _sync_sqlite_engine(settings: Settings) -> Engine:
     return engine
 
 
+def _enable_wal(cursor: Any) -> None:
+    # Switching to WAL takes an exclusive lock that SQLite may refuse at once, busy timeout or not, while another
+    # process (a second server starting together) switches it too: retry for a while.
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, autocheckpoint: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -174,7 +188,7 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, autocheckpoint: b
         cursor.execute("PRAGMA journal_mode")  # (two steps: the aiosqlite adapter's execute returns no cursor)
         mode = cursor.fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         if not autocheckpoint:
