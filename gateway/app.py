@@ -29,6 +29,7 @@ from gateway.ops import api_keys
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
+from gateway.webhooks.process import DeliveryProcess
 from gateway.webhooks.worker import WebhookWorker
 from gateway.workos import routes as workos
 from scim.api.http import error_response
@@ -106,7 +107,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             days = settings.event_retention_days
             pruner = asyncio.create_task(retention.prune_periodically(database, retention_days=days))
         worker = WebhookWorker(database, hub, settings, poll_seconds=settings.event_poll_seconds)
-        if settings.webhook_worker:
+        delivery = app.state.webhook_process = DeliveryProcess(settings)
+        if settings.webhook_worker and settings.webhook_process:
+            await delivery.start()  # deliveries in a low-priority child process: they never take SCIM's CPU
+        elif settings.webhook_worker:
             hub.on_new_events(worker.wake)
             await worker.start()
         request_log = app.state.request_log = RequestLog(database)
@@ -114,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await delivery.stop()
             await worker.stop()
             if pruner is not None:
                 pruner.cancel()

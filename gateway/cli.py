@@ -89,6 +89,16 @@ def _first_run_text(key: str, dashboard_url: str) -> str:
     )
 
 
+def _cmd_webhooks_deliver(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from gateway.webhooks.process import deliver_until_stopped
+
+    configure_logging(log_format=settings.log_format, level=settings.log_level, access_log=False)
+    asyncio.run(deliver_until_stopped(settings))
+    return 0
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.database_url)
     admin.emit({"status": "up to date"}, as_json=args.json, text="database is up to date")
@@ -385,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("webhook_endpoint_id")
         if from_event:
             command.add_argument("--from", dest="from_event", required=True, metavar="EVENT_ID")
+
+    _command(
+        hooks,
+        "deliver",
+        "run the delivery worker in the foreground (`dsync serve` starts one unless DSYNC_WEBHOOK_PROCESS=0)",
+        _cmd_webhooks_deliver,
+        store=False,
+    )
 
     play = commands.add_parser("simulate", help="play an identity provider's SCIM session against an endpoint")
     simulate.add_arguments(play)

@@ -99,6 +99,12 @@ class Settings:
     # HTTP requests in flight at once per instance: deliveries cost CPU (HTTP client, TLS) in the process that serves
     # SCIM, so they take a bounded share of it whatever the number of endpoints.
     webhook_sends: int = 2
+    # `dsync serve` delivers from a child process (`dsync webhooks deliver`) at this nice level, so sending never
+    # takes CPU from SCIM; 0 runs the worker inside the server process (tests). The child polls the log this often
+    # when no broadcaster tells it about new events (memory://, SQLite).
+    webhook_process: bool = True
+    webhook_nice: int = 19
+    webhook_poll_seconds: float = 0.25
 
     @property
     def is_sqlite(self) -> bool:
@@ -143,6 +149,9 @@ class Settings:
             webhook_max_backoff_seconds=_float("DSYNC_WEBHOOK_MAX_BACKOFF_SECONDS", 3600.0),
             webhook_concurrency=_int("DSYNC_WEBHOOK_CONCURRENCY", 32),
             webhook_sends=max(1, _int("DSYNC_WEBHOOK_SENDS", 2)),
+            webhook_process=_flag(env.get("DSYNC_WEBHOOK_PROCESS") or "1"),
+            webhook_nice=_int("DSYNC_WEBHOOK_NICE", 19),
+            webhook_poll_seconds=_float("DSYNC_WEBHOOK_POLL_SECONDS", 0.25),
         )
 
 

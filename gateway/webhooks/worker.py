@@ -39,8 +39,8 @@ LEASE_SECONDS = 60.0
 _CLAIM_INTERVAL_SECONDS = 0.2
 # An idle run renews its lease this often; it also notices then that an operator took the endpoint back.
 _RENEW_SECONDS = 5.0
-_FLUSH_EVERY = 100  # deliveries recorded per write at most
-_FLUSH_SECONDS = 0.5  # and at least this often, so the cursor (and the lease) keep up
+_FLUSH_EVERY = 500  # deliveries recorded per write at most
+_FLUSH_SECONDS = 2.0  # and at least this often, so the cursor (and the lease) keep up
 
 
 def backoff_seconds(failed_attempts: int, *, base: float, cap: float) -> float:
