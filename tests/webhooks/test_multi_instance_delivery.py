@@ -89,15 +89,16 @@ async def test_the_delivery_process_is_restarted_when_it_dies(database_url: str)
             async with httpx.AsyncClient(base_url=base) as http:
                 assert (await http.get("/readyz")).status_code == 200
             port = int(base.rsplit(":", 1)[1])
-            server = next(
-                int(pid.name)
-                for pid in Path("/proc").iterdir()
-                if pid.name.isdigit() and f"--port\x00{port}".encode() in _cmdline(pid)
-            )
+            server = _server_pid(port)
             await eventually(lambda: len(_children(server)) == 1, within=30)
             (child,) = _children(server)
             os.kill(child, 9)
             await eventually(lambda: len(_children(server)) == 1 and _children(server) != [child], within=30)
+
+
+def _server_pid(port: int) -> int:
+    marker = f"--port\x00{port}".encode()
+    return next(int(pid.name) for pid in Path("/proc").iterdir() if pid.name.isdigit() and marker in _cmdline(pid))
 
 
 def _cmdline(pid: Path) -> bytes:
