@@ -365,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     link.add_argument("directory_id")
     link.add_argument("--hours", type=float, default=72, help="how long the link is valid (default 72, at most 720)")
+    _command(dirs, "setup-links", "a directory's setup links and their status", admin.setup_links_list).add_argument(
+        "directory_id"
+    )
+    _command(
+        dirs, "revoke-setup-link", "revoke a setup link (it then answers 'not valid')", admin.setup_links_revoke
+    ).add_argument("link_id")
 
     keys = _parsers(commands, "api-keys", "create, list and revoke GraphQL/dashboard API keys")
     key_create = _command(keys, "create", "create an API key (admin unless --organization)", _cmd_api_keys_create)
