@@ -275,6 +275,19 @@ class ScimRequest(SQLModel, table=True):
     resource_id: str | None = None
 
 
+class ScimErrorCount(SQLModel, table=True):
+    """Error answers (status 400 and up) a directory gave in one minute: its health counts "errors in the last hour"
+    from these, whatever the request log kept. Rows older than an hour are pruned."""
+
+    __tablename__ = "scim_error_counts"
+
+    directory_id: str = Field(
+        sa_column=Column(String, ForeignKey("directories.id", ondelete="CASCADE"), primary_key=True)
+    )
+    minute: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    count: int = Field(sa_column=Column(Integer, nullable=False))
+
+
 class SetupLink(SQLModel, table=True):
     """A one-time, expiring link that lets a customer's IT admin set up one directory without an API key."""
 
