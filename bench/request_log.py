@@ -5,7 +5,7 @@ requests per second and process CPU per request (the writer thread included), an
 In-process (httpx's ASGI transport, no sockets), so that the only difference between rounds is the log; compare
 the ratio, not the absolute figures, with bench/scim_ingest.py's.
 
-    .venv/bin/python bench/request_log.py [--users 3000] [--rounds 3] [--concurrency 8]
+    .venv/bin/python bench/request_log.py [--users 3000] [--rounds 4] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def main(args: argparse.Namespace, tmp: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=3000, help="POSTs per round and setting")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="A B rounds (log on, log off)")
     parser.add_argument("--concurrency", type=int, default=8)
     with tempfile.TemporaryDirectory() as directory:
         upgrade(f"sqlite+aiosqlite:///{directory}/dsync.db")
