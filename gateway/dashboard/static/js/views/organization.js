@@ -200,8 +200,12 @@ export async function organizationView(main, { ids: [id], signal }) {
       alerts.replaceChildren(errorBox(describe(failure)));
     },
   });
+  // Deliveries are recorded by the delivery process in batches (every 2 s), after the events that caused them:
+  // poll the attempts while the page is open.
+  const polling = setInterval(() => refreshWebhooks.schedule(), 3000);
   signal.addEventListener("abort", () => {
     stop();
+    clearInterval(polling);
     refresh.cancel();
     refreshWebhooks.cancel();
   });
