@@ -62,8 +62,10 @@ class DeliveryProcess:
         }
         while not self._stopping:
             started = time.monotonic()
+            # Its own session: a Ctrl-C in the terminal reaches the server only, which then stops the child itself
+            # (rather than the child dying first and being restarted during the shutdown).
             self._child = await asyncio.create_subprocess_exec(
-                *child_command(), env=env, stdin=asyncio.subprocess.DEVNULL
+                *child_command(), env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
             )
             self.starts += 1
             code = await self._child.wait()
