@@ -20,7 +20,16 @@ from gateway.events.log import record_events
 from gateway.events.payloads import EventData, EventName, previous_attributes, user_payload
 from gateway.ops.custom_attributes import evaluate_attributes
 from gateway.ops.directory_rules import DirectoryRules, queue_evaluation, rules_of
-from gateway.store.models import Directory, DirectoryUser, GroupMembership, Role, RoleMapping, UserState, utcnow
+from gateway.store.models import (
+    Directory,
+    DirectoryUser,
+    GroupMembership,
+    Role,
+    RoleMapping,
+    RuleEvaluation,
+    UserState,
+    utcnow,
+)
 
 # A mapped group with more members than this, deleted, is re-evaluated in the background, not in the SCIM request.
 INLINE_LIMIT = 1000
@@ -152,6 +161,59 @@ def reevaluate_users(
         session.execute(_SAVE, saves)
         record_events(session, organization_id=org, directory_id=directory.id, events=events)
     return len(saves)
+
+
+_EVALUATIONS: Table = RuleEvaluation.__table__  # type: ignore[attr-defined]
+_directories: Table = Directory.__table__  # type: ignore[attr-defined]
+_NEXT = select(_EVALUATIONS).order_by(_EVALUATIONS.c.id).limit(1)
+_DIRECTORY = select(_directories).where(_directories.c.id == bindparam("id"))
+_GROUP_CHUNK = (
+    select(_memberships.c.user_id)
+    .where(_memberships.c.group_id == bindparam("group_id"), _memberships.c.user_id > bindparam("after"))
+    .order_by(_memberships.c.user_id)
+    .limit(bindparam("size"))
+)
+_DIRECTORY_CHUNK = (
+    select(_users.c.id)
+    .where(_users.c.directory_id == bindparam("directory_id"), _users.c.id > bindparam("after"))
+    .order_by(_users.c.id)
+    .limit(bindparam("size"))
+)
+
+
+def has_pending(session: Session) -> bool:
+    """Whether any re-evaluation waits."""
+    return session.execute(_NEXT).first() is not None
+
+
+def evaluate_next_chunk(session: Session, *, size: int) -> int | None:
+    """Re-evaluate the next ``size`` users of the oldest pending evaluation, in this transaction, and record its
+    progress (or its end). Returns how many users changed; None when nothing is pending."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # Of several instances, each takes a different evaluation.
+    pending = session.execute(_NEXT.with_for_update(skip_locked=True) if postgres else _NEXT).mappings().first()
+    if pending is None:
+        return None
+    # Locked like a SCIM write of the directory (``scim.backend.auth``): the two never interleave on one user.
+    lookup = _DIRECTORY.with_for_update(key_share=True) if postgres else _DIRECTORY
+    found = session.execute(lookup, {"id": pending["directory_id"]}).mappings().first()
+    if found is None:
+        return 0  # the directory is gone, and its evaluations with it
+    directory = Directory.model_construct(**found)
+    group_id = pending["group_id"]
+    if group_id is not None:
+        parameters = {"group_id": group_id, "after": pending["after_user_id"], "size": size}
+        ids = list(session.scalars(_GROUP_CHUNK, parameters))
+    else:
+        parameters = {"directory_id": directory.id, "after": pending["after_user_id"], "size": size}
+        ids = list(session.scalars(_DIRECTORY_CHUNK, parameters))
+    changed = reevaluate_users(session, directory=directory, user_ids=ids, attributes=group_id is None)
+    row = _EVALUATIONS.c.id == pending["id"]
+    if len(ids) < size:
+        session.execute(_EVALUATIONS.delete().where(row))
+    else:
+        session.execute(_EVALUATIONS.update().where(row).values(after_user_id=ids[-1]))
+    return changed
 
 
 def _save_parameters(row: Mapping[str, Any]) -> dict[str, Any]:
