@@ -97,30 +97,37 @@ def rules_changed(session: Session, *, directory_ids: Iterable[str], group_ids: 
     """Record, in the change's own transaction, that these directories' rules changed: their cached rules are stale
     and their users are re-evaluated in the background: only the members of ``group_ids`` (a role mapping of those
     groups changed), else every user of each directory."""
-    global _changes
     ids = list(dict.fromkeys(directory_ids))
     if not ids:
         return
     session.execute(_BUMP, {"ids": ids})
-    now = utcnow()
     if group_ids is None:
-        session.add_all(RuleEvaluation(directory_id=d, group_id=None, created_at=now) for d in ids)
+        for directory_id in ids:
+            queue_evaluation(session, directory_id=directory_id, group_id=None)
     else:
         [directory_id] = ids  # group scoped: groups belong to one directory
-        session.add_all(
-            RuleEvaluation(directory_id=directory_id, group_id=g, created_at=now) for g in dict.fromkeys(group_ids)
-        )
-    session.flush()
-    with _lock:
-        _changes += 1
+        for group_id in dict.fromkeys(group_ids):
+            queue_evaluation(session, directory_id=directory_id, group_id=group_id)
 
 
 def queue_evaluation(session: Session, *, directory_id: str, group_id: str | None) -> None:
     """Ask the background evaluator to re-evaluate a group's members (None: every user of the directory) without
     changing the rules (e.g. a big mapped group was deleted)."""
     global _changes
-    session.add(RuleEvaluation(directory_id=directory_id, group_id=group_id, created_at=utcnow()))
-    session.flush()
+    # The same evaluation not started yet does it all (several changes in one transaction, or in a quick row).
+    waiting = session.scalar(
+        select(col(RuleEvaluation.id))
+        .where(
+            col(RuleEvaluation.directory_id) == directory_id,
+            col(RuleEvaluation.group_id).is_(None) if group_id is None else col(RuleEvaluation.group_id) == group_id,
+            col(RuleEvaluation.after_user_id) == "",
+        )
+        # One being evaluated right now (locked by an evaluator on PostgreSQL) may have read the old rules.
+        .with_for_update(skip_locked=True)
+    )
+    if waiting is None:
+        session.add(RuleEvaluation(directory_id=directory_id, group_id=group_id, created_at=utcnow()))
+        session.flush()
     with _lock:
         _changes += 1
 
