@@ -50,7 +50,7 @@ async def settled(app: Any) -> None:
     async with asyncio.timeout(10):
         while True:
             async with database.read() as session:
-                if (await session.scalar(select(RuleEvaluation.id).limit(1))) is None:
+                if (await session.scalar(select(col(RuleEvaluation.id)).limit(1))) is None:
                     return
             await asyncio.sleep(0.02)
 

@@ -163,13 +163,14 @@ async def test_attribute_inputs(app: Any) -> None:
     directory = await make_directory(app.state.database)
     other = await make_directory(app.state.database, name="Other")
     for bad in ("", "emails[type eq work].value", "a..b", "urn:x:y:"):
-        with pytest.raises(InvalidInput):
-            await run(
-                app,
-                lambda s, p=bad: attribute_mappings.map_attribute(
-                    s, directory_id=directory.id, name="department", path=p, scope=None
-                ),
+
+        def remap(session: Session, path: str = bad) -> object:
+            return attribute_mappings.map_attribute(
+                session, directory_id=directory.id, name="department", path=path, scope=None
             )
+
+        with pytest.raises(InvalidInput):
+            await run(app, remap)
     with pytest.raises(InvalidInput):
         await run(
             app,

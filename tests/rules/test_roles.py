@@ -44,7 +44,7 @@ def okta_user(first: str) -> dict[str, Any]:
 async def okta_push(client: httpx.AsyncClient, directory: DirectoryFixture, name: str, members: list[str]) -> str:
     """Okta's Push Groups: the group created empty, then its members by PATCH with the id and name re-asserted."""
     group = await post(client, directory, "Groups", {"schemas": [GROUP], "displayName": name, "members": []})
-    operations = [
+    operations: list[dict[str, Any]] = [
         {"op": "replace", "value": {"id": group["id"], "displayName": name}},
         {"op": "add", "path": "members", "value": [{"value": m} for m in members]},
     ]
