@@ -20,6 +20,7 @@ import { credentialsPanel } from "./credentials.js";
 import { EVENT_FIELDS, eventFeed } from "./event-feed.js";
 import { groupsTable } from "./groups-table.js";
 import { liveIndicator } from "./live-indicator.js";
+import { mappingsPanel } from "./mappings-panel.js";
 import { requestLog } from "./request-log.js";
 import { usersTable } from "./users-table.js";
 
@@ -100,7 +101,7 @@ export async function directoryView(main, { ids: [id], signal }) {
     h(
       "div",
       { class: "columns" },
-      h("div", { class: "column-main" }, users.element, groups.element, log.element),
+      h("div", { class: "column-main" }, users.element, groups.element, mappingsPanel(id, signal).element, log.element),
       h(
         "section",
         { class: "card column-side", "aria-labelledby": "events-title" },
