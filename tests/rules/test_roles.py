@@ -4,14 +4,18 @@ each policy, and the exact events."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.ops import directories, roles
+from gateway.app import create_app
+from gateway.ops import directories, roles, rule_evaluation
 from gateway.ops.inputs import InvalidInput, NotFound
-from tests.conftest import DirectoryFixture, make_directory
+from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 from tests.rules.helpers import (
     CORE,
     GROUP,
@@ -236,3 +240,42 @@ async def test_role_inputs_and_scope(app: Any, okta: DirectoryFixture) -> None:
             app,
             lambda s: roles.map_group(s, directory_id=other.id, group_id="directory_group_x", role="admin", scope=None),
         )
+
+
+@pytest.fixture
+async def woken_app(settings: Any) -> AsyncIterator[Any]:
+    """An app whose evaluator never polls (a minute) and works two users per transaction: a mapping change must
+    wake it, and a group's members are walked in chunks."""
+    tuned = dataclasses.replace(settings, rule_evaluation_poll_seconds=60.0, rule_evaluation_chunk=2)
+    application = create_app(tuned)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_a_change_wakes_the_evaluator_and_big_groups_go_in_chunks(
+    woken_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = woken_app
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+        okta = await make_directory(app.state.database, type="okta", name="Okta")
+        await _roles(app, okta)
+        users = [await post(client, okta, "Users", okta_user(n)) for n in ("Ada", "Bob", "Cy", "Dee", "Eve")]
+        group = await okta_push(client, okta, "Admins", [u["id"] for u in users[:4]])
+        before = await event_count(app, okta)
+        started = time.monotonic()
+        await run(app, lambda s: roles.map_group(s, directory_id=okta.id, group_id=group, role="admin", scope=None))
+        await settled(app)
+        assert time.monotonic() - started < 30  # woken at once, not at the next minute's look
+        log = await events_after(app, okta, before)
+        assert sorted(d["id"] for _, d in log) == sorted(u["id"] for u in users[:4])
+        assert app.state.rule_evaluator.changed == 4
+
+        # A big mapped group deleted: the deletion stays quick, its members are re-evaluated in the background.
+        monkeypatch.setattr(rule_evaluation, "INLINE_LIMIT", 2)
+        before = await event_count(app, okta)
+        await send(client, okta, "DELETE", f"Groups/{group}")
+        await settled(app)
+        log = await events_after(app, okta, before)
+        assert [name for name, _ in log] == ["dsync.group.deleted"] + ["dsync.user.updated"] * 4
+        assert all(_role_change(d)[1:] == ("member", ["member"], "admin", ["admin"]) for _, d in log[1:])
