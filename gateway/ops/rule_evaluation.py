@@ -11,13 +11,13 @@ carry the old values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway.events.log import record_events
-from gateway.events.payloads import EventData, EventName, previous_attributes, user_payload
+from gateway.events.payloads import EventData, EventName, UserData, previous_attributes, user_payload
 from gateway.ops.custom_attributes import evaluate_attributes
 from gateway.ops.directory_rules import DirectoryRules, queue_evaluation, rules_of
 from gateway.store.models import (
@@ -153,9 +153,7 @@ def reevaluate_users(
         after.update(version=row["version"] + 1, updated_at=now)
         saves.append(_save_parameters(after))
         data = user_payload(DirectoryUser.model_construct(**after), organization_id=org)
-        data["previous_attributes"] = previous_attributes(
-            user_payload(DirectoryUser.model_construct(**row), organization_id=org), data
-        )
+        data["previous_attributes"] = _previous(row, data)
         events.append((EventName.USER_UPDATED, data))
     if saves:
         session.execute(_SAVE, saves)
@@ -214,6 +212,17 @@ def evaluate_next_chunk(session: Session, *, size: int) -> int | None:
     else:
         session.execute(_EVALUATIONS.update().where(row).values(after_user_id=ids[-1]))
     return changed
+
+
+def _previous(row: Mapping[str, Any], after: UserData) -> dict[str, Any]:
+    """``previous_attributes`` of a rules-only change, as ``previous_attributes`` would diff the whole payload: only
+    role, roles and custom attributes can differ (and ``updated_at``, which it leaves out)."""
+    before: dict[str, Any] = {
+        "role": {"slug": row["role"]} if row["role"] else None,
+        "roles": [{"slug": slug} for slug in row["roles"] or ()],
+        "custom_attributes": row["custom_attributes"],
+    }
+    return previous_attributes(cast(UserData, before), cast(UserData, {k: after[k] for k in before}))  # type: ignore[literal-required]
 
 
 def _save_parameters(row: Mapping[str, Any]) -> dict[str, Any]:
