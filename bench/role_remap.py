@@ -218,7 +218,8 @@ def main() -> int:
             timeout=args.startup_timeout,
         )
         store = "PostgreSQL" if args.postgres else "SQLite"
-        print(f"store: {store}; machine busy before: {harness.machine_busy_pct():.0f}%")
+        chunk = env.get("DSYNC_RULE_EVALUATION_CHUNK", "default")
+        print(f"store: {store}; evaluation chunk: {chunk}; machine busy before: {harness.machine_busy_pct():.0f}%")
         asyncio.run(_main(args, port, directory, key))
     except Exception as exc:
         harness.report_failure(str(exc), [("server log", harness.log_tail(log))])
