@@ -26,6 +26,7 @@ from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.observe.request_log import RequestLog
 from gateway.ops import api_keys
+from gateway.ops.rule_evaluator import RuleEvaluator
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
@@ -115,10 +116,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await worker.start()
         request_log = app.state.request_log = RequestLog(database)
         request_log.start()
+        evaluator = app.state.rule_evaluator = RuleEvaluator(
+            database, chunk_size=settings.rule_evaluation_chunk, poll_seconds=settings.rule_evaluation_poll_seconds
+        )
+        await evaluator.start()
         try:
             yield
         finally:
             await delivery.stop()
+            await evaluator.stop()
             await worker.stop()
             if pruner is not None:
                 pruner.cancel()

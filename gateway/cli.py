@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway import admin
+from gateway import admin, admin_rules
 from gateway.observe.logs import configure_logging
 from gateway.ops import api_keys, directories, inputs, organizations
 from gateway.ops import webhook_endpoints as webhooks
@@ -409,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         _cmd_webhooks_deliver,
         store=False,
     )
+    admin_rules.add_commands(commands, _parsers, _command)
 
     play = commands.add_parser("simulate", help="play an identity provider's SCIM session against an endpoint")
     simulate.add_arguments(play)

@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from gateway.events.log import record_event, record_events
 from gateway.events.payloads import EventName, group_payload, membership_payload, user_payload
+from gateway.ops.rule_evaluation import regroup
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.backend.columns import group_columns
@@ -172,6 +173,7 @@ def add_members(
         event=EventName.GROUP_USER_ADDED,
         touch_group=touch_group,
     )
+    regroup(session, directory=directory, group_id=group.id, user_ids=[u["id"] for u in changed])
     return len(changed)
 
 
@@ -183,6 +185,7 @@ def remove_members(session: Session, *, directory: Directory, group: DirectoryGr
     removed = set(session.scalars(_DELETE_MEMBERSHIPS, {"group_id": group.id, "ids": ids}))
     users = _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
     _membership_changed(session, directory=directory, group=group, users=users, event=EventName.GROUP_USER_REMOVED)
+    regroup(session, directory=directory, group_id=group.id, user_ids=[u["id"] for u in users])
     return len(users)
 
 

@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
+from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, utcnow
 from scim.protocol.errors import ScimError
 from scim.protocol.render import Member, etag, location, mentions, project, related_attribute, render_resource
@@ -145,6 +146,10 @@ def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Direc
     """Delete it; its memberships go with it (``ON DELETE CASCADE``), so the other side of each one changed."""
     payload = kind.payload(row, organization_id=directory.organization_id)
     related = kind.related_model
+    # A mapped group's members lose its role: read them before the cascade forgets them.
+    regrouped = (
+        members_to_regroup(session, directory=directory, group_id=row.id) if kind.model is DirectoryGroup else []
+    )
     # Before the delete, while its memberships still name them.
     session.execute(
         update(related)
@@ -155,6 +160,7 @@ def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Direc
     record_event(
         session, event=kind.deleted, organization_id=directory.organization_id, directory_id=directory.id, data=payload
     )
+    reevaluate_users(session, directory=directory, user_ids=regrouped, attributes=False)
 
 
 def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str]) -> dict[str, list[Member]]:

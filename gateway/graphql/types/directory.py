@@ -91,9 +91,10 @@ class Directory:
         state: UserState | None = None,
         group_id: strawberry.ID | None = None,
         search: str | None = None,
+        role: str | None = None,
     ) -> Connection[DirectoryUserRef]:
         group = str(group_id) if group_id else None
-        statement = users_statement(directory_id=str(self.id), state=state, group_id=group, search=search)
+        statement = users_statement(directory_id=str(self.id), state=state, group_id=group, search=search, role=role)
         key = col(models.DirectoryUser.id)
         return await resolve_connection(info, statement, key=key, page=page, node=user_types.DirectoryUser.from_row)
 

@@ -29,6 +29,8 @@ class DirectoryUser:
     display_name: str | None
     job_title: str | None
     state: UserState
+    role: str | None = strawberry.field(description="The slug of the user's highest-priority role (else the default).")
+    roles: list[str] = strawberry.field(description="Every role the user's groups map to, highest priority first.")
     custom_attributes: JSON
     raw_attributes: JSON
     created_at: datetime
@@ -48,6 +50,8 @@ class DirectoryUser:
             display_name=row.display_name,
             job_title=row.job_title,
             state=UserState(row.state),
+            role=row.role,
+            roles=list(row.roles or ()),
             custom_attributes=JSON(row.custom_attributes),
             raw_attributes=JSON(row.raw_attributes),
             created_at=utc(row.created_at),

@@ -20,6 +20,7 @@ import { credentialsPanel } from "./credentials.js";
 import { EVENT_FIELDS, eventFeed } from "./event-feed.js";
 import { groupsTable } from "./groups-table.js";
 import { liveIndicator } from "./live-indicator.js";
+import { mappingsPanel } from "./mappings-panel.js";
 import { requestLog } from "./request-log.js";
 import { setupLinksPanel } from "./setup-links.js";
 import { usersTable } from "./users-table.js";
@@ -102,7 +103,7 @@ export async function directoryView(main, { ids: [id], signal }) {
     h(
       "div",
       { class: "columns" },
-      h("div", { class: "column-main" }, users.element, groups.element, log.element, links.element),
+      h("div", { class: "column-main" }, users.element, groups.element, mappingsPanel(id, signal).element, log.element, links.element),
       h(
         "section",
         { class: "card column-side", "aria-labelledby": "events-title" },

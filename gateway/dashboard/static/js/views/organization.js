@@ -15,6 +15,7 @@ import {
 import { plural, typeLabel } from "../labels.js";
 import { subscribe } from "../live.js";
 import { liveIndicator } from "./live-indicator.js";
+import { rolesPanel } from "./roles-panel.js";
 import { webhooksPanel } from "./webhooks-panel.js";
 
 const ORGANIZATION = `query Organization($id: ID!) {
@@ -150,6 +151,7 @@ export async function organizationView(main, { ids: [id], signal }) {
     alerts,
     h("section", { class: "card" }, h("h2", null, "Directories"), body),
   );
+  main.append(rolesPanel(id, signal).element);
   const webhooks = webhooksPanel(id, signal);
   main.append(webhooks.element);
   const refreshWebhooks = coalesce(webhooks.reload, 1000);
