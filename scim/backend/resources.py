@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, update
+from sqlalchemy import ColumnElement, Delete, Select, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session
 from sqlmodel import col
@@ -41,6 +41,8 @@ class ResourceKind(Generic[R]):
     related_display: ColumnElement[Any] | Mapped[str]  # how a membership shows the other side
     # Prebuilt (see ``scim.backend.groups``): executed with parameters it hits SQLAlchemy's compiled cache.
     _get: Select[R] = field(init=False, repr=False)
+    _touch_related: Update = field(init=False, repr=False)
+    _delete: Delete = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         model = self.model
@@ -48,6 +50,17 @@ class ResourceKind(Generic[R]):
             col(model.id) == bindparam("resource_id"), col(model.directory_id) == bindparam("directory_id")
         )
         object.__setattr__(self, "_get", statement)
+        # Core, not ORM-enabled: a DELETE's statements cost their SQL, not the ORM's bulk-update bookkeeping.
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        related: Table = self.related_model.__table__  # type: ignore[union-attr]
+        own_ids = select(self.related_key).where(self.own_key == bindparam("resource_id"))
+        touch = (
+            update(related)
+            .where(related.c.id.in_(own_ids))
+            .values(version=related.c.version + 1, updated_at=bindparam("now"))
+        )
+        object.__setattr__(self, "_touch_related", touch)
+        object.__setattr__(self, "_delete", delete(table).where(table.c.id == bindparam("resource_id")))
 
 
 class View(Protocol):
@@ -144,14 +157,10 @@ def save_resource(
 def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Directory, row: R) -> None:
     """Delete it; its memberships go with it (``ON DELETE CASCADE``), so the other side of each one changed."""
     payload = kind.payload(row, organization_id=directory.organization_id)
-    related = kind.related_model
+    connection = session.connection()
     # Before the delete, while its memberships still name them.
-    session.execute(
-        update(related)
-        .where(col(related.id).in_(select(kind.related_key).where(kind.own_key == row.id)))
-        .values(version=related.version + 1, updated_at=utcnow())
-    )
-    session.execute(delete(kind.model).where(col(kind.model.id) == row.id))
+    connection.execute(kind._touch_related, {"resource_id": row.id, "now": utcnow()})
+    connection.execute(kind._delete, {"resource_id": row.id})
     record_event(
         session, event=kind.deleted, organization_id=directory.organization_id, directory_id=directory.id, data=payload
     )
