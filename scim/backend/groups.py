@@ -53,7 +53,11 @@ _DELETE_MEMBERSHIPS = (
 _USERS_IN_DIRECTORY = select(_users).where(
     _users.c.directory_id == bindparam("directory_id"), _users.c.id.in_(bindparam("ids", expanding=True))
 )
-_MEMBER_IDS = select(_memberships.c.user_id).where(_memberships.c.group_id == bindparam("group_id"))
+_MEMBER_IDS = (
+    select(_memberships.c.user_id)
+    .where(_memberships.c.group_id == bindparam("group_id"))
+    .order_by(_memberships.c.user_id)
+)
 _TOUCH_USERS = (
     update(_users)
     .where(_users.c.id.in_(bindparam("ids", expanding=True)))
@@ -205,8 +209,9 @@ def replace_members(
     """Make the member list exactly ``members`` (known ones), applied as a difference: only the members that come or
     go are written, whatever the group's size."""
     wanted = set(m.id for m in members)
-    current = set(session.scalars(_MEMBER_IDS, {"group_id": group.id}))
-    remove_members(session, directory=directory, group=group, user_ids=[i for i in current if i not in wanted])
+    ordered = list(session.scalars(_MEMBER_IDS, {"group_id": group.id}))
+    current = set(ordered)
+    remove_members(session, directory=directory, group=group, user_ids=[i for i in ordered if i not in wanted])
     add_members(session, directory=directory, group=group, members=[m for m in members if m.id not in current])
 
 

@@ -123,13 +123,16 @@ def list_resources(
     conditions = [col(model.directory_id) == directory_id]
     if where is not None:
         conditions.append(where)
+    rows: list[R] = []
+    if count > 0:
+        page = select(model).where(*conditions).order_by(col(model.id)).offset(start_index - 1).limit(count)
+        rows = list(session.scalars(page))
+    if 0 < len(rows) < count or (start_index == 1 and len(rows) < count):
+        # The page ends before ``count``: it holds the last results, so their number says the total. A lookup by
+        # userName or externalId (an IdP's check before most writes) costs one query, not two.
+        return start_index - 1 + len(rows), rows
     total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    if count == 0:
-        return total, []
-    rows = session.scalars(
-        select(model).where(*conditions).order_by(col(model.id)).offset(start_index - 1).limit(count)
-    )
-    return total, list(rows)
+    return total, rows
 
 
 def save_resource(
