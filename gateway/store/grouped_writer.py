@@ -32,6 +32,8 @@ T = TypeVar("T")
 Job = Callable[[Session], Any]  # a write operation: a plain function over the batch's sync session
 
 _DEFERRED = "dsync.deferred_inserts"
+_MEMO = "dsync.batch_memo"
+_MEMO_KEPT = "dsync.batch_memo_kept"
 _BEFORE_INSERTS = "dsync.before_deferred_inserts"
 # SQLSTATEs after which a job's work is undone and running it again can succeed: deadlock, serialization failure.
 _RETRYABLE = frozenset({"40P01", "40001"})
@@ -57,6 +59,24 @@ def before_inserts(session: Session, key: str, statement: Executable) -> None:
             session.info[key] = True
         return
     session.info.setdefault(_BEFORE_INSERTS, {})[key] = statement
+
+
+def batch_memo(session: Session) -> dict[str, Any]:
+    """What jobs of one write transaction may remember for the next ones (rows they locked, say). It lasts only while
+    every job calls :func:`keep_batch_memo`: a job that does not (any other kind of write) or that fails forgets it
+    for all, so nothing remembered outlives a change the memo does not know about."""
+    memo: dict[str, Any] = session.info.setdefault(_MEMO, {})
+    return memo
+
+
+def keep_batch_memo(session: Session) -> None:
+    """Say that the running job changed nothing that ``batch_memo`` holds."""
+    session.info[_MEMO_KEPT] = True
+
+
+def _job_done(session: Session) -> None:
+    if not session.info.pop(_MEMO_KEPT, False):
+        session.info.pop(_MEMO, None)
 
 
 def _write_deferred_inserts(session: Session) -> None:
@@ -121,9 +141,11 @@ def _run_in_savepoint(session: Session, job: Job) -> Any:
     try:
         result = job(session)
         savepoint.commit()
+        _job_done(session)
         return result
     except Exception as exc:
         savepoint.rollback()
+        noted.pop(_MEMO, None)  # it may name what the rolled-back savepoint locked or read
         for statement in list(deferred):
             if statement in marks:
                 del deferred[statement][marks[statement] :]

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from gateway.ops import directories
@@ -162,3 +163,27 @@ async def test_a_rotation_deletion_or_policy_change_holds_for_the_next_job_of_th
     )
     assert created.status_code == 201 and orphan.status_code == 401
     assert batches == [1, 3]
+
+
+async def test_the_writes_of_one_directory_in_a_batch_read_it_once(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, batches: list[int]
+) -> None:
+    await client.get(f"{directory.path}/Users", headers=directory.headers)  # linked before the batch
+    reads: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM directories" in statement:
+            reads.append(statement)
+
+    engine = app.state.database.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        calls = [
+            client.post(f"{directory.path}/Users", json=_user(f"once{i}@acme.test"), headers=directory.headers)
+            for i in range(10)
+        ]
+        responses = await _in_one_batch(app, calls)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert [r.status_code for r in responses] == [201] * 10
+    assert batches[-1] == 10 and len(reads) == 1
