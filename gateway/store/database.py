@@ -168,7 +168,16 @@ def _sync_postgres_engine(settings: Settings, *, pool_size: int) -> Engine:
     # ``run_sync`` hopped between the event loop and a greenlet for every one).
     url = make_url(settings.database_url).set(drivername="postgresql+psycopg")
     # No pre-ping: it would cost a round trip per job; a connection that broke is invalidated on its first error.
-    return create_engine(url, pool_size=pool_size, max_overflow=4, **_JSON_CODEC)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=4, **_JSON_CODEC)
+    # A grouped batch's savepoints (one per job) are never released: the batch commits or rolls back as a whole, and
+    # PostgreSQL keeps a released subtransaction's id until the commit anyway, so RELEASE would only cost each job a
+    # round trip. Rolling back to a job's savepoint still undoes that job alone (it is the innermost one).
+    engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
+    return engine
+
+
+def _keep_savepoint(connection: Any, name: str) -> None:
+    """See ``_sync_postgres_engine``."""
 
 
 def _enable_wal(cursor: Any) -> None:

@@ -1,7 +1,7 @@
-"""SCIM requests sharing one grouped SQLite batch: a request that fails (bad token, unknown resource, failed
-precondition, unparsable body, uniqueness conflict) is answered alone and the others commit in the same batch, not
-run again; and what another job of the batch changed about the directory (its token, its existence, its
-deprovisioning policy) holds for the very next job."""
+"""SCIM requests sharing one grouped batch (SQLite and PostgreSQL alike): a request that fails (bad token, unknown
+resource, failed precondition, unparsable body, uniqueness conflict) is answered alone and the others commit in the
+same batch, not run again; and what another job of the batch changed about the directory (its token, its existence,
+its deprovisioning policy) holds for the very next job."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from gateway.settings import Settings
 from gateway.store import grouped_writer
 from tests.conftest import PUBLIC_URL, DirectoryFixture, recorded_events
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
