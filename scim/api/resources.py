@@ -27,6 +27,7 @@ from scim.backend.resources import (
     delete_resource,
     get_resource,
     list_resources,
+    read_resource,
     render_resources,
     rendered,
 )
@@ -113,7 +114,7 @@ class Item(ScimEndpoint, Generic[R]):
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
 
         def fetch(session: Session, directory: Directory) -> Outcome:
-            row = get_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+            row = read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
             return rendered(session, kind, row, view=call)

@@ -41,6 +41,7 @@ class ResourceKind(Generic[R]):
     related_display: ColumnElement[Any] | Mapped[str]  # how a membership shows the other side
     # Prebuilt (see ``scim.backend.groups``): executed with parameters it hits SQLAlchemy's compiled cache.
     _get: Select[R] = field(init=False, repr=False)
+    _snapshot: Select[Any] = field(init=False, repr=False)
     _touch_related: Update = field(init=False, repr=False)
     _delete: Delete = field(init=False, repr=False)
 
@@ -52,6 +53,10 @@ class ResourceKind(Generic[R]):
         object.__setattr__(self, "_get", statement)
         # Core, not ORM-enabled: a DELETE's statements cost their SQL, not the ORM's bulk-update bookkeeping.
         table: Table = model.__table__  # type: ignore[attr-defined]
+        snapshot = select(table).where(
+            table.c.id == bindparam("resource_id"), table.c.directory_id == bindparam("directory_id")
+        )
+        object.__setattr__(self, "_snapshot", snapshot)
         related: Table = self.related_model.__table__  # type: ignore[union-attr]
         own_ids = select(self.related_key).where(self.own_key == bindparam("resource_id"))
         touch = (
@@ -115,18 +120,29 @@ def get_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, 
     return row
 
 
+def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> R:
+    """One resource for reading only (a GET): a Core row made into the model without the ORM's loading."""
+    parameters = {"resource_id": resource_id, "directory_id": directory_id}
+    row = session.connection().execute(kind._snapshot, parameters).mappings().first()
+    if row is None:
+        raise ScimError(404, f"{kind.name} {resource_id} not found")
+    return kind.model.model_construct(**row)
+
+
 def list_resources(
     session: Session, kind: ResourceKind[R], *, directory_id: str, where: Any | None, start_index: int, count: int
 ) -> tuple[int, list[R]]:
-    """``totalResults`` and one page, in id order (RFC 7644 §3.4.2.4)."""
+    """``totalResults`` and one page, in id order (RFC 7644 §3.4.2.4), for reading only."""
     model = kind.model
     conditions = [col(model.directory_id) == directory_id]
     if where is not None:
         conditions.append(where)
     rows: list[R] = []
     if count > 0:
-        page = select(model).where(*conditions).order_by(col(model.id)).offset(start_index - 1).limit(count)
-        rows = list(session.scalars(page))
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        page = select(table).where(*conditions).order_by(table.c.id).offset(start_index - 1).limit(count)
+        # Read only (rendered): Core rows made into models, without the ORM's loading.
+        rows = [model.model_construct(**row) for row in session.connection().execute(page).mappings()]
     if 0 < len(rows) < count or (start_index == 1 and len(rows) < count):
         # The page ends before ``count``: it holds the last results, so their number says the total. A lookup by
         # userName or externalId (an IdP's check before most writes) costs one query, not two.
