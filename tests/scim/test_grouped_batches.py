@@ -189,3 +189,30 @@ async def test_the_writes_of_one_directory_in_a_batch_read_it_once(
         event.remove(engine, "before_cursor_execute", note)
     assert [r.status_code for r in responses] == [201] * 10
     assert batches[-1] == 10 and len(reads) == 1
+
+
+async def test_a_member_only_group_patch_is_one_write_job_without_a_read(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, headers = directory.path, directory.headers
+    user = (await client.post(f"{path}/Users", json=_user("member@acme.test"), headers=headers)).json()["id"]
+    group = (await client.post(f"{path}/Groups", json={"displayName": "G"}, headers=headers)).json()["id"]
+    database = app.state.database
+    reads: list[Any] = []
+    original = database.query
+
+    async def counting(job: Any) -> Any:
+        reads.append(job)
+        return await original(job)
+
+    monkeypatch.setattr(database, "query", counting)
+    add = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}
+    assert (await client.patch(f"{path}/Groups/{group}", json=add, headers=headers)).status_code == 204
+    assert reads == []
+    wrong = {**headers, "Authorization": "Bearer dsync_scim_wrong"}
+    assert (await client.patch(f"{path}/Groups/{group}", json=add, headers=wrong)).status_code == 401
+    filtered = {"schemas": [PATCH], "Operations": [{"op": "add", "path": 'members[value eq "x"]', "value": []}]}
+    refused = await client.patch(f"{path}/Groups/{group}", json=filtered, headers=headers)
+    assert refused.status_code == 400  # refused by the general path, after authentication
+    members = (await client.get(f"{path}/Groups/{group}", headers=headers)).json()["members"]
+    assert [m["value"] for m in members] == [user]
