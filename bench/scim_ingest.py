@@ -158,12 +158,28 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+BODIES = {"shape": "jumpcloud"}  # --bodies
+
+
+def minimal_user(user_name: str) -> dict[str, Any]:
+    """What a hand-written check often sends: userName, a name and one email."""
+    return {
+        "schemas": [harness.USER_URN],
+        "userName": user_name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"value": user_name, "type": "work", "primary": True}],
+    }
+
+
 def user_reqs(
     base: str, start: int, count: int, tag: str, seed: int, bodies: dict[str, dict[str, Any]] | None = None
 ) -> list[Req]:
     """``count`` POST /Users of unique users; each body is also noted in ``bodies`` by userName (for PUT)."""
     rng = random.Random(f"{seed}-{tag}")
-    users = [harness.tagged_user(i, tag, rng) for i in range(start, start + count)]
+    if BODIES["shape"] == "minimal":
+        users = [minimal_user(f"user{i}-{tag}@example.com") for i in range(start, start + count)]
+    else:
+        users = [harness.tagged_user(i, tag, rng) for i in range(start, start + count)]
     if bodies is not None:
         bodies.update((user["userName"], user) for user in users)
     return [Req("POST", f"{base}/Users", _dumps(user)) for user in users]
@@ -905,6 +921,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with PostgreSQL: also POST through this many `dsync serve` processes on one database at once, each "
         "with its own directory, against one alone (default 1: skip)",
     )
+    p.add_argument(
+        "--bodies",
+        choices=["jumpcloud", "minimal"],
+        default="jumpcloud",
+        help="user bodies: JumpCloud-shaped (core + enterprise extension, phone, address; default) or minimal "
+        "(userName, name, one email)",
+    )
     p.add_argument("--skip-reference", action="store_true", help="do not run python-scim's scim2-server")
     p.add_argument("--rounds", type=int, default=2, help="phase-1 rounds per server, alternated A B A B (default 2)")
     p.add_argument(
@@ -941,6 +964,7 @@ def main() -> int:
         return 2
 
     harness.exit_on_sigterm()
+    BODIES["shape"] = args.bodies
     kind = args.client
     if kind == "auto":
         kind = "wrk" if shutil.which("wrk") else "httpx"
@@ -971,7 +995,7 @@ def main() -> int:
         )
     print(
         f"workload: users/round {args.users}, rounds {args.rounds}, ops/phase {args.ops}, groups {args.groups}, "
-        f"concurrency {args.concurrency}, stores {', '.join(stores)}"
+        f"concurrency {args.concurrency}, stores {', '.join(stores)}, {args.bodies} user bodies"
     )
     print(f"load client: {client.describe()}")
     probes: dict[str, ProbeResult] = {}
