@@ -27,6 +27,7 @@ from scim.backend.resources import (
     delete_resource,
     get_resource,
     list_resources,
+    read_resource,
     render_resources,
     rendered,
 )
@@ -35,7 +36,7 @@ from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
 from scim.protocol.filters import parse_filter
 from scim.protocol.limits import Limits
-from scim.protocol.patch import MemberChange, Operation, apply_patch, parse_patch
+from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
 from scim.protocol.render import check_if_match, etag
 
 P = TypeVar("P")
@@ -113,7 +114,7 @@ class Item(ScimEndpoint, Generic[R]):
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
 
         def fetch(session: Session, directory: Directory) -> Outcome:
-            row = get_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+            row = read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
             return rendered(session, kind, row, view=call)
@@ -154,7 +155,11 @@ class Item(ScimEndpoint, Generic[R]):
         for attempt in range(_PATCH_ATTEMPTS):
             snapshot: dict[str, Any] | None = None
             patched: Patched | None = None
-            if attempt < _PATCH_ATTEMPTS - 1:
+            members = None if body.error else member_changes_only(body.get(), resource=kind.name)
+            if members is not None:
+                # Only members change: nothing stored is needed to apply it, and it conflicts with nothing.
+                patched = Patched(None, members)
+            elif attempt < _PATCH_ATTEMPTS - 1:
 
                 def read(session: Session, directory: Directory) -> dict[str, Any] | ScimError:
                     row = _target(session, kind, directory, resource_id, call)

@@ -65,6 +65,26 @@ def parse_patch(document: dict[str, Any], limits: Limits = _LIMITS) -> list[Oper
     return parsed
 
 
+def member_changes_only(operations: list[Operation], *, resource: Resource) -> list[MemberChange] | None:
+    """The member changes of a Group PATCH whose every operation names ``members``, which needs nothing of the
+    stored attributes (the way Okta, Entra and JumpCloud add and remove members); else None."""
+    if resource != "Group" or not operations:
+        return None
+    changes: list[MemberChange] = []
+    for operation in operations:
+        if operation.path is None:
+            return None
+        try:
+            target = parse_path(operation.path)
+            resolved = resolve_path(resource, str(target.attribute))
+            if resolved is None or resolved.attribute.name != "members" or resolved.sub is not None or target.sub:
+                return None
+            changes.append(_member_change(operation, target.value_filter))
+        except ScimError:
+            return None  # refused by the general path, once the request is authenticated
+    return changes
+
+
 def apply_patch(
     raw_attributes: dict[str, Any], operations: list[Operation], *, resource: Resource
 ) -> tuple[dict[str, Any], list[MemberChange]]:

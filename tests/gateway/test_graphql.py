@@ -223,7 +223,7 @@ async def test_a_page_of_100_users_with_groups_is_a_constant_number_of_statement
         await client.post(f"{directory.path}/Users", json={"userName": f"bulk{i}@acme.test"}, headers=directory.headers)
     await app.state.request_log.stop()  # its flush of these requests (every second) is not part of this page
     database = app.state.database
-    engine = database.sync_engine if database.is_sqlite else database.engine.sync_engine
+    engine = database.sync_engine
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
