@@ -61,4 +61,6 @@ class DirectoryGroup:
             directory_id=str(self.directory_id), state=state, group_id=str(self.id), search=search
         )
         key = col(models.DirectoryUser.id)
-        return await resolve_connection(info, statement, key=key, page=page, node=user_types.DirectoryUser.from_row)
+        node = user_types.DirectoryUser.from_row
+        with_rows = user_types.page_with_groups(info)
+        return await resolve_connection(info, statement, key=key, page=page, node=node, with_rows=with_rows)
