@@ -17,6 +17,7 @@ Code = Literal[
     "TIMEOUT",
     "QUERY_TOO_COSTLY",
     "RATE_LIMITED",
+    "COST_RATE_LIMITED",
     "CURSOR_EXPIRED",
 ]
 
@@ -24,6 +25,18 @@ Code = Literal[
 class ApiError(GraphQLError):
     def __init__(self, message: str, code: Code, **details: Any) -> None:
         super().__init__(message, extensions={"code": code, **details})
+
+
+# Answers a client gets for asking too much or without a key: they wait DSYNC_GRAPHQL_REFUSAL_DELAY_MS first.
+REFUSALS = frozenset({"QUERY_TOO_COSTLY", "RATE_LIMITED", "COST_RATE_LIMITED", "UNAUTHENTICATED"})
+
+
+def is_refusal(result: Any) -> bool:
+    """Whether an execution result is only a refusal (nothing of the operation ran)."""
+    errors = getattr(result, "errors", None)
+    if not errors or getattr(result, "data", None) is not None:
+        return False
+    return all((error.extensions or {}).get("code") in REFUSALS for error in errors)
 
 
 def not_found(what: str, object_id: str) -> ApiError:
