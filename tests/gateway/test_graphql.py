@@ -243,6 +243,47 @@ async def test_a_page_of_100_users_with_groups_is_a_constant_number_of_statement
     assert len(statements) <= 5, statements
 
 
+async def test_groups_read_with_the_page_are_the_loaders_groups(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]
+) -> None:
+    """A page of users asking for their groups reads them with the page (directly, in an inline fragment, in a named
+    fragment, under a group's members): each user's groups are the ones ``directoryUser(id)`` loads one by one."""
+    extra = await client.post(
+        f"{directory.path}/Groups",
+        json={"displayName": "Ops", "members": [{"value": u["id"]} for u in seeded["users"][1:5]]},
+        headers=directory.headers,
+    )
+    assert extra.status_code == 201, extra.text
+    key, variables = seeded["own"], {"id": directory.id, "group": seeded["group"]["id"]}
+    one_by_one = {}
+    for user in seeded["users"]:
+        body = await gql(
+            client, "query($u: ID!) { directoryUser(id: $u) { groups { id name } } }", key, {"u": user["id"]}
+        )
+        one_by_one[user["id"]] = body["data"]["directoryUser"]["groups"]
+    assert sorted(len(groups) for groups in one_by_one.values()) == [0, 0, 1, 1, 1, 2, 2]
+    shapes = [
+        "users(first: 10) { edges { node { id groups { id name } } } }",
+        "users(first: 10) { edges { node { id ... on DirectoryUser { groups { id name } } } } }",
+        "users(first: 10) { edges { ...E } }",
+    ]
+    fragment = "fragment E on DirectoryUserEdge { node { id groups { id name } } }"
+    for shape in shapes:
+        query = f"query($id: ID!) {{ directory(id: $id) {{ {shape} }} }}" + (f" {fragment}" if "...E" in shape else "")
+        body = await gql(client, query, key, {"id": directory.id})
+        assert "errors" not in body, body
+        edges = body["data"]["directory"]["users"]["edges"]
+        assert {edge["node"]["id"]: edge["node"]["groups"] for edge in edges} == one_by_one, shape
+    members = await gql(
+        client,
+        "query($group: ID!) { directoryGroup(id: $group) { members { edges { node { id groups { id name } } } } } }",
+        key,
+        {"group": variables["group"]},
+    )
+    edges = members["data"]["directoryGroup"]["members"]["edges"]
+    assert len(edges) == 3 and all(edge["node"]["groups"] == one_by_one[edge["node"]["id"]] for edge in edges)
+
+
 async def test_limits(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
     deep = (
         "{ organizations { edges { node { directories { organization { directories { organization { directories {"
