@@ -42,6 +42,8 @@ class Loaders:
         # Groups of the users of a page, read with the page itself (``prefetch_groups_of_users``): a user's
         # ``groups`` then resolves without waiting, so a page completes without a task per user.
         self.known_groups_of_user: dict[str, list[Any]] = {}
+        # The GraphQL object of each group seen by this operation: a page's users share their groups.
+        self.group_objects: dict[str, Any] = {}
 
     def prefetch_groups_of_users(self, session: Session, user_ids: list[str]) -> None:
         """Runs in the page's own store job (one more statement, the one the DataLoader would have run)."""

@@ -70,7 +70,14 @@ class DirectoryUser:
         rows = loaders.known_groups_of_user.get(str(self.id))
         if rows is None:  # returned awaitable: graphql-core awaits it
             return cast(list[DirectoryGroupRef], _load_groups(loaders, str(self.id)))
-        return [group_types.DirectoryGroup.from_row(row) for row in rows]
+        known = loaders.group_objects
+        groups = []
+        for row in rows:
+            group = known.get(row.id)
+            if group is None:
+                group = known[row.id] = group_types.DirectoryGroup.from_row(row)
+            groups.append(group)
+        return groups
 
 
 async def _load_groups(loaders: Loaders, user_id: str) -> list[group_types.DirectoryGroup]:
