@@ -39,6 +39,9 @@ class Loaders:
         self.groups_of_user = DataLoader(self._groups_of_users)
         self.member_count = DataLoader(self._member_counts)
         self.directory_counts = DataLoader(self._directory_counts)
+        # (group id, directory id, page size) -> the first members of each group, one statement for all the groups
+        # of a page (``members(first: n)`` under each of them).
+        self.first_members = DataLoader(self._first_members)
         # Groups of the users of a page, read with the page itself (``prefetch_groups_of_users``): a user's
         # ``groups`` then resolves without waiting, so a page completes without a task per user.
         self.known_groups_of_user: dict[str, list[Any]] = {}
@@ -74,6 +77,29 @@ class Loaders:
 
     async def _groups_of_users(self, keys: list[str]) -> list[list[Any]]:
         return await self.database.query(lambda session: _groups_of_users(session, keys))
+
+    async def _first_members(self, keys: list[tuple[str, str, int]]) -> list[tuple[list[Any], bool]]:
+        def load(session: Session) -> list[tuple[list[Any], bool]]:
+            users = DirectoryUser.__table__  # type: ignore[attr-defined]
+            position = func.row_number().over(partition_by=col(GroupMembership.group_id), order_by=users.c.id)
+            ranked = (
+                select(*users.c, col(GroupMembership.group_id).label("member_of"), position.label("position"))
+                .join(users, users.c.id == col(GroupMembership.user_id))
+                .where(col(GroupMembership.group_id).in_({key[0] for key in keys}))
+                .subquery()
+            )
+            largest = max(key[2] for key in keys)
+            statement = select(ranked).where(ranked.c.position <= largest + 1).order_by(ranked.c.position)
+            grouped: dict[str, list[Any]] = defaultdict(list)
+            for row in session.execute(statement):
+                grouped[row.member_of].append(row)
+            pages = []
+            for group_id, directory_id, size in keys:
+                rows = [row for row in grouped[group_id] if row.directory_id == directory_id]
+                pages.append((rows[:size], len(rows) > size))
+            return pages
+
+        return await self.database.query(load)
 
     async def _member_counts(self, keys: list[str]) -> list[int]:
         def load(session: Session) -> list[int]:
