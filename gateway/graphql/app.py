@@ -22,7 +22,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from gateway.graphql.context import Context, authenticate_connection, build_context, key_is_active
-from gateway.graphql.errors import is_refusal
+from gateway.graphql.errors import is_unauthenticated
 from gateway.graphql.execution import SharedData
 from gateway.graphql.schema import schema
 from gateway.settings import Settings
@@ -110,7 +110,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         # A refusal costs the server little, but a client ignoring them could have them answered as fast as the
         # CPU allows: each waits a moment first (holding nothing but this coroutine).
         settings: Settings = request.app.state.settings
-        if settings.graphql_refusal_delay_ms > 0 and is_refusal(result):
+        if settings.graphql_refusal_delay_ms > 0 and is_unauthenticated(result):
             await asyncio.sleep(settings.graphql_refusal_delay_ms / 1000)
         return await super().process_result(request, result)
 

@@ -7,7 +7,8 @@ invalid document: nothing of it runs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from graphql import GraphQLError
@@ -21,12 +22,17 @@ from gateway.ops.token_buckets import TokenBuckets, retry_after
 class OperationBudget(SchemaExtension):
     """Listed after the validation extensions: it sees their verdict and refuses only what they let through."""
 
-    def on_validate(self) -> Iterator[None]:
+    async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
         if not context.pre_execution_errors and context.graphql_document is not None:
             refusal = self._refusal(context.context)
             if refusal is not None:
                 context.pre_execution_errors = [refusal]
+                # A client ignoring refusals (over HTTP or a WebSocket) gets them at this pace, not the CPU's.
+                settings = getattr(context.context, "settings", None)
+                delay = settings.graphql_refusal_delay_ms if settings is not None else 0
+                if delay > 0:
+                    await asyncio.sleep(delay / 1000)
         yield
 
     def _refusal(self, request: Any) -> GraphQLError | None:

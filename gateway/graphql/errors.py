@@ -27,16 +27,13 @@ class ApiError(GraphQLError):
         super().__init__(message, extensions={"code": code, **details})
 
 
-# Answers a client gets for asking too much or without a key: they wait DSYNC_GRAPHQL_REFUSAL_DELAY_MS first.
-REFUSALS = frozenset({"QUERY_TOO_COSTLY", "RATE_LIMITED", "COST_RATE_LIMITED", "UNAUTHENTICATED"})
-
-
-def is_refusal(result: Any) -> bool:
-    """Whether an execution result is only a refusal (nothing of the operation ran)."""
+def is_unauthenticated(result: Any) -> bool:
+    """Whether an execution result only says the request carried no valid key (the budget's refusals wait in
+    gateway.graphql.budget; this one is found by the fields, so the HTTP view makes it wait)."""
     errors = getattr(result, "errors", None)
     if not errors or getattr(result, "data", None) is not None:
         return False
-    return all((error.extensions or {}).get("code") in REFUSALS for error in errors)
+    return all((error.extensions or {}).get("code") == "UNAUTHENTICATED" for error in errors)
 
 
 def not_found(what: str, object_id: str) -> ApiError:

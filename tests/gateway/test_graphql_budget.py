@@ -108,6 +108,20 @@ async def test_cost_rate_per_api_key_and_refusals_wait(settings: Settings) -> No
             assert 1 <= extensions["retryAfterSeconds"] <= 6  # (102 - 46 left) / 10 per second, minus the refill
             assert "errors" not in await _post(http, live["key"], "{ organizations { totalCount } }")  # cost 1
             assert "errors" not in await _post(http, other, PAGE, page)  # another key, another bucket
+            started = time.monotonic()
+            unauthenticated = await _post(http, "dsync_wrong", "{ organizations { totalCount } }")
+            assert unauthenticated["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            assert time.monotonic() - started >= 0.2
+        # Over the WebSocket: the same bucket, the same wait.
+        async with connect(live["port"]) as ws:
+            await init(ws, live["key"])
+            started = time.monotonic()
+            subscribe = {"type": "subscribe", "id": "1", "payload": {"query": PAGE, "variables": page}}
+            await ws.send(json.dumps(subscribe))
+            message = json.loads(await ws.recv())
+            errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+            assert errors[0]["extensions"]["code"] == "COST_RATE_LIMITED"
+            assert time.monotonic() - started >= 0.2
 
 
 @SQLITE
