@@ -59,9 +59,11 @@ class Settings:
     graphql_rate_burst: int = 60
     # Per-API-key GraphQL cost rate: each operation takes its cost (gateway/graphql/cost.py) from a bucket refilled
     # at this many units per second, holding up to `graphql_cost_burst`; empty: COST_RATE_LIMITED. 0 turns it off.
-    # At 1,000/s a key runs at most one 2,000-cost operation every two seconds, after a burst of two.
-    graphql_cost_rate: float = 1000.0
-    graphql_cost_burst: int = 4000
+    # A cost unit is ~0.1 ms of CPU (the most expensive allowed query, 1,802, takes ~0.2 s): at 500/s one key uses at
+    # most ~5% of a core, running one 2,000-cost operation every four seconds, or a dashboard page (cost ~60-110)
+    # five to eight times a second; the burst holds one operation at the budget.
+    graphql_cost_rate: float = 500.0
+    graphql_cost_burst: int = 2000
     # Refusals (rate or cost limits, over budget, unauthenticated) wait this long before they are answered, so a
     # client that ignores them cannot make the server answer them as fast as it asks. 0 answers at once.
     graphql_refusal_delay_ms: int = 100
@@ -136,8 +138,8 @@ class Settings:
             graphql_max_cost=_int("DSYNC_GRAPHQL_MAX_COST", 2000),
             graphql_rate_limit=_float("DSYNC_GRAPHQL_RATE_LIMIT", 20.0),
             graphql_rate_burst=_int("DSYNC_GRAPHQL_RATE_BURST", 60),
-            graphql_cost_rate=_float("DSYNC_GRAPHQL_COST_RATE", 1000.0),
-            graphql_cost_burst=_int("DSYNC_GRAPHQL_COST_BURST", 4000),
+            graphql_cost_rate=_float("DSYNC_GRAPHQL_COST_RATE", 500.0),
+            graphql_cost_burst=_int("DSYNC_GRAPHQL_COST_BURST", 2000),
             graphql_refusal_delay_ms=_int("DSYNC_GRAPHQL_REFUSAL_DELAY_MS", 100),
             allowed_origins=_list(env.get("DSYNC_ALLOWED_ORIGINS")),
             event_poll_seconds=_float("DSYNC_EVENT_POLL_SECONDS", 1.0),
