@@ -292,8 +292,8 @@ async def test_first_members_of_many_groups_are_one_statement_and_the_same_page(
     that path; the members here are all active)."""
     users = seeded["users"][:6]
     for size in (1, 4, 5):
-        body = {"displayName": f"Size {size}", "members": [{"value": u["id"]} for u in users[:size]]}
-        assert (await client.post(f"{directory.path}/Groups", json=body, headers=directory.headers)).status_code == 201
+        group = {"displayName": f"Size {size}", "members": [{"value": u["id"]} for u in users[:size]]}
+        assert (await client.post(f"{directory.path}/Groups", json=group, headers=directory.headers)).status_code == 201
     await app.state.request_log.stop()
     page = "totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id } }"
     query = f"""query($id: ID!) {{ directory(id: $id) {{ groups(first: 10) {{ edges {{ node {{ name
