@@ -35,7 +35,7 @@ from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
 from scim.protocol.filters import parse_filter
-from scim.protocol.limits import Limits
+from scim.protocol.limits import Limits, patch_work
 from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
 from scim.protocol.render import check_if_match, etag
 
@@ -166,6 +166,8 @@ class Item(ScimEndpoint, Generic[R]):
                     return row if isinstance(row, ScimError) else row.raw_attributes
 
                 snapshot = await call.read(read)
+                if attempt == 0 and body.error is None:
+                    _charge_work(call, snapshot, body.get(), settings_of(request).scim_patch_values_per_request)
                 patched = await asyncio.to_thread(_apply, snapshot, body.get(), kind=kind, limits=limits)
             job = _PatchJob(kind, resource_id, call, body, limits, save, snapshot=snapshot, patched=patched)
             outcome: Outcome | _Conflict = await call.write(job.write)
@@ -216,6 +218,12 @@ def _target(
     except ScimError as refusal:
         return refusal
     return row
+
+
+def _charge_work(call: Call, raw: dict[str, Any], operations: list[Operation], values_per_request: int) -> None:
+    """A PATCH pays one request per ``values_per_request`` values it reads, the one it was admitted with included."""
+    if values_per_request > 0:
+        call.charge(patch_work(raw, operations) / values_per_request - 1)
 
 
 def _apply(raw: dict[str, Any], operations: list[Operation], *, kind: ResourceKind[R], limits: Limits) -> Patched:

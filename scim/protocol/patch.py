@@ -14,7 +14,8 @@ from typing import Any, Literal
 from gateway.store.serialization import canonical
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
-from scim.protocol.filters import And, Compare, Filter, Or, matches, parse_path
+from scim.protocol.filter_predicates import compile_filter
+from scim.protocol.filters import And, Compare, Filter, Or, parse_path
 from scim.protocol.limits import Limits
 from scim.protocol.normalize import member_values, normalize_resource
 from scim.protocol.render import Member
@@ -291,7 +292,8 @@ def _apply_filtered(
     elements: list[Any] = current if isinstance(current, list) else []
     narrowed = indexable(where, resource=resource, parent=key)
     candidates = elements if narrowed is None else indexes.candidates(elements, *narrowed)
-    selected = [e for e in candidates if isinstance(e, dict) and matches(where, e, resource=resource, parent=key)]
+    test = compile_filter(where, resource=resource, parent=key)
+    selected = [e for e in candidates if isinstance(e, dict) and test(e)]
     if operation.op == "remove":
         if not selected:
             return
