@@ -15,12 +15,12 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, PongMessage
 from strawberry.types.unset import UNSET
 
 from gateway.graphql.context import Context, authenticate_connection, build_context, key_is_active
 from gateway.graphql.execution import SharedData
+from gateway.graphql.live_frames import FrameHandler
 from gateway.graphql.schema import schema
 from gateway.settings import Settings
 
@@ -28,7 +28,7 @@ from gateway.settings import Settings
 _KEEPALIVE_CLOSE = 4499
 
 
-class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
+class _KeepaliveHandler(FrameHandler):
     """graphql-transport-ws with server pings: a peer that does not pong before the next ping is closed (a dead
     network path otherwise holds a subscription and its queue for hours). Each tick also re-checks the API key, and
     a revocation announced through the hub closes the connection at once."""

@@ -62,7 +62,7 @@ def cursors(items: list[StreamEvent]) -> list[int]:
 
 def waiting_live(hub: EventHub) -> int:
     """Streams done with the log and waiting for a live event."""
-    return sum(1 for subscriber in hub.subscribers if getattr(subscriber.queue, "_getters", None))
+    return sum(1 for subscriber in hub.subscribers if subscriber.queue.waiting)
 
 
 def directory_filter(place: DirectoryFixture) -> EventFilter:
