@@ -86,8 +86,18 @@ class Gateway(Starlette):
         return RequestIds(metrics.HttpMetrics(super().build_middleware_stack()))
 
 
+def check_role(settings: Settings) -> None:
+    if settings.role != "all" and settings.broadcast_url.startswith("memory"):
+        raise ValueError(
+            f"DSYNC_ROLE={settings.role} splits the gateway over processes, which hear each other's commits only "
+            "through the broadcaster: set DSYNC_BROADCAST_URL to a redis:// or postgres:// URL"
+        )
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    check_role(settings)
+    ingest, realtime = settings.role in ("all", "ingest"), settings.role in ("all", "realtime")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,11 +112,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.hub = hub
         metrics.watch_hub(hub)
         pruner = None
-        if settings.event_retention_days > 0:
+        if ingest and settings.event_retention_days > 0:
             days = settings.event_retention_days
             pruner = asyncio.create_task(retention.prune_periodically(database, retention_days=days))
         worker = WebhookWorker(database, hub, settings, poll_seconds=settings.event_poll_seconds)
-        if settings.webhook_worker:
+        if ingest and settings.webhook_worker:
             hub.on_new_events(worker.wake)
             await worker.start()
         request_log = app.state.request_log = RequestLog(database)
@@ -131,12 +141,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.metrics_endpoint),
-            *scim_routes(),
+            *(scim_routes() if ingest else []),
             Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
-            WebSocketRoute("/graphql", graphql_app(settings)),
-            *workos.routes(),
+            *([WebSocketRoute("/graphql", graphql_app(settings))] if realtime else []),
+            *(workos.routes() if ingest else []),
             # The same resources at the root too: the Node SDK takes a host and port but no path.
-            *workos.resource_routes(""),
+            *(workos.resource_routes("") if ingest else []),
             *setup_link_routes(),
             Mount("/", Dashboard()),  # last: it answers every path the routes above do not
         ],

@@ -29,6 +29,17 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+ROLES = ("all", "ingest", "realtime")
+WS_IMPLEMENTATIONS = ("websockets", "websockets-sansio")
+
+
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (os.environ.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _list(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
@@ -99,6 +110,12 @@ class Settings:
     # HTTP requests in flight at once per instance: deliveries cost CPU (HTTP client, TLS) in the process that serves
     # SCIM, so they take a bounded share of it whatever the number of endpoints.
     webhook_sends: int = 2
+    # What `dsync serve` runs (gateway/app.py): "all"; "ingest" (SCIM, REST, GraphQL over HTTP, webhooks: no
+    # WebSocket subscriptions); "realtime" (GraphQL over HTTP and WebSocket, fed by the broadcaster: no SCIM). A split
+    # keeps live fan-out off the ingest process's CPU; it needs a redis:// or postgres:// DSYNC_BROADCAST_URL.
+    role: str = "all"
+    # uvicorn's WebSocket implementation for `dsync serve` ("websockets" or "websockets-sansio"), chosen by measurement.
+    ws_implementation: str = "websockets"
 
     @property
     def is_sqlite(self) -> bool:
@@ -143,6 +160,8 @@ class Settings:
             webhook_max_backoff_seconds=_float("DSYNC_WEBHOOK_MAX_BACKOFF_SECONDS", 3600.0),
             webhook_concurrency=_int("DSYNC_WEBHOOK_CONCURRENCY", 32),
             webhook_sends=max(1, _int("DSYNC_WEBHOOK_SENDS", 2)),
+            role=_choice("DSYNC_ROLE", ROLES, "all"),
+            ws_implementation=_choice("DSYNC_WS_IMPLEMENTATION", WS_IMPLEMENTATIONS, "websockets"),
         )
 
 
