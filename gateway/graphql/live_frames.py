@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from graphql import ExecutionResult
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
@@ -145,20 +146,22 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     entry.sent.cancel()
 
     async def _send(self, text: str, sent: asyncio.Future[None] | None = None) -> None:
+        error: Exception | None = None
         if self._broken:
-            if sent is not None:
-                sent.set_exception(ConnectionError("the WebSocket connection is closed"))
-            return
-        try:
-            await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]
-        except Exception as error:
-            # The peer is gone: what is still queued is dropped, and the connection's shutdown ends its operations.
-            self._broken = True
-            if sent is not None:
-                sent.set_exception(error)
+            error = WebSocketDisconnected()
         else:
-            if sent is not None:
-                sent.set_result(None)
+            try:
+                await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]
+            except Exception:
+                # The peer is gone: what is still queued is dropped; the connection's shutdown ends its operations.
+                self._broken = True
+                error = WebSocketDisconnected()
+        if sent is None or sent.done():  # done: its sender was cancelled
+            return
+        if error is None:
+            sent.set_result(None)
+        else:
+            sent.set_exception(error)
 
 
 class FrameSink:
