@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.dashboard import Dashboard
 from gateway.dashboard.setup_links import routes as setup_link_routes
@@ -22,6 +22,7 @@ from gateway.events import retention
 from gateway.events.hub import EventHub
 from gateway.graphql.app import graphql_app
 from gateway.graphql.error_codes import JsonErrors
+from gateway.graphql.live_frames import SERVER_SEND
 from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.observe.request_log import RequestLog
@@ -83,7 +84,19 @@ def _graphql_http(settings: Settings) -> ASGIApp:
 class Gateway(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id.
-        return RequestIds(metrics.HttpMetrics(super().build_middleware_stack()))
+        return _server_send(RequestIds(metrics.HttpMetrics(super().build_middleware_stack())))
+
+
+def _server_send(app: ASGIApp) -> ASGIApp:
+    """Hands WebSocket handlers the server's own ``send`` (gateway.graphql.live_frames writes event frames with it):
+    the middlewares' wrappers only look at the handshake, and a burst to many subscribers sends millions of frames."""
+
+    async def with_server_send(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send
+        await app(scope, receive, send)
+
+    return with_server_send
 
 
 def check_role(settings: Settings) -> None:

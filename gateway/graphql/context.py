@@ -84,6 +84,7 @@ class _OperationLoaders:
         self.database = database
         self.loaders: Loaders | None = None
 
+
 # Each operation runs in its own task (an HTTP request; an operation of a WebSocket connection), whose copy of this
 # variable its execution sets: resolvers of one operation share loaders, no two operations do.
 _operation_loaders: ContextVar[_OperationLoaders | None] = ContextVar("dsync_operation_loaders", default=None)

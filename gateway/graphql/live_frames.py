@@ -38,6 +38,9 @@ _BUFFERED_PER_OPERATION = 1000
 # The writer gives the event loop back after this many frames: a connection with a long backlog takes turns.
 _FRAMES_PER_TURN = 64
 
+# The ASGI scope key under which gateway.app puts the server's own ``send`` for WebSocket connections.
+SERVER_SEND = "dsync.server_send"
+
 _operation: ContextVar[tuple[FrameHandler, str] | None] = ContextVar("dsync_ws_operation", default=None)
 
 
@@ -71,6 +74,7 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
     _buffered = 0  # events in the outbox
     _writer: asyncio.Task[None] | None = None
     _broken = False
+    _server_send: Any = None
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The subscription resolver runs in this task: it finds its connection and operation id here.
@@ -151,7 +155,10 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
             error = WebSocketDisconnected()
         else:
             try:
-                await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]
+                if self._server_send is None:
+                    ws = self.websocket.ws  # type: ignore[attr-defined]
+                    self._server_send = ws.scope.get(SERVER_SEND) or ws.send
+                await self._server_send({"type": "websocket.send", "text": text})
             except Exception:
                 # The peer is gone: what is still queued is dropped; the connection's shutdown ends its operations.
                 self._broken = True
