@@ -89,22 +89,23 @@ class LiveSink(Protocol):
 
 
 class Mailbox:
-    """A subscriber's bounded FIFO of live events and the one waiter a stream needs (lighter than asyncio.Queue)."""
+    """A subscriber's bounded FIFO of live events and the one waiter a stream needs (lighter than asyncio.Queue; the
+    deque exists only while events wait: most subscribers are idle, or level and served through their sink)."""
 
     __slots__ = ("_items", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[StreamEvent | None] = deque()
+        self._items: deque[StreamEvent | None] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def qsize(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items is not None else 0
 
     def empty(self) -> bool:
         return not self._items
 
     def full(self) -> bool:
-        return len(self._items) >= _QUEUE_SIZE
+        return self.qsize() >= _QUEUE_SIZE
 
     @property
     def waiting(self) -> bool:
@@ -113,14 +114,20 @@ class Mailbox:
 
     def put_nowait(self, item: StreamEvent | None) -> bool:
         """Append unless full (False then); wakes the stream."""
-        if len(self._items) >= _QUEUE_SIZE:
+        if self._items is None:
+            self._items = deque()
+        elif len(self._items) >= _QUEUE_SIZE:
             return False
         self._items.append(item)
         self.wake()
         return True
 
     def get_nowait(self) -> StreamEvent | None:
-        return self._items.popleft()
+        assert self._items is not None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
 
     def wake(self) -> None:
         waiter = self._waiter

@@ -145,6 +145,7 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
         finally:
             DELIVERED_LIVE.inc(events)
             self._writer = None
+            self._outbox = None  # an idle connection keeps no buffer
             for entry in outbox:  # cancelled (the connection is shutting down): release the senders
                 if isinstance(entry, _Message) and not entry.sent.done():
                     entry.sent.cancel()
