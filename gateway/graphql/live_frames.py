@@ -35,13 +35,65 @@ from gateway.observe.metrics import DELIVERED_LIVE
 
 # Events a connection may have waiting, per open operation, before its subscribers fall back to the log.
 _BUFFERED_PER_OPERATION = 1000
-# The writer gives the event loop back after this many frames: a connection with a long backlog takes turns.
-_FRAMES_PER_TURN = 64
+# Frames all connections together may write per turn of the event loop. A burst makes every connection's writer
+# ready at once; without a bound one turn would write them all (a million frames for 1,000 events to 1,000
+# subscribers) before any SCIM request in this process takes its next step. With it, fan-out takes a few
+# milliseconds per turn and ingest keeps its pace; with nothing else to do, turns are short and fan-out runs flat out.
+_FRAMES_PER_TURN = 128
+_FRAMES_PER_GRANT = 16
 
 # The ASGI scope key under which gateway.app puts the server's own ``send`` for WebSocket connections.
 SERVER_SEND = "dsync.server_send"
 
 _operation: ContextVar[tuple[FrameHandler, str] | None] = ContextVar("dsync_ws_operation", default=None)
+
+
+class _Turns:
+    """The per-turn budget of frames shared by every connection's writer (see ``_FRAMES_PER_TURN``): a writer asks
+    for a grant of a few frames; when the turn's budget is spent it queues, and the next turn wakes as many queued
+    writers as its budget covers, in order (the others sleep on: no wake-up storm)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.left = _FRAMES_PER_TURN
+        self._queued: deque[asyncio.Future[int]] = deque()
+        self._scheduled = False
+
+    async def grant(self) -> int:
+        """Frames the caller may write now (at least one)."""
+        if self.left > 0 and not self._queued:
+            granted = min(_FRAMES_PER_GRANT, self.left)
+            self.left -= granted
+            if not self._scheduled:
+                self._scheduled = True
+                self.loop.call_soon(self._next_turn)
+            return granted
+        waiter: asyncio.Future[int] = self.loop.create_future()
+        self._queued.append(waiter)
+        return await waiter
+
+    def _next_turn(self) -> None:
+        self.left = _FRAMES_PER_TURN
+        while self._queued and self.left > 0:
+            waiter = self._queued.popleft()
+            if not waiter.done():  # not cancelled (its connection closed)
+                granted = min(_FRAMES_PER_GRANT, self.left)
+                self.left -= granted
+                waiter.set_result(granted)
+        self._scheduled = bool(self._queued)
+        if self._scheduled:
+            self.loop.call_soon(self._next_turn)
+
+
+_turns: _Turns | None = None
+
+
+def _frame_turns() -> _Turns:
+    global _turns
+    loop = asyncio.get_running_loop()
+    if _turns is None or _turns.loop is not loop:
+        _turns = _Turns(loop)
+    return _turns
 
 
 class _Batch:
@@ -123,9 +175,14 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def _write(self) -> None:
         outbox = self._outbox
         assert outbox is not None
-        frames = events = 0
+        events = granted = 0
+        turns = _frame_turns()
         try:
             while outbox:
+                if granted == 0:
+                    granted = await turns.grant()
+                    continue  # the outbox may have been emptied meanwhile (cancelled)
+                granted -= 1
                 entry = outbox.popleft()
                 if isinstance(entry, _Message):
                     await self._send(entry.text, entry.sent)
@@ -139,9 +196,6 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     self._buffered -= len(entry.items)
                     events += len(entry.items)
                     await self._send(entry.sink.batch_frame(entry.items))
-                frames += 1
-                if frames % _FRAMES_PER_TURN == 0:
-                    await asyncio.sleep(0)
         finally:
             DELIVERED_LIVE.inc(events)
             self._writer = None
