@@ -61,12 +61,12 @@ class _Turns:
 
     async def grant(self) -> int:
         """Frames the caller may write now (at least one)."""
+        if not self._scheduled:  # whatever is spent in this turn, the next one starts afresh
+            self._scheduled = True
+            self.loop.call_soon(self._next_turn)
         if self.left > 0 and not self._queued:
             granted = min(_FRAMES_PER_GRANT, self.left)
             self.left -= granted
-            if not self._scheduled:
-                self._scheduled = True
-                self.loop.call_soon(self._next_turn)
             return granted
         waiter: asyncio.Future[int] = self.loop.create_future()
         self._queued.append(waiter)
