@@ -405,7 +405,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle", type=int, default=10_000, help="(c) idle subscribers (10,000)")
     p.add_argument("--roles", choices=["all", "split"], default="all", help="one process, or ingest + realtime")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/2", help="broadcaster for --roles split")
-    p.add_argument("--ws", default="websockets", help="DSYNC_WS_IMPLEMENTATION of the server")
+    p.add_argument("--ws", default="websockets-sansio", help="DSYNC_WS_IMPLEMENTATION of the server")
     p.add_argument("--batches", action="store_true", help="subscribe to directoryEventBatches")
 
 

@@ -114,8 +114,10 @@ class Settings:
     # WebSocket subscriptions); "realtime" (GraphQL over HTTP and WebSocket, fed by the broadcaster: no SCIM). A split
     # keeps live fan-out off the ingest process's CPU; it needs a redis:// or postgres:// DSYNC_BROADCAST_URL.
     role: str = "all"
-    # uvicorn's WebSocket implementation for `dsync serve` ("websockets" or "websockets-sansio"), chosen by measurement.
-    ws_implementation: str = "websockets"
+    # uvicorn's WebSocket implementation for `dsync serve`: "websockets-sansio" delivered 41,000 events/s to 1,000
+    # subscribers where "websockets" (the legacy protocol: three tasks per connection) delivered 31,000, and holds
+    # less per connection (bench/subscriptions.py --scenario a, README's Performance).
+    ws_implementation: str = "websockets-sansio"
 
     @property
     def is_sqlite(self) -> bool:
@@ -161,7 +163,7 @@ class Settings:
             webhook_concurrency=_int("DSYNC_WEBHOOK_CONCURRENCY", 32),
             webhook_sends=max(1, _int("DSYNC_WEBHOOK_SENDS", 2)),
             role=_choice("DSYNC_ROLE", ROLES, "all"),
-            ws_implementation=_choice("DSYNC_WS_IMPLEMENTATION", WS_IMPLEMENTATIONS, "websockets"),
+            ws_implementation=_choice("DSYNC_WS_IMPLEMENTATION", WS_IMPLEMENTATIONS, "websockets-sansio"),
         )
 
 
