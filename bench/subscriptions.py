@@ -6,6 +6,9 @@ bench/README.md explains what is measured. A benchmark that prints figures, not 
 absolute times, but it checks that every subscriber received every event exactly once and in log order (exit code 3
 when one did not, or when a SCIM request failed).
 
+With ``--scenario a|b|c``: the scenarios of bench/subscription_scenarios.py (deliveries/s, latency, ingest with and
+without subscribers, memory per subscriber; ``--roles split`` for an ingest and a realtime process). Without it:
+
 1. Creates an organization, a directory and an admin API key with the ``dsync`` CLI on a fresh database (SQLite in a
    temp dir, or with ``--database-url`` a PostgreSQL database created and dropped here), then starts ``dsync serve``
    on a free 127.0.0.1 port.
@@ -47,6 +50,7 @@ from urllib.parse import urlsplit
 
 import harness
 import orjson
+import subscription_scenarios
 
 SUBPROTOCOL = "graphql-transport-ws"
 FIELDS = {
@@ -1191,6 +1195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900.0, help="bound on each wait for delivery (default 900 s)")
     p.add_argument("--port", type=int, default=None)
     harness.add_run_options(p, keep_temp_help="keep the temp dir (database, server and client logs)")
+    subscription_scenarios.add_options(p)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -1199,6 +1204,8 @@ def main() -> int:
     args = build_parser().parse_args()
     if args.worker is not None:
         return worker_main(args.worker)
+    if args.scenario is not None:
+        return asyncio.run(subscription_scenarios.run(args))
     if not harness.at_least_one(args, ("subscribers", "changes", "per_connection", "concurrency", "client_processes")):
         return 2
     harness.exit_on_sigterm()

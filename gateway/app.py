@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.dashboard import Dashboard
 from gateway.dashboard.setup_links import routes as setup_link_routes
@@ -22,6 +22,7 @@ from gateway.events import retention
 from gateway.events.hub import EventHub
 from gateway.graphql.app import graphql_app
 from gateway.graphql.error_codes import JsonErrors
+from gateway.graphql.live_frames import SERVER_SEND
 from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.observe.request_log import RequestLog
@@ -85,11 +86,33 @@ def _graphql_http(settings: Settings) -> ASGIApp:
 class Gateway(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id.
-        return RequestIds(metrics.HttpMetrics(super().build_middleware_stack()))
+        return _server_send(RequestIds(metrics.HttpMetrics(super().build_middleware_stack())))
+
+
+def _server_send(app: ASGIApp) -> ASGIApp:
+    """Hands WebSocket handlers the server's own ``send`` (gateway.graphql.live_frames writes event frames with it):
+    the middlewares' wrappers only look at the handshake, and a burst to many subscribers sends millions of frames."""
+
+    async def with_server_send(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send
+        await app(scope, receive, send)
+
+    return with_server_send
+
+
+def check_role(settings: Settings) -> None:
+    if settings.role != "all" and settings.broadcast_url.startswith("memory"):
+        raise ValueError(
+            f"DSYNC_ROLE={settings.role} splits the gateway over processes, which hear each other's commits only "
+            "through the broadcaster: set DSYNC_BROADCAST_URL to a redis:// or postgres:// URL"
+        )
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    check_role(settings)
+    ingest, realtime = settings.role in ("all", "ingest"), settings.role in ("all", "realtime")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -104,14 +127,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.hub = hub
         metrics.watch_hub(hub)
         pruner = None
-        if settings.event_retention_days > 0:
+        if ingest and settings.event_retention_days > 0:
             days = settings.event_retention_days
             pruner = asyncio.create_task(retention.prune_periodically(database, retention_days=days))
         worker = WebhookWorker(database, hub, settings, poll_seconds=settings.event_poll_seconds)
         delivery = app.state.webhook_process = DeliveryProcess(settings)
-        if settings.webhook_worker and settings.webhook_process:
+        if ingest and settings.webhook_worker and settings.webhook_process:
             await delivery.start()  # deliveries in a low-priority child process: they never take SCIM's CPU
-        elif settings.webhook_worker:
+        elif ingest and settings.webhook_worker:
             hub.on_new_events(worker.wake)
             await worker.start()
         request_log = app.state.request_log = RequestLog(database)
@@ -142,12 +165,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.metrics_endpoint),
-            *scim_routes(),
+            *(scim_routes() if ingest else []),
             Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
-            WebSocketRoute("/graphql", graphql_app(settings)),
-            *workos.routes(),
+            *([WebSocketRoute("/graphql", graphql_app(settings))] if realtime else []),
+            *(workos.routes() if ingest else []),
             # The same resources at the root too: the Node SDK takes a host and port but no path.
-            *workos.resource_routes(""),
+            *(workos.resource_routes("") if ingest else []),
             *setup_link_routes(),
             Mount("/", Dashboard()),  # last: it answers every path the routes above do not
         ],

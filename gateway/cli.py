@@ -16,7 +16,7 @@ from gateway.observe.logs import configure_logging
 from gateway.ops import api_keys, directories, inputs, organizations
 from gateway.ops import webhook_endpoints as webhooks
 from gateway.ops.public_url import announce_public_url
-from gateway.settings import Settings, get_settings
+from gateway.settings import ROLES, Settings, get_settings
 from gateway.simulate import command as simulate
 from gateway.store.migrate import upgrade
 
@@ -38,6 +38,17 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     configure_logging(log_format=settings.log_format, level=settings.log_level, access_log=settings.access_log)
+    if args.role is not None:
+        os.environ["DSYNC_ROLE"] = args.role  # read by the app factory uvicorn calls
+        get_settings.cache_clear()
+        settings = get_settings()
+    from gateway.app import check_role
+
+    try:
+        check_role(settings)
+    except ValueError as error:
+        print(f"dsync serve: {error}", file=sys.stderr)
+        return 2
     if "DSYNC_PUBLIC_URL" not in os.environ:
         # Endpoint URLs shown for new directories must name the address this server really answers on.
         os.environ["DSYNC_PUBLIC_URL"] = _dashboard_url(args, settings).rstrip("/")
@@ -69,6 +80,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Event frames are small and go to many sockets: per-connection deflate cost ~100 KB of memory per
         # connection and a tenth of the fan-out's CPU for little gain.
         ws_per_message_deflate=False,
+        ws=settings.ws_implementation,
         ws_max_size=1024 * 1024,  # GraphQL documents are capped at 2,000 tokens: no client needs more
     )
     return 0
@@ -307,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--role",
+        choices=ROLES,
+        default=None,
+        help="all (default); ingest: SCIM, REST, GraphQL over HTTP, webhooks; realtime: GraphQL subscriptions "
+        "(and queries). A split needs a redis:// or postgres:// DSYNC_BROADCAST_URL (DSYNC_ROLE)",
+    )
     serve.set_defaults(handler=_cmd_serve, create_database=True)
 
     _command(commands, "migrate", "create or upgrade the database schema", _cmd_migrate, store=False)

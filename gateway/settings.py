@@ -29,6 +29,17 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+ROLES = ("all", "ingest", "realtime")
+WS_IMPLEMENTATIONS = ("websockets", "websockets-sansio")
+
+
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (os.environ.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _list(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
@@ -126,6 +137,14 @@ class Settings:
     # looks for work queued by another process (a change made in this one wakes it at once).
     rule_evaluation_chunk: int = 100
     rule_evaluation_poll_seconds: float = 2.0
+    # What `dsync serve` runs (gateway/app.py): "all"; "ingest" (SCIM, REST, GraphQL over HTTP, webhooks: no
+    # WebSocket subscriptions); "realtime" (GraphQL over HTTP and WebSocket, fed by the broadcaster: no SCIM). A split
+    # keeps live fan-out off the ingest process's CPU; it needs a redis:// or postgres:// DSYNC_BROADCAST_URL.
+    role: str = "all"
+    # uvicorn's WebSocket implementation for `dsync serve`: "websockets-sansio" delivered 41,000 events/s to 1,000
+    # subscribers where "websockets" (the legacy protocol: three tasks per connection) delivered 31,000, and holds
+    # less per connection (bench/subscriptions.py --scenario a, README's Performance).
+    ws_implementation: str = "websockets-sansio"
 
     @property
     def is_sqlite(self) -> bool:
@@ -180,6 +199,8 @@ class Settings:
             webhook_process=_flag(env.get("DSYNC_WEBHOOK_PROCESS") or "1"),
             webhook_nice=_int("DSYNC_WEBHOOK_NICE", 19),
             webhook_poll_seconds=_float("DSYNC_WEBHOOK_POLL_SECONDS", 0.25),
+            role=_choice("DSYNC_ROLE", ROLES, "all"),
+            ws_implementation=_choice("DSYNC_WS_IMPLEMENTATION", WS_IMPLEMENTATIONS, "websockets-sansio"),
         )
 
 

@@ -2,9 +2,16 @@
 
 After a transaction that wrote events commits, a small notification (no payload: NOTIFY caps messages at ~8 KB)
 goes through ``broadcaster``. In each process one pump reads new events from the log once and hands them to that
-process's subscribers through bounded queues; a periodic read of the log's head bounds the delay when a notification
-is lost. A subscriber that falls behind (its queue fills) is dropped from the fast path and catches up from the log
-by its cursor, so a slow client costs bounded memory and never loses an event.
+process's subscribers; a periodic read of the log's head bounds the delay when a notification is lost. A subscriber
+that falls behind (its mailbox or its connection's send buffer fills) is dropped from the fast path and catches up
+from the log by its cursor, so a slow client costs bounded memory and never loses an event.
+
+Two ways to the subscriber, one order. A stream reading the log, or one whose consumer gave no ``LiveSink``, gets
+live events in its mailbox and yields them. A stream that is level with the log and has a sink hands it to the pump:
+the pump then renders each event once per group of sinks with the same selection and offers the result to every
+sink of the group directly (one string splice and one buffer append per subscriber, no task switch); the stream's
+generator sleeps until its subscriber falls behind or the hub stops. Both write to the same per-connection buffer in
+cursor order, so a subscriber sees one ordered sequence whichever way each event went.
 
 Consumers see none of this: ``EventHub.stream`` yields the events after a cursor, from the log and then live, with
 no gap and no duplicate, and goes back to the log by itself when its subscriber falls behind.
@@ -15,16 +22,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.events.filter import EventFilter
 from gateway.events.log import CursorExpired, check_retained, log_head, read_events_after
 from gateway.events.notifier import Notifier
 from gateway.store.database import Database
 
-__all__ = ["CursorExpired", "EventFilter", "EventHub", "StreamEvent", "Subscriber", "UnknownCursor"]
+__all__ = [
+    "CursorExpired",
+    "EventFilter",
+    "EventHub",
+    "LiveSink",
+    "Mailbox",
+    "StreamEvent",
+    "Subscriber",
+    "UnknownCursor",
+]
 
 logger = logging.getLogger("dsync.realtime")
 
@@ -32,6 +49,9 @@ _PAGE = 500
 _QUEUE_SIZE = 1000
 _DELIVERY_SLOTS = 16
 _STUCK_DELIVERY_SECONDS = 0.5
+# The pump gives the event loop back after this many deliveries, so SCIM requests in the same process take turns
+# with a burst's fan-out instead of waiting for all of it.
+_SLICE = 2000
 
 
 @dataclass(eq=False, slots=True)
@@ -50,14 +70,94 @@ class StreamEvent:
         return int(self.row.cursor)
 
 
-@dataclass(eq=False)
+class LiveSink(Protocol):
+    """Where the pump puts a live subscriber's events itself (see the module's docstring)."""
+
+    @property
+    def group(self) -> Hashable:
+        """Sinks with equal groups receive the same rendering of an event."""
+
+    async def render(self, event: StreamEvent) -> object | None:
+        """The event as this sink's group sends it, computed once per group and event; None when it cannot be
+        shared (e.g. its execution had errors): each subscriber of the group then takes the slow path."""
+
+    def offer(self, rendered: object) -> bool:
+        """Queue the rendered event for sending, without waiting; False when the connection's buffer is full."""
+
+    def pending(self) -> int:
+        """Events queued by ``offer`` and not yet written (for metrics)."""
+
+
+class Mailbox:
+    """A subscriber's bounded FIFO of live events and the one waiter a stream needs (lighter than asyncio.Queue; the
+    deque exists only while events wait: most subscribers are idle, or level and served through their sink)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[StreamEvent | None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items is not None else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return self.qsize() >= _QUEUE_SIZE
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the stream is waiting for a live event."""
+        return self._waiter is not None
+
+    def put_nowait(self, item: StreamEvent | None) -> bool:
+        """Append unless full (False then); wakes the stream."""
+        if self._items is None:
+            self._items = deque()
+        elif len(self._items) >= _QUEUE_SIZE:
+            return False
+        self._items.append(item)
+        self.wake()
+        return True
+
+    def get_nowait(self) -> StreamEvent | None:
+        assert self._items is not None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until ``wake`` (a put, a fall-behind, the hub stopping)."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+
+@dataclass(eq=False, slots=True)
 class Subscriber:
-    """One open stream as the pump sees it: its filter and its bounded queue of live events."""
+    """One open stream as the pump sees it: its filter, its mailbox of live events, its sink while on the fast
+    path, and the cursor of the last event the pump offered to that sink."""
 
     filter: EventFilter
-    queue: asyncio.Queue[StreamEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=_QUEUE_SIZE))
-    # Set when the queue overflowed: the subscriber then reads the log itself until it is level again.
+    queue: Mailbox = field(default_factory=Mailbox)
+    # Set when the mailbox or the sink's buffer overflowed: the subscriber then reads the log itself until level.
     behind: bool = False
+    sink: LiveSink | None = None
+    last: int = 0
+
+    def lag(self) -> int:
+        """Events waiting to be sent to this subscriber."""
+        return self.queue.qsize() + (self.sink.pending() if self.sink is not None else 0)
 
 
 class UnknownCursor(ValueError):
@@ -66,6 +166,9 @@ class UnknownCursor(ValueError):
     def __init__(self, cursor: int) -> None:
         super().__init__(f"no event has cursor {cursor} yet")
         self.cursor = cursor
+
+
+_UNRENDERED = object()
 
 
 class EventHub:
@@ -79,7 +182,7 @@ class EventHub:
         )
         self._key_watchers: dict[str, set[asyncio.Event]] = {}
         self._poll_seconds = poll_seconds
-        self._subscribers: set[Subscriber] = set()
+        self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered: fan-out in subscription order
         self._wakeup = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._delivery_slots = asyncio.Semaphore(_DELIVERY_SLOTS)
@@ -94,7 +197,7 @@ class EventHub:
 
     @property
     def subscribers(self) -> tuple[Subscriber, ...]:
-        """The open streams' pump-side state (queue depth, ``behind``), for metrics."""
+        """The open streams' pump-side state (lag, ``behind``), for metrics."""
         return tuple(self._subscribers)
 
     @property
@@ -124,9 +227,9 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
         for subscriber in list(self._subscribers):
-            # A full queue misses this; its stream sees ``_stopped`` once it has drained the queue.
-            with contextlib.suppress(asyncio.QueueFull):
-                subscriber.queue.put_nowait(None)
+            # A full mailbox misses this; its stream sees ``_stopped`` once it has drained the mailbox.
+            if not subscriber.queue.put_nowait(None):
+                subscriber.queue.wake()
         await self._notifier.stop()
 
     def notify(self) -> None:
@@ -167,12 +270,13 @@ class EventHub:
 
     @contextlib.asynccontextmanager
     async def delivery_turn(self) -> AsyncIterator[None]:
-        """Held while one event is executed and sent to one subscriber (``stream`` holds it across each yield).
+        """Held while one batch of events is executed and sent to one subscriber on the slow path (``stream``
+        holds it across each yield).
 
-        A burst fanned out to many subscribers would otherwise make every subscriber task ready at once, and each
-        turn of the event loop would run them all before the next step of any SCIM request: ingest (whose IdP is
-        waiting) would crawl behind the fan-out. With a few slots, deliveries take turns with everything else. A
-        send stuck on a client that stopped reading gives its slot back after a moment."""
+        Many subscribers catching up at once (a reconnect storm) would otherwise all be ready together, and each
+        turn of the event loop would run them all before the next step of any SCIM request. With a few slots,
+        catch-ups take turns with everything else. A send stuck on a client that stopped reading gives its slot
+        back after a moment."""
         await self._delivery_slots.acquire()
         released = False
 
@@ -197,41 +301,70 @@ class EventHub:
         the events after it were pruned (older than the retention). Each event is yielded
         holding a ``delivery_turn``: consume it before asking for the next. Close the generator when done
         (``contextlib.aclosing``) so the subscription ends at once rather than when it is garbage collected."""
+        async with contextlib.aclosing(self.stream_batches(event_filter, after=after, max_batch=1)) as batches:
+            async for batch in batches:
+                yield batch[0]
+
+    async def stream_batches(
+        self, event_filter: EventFilter, *, after: int | None, max_batch: int, sink: LiveSink | None = None
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        """``stream``, in lists of up to ``max_batch`` events: whatever is waiting goes together.
+
+        With a ``sink``, live events go to the sink instead of being yielded while the subscriber keeps up (see the
+        module's docstring): the generator then yields only what comes from the log or was queued before."""
         subscriber = Subscriber(event_filter)
         if not self._subscribers:
             # The pump skips the log while nobody listens (writes then cost nothing extra): catch its head up.
             self.head = max(self.head, await self._database.query(log_head))
         # Registered before reading the log: whatever commits meanwhile is queued, and the cursor drops repeats.
-        self._subscribers.add(subscriber)
+        self._subscribers[subscriber] = None
         try:
             last = await self._start_cursor(after)
-            queue = subscriber.queue
+            mailbox = subscriber.queue
             catching_up = True
             while True:
                 if catching_up:
                     subscriber.behind = False
                     rows = await self._read_log(last, event_filter)
-                    for row in rows:
+                    for start in range(0, len(rows), max_batch):
+                        chunk = rows[start : start + max_batch]
                         async with self.delivery_turn():
-                            yield StreamEvent(row, from_log=True)
-                        last = row.cursor
+                            yield [StreamEvent(row, from_log=True) for row in chunk]
+                        last = chunk[-1].cursor
                     catching_up = len(rows) > 0
                     continue
-                if queue.empty():
+                if mailbox.empty():
                     if subscriber.behind:
                         catching_up = True  # it fell behind: read the log from its cursor, then go live again
                         continue
                     if self._stopped:
                         return
-                live = await queue.get()
-                if live is None:
-                    return  # the hub is stopping
-                if live.cursor > last:
+                    if sink is not None:
+                        # Level with the log: the pump delivers from here until the subscriber falls behind.
+                        subscriber.last, subscriber.sink = last, sink
+                        try:
+                            while not subscriber.behind and not self._stopped:
+                                await mailbox.wait()
+                        finally:
+                            subscriber.sink = None
+                        last = subscriber.last
+                        continue
+                    await mailbox.wait()
+                    continue
+                batch: list[StreamEvent] = []
+                while len(batch) < max_batch and not mailbox.empty():
+                    live = mailbox.get_nowait()
+                    if live is None:
+                        self._stopped = True  # the hub is stopping: send what came before, then end
+                        break
+                    if live.cursor > last:
+                        batch.append(live)
+                        last = live.cursor
+                if batch:
                     async with self.delivery_turn():
-                        yield live
-                    last = live.cursor
+                        yield batch
         finally:
-            self._subscribers.discard(subscriber)
+            self._subscribers.pop(subscriber, None)
 
     async def _start_cursor(self, after: int | None) -> int:
         if after is None:
@@ -266,17 +399,47 @@ class EventHub:
                 logger.warning("reading new events failed; retrying", exc_info=True)
 
     async def _deliver_new(self) -> None:
+        delivered = 0
         while True:
             rows = await self._database.query(lambda session: read_events_after(session, after=self.head, limit=_PAGE))
             for row in rows:
-                live = StreamEvent(row)
-                for subscriber in list(self._subscribers):
-                    if subscriber.behind or not subscriber.filter.matches(row):
-                        continue
-                    try:
-                        subscriber.queue.put_nowait(live)
-                    except asyncio.QueueFull:
-                        subscriber.behind = True
+                delivered += await self._fan_out(StreamEvent(row))
                 self.head = row.cursor
+                if delivered >= _SLICE:
+                    delivered = 0
+                    await asyncio.sleep(0)
             if len(rows) < _PAGE:
                 return
+
+    async def _fan_out(self, live: StreamEvent) -> int:
+        row, cursor = live.row, live.cursor
+        rendered: dict[Hashable, object] = {}
+        delivered = 0
+        for subscriber in list(self._subscribers):
+            if subscriber.behind or not subscriber.filter.matches(row):
+                continue
+            delivered += 1
+            sink = subscriber.sink
+            if sink is None:
+                if not subscriber.queue.put_nowait(live):
+                    subscriber.behind = True
+                continue
+            group = sink.group
+            body = rendered.get(group, _UNRENDERED)
+            if body is _UNRENDERED:
+                try:
+                    body = rendered[group] = await sink.render(live)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("rendering a live event failed; its subscribers read it from the log", exc_info=True)
+                    body = rendered[group] = None
+            if subscriber.sink is not sink or cursor <= subscriber.last:
+                # It fell behind while the event rendered: its generator reads the log from its own cursor.
+                continue
+            if body is not None and sink.offer(body):
+                subscriber.last = cursor
+            else:
+                subscriber.behind = True
+                subscriber.queue.wake()
+        return delivered

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,6 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, PongMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
@@ -24,6 +24,7 @@ from strawberry.types.unset import UNSET
 from gateway.graphql.context import Context, authenticate_connection, build_context, key_is_active
 from gateway.graphql.errors import is_unauthenticated
 from gateway.graphql.execution import SharedData
+from gateway.graphql.live_frames import FrameHandler
 from gateway.graphql.schema import schema
 from gateway.settings import Settings
 
@@ -31,7 +32,7 @@ from gateway.settings import Settings
 _KEEPALIVE_CLOSE = 4499
 
 
-class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
+class _KeepaliveHandler(FrameHandler):
     """graphql-transport-ws with server pings: a peer that does not pong before the next ping is closed (a dead
     network path otherwise holds a subscription and its queue for hours). Each tick also re-checks the API key, and
     a revocation announced through the hub closes the connection at once."""
@@ -72,7 +73,7 @@ class _KeepaliveHandler(BaseGraphQLTransportWSHandler[Context, None]):
                         await self._revoked.wait()
                 if self._api_key_id is None:
                     continue  # not acknowledged yet: the init timeout deals with connections that never are
-                if self._revoked.is_set() or not await key_is_active(self.context.database, self._api_key_id):
+                if self._revoked.is_set() or not await view.key_is_active(self.context.database, self._api_key_id):
                     await self.websocket.close(code=4403, reason="Forbidden: the API key was revoked")
                     return
                 if not self._ponged:
@@ -93,6 +94,21 @@ class GatewayGraphQL(GraphQL[Context, None]):
     def __init__(self, *, ping_seconds: float, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
         self.ping_seconds = ping_seconds
+        # API key id -> (checked at, active): 10,000 connections on a few keys ask once per key per interval.
+        self._key_checks: dict[str, tuple[float, bool]] = {}
+
+    async def key_is_active(self, database: Any, api_key_id: str) -> bool:
+        """``key_is_active``, answered from a check made less than half a ping interval ago when there is one
+        (revocations announced through the hub close connections at once whatever this says)."""
+        now = time.monotonic()
+        checked = self._key_checks.get(api_key_id)
+        if checked is not None and now - checked[0] < self.ping_seconds / 2:
+            return checked[1]
+        active = await key_is_active(database, api_key_id)
+        if len(self._key_checks) > 10_000:
+            self._key_checks.clear()
+        self._key_checks[api_key_id] = (now, active)
+        return active
 
     def encode_json(self, data: object) -> str:
         # A subscription event shared by many subscribers carries its JSON already: only the envelope is new.

@@ -40,16 +40,19 @@ class Context:
     cost_limiter: TokenBuckets | None = None
 
     def start_operation(self) -> None:
-        """Fresh DataLoaders for the operation (or subscription event) that starts executing in this task."""
-        _operation_loaders.set(Loaders(self.database))
+        """Fresh DataLoaders for the operation (or subscription event) that starts executing in this task, built
+        when a resolver first asks: a subscription that never does (most of them) keeps none."""
+        _operation_loaders.set(_OperationLoaders(self.database))
 
     @property
     def loaders(self) -> Loaders:
-        loaders = _operation_loaders.get(None)
-        if loaders is None or loaders.database is not self.database:
-            loaders = Loaders(self.database)  # outside an execution: nothing to share with
-            _operation_loaders.set(loaders)
-        return loaders
+        holder = _operation_loaders.get(None)
+        if holder is None or holder.database is not self.database:
+            holder = _OperationLoaders(self.database)  # outside an execution: nothing to share with
+            _operation_loaders.set(holder)
+        if holder.loaders is None:
+            holder.loaders = Loaders(self.database)
+        return holder.loaders
 
     @property
     def authenticated(self) -> Principal | None:
@@ -72,9 +75,21 @@ class Context:
 
 Info = StrawberryInfo[Context, Any]
 
+
+class _OperationLoaders:
+    """One operation's DataLoaders, made on first use. The holder is set in the operation's task before any resolver
+    runs, so resolvers running in tasks of their own (lists resolved concurrently) share what the first one made."""
+
+    __slots__ = ("database", "loaders")
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.loaders: Loaders | None = None
+
+
 # Each operation runs in its own task (an HTTP request; an operation of a WebSocket connection), whose copy of this
 # variable its execution sets: resolvers of one operation share loaders, no two operations do.
-_operation_loaders: ContextVar[Loaders | None] = ContextVar("dsync_operation_loaders", default=None)
+_operation_loaders: ContextVar[_OperationLoaders | None] = ContextVar("dsync_operation_loaders", default=None)
 
 
 async def key_is_active(database: Database, api_key_id: str) -> bool:

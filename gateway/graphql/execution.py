@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from inspect import isawaitable
 from typing import Any
 
@@ -30,6 +31,7 @@ from graphql import (
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    OperationType,
     Undefined,
     is_leaf_type,
 )
@@ -80,7 +82,12 @@ async def _settle(results: dict[str, Any], pending: list[str]) -> dict[str, Any]
     return results
 
 
-def _variables_key(variables: VariableValues) -> str:
+# The executor of the subscription being set up in this task: its resolver hands it to the live fast path
+# (gateway.graphql.live_frames), which executes each live event once per group of identical subscriptions.
+subscription_executor: ContextVar[GatewayExecutionContext | None] = ContextVar("dsync_subscription", default=None)
+
+
+def variables_key(variables: VariableValues) -> str:
     return repr(sorted(variables.coerced.items())) if variables.coerced else ""
 
 
@@ -98,6 +105,8 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start_operation()
+        if self.operation.operation is OperationType.SUBSCRIPTION:
+            subscription_executor.set(self)
 
     def _start_operation(self) -> None:
         start = getattr(self.context_value, "start_operation", None)
@@ -179,7 +188,7 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         )
         if shared is None:
             return super().execute_operation(serially)
-        key = (id(self.operation), _variables_key(self.variable_values))
+        key = (id(self.operation), variables_key(self.variable_values))
         hit = shared.get(key)
         # The entry holds the operation node itself, so its id() cannot be reused while the entry lives.
         if hit is not None and hit[0] is self.operation:

@@ -165,7 +165,7 @@ class _HubCollector(Collector):
             "dsync_subscriber_lag_events",
             "Events waiting to be sent to the furthest-behind subscription (its queue holds 1000; a full queue "
             "switches it to reading the log)",
-            value=max((subscriber.queue.qsize() for subscriber in subscribers), default=0),
+            value=max((subscriber.lag() for subscriber in subscribers), default=0),
         )
         yield GaugeMetricFamily(
             "dsync_subscribers_catching_up",

@@ -22,7 +22,17 @@ from tests.redis_server import free_port
 async def serve(settings: Settings) -> AsyncIterator[tuple[int, Any]]:
     port = free_port()
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    # The WebSocket settings `dsync serve` uses (gateway/cli.py), so the tests exercise what runs in production.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws=settings.ws_implementation,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):  # up to 10 s
         if server.started:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
@@ -62,7 +63,7 @@ def cursors(items: list[StreamEvent]) -> list[int]:
 
 def waiting_live(hub: EventHub) -> int:
     """Streams done with the log and waiting for a live event."""
-    return sum(1 for subscriber in hub.subscribers if getattr(subscriber.queue, "_getters", None))
+    return sum(1 for subscriber in hub.subscribers if subscriber.queue.waiting)
 
 
 def directory_filter(place: DirectoryFixture) -> EventFilter:
@@ -187,3 +188,60 @@ async def test_stream_ends_when_the_hub_stops(
         with pytest.raises(StopAsyncIteration):
             await anext(full)
     assert hub.subscriber_count == 0
+
+
+class ListSink:
+    """A ``LiveSink`` that keeps what it is offered, up to ``room`` events."""
+
+    group = "one selection"
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.offered: list[int] = []
+        self.renders = 0
+
+    async def render(self, event: StreamEvent) -> object | None:
+        self.renders += 1
+        return event.cursor
+
+    def offer(self, rendered: object) -> bool:
+        if len(self.offered) >= self.room:
+            return False
+        self.offered.append(int(str(rendered)))
+        return True
+
+    def pending(self) -> int:
+        return 0
+
+
+async def test_a_level_subscriber_is_served_through_its_sink_and_falls_back_to_the_log_when_it_is_full(
+    hub: EventHub, database: Database, place: DirectoryFixture
+) -> None:
+    start = await database.query(log_head)
+    logged = await write(database, place, 3)
+    sink = ListSink(room=4)
+    stream = hub.stream_batches(directory_filter(place), after=start, max_batch=2, sink=sink)
+    try:
+        # From the log first, in lists of up to two.
+        assert [cursors(batch) for batch in [await anext(stream), await anext(stream)]] == [logged[:2], logged[2:]]
+        waiting = asyncio.ensure_future(anext(stream))
+        await eventually(lambda: hub.subscribers[0].sink is sink)
+        live = await write(database, place, 10)
+        # The sink took four; the fifth did not fit: the stream reads the rest from the log, in order.
+        async with asyncio.timeout(10):
+            yielded = cursors(await waiting)
+            while yielded[-1] != live[-1]:
+                yielded += cursors(await anext(stream))
+        assert sink.offered + yielded == live
+        assert sink.renders == 5  # once per event offered (here one subscriber: one render each)
+        sink.room = 100
+        waiting = asyncio.ensure_future(anext(stream))
+        await eventually(lambda: hub.subscribers[0].sink is sink)
+        more = await write(database, place, 2)
+        await eventually(lambda: sink.offered[-2:] == more)
+        assert not waiting.done()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+    finally:
+        await stream.aclose()

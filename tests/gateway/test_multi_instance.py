@@ -85,10 +85,10 @@ def _directory(env: dict[str, str]) -> Iterator[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def _instance(env: dict[str, str]) -> AsyncIterator[str]:
+async def _instance(env: dict[str, str], *options: str) -> AsyncIterator[str]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        DSYNC, "serve", "--port", str(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        DSYNC, "serve", "--port", str(port), *options, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -184,6 +184,47 @@ async def test_writes_on_one_instance_reach_subscribers_on_the_other(database_ur
                 for listener in listeners:
                     listener.cancel()
                 await asyncio.gather(*listeners, return_exceptions=True)
+
+
+async def test_ingest_and_realtime_roles_split_the_work(database_url: str) -> None:
+    if not REDIS_URL:
+        pytest.skip("DSYNC_TEST_REDIS_URL is not set")
+    env = _env(database_url, REDIS_URL)
+    with _directory(env) as directory:
+        async with _instance(env, "--role", "ingest") as ingest, _instance(env, "--role", "realtime") as realtime:
+            received: list[dict[str, Any]] = []
+            started = asyncio.Event()
+            listener = asyncio.create_task(_subscribe(realtime, directory["id"], received, started))
+            try:
+                await asyncio.wait_for(started.wait(), 10)
+                await asyncio.sleep(0.3)
+                await _create_users(ingest, directory, range(20))
+                await _until_delivered(database_url, directory["id"], received)
+            finally:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+            async with httpx.AsyncClient(base_url=realtime) as http:
+                scim = await http.get(f"/scim/v2/{directory['id']}/Users")
+                assert scim.status_code == 404  # no SCIM on a realtime process
+            started = asyncio.Event()
+            with pytest.raises(Exception):  # noqa: B017 - the handshake is refused, however gql reports it
+                await asyncio.wait_for(_subscribe(ingest, directory["id"], [], started), 10)
+
+
+def test_a_split_role_refuses_the_memory_broadcaster(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DSYNC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/d.db",
+        "DSYNC_BROADCAST_URL": "memory://",
+    }
+    refused = subprocess.run(
+        [DSYNC, "serve", "--role", "realtime", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "DSYNC_BROADCAST_URL" in refused.stderr
 
 
 async def test_a_redis_restart_mid_stream_loses_nothing(database_url: str) -> None:

@@ -17,7 +17,7 @@ function socketUrl() {
 }
 
 /**
- * Start `query` (a subscription with an `$after: String` variable) and call `onEvent` with each item of `field`.
+ * Start `query` (a subscription with an `$after: String` variable) and call `onEvent` with each item of `field` (one event, or a list of them).
  * `onStatus` gets "connecting", "live", "reconnecting" or "stopped"; `onReconnect` runs after each resumed
  * connection (refresh anything not carried by events); `onFatal` gets an ApiError when retrying cannot help.
  * Returns `stop()`.
@@ -70,9 +70,12 @@ export function subscribe({ query, variables, field, after, onEvent, onStatus, o
       case "next":
         if (data.payload?.errors?.length) fail(errorFromGraphQL(data.payload.errors[0]));
         else if (data.payload?.data?.[field]) {
-          const item = data.payload.data[field];
-          cursor = item.cursor;
-          onEvent(item);
+          // A batched field (directoryEventBatches) brings a list of events in order; a plain one, one event.
+          const value = data.payload.data[field];
+          for (const item of Array.isArray(value) ? value : [value]) {
+            cursor = item.cursor;
+            onEvent(item);
+          }
         }
         break;
       case "error":

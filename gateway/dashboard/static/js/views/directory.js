@@ -37,7 +37,7 @@ const RECENT_EVENTS = `query RecentEvents($id: ID!) {
 }`;
 
 const DIRECTORY_EVENTS = `subscription DirectoryEvents($id: ID!, $after: String) {
-  directoryEvents(directoryId: $id, after: $after) { ${EVENT_FIELDS} }
+  directoryEventBatches(directoryId: $id, after: $after, maxBatch: 100) { ${EVENT_FIELDS} }
 }`;
 
 const ROTATE = `mutation RotateToken($id: ID!) {
@@ -249,7 +249,7 @@ export async function directoryView(main, { ids: [id], signal }) {
   const stop = subscribe({
     query: DIRECTORY_EVENTS,
     variables: { id },
-    field: "directoryEvents",
+    field: "directoryEventBatches",
     // Resume right after the newest event shown (from the log's start when there is none yet): no gap.
     after: shown.at(-1)?.cursor ?? "0",
     onEvent(event) {

@@ -28,7 +28,7 @@ const ORGANIZATION = `query Organization($id: ID!) {
 
 // Only the cursor matters here: any change in the organization refreshes its directories and their counts.
 const ORGANIZATION_EVENTS = `subscription OrganizationEvents($id: ID!, $after: String) {
-  directoryEvents(organizationId: $id, after: $after) { cursor event }
+  directoryEventBatches(organizationId: $id, after: $after, maxBatch: 100) { cursor event }
 }`;
 
 const RENAME = `mutation RenameOrganization($id: ID!, $name: String!) { updateOrganization(id: $id, name: $name) { id name } }`;
@@ -189,7 +189,7 @@ export async function organizationView(main, { ids: [id], signal }) {
   const stop = subscribe({
     query: ORGANIZATION_EVENTS,
     variables: { id },
-    field: "directoryEvents",
+    field: "directoryEventBatches",
     after: cursor,
     onEvent: () => {
       refresh.schedule();

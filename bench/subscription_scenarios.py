@@ -1,0 +1,419 @@
+"""Subscription scenarios (a), (b), (c) of issue 15, run by ``bench/subscriptions.py --scenario a|b|c``.
+
+(a) ``--subscribers`` (1,000) on the directory being written, a burst of ``--changes`` (1,000) SCIM creates at
+    concurrency 8. (b) 1,000 subscribers spread over 100 directories while ``--rate`` (100) creates per second are
+    spread across them for ``--seconds``. (c) (b) plus ``--idle`` (10,000) subscribers on directories nobody writes.
+
+Each prints deliveries/s, SCIM response -> client receipt p50/p99, the SCIM create rate at concurrency 8 with no
+subscriber and with them, and the serving process's RSS per subscriber; it checks that every subscriber received
+exactly its directory's log after its start, in order (exit code 3 otherwise). ``--roles split`` runs an ingest
+process and a realtime process (Redis broadcast, ``--redis-url``), ``all`` one process. ``--batches`` subscribes to
+``directoryEventBatches`` instead of ``directoryEvents``. The open-file limit is raised to its hard limit here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import harness
+import httpx
+import orjson
+
+FIELDS = "cursor event occurredAt data"
+PLAIN = "subscription($d: ID, $a: String) { directoryEvents(directoryId: $d, after: $a) { " + FIELDS + " } }"
+BATCHES = (
+    "subscription($d: ID, $a: String) { directoryEventBatches(directoryId: $d, after: $a, maxBatch: 100) { "
+    + FIELDS
+    + " } }"
+)
+ADMIN_KEY = "dsync_admin_bench_scenarios_0123456789abcdef"
+CLIENT_SCRIPT = str(Path(__file__).resolve())
+
+
+# -- client processes: each holds many subscriptions and reports what every one received --------------------------
+
+
+async def _client(spec: dict[str, Any]) -> None:
+    import websockets
+    from websockets.typing import Subprotocol
+
+    received: dict[int, list[tuple[int, float]]] = {}
+    init = orjson.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {ADMIN_KEY}"}})
+
+    async def one(index: int, directory: str, after: str) -> None:
+        log = received.setdefault(index, [])
+        async with websockets.connect(
+            spec["url"],
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            compression=None,
+            max_queue=None,
+            ping_interval=None,
+        ) as ws:
+            await ws.send(init.decode())
+            await ws.recv()
+            payload = {"query": spec["query"], "variables": {"d": directory, "a": after}}
+            await ws.send(orjson.dumps({"type": "subscribe", "id": "1", "payload": payload}).decode())
+            ready.append(index)
+            async for raw in ws:
+                now = time.monotonic()
+                message = orjson.loads(raw)
+                if message["type"] == "ping":
+                    await ws.send('{"type":"pong"}')
+                elif message["type"] == "next":
+                    value = next(iter(message["payload"]["data"].values()))
+                    for item in value if isinstance(value, list) else [value]:
+                        log.append((int(item["cursor"]), now))
+                elif message["type"] in ("error", "complete"):
+                    raise RuntimeError(str(message))
+
+    ready: list[int] = []
+    tasks = []
+    for index, directory, after in spec["subs"]:
+        tasks.append(asyncio.create_task(one(index, directory, after)))
+        if len(tasks) % 50 == 0:
+            await asyncio.sleep(0.05)  # connect in steps: the server authenticates each
+    while len(ready) < len(tasks):
+        for task in tasks:
+            if task.done() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+        await asyncio.sleep(0.1)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "stop"
+    out = {str(k): v for k, v in received.items()}
+    sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+# -- the run ------------------------------------------------------------------------------------------------------
+
+
+def _raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def _gql(http: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    response = await http.post("/graphql", json={"query": query, "variables": variables})
+    body = response.json()
+    if body.get("errors"):
+        raise RuntimeError(str(body["errors"]))
+    return dict(body["data"])
+
+
+async def _create(http: httpx.AsyncClient, directory: dict[str, Any], name: str) -> float:
+    response = await http.post(
+        f"/scim/v2/{directory['id']}/Users",
+        json={"userName": name, "active": True},
+        headers={"Authorization": f"Bearer {directory['token']}"},
+    )
+    if response.status_code != 201:
+        raise RuntimeError(f"SCIM create answered {response.status_code}: {response.text[:200]}")
+    return time.monotonic()
+
+
+async def _burst(
+    http: httpx.AsyncClient, directories: list[dict[str, Any]], count: int, tag: str
+) -> tuple[float, list[tuple[int, float]]]:
+    """``count`` creates at concurrency 8, round-robin over the directories: creates per second, and (directory
+    index, response time) of each."""
+    queue = list(range(count))
+    done: list[tuple[int, float]] = []
+    start = time.monotonic()
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            d = i % len(directories)
+            done.append((d, await _create(http, directories[d], f"{tag}{i}@acme.test")))
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    return count / (time.monotonic() - start), done
+
+
+async def _paced(
+    http: httpx.AsyncClient, directories: list[dict[str, Any]], rate: float, seconds: float
+) -> list[tuple[int, float]]:
+    """Creates at ``rate`` per second (open loop) for ``seconds``: (directory index, response time) of each."""
+    done: list[tuple[int, float]] = []
+    start = time.monotonic()
+    tasks = []
+    i = 0
+    while (now := time.monotonic()) - start < seconds:
+        due = start + i / rate
+        if due > now:
+            await asyncio.sleep(due - now)
+        d = i % len(directories)
+
+        async def one(n: int = i, d: int = d) -> None:
+            done.append((d, await _create(http, directories[d], f"paced{n}@acme.test")))
+
+        tasks.append(asyncio.create_task(one()))
+        i += 1
+    await asyncio.gather(*tasks)
+    return done
+
+
+async def _log(http: httpx.AsyncClient, directory_id: str, after: str) -> list[int]:
+    cursors: list[int] = []
+    query = (
+        "query($d: ID, $a: String) { events(directoryId: $d, first: 100, after: $a) "
+        "{ edges { node { cursor } } pageInfo { hasNextPage endCursor } } }"
+    )
+    page_after: str | None = None
+    while True:
+        data = (await _gql(http, query, {"d": directory_id, "a": page_after}))["events"]
+        cursors += [int(edge["node"]["cursor"]) for edge in data["edges"]]
+        if not data["pageInfo"]["hasNextPage"]:
+            break
+        page_after = data["pageInfo"]["endCursor"]
+    return [c for c in cursors if c > int(after)]
+
+
+def _pct(values: list[float], q: float) -> float:
+    return harness.percentile(sorted(values), q) if values else float("nan")
+
+
+async def run(args: argparse.Namespace) -> int:
+    nofile = _raise_nofile()
+    scenario = args.scenario
+    writers = 1 if scenario == "a" else args.directories
+    subscribers = args.subscribers
+    idle = args.idle if scenario == "c" else 0
+    tmp = Path(tempfile.mkdtemp(prefix="dsync-bench-scenarios-"))
+    dsync = harness.find_dsync(args.dsync)
+    port = args.port or harness.free_port()
+    env = harness.dsync_env(f"sqlite+aiosqlite:///{tmp}/dsync.db", port)
+    env.update(DSYNC_ADMIN_KEY=ADMIN_KEY, DSYNC_GRAPHQL_RATE_LIMIT="0", DSYNC_SCIM_RATE_LIMIT="0")
+    env.update(DSYNC_WS_IMPLEMENTATION=args.ws)
+    procs: list[subprocess.Popen[bytes]] = []
+    clients: list[asyncio.subprocess.Process] = []
+    print(
+        f"scenario ({scenario}) roles={args.roles} ws={args.ws} field={'batches' if args.batches else 'plain'} "
+        f"open-file limit {nofile}; load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    try:
+        harness.run_migrate(dsync, env, tmp)
+        if args.roles == "split":
+            env["DSYNC_BROADCAST_URL"] = args.redis_url
+            rt_port = port + 1
+            procs.append(
+                harness.start_server(
+                    "ingest",
+                    [dsync, "serve", "--port", str(port), "--role", "ingest"],
+                    env,
+                    tmp,
+                    tmp / "ingest.log",
+                    port=port,
+                    ready_path="/readyz",
+                    timeout=60,
+                )
+            )
+            procs.append(
+                harness.start_server(
+                    "realtime",
+                    [dsync, "serve", "--port", str(rt_port), "--role", "realtime"],
+                    env,
+                    tmp,
+                    tmp / "realtime.log",
+                    port=rt_port,
+                    ready_path="/readyz",
+                    timeout=60,
+                )
+            )
+        else:
+            rt_port = port
+            procs.append(
+                harness.start_server(
+                    "server",
+                    [dsync, "serve", "--port", str(port)],
+                    env,
+                    tmp,
+                    tmp / "server.log",
+                    port=port,
+                    ready_path="/readyz",
+                    timeout=60,
+                )
+            )
+        serving = procs[-1].pid
+        base = f"http://{harness.LOOPBACK}:{port}"
+        async with httpx.AsyncClient(
+            base_url=base,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=300,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+        ) as http:
+            org = await _gql(http, 'mutation { createOrganization(name: "Acme") { id } }', {})
+            org_id = org["createOrganization"]["id"]
+            directories = []
+            for n in range(writers + (1 if idle else 0)):
+                made = await _gql(
+                    http,
+                    "mutation($o: ID!, $n: String!) { createDirectory(organizationId: $o, "
+                    "name: $n) { bearerToken directory { id } } }",
+                    {"o": org_id, "n": f"d{n}"},
+                )
+                directories.append(
+                    {"id": made["createDirectory"]["directory"]["id"], "token": made["createDirectory"]["bearerToken"]}
+                )
+            written, quiet = directories[:writers], directories[writers:]
+            alone, _ = await _burst(http, written, args.changes, "alone")  # ingest with no subscriber
+            head = await _gql(http, "{ events(last: 1) { edges { node { cursor } } } }", {})
+            start = head["events"]["edges"][0]["node"]["cursor"]
+            rss0 = harness.rss_bytes(serving)
+            subs = [(i, written[i % writers]["id"], start) for i in range(subscribers)]
+            subs += [(subscribers + i, quiet[0]["id"], start) for i in range(idle)]
+            query = BATCHES if args.batches else PLAIN
+            per = (len(subs) + args.client_processes - 1) // args.client_processes
+            t0 = time.monotonic()
+            for k in range(args.client_processes):
+                spec = {
+                    "url": f"ws://{harness.LOOPBACK}:{rt_port}/graphql",
+                    "query": query,
+                    "subs": subs[k * per : (k + 1) * per],
+                }
+                spec_path = tmp / f"client{k}.json"  # 10,000 subscriptions do not fit in an argument list
+                spec_path.write_text(json.dumps(spec))
+                client = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    CLIENT_SCRIPT,
+                    "--client",
+                    str(spec_path),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    limit=1 << 30,
+                )
+                clients.append(client)
+            for client in clients:
+                assert client.stdout is not None
+                line = await asyncio.wait_for(client.stdout.readline(), 600)
+                if line.strip() != b"ready":
+                    raise RuntimeError(f"a client process failed: {line[:300]!r}")
+            await asyncio.sleep(1)
+            rss1 = harness.rss_bytes(serving)
+            print(
+                f"{len(subs)} subscribers connected in {time.monotonic() - t0:.1f}s; serving RSS "
+                f"{rss0 / 2**20:.1f} -> {rss1 / 2**20:.1f} MiB: {(rss1 - rss0) / len(subs) / 1024:.1f} KiB per "
+                "subscriber",
+                flush=True,
+            )
+            cpu0 = harness.proc_cpu_seconds(serving)
+            w0 = time.monotonic()
+            if scenario == "a":
+                with_subs, responses = await _burst(http, written, args.changes, "with")
+            else:
+                responses = await _paced(http, written, args.rate, args.seconds)
+                with_subs, _ = await _burst(http, written, args.changes, "with")
+            # Wait until every subscriber has its directory's log.
+            logs = {d["id"]: await _log(http, d["id"], start) for d in written}
+            expected_total = sum(len(logs[d]) for _, d, _ in subs if d in logs)
+            for client in clients:
+                assert client.stdin is not None
+            deadline = time.monotonic() + args.timeout
+            results: dict[str, list[list[float]]] = {}
+            # Give delivery time, then collect (a client reports only when asked).
+            await asyncio.sleep(2)
+            while True:
+                idle_cpu = harness.proc_cpu_seconds(serving)
+                await asyncio.sleep(1)
+                if harness.proc_cpu_seconds(serving) - idle_cpu < 0.05 or time.monotonic() > deadline:
+                    break
+            w1 = time.monotonic()
+            cpu1 = harness.proc_cpu_seconds(serving)
+            for client in clients:
+                assert client.stdin is not None and client.stdout is not None
+                client.stdin.write(b"stop\n")
+                await client.stdin.drain()
+                results.update(orjson.loads(await asyncio.wait_for(client.stdout.readline(), 300)))
+        # Check and summarise.
+        bad = 0
+        delivered = 0
+        last_receipt = 0.0
+        latencies: list[float] = []
+        by_cursor_response: dict[int, float] = {}
+        for index, directory, _after in subs:
+            got = results.get(str(index), [])
+            cursors = [int(c) for c, _t in got]
+            delivered += len(cursors)
+            if cursors != logs.get(directory, []):
+                bad += 1
+            if got:
+                last_receipt = max(last_receipt, max(t for _c, t in got))
+        # The measured phase came first after ``start``: per directory, its k-th response <-> its k-th event.
+        for d_index, directory in enumerate(written):
+            times = sorted(t for d, t in responses if d == d_index)
+            for cursor, responded in zip(logs[directory["id"]], times, strict=False):
+                by_cursor_response[cursor] = responded
+        for index, _directory, _after in subs[:subscribers]:
+            for got_cursor, received_at in results.get(str(index), []):
+                if int(got_cursor) in by_cursor_response:
+                    latencies.append((received_at - by_cursor_response[int(got_cursor)]) * 1000)
+        span = max(last_receipt - w0, 1e-9)
+        print(
+            json.dumps(
+                {
+                    "scenario": scenario,
+                    "subscribers": subscribers,
+                    "idle_subscribers": idle,
+                    "deliveries": delivered,
+                    "expected": expected_total,
+                    "deliveries_per_s": round(delivered / span),
+                    "first_write_to_last_receipt_s": round(span, 2),
+                    "last_response_to_last_receipt_s": round(last_receipt - max(t for _d, t in responses), 2),
+                    "receipt_minus_response_ms_p50": round(_pct(latencies, 50), 1),
+                    "receipt_minus_response_ms_p99": round(_pct(latencies, 99), 1),
+                    "ingest_per_s_without_subscribers": round(alone),
+                    "ingest_per_s_with_subscribers": round(with_subs),
+                    "ingest_ratio": round(with_subs / alone, 2),
+                    "rss_per_subscriber_kib": round((rss1 - rss0) / len(subs) / 1024, 1),
+                    "serving_cpu_s": round(cpu1 - cpu0, 1),
+                    "window_s": round(w1 - w0, 1),
+                    "subscribers_with_wrong_log": bad,
+                    "load": os.getloadavg()[0],
+                }
+            ),
+            flush=True,
+        )
+        return 3 if bad or delivered != expected_total else 0
+    finally:
+        for client in clients:
+            if client.returncode is None:
+                client.kill()
+        for proc in procs:
+            harness.stop_process(proc)
+        harness.remove_temp(tmp, args.keep_temp)
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scenario",
+        choices=["a", "b", "c"],
+        default=None,
+        help="run scenario a, b or c (see "
+        "bench/subscription_scenarios.py); without it, the detailed burst benchmark below",
+    )
+    p.add_argument("--directories", type=int, default=100, help="(b, c) directories written (100)")
+    p.add_argument("--rate", type=float, default=100.0, help="(b, c) SCIM creates per second (100)")
+    p.add_argument("--seconds", type=float, default=20.0, help="(b, c) how long the paced writes run (20)")
+    p.add_argument("--idle", type=int, default=10_000, help="(c) idle subscribers (10,000)")
+    p.add_argument("--roles", choices=["all", "split"], default="all", help="one process, or ingest + realtime")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/2", help="broadcaster for --roles split")
+    p.add_argument("--ws", default="websockets-sansio", help="DSYNC_WS_IMPLEMENTATION of the server")
+    p.add_argument("--batches", action="store_true", help="subscribe to directoryEventBatches")
+
+
+if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--client":
+    asyncio.run(_client(json.loads(Path(sys.argv[2]).read_text())))
