@@ -55,6 +55,12 @@ async def main(args: argparse.Namespace, tmp: str) -> None:
         async with app.router.lifespan_context(app):
             database = app.state.database
             log = app.state.request_log
+            if args.record_only:
+                # Diagnosis: requests are recorded but never written, to tell the request path's cost from the writer's.
+                async def discard() -> None:
+                    log._pending.clear()
+
+                log.flush = discard  # type: ignore[method-assign]
 
             def create(session: Any) -> directories.IssuedDirectory:
                 org = organizations.create_organization(session, name="Bench")
@@ -97,6 +103,7 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=3000, help="POSTs per round and setting")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of log on and off (A B, B A, …)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--record-only", action="store_true", help="record requests but never write them (diagnosis)")
     with tempfile.TemporaryDirectory() as directory:
         upgrade(f"sqlite+aiosqlite:///{directory}/dsync.db")
         asyncio.run(main(parser.parse_args(), directory))
