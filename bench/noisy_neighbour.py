@@ -248,9 +248,14 @@ def run(args: argparse.Namespace, tmp: Path, store: str, database_url: str) -> F
                 thread.join(timeout=120)
 
         check = harness.Conn(port, harness.scim_headers(b["bearer_token"]))
-        status, data, _ = check.request("GET", f"{base_b}/Users?count=1000")
+        stored: dict[str, str] = {}
+        while True:  # every page: B holds more users than one page may (DSYNC_SCIM_MAX_PAGE_SIZE)
+            status, data, _ = check.request("GET", f"{base_b}/Users?count=500&startIndex={len(stored) + 1}")
+            resources = json.loads(data)["Resources"] if status == 200 else []
+            stored.update({u["id"]: u["userName"] for u in resources})
+            if not resources:
+                break
         check.close()
-        stored = {u["id"]: u["userName"] for u in json.loads(data)["Resources"]}
         expected = set(ids_alone) | set(ids_noisy)
         intact = expected <= set(stored) and len(stored) == 20 + 2 * args.requests
         p50_a, p99_a = _summary(alone)

@@ -311,7 +311,8 @@ async def test_first_members_of_many_groups_are_one_statement_and_the_same_page(
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM events" not in statement:
+        background = "FROM events" in statement or "webhook_" in statement  # the pump and the webhook worker
+        if statement.lstrip().upper().startswith("SELECT") and not background:
             statements.append(statement)
 
     members = f"members(first: 3) {{ {page} }}"
@@ -321,7 +322,9 @@ async def test_first_members_of_many_groups_are_one_statement_and_the_same_page(
         assert "errors" not in await gql(client, short, seeded["own"], {"id": directory.id})
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert len(statements) <= 5, statements  # key, directory, groups page, first members, member counts
+    assert len(statements) <= 5, [
+        s.split("WHERE")[0][-90:] for s in statements
+    ]  # key, directory, groups, members, counts
 
 
 async def test_limits(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
