@@ -44,7 +44,7 @@ async def test_events_committed_together_arrive_together(settings: Settings) -> 
                 # One transaction: dsync.group.created and four dsync.group.user_added.
                 group = await http.post(f"{directory.path}/Groups", json={"displayName": "G", "members": members})
                 assert group.status_code == 201
-                batches = []
+                batches: list[list[dict[str, Any]]] = []
                 while sum(len(batch) for batch in batches) < 5:
                     message = await _next(ws)
                     assert message["type"] == "next" and message["id"] == "b", message
