@@ -793,6 +793,8 @@ def main() -> int:
         floor_port = args.port + 1 if args.port else harness.free_port()
         db = tmp / "dsync.db"
         env = harness.dsync_env(f"sqlite+aiosqlite:///{db}", gql_port)
+        # One client asking page after page measures latency, not the per-key limits (which would refuse it).
+        env.update({"DSYNC_GRAPHQL_RATE_LIMIT": "0", "DSYNC_GRAPHQL_COST_RATE": "0"})
         harness.run_migrate(dsync, env, tmp)
         print(f"seeding {db}: {args.users} users, {args.groups} groups ...", flush=True)
         seeded = seed_database(db, users=args.users, groups=args.groups, seed=seed, public_url=env["DSYNC_PUBLIC_URL"])

@@ -1,11 +1,16 @@
-"""Tenant B's SCIM latency with and without tenant A at its worst, against a real ``dsync serve``.
+"""Tenant B's SCIM latency with and without tenant A at its worst, against a real ``dsync serve``, on SQLite and
+PostgreSQL (``--store both``, the default).
 
 B provisions and reads sequentially (a POST of a user, then a filtered GET, ``--requests`` times); A, from other
-threads, sends the worst each SCIM limit allows: the largest PATCH (every operation a filter no index narrows) on a
-user with the most values allowed, a flood with a wrong token, bodies nested too deep, and PATCHes over the limits.
-Prints B's p50/p99 alone and under A, their ratio, A's answers, and fails on any 5xx or if B's data is not exactly
-what B sent.
+threads, sends the worst each limit allows: the largest PATCH (every operation a filter no index narrows) on a user
+with the most values allowed, a flood with a wrong token, bodies nested too deep, PATCHes over the limits, the most
+expensive GraphQL query the default budget allows over HTTP and over graphql-transport-ws (A's key, A's directory of
+users in groups: ~7,200 user objects per query), and an over-budget query. A ignores every refusal and asks again at
+once. Prints, per store, B's p50/p99 alone and under A, their ratio, A's answers, then one summary against the
+targets (B's p99 under A within 2x of alone and under 100 ms); fails on any 5xx or if B's data is not exactly what
+B sent. Every limit is at its default.
 
+    python bench/noisy_neighbour.py                  # both stores
     python bench/noisy_neighbour.py --store sqlite
     python bench/noisy_neighbour.py --store postgres --postgres-url postgresql+asyncpg://postgres@127.0.0.1/bench
 """
@@ -13,6 +18,7 @@ what B sent.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import json
 import sys
@@ -20,12 +26,26 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import harness
 
 LIMITS = {"operations": 100, "values": 100}  # the gateway's defaults (DSYNC_SCIM_MAX_PATCH_OPERATIONS / _VALUES)
+A_USERS, A_GROUPS = 40, 20  # A's GraphQL data: every user in every group
+# The most expensive query the default budget (2,000) allows: cost 1 + 1 + 100 x 9 x 2 = 1,802.
+WORST_QUERY = (
+    "query($id: ID!) { directory(id: $id) { groups(first: 100) { edges { node { "
+    + " ".join(f"m{i}: members(first: 100) {{ totalCount edges {{ node {{ id userName }} }} }}" for i in range(9))
+    + " } } } } }"
+)
+# Over the budget (each user's groups' members): refused before it runs.
+TOO_COSTLY_QUERY = (
+    "query($id: ID!) { directory(id: $id) { users(first: 100) { edges { node { groups { "
+    + " ".join(f"m{i}: members(first: 100) {{ totalCount }}" for i in range(28))
+    + " } } } } } }"
+)
 
 
 def _worst_patch(operations: int, values: int) -> bytes:
@@ -67,15 +87,97 @@ def _attacker(port: int, token: str, method: str, path: str, body: bytes, stop: 
         conn.close()
 
 
+def _graphql_codes(data: bytes | str) -> list[str]:
+    try:
+        errors = json.loads(data).get("errors") or []
+    except (ValueError, AttributeError):
+        return ["unparsable"]
+    return [str((e.get("extensions") or {}).get("code", "?")) for e in errors] or ["OK"]
+
+
+def _graphql_attacker(port: int, key: str, query: str, directory_id: str, stop: threading.Event, seen: Any) -> None:
+    """A's GraphQL client over HTTP: the same query again as soon as it is answered, whatever the answer."""
+    conn = harness.Conn(port, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    body = json.dumps({"query": query, "variables": {"id": directory_id}}).encode()
+    try:
+        while not stop.is_set():
+            status, data, _ = conn.request("POST", "/graphql", body)
+            seen[status] += 1
+            for code in _graphql_codes(data):
+                seen[code] += 1
+    finally:
+        conn.close()
+
+
+def _graphql_ws_attacker(port: int, key: str, directory_id: str, stop: threading.Event, seen: Any) -> None:
+    """A's GraphQL client over graphql-transport-ws: the worst query as one operation after another."""
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    async def run() -> None:
+        url = f"ws://{harness.LOOPBACK}:{port}/graphql"
+        async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], max_size=None) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            n = 0
+            while not stop.is_set():
+                n += 1
+                payload = {"query": WORST_QUERY, "variables": {"id": directory_id}}
+                await ws.send(json.dumps({"type": "subscribe", "id": str(n), "payload": payload}))
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "next":
+                        for code in _graphql_codes(json.dumps(message["payload"])):
+                            seen[code] += 1
+                    elif message["type"] == "error":
+                        for error in message["payload"]:
+                            seen[str((error.get("extensions") or {}).get("code", "?"))] += 1
+                        break
+                    elif message["type"] == "complete":
+                        break
+                    elif message["type"] == "ping":
+                        await ws.send(json.dumps({"type": "pong"}))
+
+    try:
+        asyncio.run(run())
+    except Exception as error:  # a closed connection shows in A's answers, not as a crash of the bench
+        seen[f"ws closed: {type(error).__name__}"] += 1
+
+
+def _seed_graphql(port: int, directory: dict[str, Any]) -> None:
+    conn = harness.Conn(port, harness.scim_headers(str(directory["bearer_token"])))
+    base = f"/scim/v2/{directory['id']}"
+    ids = []
+    try:
+        for i in range(A_USERS):
+            status, data, _ = conn.request("POST", f"{base}/Users", json.dumps({"userName": f"m{i}@a.test"}).encode())
+            assert status == 201, data
+            ids.append(json.loads(data)["id"])
+        for g in range(A_GROUPS):
+            body = {"displayName": f"G{g}", "members": [{"value": user_id} for user_id in ids]}
+            status, data, _ = conn.request("POST", f"{base}/Groups", json.dumps(body).encode())
+            assert status == 201, data
+    finally:
+        conn.close()
+
+
 def _summary(latencies: list[float]) -> tuple[float, float]:
     ordered = sorted(latencies)
     return harness.percentile(ordered, 50) * 1000, harness.percentile(ordered, 99) * 1000
 
 
-def run(args: argparse.Namespace, tmp: Path) -> int:
+@dataclass
+class Figures:
+    store: str
+    alone: tuple[float, float]
+    noisy: tuple[float, float]
+    ok: bool
+
+
+def run(args: argparse.Namespace, tmp: Path, store: str, database_url: str) -> Figures:
     dsync = harness.find_dsync(args.dsync)
     port = harness.free_port()
-    url = f"sqlite+aiosqlite:///{tmp / 'dsync.db'}" if args.store == "sqlite" else args.postgres_url
+    url = f"sqlite+aiosqlite:///{tmp / 'dsync.db'}" if store == "sqlite" else database_url
     env = harness.dsync_env(url, port)  # every limit at its default
     harness.run_migrate(dsync, env, tmp)
     a = harness.create_jumpcloud_directory(dsync, env, tmp, organization="A", directory="A")
@@ -102,12 +204,18 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         assert status == 201, data
         big = f"{base_a}/Users/{json.loads(data)['id']}"
         setup.close()
+        _seed_graphql(port, a)
+        key = str(
+            harness.run_cli_json(
+                [dsync, "api-keys", "create", "--organization", str(a["organization_id"]), "--json"], env, tmp
+            )["key"]
+        )
         _tenant_b(port, b["bearer_token"], base_b, "warm", 20)  # warm-up: B is known to the gateway
 
         alone, statuses_alone, ids_alone = _tenant_b(port, b["bearer_token"], base_b, "alone", args.requests)
         stop = threading.Event()
-        seen: dict[str, collections.Counter[int]] = {
-            k: collections.Counter() for k in ("worst", "flood", "deep", "over")
+        seen: dict[str, collections.Counter[Any]] = {
+            k: collections.Counter() for k in ("worst", "flood", "deep", "over", "gql", "gql-ws", "gql-over")
         }
         deep = b'{"userName": "deep@a.test", "x": ' + b"[" * 300 + b"]" * 300 + b"}"
         over = _worst_patch(operations + 1, values)
@@ -123,6 +231,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             threading.Thread(target=_attacker, args=(port, token, method, path, body, stop, seen[kind]), daemon=True)
             for kind, token, method, path, body in attackers
         ]
+        if args.graphql:
+            for kind, query in (("gql", WORST_QUERY), ("gql", WORST_QUERY), ("gql-over", TOO_COSTLY_QUERY)):
+                target = (port, key, query, str(a["id"]), stop, seen[kind])
+                threads.append(threading.Thread(target=_graphql_attacker, args=target, daemon=True))
+            target_ws = (port, key, str(a["id"]), stop, seen["gql-ws"])
+            threads.append(threading.Thread(target=_graphql_ws_attacker, args=target_ws, daemon=True))
         for thread in threads:
             thread.start()
         time.sleep(1.0)
@@ -146,26 +260,34 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             f"{'B with A at its worst':<22}{p50_n:>10.1f}{p99_n:>10.1f}",
             f"{'ratio':<22}{p50_n / p50_a:>9.2f}x{p99_n / p99_a:>9.2f}x",
         ]
-        print(harness.summary_heading(60, f"noisy neighbour, {args.store}: {args.requests} B POST+GET pairs"))
+        print(harness.summary_heading(60, f"noisy neighbour, {store}: {args.requests} B POST+GET pairs"))
         print(harness.table(f"{'':<22}{'p50 ms':>10}{'p99 ms':>10}", rows))
         for kind, counter in seen.items():
-            print(f"A {kind:<6} answers: {dict(sorted(counter.items()))}")
-        all_statuses = [*statuses_alone, *statuses_noisy, *(s for c in seen.values() for s in c)]
+            if counter:
+                print(f"A {kind:<8} answers: {dict(sorted(counter.items(), key=str))}")
+        all_statuses = [
+            *statuses_alone,
+            *statuses_noisy,
+            *(s for c in seen.values() for s in c if isinstance(s, int)),
+        ]
         fives = [s for s in all_statuses if s >= 500]
         b_failed = [s for s in [*statuses_alone, *statuses_noisy] if s not in (200, 201)]
         print(f"B failures: {len(b_failed)}; 5xx anywhere: {len(fives)}; B's data intact: {intact}")
         print(f"machine busy (other processes included): {harness.machine_busy_pct():.0f}%")
-        if fives or b_failed or not intact:
+        ok = not (fives or b_failed or not intact)
+        if not ok:
             harness.report_failure("B was affected", [("server", harness.log_tail(log))])
-            return 1
-        return 0
+        return Figures(store, (p50_a, p99_a), (p50_n, p99_n), ok)
     finally:
         harness.stop_process(server)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument(
+        "--no-graphql", dest="graphql", action="store_false", help="leave A's GraphQL attacks out (SCIM only)"
+    )
     parser.add_argument(
         "--postgres-url",
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/test",
@@ -177,15 +299,33 @@ def main() -> int:
     if not harness.at_least_one(args, ["requests"]):
         return 2
     harness.exit_on_sigterm()
+    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    results = [_run_store(args, store) for store in stores]
+    rows = []
+    for figures in results:
+        (p50_a, p99_a), (p50_n, p99_n) = figures.alone, figures.noisy
+        met = p99_n <= 2 * p99_a and p99_n < 100
+        rows.append(
+            f"{figures.store:<10}{p50_a:>8.1f}{p99_a:>8.1f}{p50_n:>8.1f}{p99_n:>8.1f}{p99_n / p99_a:>8.2f}x"
+            f"   {'met' if met else 'NOT met'}{'' if figures.ok else '  (B AFFECTED)'}"
+        )
+    print(harness.summary_heading(78, "B's SCIM latency (ms), alone and with A at its worst"))
+    head = f"{'store':<10}{'p50':>8}{'p99':>8}{'p50 A':>8}{'p99 A':>8}{'p99 x':>9}   target (p99 <= 2x and < 100 ms)"
+    print(harness.table(head, rows))
+    return 0 if all(figures.ok for figures in results) else 1
+
+
+def _run_store(args: argparse.Namespace, store: str) -> Figures:
     tmp = Path(tempfile.mkdtemp(prefix="dsync-noisy-"))
     admin_url, name = args.postgres_url, f"dsync_noisy_{uuid.uuid4().hex[:8]}"
     try:
-        if args.store == "postgres":  # a fresh database beside the given one, dropped at the end
+        url = ""
+        if store == "postgres":  # a fresh database beside the given one, dropped at the end
             _postgres_admin(admin_url, f'CREATE DATABASE "{name}"')
-            args.postgres_url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-        return run(args, tmp)
+            url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        return run(args, tmp, store, url)
     finally:
-        if args.store == "postgres":
+        if store == "postgres":
             _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         harness.remove_temp(tmp, args.keep_temp)
 

@@ -30,8 +30,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,8 @@ function response(status, headers, body)
     if #errsamples < 3 then errsamples[#errsamples + 1] = tostring(status) .. " " .. string.sub(body or "", 1, 300) end
   elseif status == 201 then
     local id = string.match(body, '"id"%s*:%s*"([^"]+)"')
-    if id then ids[#ids + 1] = id end
+    local name = string.match(body, '"userName"%s*:%s*"([^"]+)"') or ""
+    if id then ids[#ids + 1] = id .. " " .. name end
   end
   if got == total then
     t_end = now_us()
@@ -155,9 +158,31 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def user_reqs(base: str, start: int, count: int, tag: str, seed: int) -> list[Req]:
+BODIES = {"shape": "jumpcloud"}  # --bodies
+
+
+def minimal_user(user_name: str) -> dict[str, Any]:
+    """What a hand-written check often sends: userName, a name and one email."""
+    return {
+        "schemas": [harness.USER_URN],
+        "userName": user_name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"value": user_name, "type": "work", "primary": True}],
+    }
+
+
+def user_reqs(
+    base: str, start: int, count: int, tag: str, seed: int, bodies: dict[str, dict[str, Any]] | None = None
+) -> list[Req]:
+    """``count`` POST /Users of unique users; each body is also noted in ``bodies`` by userName (for PUT)."""
     rng = random.Random(f"{seed}-{tag}")
-    return [Req("POST", f"{base}/Users", _dumps(harness.tagged_user(i, tag, rng))) for i in range(start, start + count)]
+    if BODIES["shape"] == "minimal":
+        users = [minimal_user(f"user{i}-{tag}@example.com") for i in range(start, start + count)]
+    else:
+        users = [harness.tagged_user(i, tag, rng) for i in range(start, start + count)]
+    if bodies is not None:
+        bodies.update((user["userName"], user) for user in users)
+    return [Req("POST", f"{base}/Users", _dumps(user)) for user in users]
 
 
 def group_reqs(base: str, count: int, tag: str) -> list[Req]:
@@ -227,6 +252,7 @@ class LoadResult:
     ids: list[str] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     counted: bool = True
+    names: list[str] = field(default_factory=list)  # userName of each created user, beside ``ids``
 
     @property
     def rate(self) -> float:
@@ -268,6 +294,7 @@ class LoadClient:
         self.workdir = workdir
         self.max_seconds = max_seconds
         self._n = 0
+        self._lock = threading.Lock()
         if kind == "wrk":
             (workdir / "replay.lua").write_text(WRK_LUA)
 
@@ -312,9 +339,11 @@ class LoadClient:
     def _run_wrk(
         self, phase: str, target: str, host: str, port: int, token: str, reqs: Sequence[Req], pads: Sequence[Req]
     ) -> LoadResult:
-        self._n += 1
-        req_file = self.workdir / f"reqs-{self._n}.txt"
-        out_file = self.workdir / f"wrk-{self._n}.out"
+        with self._lock:  # concurrent runs (the instances phase) each get their own files
+            self._n += 1
+            n = self._n
+        req_file = self.workdir / f"reqs-{n}.txt"
+        out_file = self.workdir / f"wrk-{n}.out"
         with req_file.open("wb") as f:
             for r in [*reqs, *pads]:
                 f.write(f"{r.method}\t{r.path}\t".encode() + r.body + b"\n")
@@ -342,11 +371,14 @@ class LoadClient:
             raise RuntimeError(f"wrk failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         values: dict[str, int] = {}
         ids: list[str] = []
+        names: list[str] = []
         samples: list[str] = []
         for line in out_file.read_text().splitlines():
             key, _, value = line.partition(" ")
             if key == "id":
-                ids.append(value)
+                created, _, name = value.partition(" ")
+                ids.append(created)
+                names.append(name)
             elif key == "sample":
                 samples.append(value)
             else:
@@ -372,6 +404,7 @@ class LoadClient:
             server_cpu_s=0.0,
             ids=ids,
             error_samples=samples,
+            names=names,
         )
 
     async def _run_httpx(
@@ -383,6 +416,7 @@ class LoadClient:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         latencies: list[float] = []
         ids: list[str] = []
+        names: list[str] = []
         samples: list[str] = []
         errors = 0
         next_index = 0
@@ -412,7 +446,9 @@ class LoadClient:
                             samples.append(f"{resp.status_code} {resp.text[:300]}")
                     elif resp.status_code == 201:
                         with contextlib.suppress(ValueError, KeyError, TypeError):
-                            ids.append(resp.json()["id"])
+                            created = resp.json()
+                            ids.append(created["id"])
+                            names.append(str(created.get("userName", "")))
 
             cpu0, t0 = time.process_time(), time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
@@ -432,6 +468,7 @@ class LoadClient:
             server_cpu_s=0.0,
             ids=ids,
             error_samples=samples,
+            names=names,
         )
 
 
@@ -455,6 +492,7 @@ class Target:
     token: str
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    store: str = "memory"
 
     @property
     def pid(self) -> int | None:
@@ -464,14 +502,19 @@ class Target:
         return harness.log_tail(self.log_path, lines)
 
 
-def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
+def start_ours(
+    args: argparse.Namespace, tmp: Path, run_id: str, *, store: str, database_url: str, name: str, migrate: bool = True
+) -> Target:
+    """``dsync serve`` on ``database_url`` with a JumpCloud directory of its own (``store`` only names it)."""
     dsync = harness.find_dsync(args.dsync)
-    port = args.port or harness.free_port()
-    env = harness.dsync_env(f"sqlite+aiosqlite:///{tmp / 'dsync.db'}", port)
+    port = harness.free_port()
+    env = harness.dsync_env(database_url, port)
     # This measures how fast the gateway ingests, ~9x the default per-directory SCIM rate limit: lift it.
     env["DSYNC_SCIM_RATE_LIMIT"] = "0"
-    log_path = tmp / "ours.log"
-    target = Target("ours", port, "", "", log_path=log_path)
+    if migrate:
+        harness.run_migrate(dsync, env, tmp)
+    log_path = tmp / f"{name}.log"
+    target = Target(name, port, "", "", log_path=log_path, store=store)
     target.proc = harness.start_server(
         f"{target.name} server",
         [dsync, "serve", "--host", harness.LOOPBACK, "--port", str(port)],
@@ -483,17 +526,39 @@ def start_ours(args: argparse.Namespace, tmp: Path, run_id: str) -> Target:
         timeout=args.startup_timeout,
     )
     directory = harness.create_jumpcloud_directory(
-        dsync, env, tmp, organization=f"bench-{run_id}", directory=f"jumpcloud-{run_id}"
+        dsync, env, tmp, organization=f"bench-{run_id}-{name}", directory=f"jumpcloud-{run_id}-{name}"
     )
     endpoint = urlsplit(str(directory["endpoint"]))
-    if (endpoint.hostname, endpoint.port) != (harness.LOOPBACK, port):
-        print(
-            f"  note: directory endpoint {directory['endpoint']} does not point at {harness.LOOPBACK}:{port} "
-            f"(DSYNC_PUBLIC_URL ignored?); using its path on {harness.LOOPBACK}:{port}"
-        )
     target.base = endpoint.path.rstrip("/")
     target.token = str(directory["bearer_token"])
     return target
+
+
+def _admin_postgres_url(url: str) -> Any:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql+psycopg")
+
+
+def create_postgres_database(admin_url: str, name: str) -> str:
+    """A fresh database ``name`` on the server of ``admin_url``; returns its asyncpg URL for ``dsync``."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_admin_postgres_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    url = _admin_postgres_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
+    return str(url.render_as_string(hide_password=False))
+
+
+def drop_postgres_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_admin_postgres_url(admin_url), isolation_level="AUTOCOMMIT")
+    with contextlib.suppress(Exception), engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
 
 
 def start_reference(args: argparse.Namespace, tmp: Path) -> Target:
@@ -570,6 +635,7 @@ class Bench:
         self.seed = seed
         self.results: list[LoadResult] = []
         self.user_counter = 0
+        self.bodies: dict[str, dict[str, Any]] = {}
 
     def load(
         self, phase: str, target: Target, reqs: Sequence[Req], pads: Sequence[Req], counted: bool = True
@@ -585,53 +651,117 @@ class Bench:
         """Bodies for `count` new users, plus pads (unique too) for wrk's in-flight overshoot."""
         start = self.user_counter
         self.user_counter += count
-        all_reqs = user_reqs(target.base, start, count + self.args.concurrency + 1, f"{self.run_id}{tag}", self.seed)
+        all_reqs = user_reqs(
+            target.base, start, count + self.args.concurrency + 1, f"{self.run_id}{tag}", self.seed, self.bodies
+        )
         return all_reqs[:count], all_reqs[count:]
 
     # Phase 1 ---------------------------------------------------------------------------------------------------------
-    def phase_users(self, targets: list[Target]) -> dict[str, list[str]]:
-        """POST /Users x N per round, rounds alternating between the targets (A B A B); same bodies per round."""
-        ids: dict[str, list[str]] = {t.name: [] for t in targets}
+    def phase_users(self, targets: list[Target]) -> dict[str, LoadResult]:
+        """POST /Users x N per round, rounds alternating between the targets (A B A B); same bodies per round.
+        Returns, per target, the users it created (ids and userNames)."""
+        created = {t.name: LoadResult("created", t.name, "", 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0) for t in targets}
         warm = min(200, max(20, self.args.users // 20))
         for t in targets:
-            reqs = user_reqs(t.base, 0, warm + self.args.concurrency + 1, f"{self.run_id}w", self.seed)
+            reqs = user_reqs(t.base, 0, warm + self.args.concurrency + 1, f"{self.run_id}w", self.seed, self.bodies)
             res = self.load("warm-up POST /Users", t, reqs[:warm], reqs[warm:], counted=False)
-            ids[t.name].extend(res.ids)
+            created[t.name].ids.extend(res.ids)
+            created[t.name].names.extend(res.names)
         for r in range(1, self.args.rounds + 1):
             tag = f"{self.run_id}r{r}"
             n = self.args.users
             for t in targets:
-                reqs = user_reqs(t.base, 0, n + self.args.concurrency + 1, tag, self.seed)
+                reqs = user_reqs(t.base, 0, n + self.args.concurrency + 1, tag, self.seed, self.bodies)
                 res = self.load(f"1 POST /Users (round {r})", t, reqs[:n], reqs[n:])
-                ids[t.name].extend(res.ids)
-        return ids
+                created[t.name].ids.extend(res.ids)
+                created[t.name].names.extend(res.names)
+        return created
 
-    # Phase 2 ---------------------------------------------------------------------------------------------------------
+    # Phases 2-6: what an IdP sends after the first sync, on every target in turn ------------------------------------
     def phase_groups(self, target: Target) -> list[str]:
         g = self.args.groups
-        reqs = group_reqs(target.base, g + self.args.concurrency + 1, self.run_id)
-        res = self.load("2 POST /Groups", target, reqs[:g], reqs[g:])
+        reqs = group_reqs(target.base, g + self.args.concurrency + 1, f"{self.run_id}{target.name}")
+        res = self.load("2 POST /Groups", target, reqs[:g], reqs[g:], counted=False)
         return res.ids
 
-    # Phase 3 ---------------------------------------------------------------------------------------------------------
-    def phase_memberships(self, target: Target, group_ids: list[str], user_ids: list[str]) -> tuple[str, int] | None:
-        if not group_ids or not user_ids:
-            print("  3 memberships: skipped (no groups or users were created)")
-            return None
-        if self.args.members_per_group is None:
-            users = user_ids[: self.args.users]
-            pairs = [(group_ids[i % len(group_ids)], uid) for i, uid in enumerate(users)]
-        else:
-            m = min(self.args.members_per_group, len(user_ids))
-            pairs = [
-                (gid, user_ids[(gi * m + k) % len(user_ids)]) for gi, gid in enumerate(group_ids) for k in range(m)
-            ]
+    def phase_traffic(self, targets: list[Target], created: dict[str, LoadResult]) -> None:
+        """GET by filter, GET by id, PUT, PATCH add member, DELETE: ``--ops`` requests each, A B C per phase."""
+        ops = self.args.ops
+        phases: list[tuple[str, Any]] = [
+            ("3 GET /Users?filter=userName eq", self._get_filter),
+            ("4 GET /Users/{id}", self._get_id),
+            ("5 PUT /Users/{id}", self._put),
+            ("6 PATCH /Groups add 1 member", self._patch_member),
+            ("7 DELETE /Users/{id}", self._delete),
+        ]
+        groups = {t.name: self.phase_groups(t) for t in targets}
+        for phase, build in phases:
+            for t in targets:
+                made = created[t.name]
+                count = min(ops, len(made.ids))
+                if phase.startswith("6") and t.name == "reference":
+                    count = min(count, self.args.reference_patch_ops)  # scim2-server copies the group per PATCH
+                reqs = build(t, made, count, groups[t.name])
+                pads = [Req("GET", f"{t.base}/ServiceProviderConfig", b"")] * (self.args.concurrency + 1)
+                self.load(phase, t, reqs, pads)
+
+    def _get_filter(self, t: Target, made: LoadResult, count: int, _groups: list[str]) -> list[Req]:
+        return [Req("GET", f"{t.base}/Users?filter=userName%20eq%20%22{name}%22", b"") for name in made.names[:count]]
+
+    def _get_id(self, t: Target, made: LoadResult, count: int, _groups: list[str]) -> list[Req]:
+        return [Req("GET", f"{t.base}/Users/{uid}", b"") for uid in made.ids[:count]]
+
+    def _put(self, t: Target, made: LoadResult, count: int, _groups: list[str]) -> list[Req]:
+        reqs = []
+        for uid, name in zip(made.ids[:count], made.names[:count], strict=True):
+            body = {**self.bodies[name], "title": "Principal Engineer"}  # a replace that changes one attribute
+            reqs.append(Req("PUT", f"{t.base}/Users/{uid}", _dumps(body)))
+        return reqs
+
+    def _patch_member(self, t: Target, made: LoadResult, count: int, groups: list[str]) -> list[Req]:
         # Interleave groups so concurrent requests hit different groups, as an IdP sync typically does.
-        reqs = [Req("PATCH", f"{target.base}/Groups/{gid}", add_members_body([uid])) for gid, uid in pairs]
-        pads = reqs[: self.args.concurrency + 1]  # re-adding an existing member: idempotent
-        self.load("3 PATCH add 1 member", target, reqs, pads)
-        first = group_ids[0]
-        return first, sum(1 for gid, _ in pairs if gid == first)
+        return [
+            Req("PATCH", f"{t.base}/Groups/{groups[i % len(groups)]}", add_members_body([uid]))
+            for i, uid in enumerate(made.ids[:count])
+        ]
+
+    def _delete(self, t: Target, made: LoadResult, count: int, _groups: list[str]) -> list[Req]:
+        # The last ids: phase 8 (member adds into a large group) takes its members from the first ones.
+        return [Req("DELETE", f"{t.base}/Users/{uid}", b"") for uid in made.ids[-count:]]
+
+    # Instances: two `dsync serve` on one PostgreSQL, each ingesting its own directory ------------------------------
+    def phase_instances(self, single: Target, many: list[Target]) -> tuple[list[float], list[float]]:
+        """POST /Users on one instance alone, then on all at once (A B A B): the aggregate rates of each."""
+        alone: list[float] = []
+        together: list[float] = []
+        n = self.args.users
+        for r in range(1, self.args.rounds + 1):
+            reqs, pads = self.new_users(single, n, f"i{r}")
+            alone.append(self.load(f"9 POST /Users, 1 instance (round {r})", single, reqs, pads).rate)
+            batches = [self.new_users(t, n, f"j{r}{t.name}") for t in many]
+            phase = f"9 POST /Users, {len(many)} instances (round {r})"
+            with ThreadPoolExecutor(max_workers=len(many)) as pool:
+                runs = list(
+                    pool.map(
+                        lambda item, phase=phase: self.client.run(
+                            phase,
+                            item[0].name,
+                            harness.LOOPBACK,
+                            item[0].port,
+                            item[0].token,
+                            item[1][0],
+                            item[1][1],
+                            item[0].pid,
+                        ),
+                        zip(many, batches, strict=True),
+                    )
+                )
+            for res in runs:
+                self.results.append(res)
+                print(res.line(), flush=True)
+            together.append(sum(res.requests for res in runs) / max(res.duration_s for res in runs))
+            print(f"  {len(many)} instances together: {together[-1]:.1f} req/s", flush=True)
+        return alone, together
 
     # Phase 4 ---------------------------------------------------------------------------------------------------------
     def phase_large_vs_small(self, target: Target, pool: list[str]) -> ProbeResult:
@@ -639,7 +769,7 @@ class Bench:
         need = small + large + 2 * repeats
         if len(pool) < need:
             reqs, pads = self.new_users(target, need - len(pool), "x")
-            res = self.load(f"4 setup: {len(reqs)} extra users", target, reqs, pads, counted=False)
+            res = self.load(f"8 setup: {len(reqs)} extra users", target, reqs, pads, counted=False)
             pool = pool + res.ids
             if len(pool) < need:
                 raise RuntimeError(f"phase 4 needs {need} user ids, only {len(pool)} were created")
@@ -669,7 +799,7 @@ class Bench:
                     expect(status, data, f"PATCH add {batch} members ({label})", (200, 204))
             build_s = time.perf_counter() - t0
             print(
-                f"  4 setup: groups of {small} and {large} members built with PATCH adds of <= {batch} values "
+                f"  8 setup: groups of {small} and {large} members built with PATCH adds of <= {batch} values "
                 f"in {build_s:.1f}s",
                 flush=True,
             )
@@ -730,42 +860,89 @@ def summary_table(results: list[LoadResult]) -> str:
     return harness.table(head, rows)
 
 
-def median_rate(results: list[LoadResult], target: str) -> float:
-    rates = [r.rate for r in results if r.counted and r.target == target and r.phase.startswith("1 ")]
+def median_rate(results: list[LoadResult], target: str, phase: str = "1 ") -> float:
+    rates = [r.rate for r in results if r.counted and r.target == target and r.phase.startswith(phase)]
     return statistics.median(rates) if rates else math.nan
 
 
+PHASES = {
+    "1 ": "POST /Users",
+    "3 ": "GET /Users?filter=userName eq",
+    "4 ": "GET /Users/{id}",
+    "5 ": "PUT /Users/{id}",
+    "6 ": "PATCH /Groups add 1 member",
+    "7 ": "DELETE /Users/{id}",
+}
+
+
+def ratio_table(results: list[LoadResult], targets: list[Target]) -> str:
+    """Each phase's median rate per target, and the ratios the issue's targets are stated in."""
+    names = [t.name for t in targets]
+    pairs = [(a, "reference") for a in names if a != "reference" and "reference" in names]
+    if "sqlite" in names and "postgres" in names:
+        pairs.append(("postgres", "sqlite"))
+    head = (
+        f"{'phase':<32}" + "".join(f"{n + ' /s':>14}" for n in names) + "".join(f"{a + '/' + b:>20}" for a, b in pairs)
+    )
+    rows = []
+    for prefix, label in PHASES.items():
+        rates = {n: median_rate(results, n, prefix) for n in names}
+        rows.append(
+            f"{label:<32}"
+            + "".join(f"{rates[n]:>14.1f}" for n in names)
+            + "".join(f"{rates[a] / rates[b]:>19.2f}x" for a, b in pairs)
+        )
+    return harness.table(head, rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="SCIM ingest benchmark (JumpCloud-like initial sync).")
-    p.add_argument("--users", type=int, default=10000, help="users POSTed per phase-1 round (default 10000)")
-    p.add_argument("--groups", type=int, default=100, help="groups POSTed in phase 2 (default 100)")
+    p = argparse.ArgumentParser(
+        description="SCIM ingest benchmark (JumpCloud-like initial sync, then an IdP's traffic)."
+    )
+    p.add_argument("--users", type=int, default=5000, help="users POSTed per phase-1 round (default 5000)")
+    p.add_argument("--ops", type=int, default=2000, help="requests per phase 3-7 (default 2000)")
+    p.add_argument("--groups", type=int, default=100, help="groups POSTed per target before phase 6 (default 100)")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent connections (default 8)")
     p.add_argument(
-        "--members-per-group",
+        "--store",
+        choices=["sqlite", "postgres", "both"],
+        default="sqlite",
+        help="the gateway's store(s) under test (default sqlite); PostgreSQL gets a fresh database per run",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=os.environ.get("DSYNC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL server to create the run's database on (env DSYNC_BENCH_POSTGRES_URL)",
+    )
+    p.add_argument(
+        "--instances",
         type=int,
-        default=None,
-        help="phase-3 members per group (default: spread the users, each joins one group)",
+        default=1,
+        help="with PostgreSQL: also POST through this many `dsync serve` processes on one database at once, each "
+        "with its own directory, against one alone (default 1: skip)",
+    )
+    p.add_argument(
+        "--bodies",
+        choices=["jumpcloud", "minimal"],
+        default="jumpcloud",
+        help="user bodies: JumpCloud-shaped (core + enterprise extension, phone, address; default) or minimal "
+        "(userName, name, one email)",
     )
     p.add_argument("--skip-reference", action="store_true", help="do not run python-scim's scim2-server")
-    p.add_argument(
-        "--reference-only",
-        action="store_true",
-        help="run every phase against scim2-server only (to check this script without the gateway)",
-    )
-    p.add_argument(
-        "--port", type=int, default=None, help="port of our server (the reference uses PORT+1); default: free ports"
-    )
     p.add_argument("--rounds", type=int, default=2, help="phase-1 rounds per server, alternated A B A B (default 2)")
+    p.add_argument(
+        "--reference-patch-ops", type=int, default=300, help="phase-6 requests to scim2-server (slow there; 300)"
+    )
     p.add_argument(
         "--client",
         choices=["auto", "wrk", "httpx"],
         default="auto",
-        help="load client for phases 1-3 (default: wrk if installed, else httpx)",
+        help="load client (default: wrk if installed, else httpx)",
     )
     p.add_argument("--small-group-size", type=int, default=10)
-    p.add_argument("--large-group-size", type=int, default=10000)
-    p.add_argument("--probe-repeats", type=int, default=200, help="single-member adds per group in phase 4")
-    p.add_argument("--batch-size", type=int, default=500, help="values per PATCH when building the phase-4 groups")
+    p.add_argument("--large-group-size", type=int, default=10000, help="0 skips phase 8")
+    p.add_argument("--probe-repeats", type=int, default=200, help="single-member adds per group in phase 8")
+    p.add_argument("--batch-size", type=int, default=500, help="values per PATCH when building the phase-8 groups")
     p.add_argument(
         "--max-phase-seconds",
         type=float,
@@ -774,6 +951,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     harness.add_run_options(p, keep_temp_help="keep the temp dir (database, server logs)")
     p.add_argument("--serve-reference", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -782,20 +960,18 @@ def main() -> int:
     if args.serve_reference:
         serve_reference(args.port)
         return 0
-    if args.reference_only and args.skip_reference:
-        print("--reference-only and --skip-reference exclude each other", file=sys.stderr)
-        return 2
-    if not harness.at_least_one(args, ("users", "groups", "concurrency", "rounds", "probe_repeats", "batch_size")):
+    if not harness.at_least_one(args, ("users", "ops", "groups", "concurrency", "rounds", "instances")):
         return 2
 
     harness.exit_on_sigterm()
+    BODIES["shape"] = args.bodies
     kind = args.client
     if kind == "auto":
         kind = "wrk" if shutil.which("wrk") else "httpx"
     elif kind == "wrk" and not shutil.which("wrk"):
         print("wrk not found (apt-get install -y wrk)", file=sys.stderr)
         return 2
-    biggest = max(args.users, args.large_group_size, args.groups * (args.members_per_group or 1))
+    biggest = max(args.users, args.large_group_size, args.ops)
     max_seconds = args.max_phase_seconds or 60.0 + 0.02 * biggest
 
     run_id = secrets.token_hex(4)
@@ -804,10 +980,13 @@ def main() -> int:
     client = LoadClient(kind, args.concurrency, tmp, max_seconds)
     bench = Bench(args, client, run_id, seed)
     targets: list[Target] = []
+    extra: list[Target] = []
+    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    pg_database = f"dsync_bench_{run_id}"
     idle_busy_pct = harness.machine_busy_pct()
     print(
         f"SCIM ingest benchmark  run id {run_id}  seed {seed}  cpus {os.cpu_count()}  "
-        f"machine CPU busy before start {idle_busy_pct:.0f}% of one core"
+        f"machine CPU busy before start {idle_busy_pct:.0f}% of one core  load {os.getloadavg()[0]:.2f}"
     )
     if idle_busy_pct > 15:
         print(
@@ -815,20 +994,21 @@ def main() -> int:
             "from this run, not absolute rates (see the 'other CPU' column)"
         )
     print(
-        f"workload: users/round {args.users}, rounds {args.rounds}, groups {args.groups}, concurrency "
-        f"{args.concurrency}, members/group {args.members_per_group or 'spread (each user in one group)'}"
+        f"workload: users/round {args.users}, rounds {args.rounds}, ops/phase {args.ops}, groups {args.groups}, "
+        f"concurrency {args.concurrency}, stores {', '.join(stores)}, {args.bodies} user bodies"
     )
-    print(f"load client (phases 1-3): {client.describe()}")
-    print("phase-4 probes: sequential PATCHes over one keep-alive http.client connection, alternating small/large")
-    probe: ProbeResult | None = None
-    group_check = ""
+    print(f"load client: {client.describe()}")
+    probes: dict[str, ProbeResult] = {}
+    instances: tuple[list[float], list[float]] | None = None
     try:
-        if not args.reference_only:
-            ours = start_ours(args, tmp, run_id)
-            targets.append(ours)
-            print(
-                f"ours: dsync serve on {harness.LOOPBACK}:{ours.port}, SQLite {tmp / 'dsync.db'}, endpoint {ours.base}"
-            )
+        for store in stores:
+            if store == "sqlite":
+                url = f"sqlite+aiosqlite:///{tmp / 'dsync.db'}"
+            else:
+                url = create_postgres_database(args.postgres_url, pg_database)
+            target = start_ours(args, tmp, run_id, store=store, database_url=url, name=store)
+            targets.append(target)
+            print(f"{store}: dsync serve on {harness.LOOPBACK}:{target.port}, {store} store, endpoint {target.base}")
         if not args.skip_reference:
             ref = start_reference(args, tmp)
             targets.append(ref)
@@ -837,30 +1017,49 @@ def main() -> int:
                 f"under uvicorn {_dist_version('uvicorn')} (1 process, access log off, no auth check, not durable) "
                 f"on {harness.LOOPBACK}:{ref.port}"
             )
-        primary = targets[0]
         print()
-        print(
-            "phase 1: POST /Users"
-            + (" (A B A B between the servers, same bodies per round)" if len(targets) > 1 else "")
-        )
-        ids = bench.phase_users(targets)
-        print(f"phase 2-4 against {primary.name}")
-        group_ids = bench.phase_groups(primary)
-        first = bench.phase_memberships(primary, group_ids, ids[primary.name])
-        if first is not None:
-            group_check = check_group_size(primary, *first)
-            print(f"  check: {group_check}")
-        pool = ids[primary.name][args.users :] + ids[primary.name][: args.users]
-        probe = bench.phase_large_vs_small(primary, pool)
-        print(f"  4 add 1 member, {probe.small_size}-member group: {fmt_ms(probe.small_ms)}")
-        print(f"  4 add 1 member, {probe.large_size}-member group: {fmt_ms(probe.large_ms)}")
-        for sample in probe.samples:
-            print(f"      error sample: {sample}")
+        print("phase 1: POST /Users (A B A B between the servers, same bodies per round)")
+        created = bench.phase_users(targets)
+        print("phases 2-7 on every server in turn (ids of each server's own users)")
+        bench.phase_traffic(targets, created)
+        for target in targets:
+            if target.name == "reference" or args.large_group_size < 1:
+                continue
+            pool = created[target.name].ids[: -min(args.ops, len(created[target.name].ids))]
+            probe = bench.phase_large_vs_small(target, pool)
+            probes[target.name] = probe
+            print(f"  8 {target.name}: add 1 member, {probe.small_size}-member group: {fmt_ms(probe.small_ms)}")
+            print(f"  8 {target.name}: add 1 member, {probe.large_size}-member group: {fmt_ms(probe.large_ms)}")
+            for sample in probe.samples:
+                print(f"      error sample: {sample}")
+        pg = next((t for t in targets if t.store == "postgres"), None)
+        if args.instances > 1 and pg is not None:
+            for i in range(2, args.instances + 1):
+                env_url = _admin_postgres_url(args.postgres_url).set(
+                    drivername="postgresql+asyncpg", database=pg_database
+                )
+                other = start_ours(
+                    args,
+                    tmp,
+                    run_id,
+                    store="postgres",
+                    database_url=env_url.render_as_string(hide_password=False),
+                    name=f"postgres{i}",
+                    migrate=False,
+                )
+                extra.append(other)
+            print(
+                f"phase 9: POST /Users through {args.instances} dsync serve on one PostgreSQL database, each its own "
+                "directory (the client on the same machine)"
+            )
+            instances = bench.phase_instances(pg, [pg, *extra])
     except Exception as exc:  # report what happened, with the servers' logs, and still clean up
-        harness.report_failure(str(exc), [(f"the {t.name} server log", t.log_tail()) for t in targets])
+        harness.report_failure(str(exc), [(f"the {t.name} server log", t.log_tail()) for t in [*targets, *extra]])
         return 1
     finally:
-        harness.end_run([t.proc for t in targets], tmp, args.keep_temp)
+        harness.end_run([t.proc for t in [*targets, *extra]], tmp, args.keep_temp)
+        if "postgres" in stores:
+            drop_postgres_database(args.postgres_url, pg_database)
 
     print(
         harness.summary_heading(
@@ -871,34 +1070,30 @@ def main() -> int:
     )
     print(summary_table(bench.results))
     print()
-    primary_name = targets[0].name
-    ours_rate = median_rate(bench.results, primary_name)
-    if not args.skip_reference and not args.reference_only:
-        ref_rate = median_rate(bench.results, "reference")
-        ratio = ours_rate / ref_rate
-        print(
-            f"POST /Users, median of {args.rounds} rounds: ours {ours_rate:.1f}/s, scim2-server {ref_rate:.1f}/s, "
-            f"ratio {ratio:.2f}x (target >= 2x: {'met' if ratio >= 2 else 'NOT met'})"
-        )
-    else:
-        print(f"POST /Users, median of {args.rounds} rounds ({primary_name}): {ours_rate:.1f}/s")
-    if probe is not None and probe.small_ms and probe.large_ms:
-        small_med, large_med = statistics.median(probe.small_ms), statistics.median(probe.large_ms)
-        ratio = large_med / small_med
-        verdict = "met" if ratio <= 1.5 else "NOT met"
-        print(
-            f"add 1 member: {probe.small_size}-member group median {small_med:.2f} ms, {probe.large_size}-member "
-            f"group median {large_med:.2f} ms, ratio {ratio:.2f} (target <= 1.5: {verdict})"
-        )
-        expected_large = probe.large_size + len(probe.large_ms)
-        if probe.large_members_seen is not None:
-            verdict = "ok" if probe.large_members_seen == expected_large else "MISMATCH"
+    print(f"Median req/s per phase and same-run ratios (load average now {os.getloadavg()[0]:.2f}):")
+    print(ratio_table(bench.results, targets))
+    for name, probe in probes.items():
+        if probe.small_ms and probe.large_ms:
+            small_med, large_med = statistics.median(probe.small_ms), statistics.median(probe.large_ms)
             print(
-                f"large group read back with {probe.large_members_seen} members, expected {expected_large}: {verdict}"
+                f"{name}: add 1 member, {probe.small_size}-member group median {small_med:.2f} ms, "
+                f"{probe.large_size}-member group median {large_med:.2f} ms, ratio {large_med / small_med:.2f} "
+                f"(target <= 1.2)"
             )
-    if group_check:
-        print(f"phase-3 check: {group_check}")
-    errors = sum(r.errors for r in bench.results) + (probe.errors if probe else 0)
+            expected_large = probe.large_size + len(probe.large_ms)
+            if probe.large_members_seen is not None:
+                verdict = "ok" if probe.large_members_seen == expected_large else "MISMATCH"
+                print(
+                    f"  large group read back with {probe.large_members_seen} members, expected {expected_large}: "
+                    f"{verdict}"
+                )
+    if instances is not None:
+        alone, together = statistics.median(instances[0]), statistics.median(instances[1])
+        print(
+            f"POST /Users on PostgreSQL: 1 instance {alone:.1f}/s, {args.instances} instances together "
+            f"{together:.1f}/s, ratio {together / alone:.2f}x (target >= 1.6x)"
+        )
+    errors = sum(r.errors for r in bench.results) + sum(p.errors for p in probes.values())
     if errors:
         print(f"WARNING: {errors} failed requests: figures with errors are not comparable")
         return 3

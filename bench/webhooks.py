@@ -1,7 +1,9 @@
 """Webhook delivery benchmark: SCIM user creations on a real ``dsync serve`` (embedded SQLite) with N webhook
 endpoints pointed at a local receiver (a separate process), measuring deliveries per second, first-attempt latency
-(event committed -> receiver) and the SCIM POST rate with the delivery worker running, against the same load with
-the worker off (``DSYNC_WEBHOOK_WORKER=0``) on a fresh database.
+(event committed -> receiver) and the SCIM POST rate with delivery running (B: the default delivery child process),
+against the same load on a second server with webhooks off (A: ``DSYNC_WEBHOOK_WORKER=0``), in alternating rounds
+A B A B; each A round starts once the previous B round's deliveries are in. It also prints the CPU the server, the
+delivery child and the receiver used during the B rounds (share of one core).
 
     .venv/bin/python bench/webhooks.py                    # 10,000 events to 10 endpoints
     .venv/bin/python bench/webhooks.py --events 1000      # quick run
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -95,6 +99,21 @@ def _receiver_stats(port: int) -> dict[str, Any]:
     return dict(httpx.get(f"http://{harness.LOOPBACK}:{port}/stats", timeout=30).json())
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += harness.proc_cpu_seconds(pid)
+    return total
+
+
 def _serve(dsync: str, tmp: Path, name: str, *, worker: bool, timeout: float) -> tuple[Any, int, dict[str, str]]:
     port = harness.free_port()
     env = harness.dsync_env(f"sqlite+aiosqlite:///{tmp / (name + '.db')}", port)
@@ -118,11 +137,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000, help="SCIM user creations (one event each)")
     parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=4, help="A B rounds: the events are split between them")
     parser.add_argument("--concurrency", type=int, default=8, help="SCIM connections")
-    parser.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for every delivery")
+    parser.add_argument("--deadline", type=float, default=900.0, help="seconds to wait for every delivery")
+    parser.add_argument(
+        "--receiver-nice",
+        type=int,
+        default=19,
+        help="the receiver's nice level: it stands for the application's servers, elsewhere in production, so by "
+        "default it takes only CPU the gateway leaves (0: it competes with SCIM for this machine's cores)",
+    )
     harness.add_run_options(parser, keep_temp_help="keep the databases and logs")
     args = parser.parse_args()
-    if not harness.at_least_one(args, ["events", "endpoints", "concurrency"]):
+    if not harness.at_least_one(args, ["events", "endpoints", "concurrency", "rounds"]):
         return 2
     harness.exit_on_sigterm()
     dsync = harness.find_dsync(args.dsync)
@@ -132,18 +159,20 @@ def main() -> int:
         receiver_port = harness.free_port()
         (tmp / "receiver.py").write_text(RECEIVER_CODE)
         receiver = harness.start_process(
-            [sys.executable, str(tmp / "receiver.py"), str(receiver_port)], {}, tmp, tmp / "receiver.log"
+            ["nice", "-n", str(args.receiver_nice), sys.executable, str(tmp / "receiver.py"), str(receiver_port)],
+            {},
+            tmp,
+            tmp / "receiver.log",
         )
         procs.append(receiver)
 
-        # Without delivery: the worker off, a fresh database.
-        server, port, env = _serve(dsync, tmp, "baseline", worker=False, timeout=args.startup_timeout)
-        procs.append(server)
-        directory = harness.create_jumpcloud_directory(dsync, env, tmp, organization="Acme", directory="Baseline")
-        baseline = asyncio.run(_post_users(port, directory, args.events, args.concurrency, "base"))
-        harness.stop_process(server)
-
-        # With delivery: N endpoints for every organization, all at the receiver.
+        # A: the worker off; B: N endpoints for every organization, all at the receiver, delivered by the child
+        # process `dsync serve` starts. Both servers run throughout; the rounds alternate A B A B.
+        base_server, base_port, base_env = _serve(dsync, tmp, "baseline", worker=False, timeout=args.startup_timeout)
+        procs.append(base_server)
+        base_directory = harness.create_jumpcloud_directory(
+            dsync, base_env, tmp, organization="Acme", directory="Baseline"
+        )
         server, port, env = _serve(dsync, tmp, "webhooks", worker=True, timeout=args.startup_timeout)
         procs.append(server)
         directory = harness.create_jumpcloud_directory(dsync, env, tmp, organization="Acme", directory="Hooks")
@@ -153,26 +182,49 @@ def main() -> int:
                 env,
                 tmp,
             )
-        expected = (args.events + 1) * args.endpoints  # + dsync.activated
-        with_delivery = asyncio.run(_post_users(port, directory, args.events, args.concurrency, "hook"))
+        deliverers = _children(server.pid)
+        per_round = args.events // args.rounds
+        events = per_round * args.rounds
+        expected_total = (events + 1) * args.endpoints  # + dsync.activated
         deadline = time.monotonic() + args.deadline
-        while (stats := _receiver_stats(receiver_port))["count"] < expected and time.monotonic() < deadline:
-            time.sleep(0.5)
+        baseline: list[float] = []
+        with_delivery: list[float] = []
+        cpu_rows: list[tuple[float, float, float, float]] = []  # per B round: wall, server, deliverer, receiver
+        for r in range(args.rounds):
+            baseline.append(asyncio.run(_post_users(base_port, base_directory, per_round, args.concurrency, f"a{r}")))
+            watched = [server.pid], deliverers, [receiver.pid]
+            before = [_cpu(pids) for pids in watched]
+            started = time.perf_counter()
+            with_delivery.append(asyncio.run(_post_users(port, directory, per_round, args.concurrency, f"b{r}")))
+            wall = time.perf_counter() - started
+            used = [_cpu(pids) - b for pids, b in zip(watched, before, strict=True)]
+            cpu_rows.append((wall, used[0], used[1], used[2]))
+            # The next A round starts once this round's deliveries are in: A measures SCIM with no delivery running.
+            expected = (per_round * (r + 1) + 1) * args.endpoints
+            while _receiver_stats(receiver_port)["count"] < expected and time.monotonic() < deadline:
+                time.sleep(0.25)
+        stats = _receiver_stats(receiver_port)
         p50, p99 = (harness.percentile(stats["latencies"], q) * 1000 for q in (50, 99))
-        share = with_delivery / baseline
+        base_median, hooks_median = statistics.median(baseline), statistics.median(with_delivery)
         span = (stats["last"] or 0) - (stats["first"] or 0)
+        wall = sum(row[0] for row in cpu_rows)
+        cpu = [sum(row[i] for row in cpu_rows) / wall for i in (1, 2, 3)]
         rows = [
-            f"{'events x endpoints':<44}{args.events + 1:,} x {args.endpoints}",
-            f"{'deliveries received / expected':<44}{stats['count']:,} / {expected:,}"
+            f"{'events x endpoints':<44}{events + 1:,} x {args.endpoints} ({args.rounds} rounds)",
+            f"{'deliveries received / expected':<44}{stats['count']:,} / {expected_total:,}"
             + f" (+{stats['duplicates']} repeats)",
-            f"{'deliveries per second':<44}{stats['count'] / span if span else 0:,.0f}",
+            f"{'deliveries per second (first to last)':<44}{stats['count'] / span if span else 0:,.0f}",
             f"{'first-attempt latency p50 / p99':<44}" + f"{p50:,.0f} ms / {p99:,.0f} ms",
-            f"{'SCIM POST /Users without delivery':<44}{baseline:,.0f} req/s",
-            f"{'SCIM POST /Users with delivery running':<44}{with_delivery:,.0f} req/s ({share:.0%})",
+            f"{'SCIM POST /Users without delivery (A)':<44}" + " ".join(f"{v:,.0f}" for v in baseline) + " req/s",
+            f"{'SCIM POST /Users with delivery (B)':<44}" + " ".join(f"{v:,.0f}" for v in with_delivery) + " req/s",
+            f"{'medians B / A':<44}{hooks_median:,.0f} / {base_median:,.0f} = {hooks_median / base_median:.0%}",
+            f"{'CPU during B: server / deliverer / receiver':<44}"
+            + " / ".join(f"{c:.0%}" for c in cpu)
+            + f" (receiver nice {args.receiver_nice})",
         ]
         print(harness.summary_heading(72, "Webhook delivery (embedded SQLite, one dsync serve)"))
         print(harness.table(f"{'measure':<44}value", rows))
-        return 0 if stats["count"] >= expected else 3
+        return 0 if stats["count"] >= expected_total else 3
     except Exception as exc:
         harness.report_failure(str(exc), [(p.name, harness.log_tail(p)) for p in tmp.glob("*.log")])
         return 1

@@ -22,7 +22,7 @@ from gateway.ops.public_url import announced_public_url
 from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
-from gateway.store.models import ApiKey, Directory, DirectoryType, Organization
+from gateway.store.models import ApiKey, Directory, DirectoryType, Organization, SetupLink
 
 T = TypeVar("T")
 
@@ -273,4 +273,34 @@ def setup_links_create(args: argparse.Namespace, settings: Settings) -> int:
         "Send it to the customer's IT admin; it is shown once (only its hash is stored)."
     )
     emit(payload, as_json=args.json, text=text)
+    return 0
+
+
+def _setup_link_json(link: SetupLink) -> dict[str, Any]:
+    return {
+        "id": link.id,
+        "directory_id": link.directory_id,
+        "status": setup_links.setup_link_status(link),
+        "created_at": _time(link.created_at),
+        "expires_at": _time(link.expires_at),
+        "revealed_at": _time(link.revealed_at),
+    }
+
+
+def setup_links_list(args: argparse.Namespace, settings: Settings) -> int:
+    def read(session: Session) -> list[dict[str, Any]]:
+        directories.get_directory(session, directory_id=args.directory_id)  # an unknown id is an error, not []
+        links = setup_links.list_setup_links(session, directory_id=args.directory_id)
+        return [_setup_link_json(link) for link in links]
+
+    links = run(settings, args, read)
+    table = [[link["id"], link["status"], link["created_at"] or "", link["expires_at"] or ""] for link in links]
+    header = ["ID", "STATUS", "CREATED", "EXPIRES"]
+    emit(links, as_json=args.json, text=_table(table, header, "No setup links for this directory."))
+    return 0
+
+
+def setup_links_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    link = run(settings, args, lambda s: _setup_link_json(setup_links.revoke_setup_link(s, setup_link_id=args.link_id)))
+    emit(link, as_json=args.json, text=f"Revoked {link['id']}: opening it now answers that it is not valid")
     return 0

@@ -27,9 +27,11 @@ from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.observe.request_log import RequestLog
 from gateway.ops import api_keys
+from gateway.ops.rule_evaluator import RuleEvaluator
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
 from gateway.store.database import Database
+from gateway.webhooks.process import DeliveryProcess
 from gateway.webhooks.worker import WebhookWorker
 from gateway.workos import routes as workos
 from scim.api.http import error_response
@@ -129,14 +131,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
             days = settings.event_retention_days
             pruner = asyncio.create_task(retention.prune_periodically(database, retention_days=days))
         worker = WebhookWorker(database, hub, settings, poll_seconds=settings.event_poll_seconds)
-        if ingest and settings.webhook_worker:
+        delivery = app.state.webhook_process = DeliveryProcess(settings)
+        if ingest and settings.webhook_worker and settings.webhook_process:
+            await delivery.start()  # deliveries in a low-priority child process: they never take SCIM's CPU
+        elif ingest and settings.webhook_worker:
             hub.on_new_events(worker.wake)
             await worker.start()
         request_log = app.state.request_log = RequestLog(database)
         request_log.start()
+        evaluator = app.state.rule_evaluator = RuleEvaluator(
+            database, chunk_size=settings.rule_evaluation_chunk, poll_seconds=settings.rule_evaluation_poll_seconds
+        )
+        await evaluator.start()
         try:
             yield
         finally:
+            await delivery.stop()
+            await evaluator.stop()
             await worker.stop()
             if pruner is not None:
                 pruner.cancel()
@@ -170,5 +181,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.linked_directories = set()
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
     app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
+    app.state.graphql_cost_limiter = TokenBuckets(rate=settings.graphql_cost_rate, burst=settings.graphql_cost_burst)
     app.state.scim_doorman = Doorman(rate=settings.scim_unauthenticated_rate_limit)
     return app

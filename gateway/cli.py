@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway import admin
+from gateway import admin, admin_rules
 from gateway.observe.logs import configure_logging
 from gateway.ops import api_keys, directories, inputs, organizations
 from gateway.ops import webhook_endpoints as webhooks
@@ -99,6 +99,16 @@ def _first_run_text(key: str, dashboard_url: str) -> str:
         f"    {key}\n\n"
         f"Sign in to the dashboard with it: {dashboard_url}\n"
     )
+
+
+def _cmd_webhooks_deliver(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from gateway.webhooks.process import deliver_until_stopped
+
+    configure_logging(log_format=settings.log_format, level=settings.log_level, access_log=False)
+    asyncio.run(deliver_until_stopped(settings))
+    return 0
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -374,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     link.add_argument("directory_id")
     link.add_argument("--hours", type=float, default=72, help="how long the link is valid (default 72, at most 720)")
+    _command(dirs, "setup-links", "a directory's setup links and their status", admin.setup_links_list).add_argument(
+        "directory_id"
+    )
+    _command(
+        dirs, "revoke-setup-link", "revoke a setup link (it then answers 'not valid')", admin.setup_links_revoke
+    ).add_argument("link_id")
 
     keys = _parsers(commands, "api-keys", "create, list and revoke GraphQL/dashboard API keys")
     key_create = _command(keys, "create", "create an API key (admin unless --organization)", _cmd_api_keys_create)
@@ -404,6 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("webhook_endpoint_id")
         if from_event:
             command.add_argument("--from", dest="from_event", required=True, metavar="EVENT_ID")
+
+    _command(
+        hooks,
+        "deliver",
+        "run the delivery worker in the foreground (`dsync serve` starts one unless DSYNC_WEBHOOK_PROCESS=0)",
+        _cmd_webhooks_deliver,
+        store=False,
+    )
+    admin_rules.add_commands(commands, _parsers, _command)
 
     play = commands.add_parser("simulate", help="play an identity provider's SCIM session against an endpoint")
     simulate.add_arguments(play)

@@ -68,6 +68,16 @@ class Settings:
     # WebSocket operations alike), holding up to `graphql_rate_burst`; 0 turns it off. Counted per process.
     graphql_rate_limit: float = 20.0
     graphql_rate_burst: int = 60
+    # Per-API-key GraphQL cost rate: each operation takes its cost (gateway/graphql/cost.py) from a bucket refilled
+    # at this many units per second, holding up to `graphql_cost_burst`; empty: COST_RATE_LIMITED. 0 turns it off.
+    # A cost unit is ~0.1 ms of CPU (the most expensive allowed query, 1,802, takes ~0.2 s): at 500/s one key uses at
+    # most ~5% of a core, running one 2,000-cost operation every four seconds, or a dashboard page (cost ~60-110)
+    # five to eight times a second; the burst holds one operation at the budget.
+    graphql_cost_rate: float = 500.0
+    graphql_cost_burst: int = 2000
+    # Refusals (rate or cost limits, over budget, unauthenticated) wait this long before they are answered, so a
+    # client that ignores them cannot make the server answer them as fast as it asks. 0 answers at once.
+    graphql_refusal_delay_ms: int = 100
     # Browser origins (besides the gateway's own) whose pages may call /graphql: CORS and WebSocket handshakes.
     allowed_origins: tuple[str, ...] = ()
     # The pump re-reads the event log's head this often, bounding the delay when a notification is lost.
@@ -87,6 +97,12 @@ class Settings:
     # Requests with a missing or wrong bearer token, per second per client address (a burst of twice as many):
     # beyond it they answer 429 before reaching the database. 0 turns it off.
     scim_unauthenticated_rate_limit: float = 10.0
+    # A PATCH costs the directory's rate limit one request per this many values it touches (operations × the
+    # entries of the attribute each one reads), charged after it ran: the bucket may go below empty. 0: one each.
+    scim_patch_values_per_request: int = 25
+    # Refusals (401, 429, 413, a body over the limits) wait this long before they are answered: a client flooding
+    # refused requests then gets ten per second per connection, not as many as the CPU can answer. 0: at once.
+    scim_refusal_delay_ms: int = 100
     # Bounded work per SCIM request (scim/protocol/limits.py): PATCH operations per request, and values of any
     # multi-valued attribute of a stored resource (emails, phoneNumbers … ; group members are rows, not counted).
     scim_max_patch_operations: int = 100
@@ -110,6 +126,17 @@ class Settings:
     # HTTP requests in flight at once per instance: deliveries cost CPU (HTTP client, TLS) in the process that serves
     # SCIM, so they take a bounded share of it whatever the number of endpoints.
     webhook_sends: int = 2
+    # `dsync serve` delivers from a child process (`dsync webhooks deliver`) at this nice level, so sending never
+    # takes CPU from SCIM; 0 runs the worker inside the server process (tests). The child polls the log this often
+    # when no broadcaster tells it about new events (memory://, SQLite).
+    webhook_process: bool = True
+    webhook_nice: int = 19
+    webhook_poll_seconds: float = 0.25
+    # Roles and custom attributes (gateway/ops/rule_evaluator.py): users re-evaluated per write transaction after a
+    # mapping changes (small enough that SCIM writes queued behind one wait little), and how often the evaluator
+    # looks for work queued by another process (a change made in this one wakes it at once).
+    rule_evaluation_chunk: int = 100
+    rule_evaluation_poll_seconds: float = 2.0
     # What `dsync serve` runs (gateway/app.py): "all"; "ingest" (SCIM, REST, GraphQL over HTTP, webhooks: no
     # WebSocket subscriptions); "realtime" (GraphQL over HTTP and WebSocket, fed by the broadcaster: no SCIM). A split
     # keeps live fan-out off the ingest process's CPU; it needs a redis:// or postgres:// DSYNC_BROADCAST_URL.
@@ -141,6 +168,9 @@ class Settings:
             graphql_max_cost=_int("DSYNC_GRAPHQL_MAX_COST", 2000),
             graphql_rate_limit=_float("DSYNC_GRAPHQL_RATE_LIMIT", 20.0),
             graphql_rate_burst=_int("DSYNC_GRAPHQL_RATE_BURST", 60),
+            graphql_cost_rate=_float("DSYNC_GRAPHQL_COST_RATE", 500.0),
+            graphql_cost_burst=_int("DSYNC_GRAPHQL_COST_BURST", 2000),
+            graphql_refusal_delay_ms=_int("DSYNC_GRAPHQL_REFUSAL_DELAY_MS", 100),
             allowed_origins=_list(env.get("DSYNC_ALLOWED_ORIGINS")),
             event_poll_seconds=_float("DSYNC_EVENT_POLL_SECONDS", 1.0),
             event_retention_days=_float("DSYNC_EVENT_RETENTION_DAYS", 30.0),
@@ -150,18 +180,25 @@ class Settings:
             scim_rate_limit=_float("DSYNC_SCIM_RATE_LIMIT", 200.0),
             scim_rate_burst=_int("DSYNC_SCIM_RATE_BURST", 400),
             scim_unauthenticated_rate_limit=_float("DSYNC_SCIM_UNAUTHENTICATED_RATE_LIMIT", 10.0),
+            scim_patch_values_per_request=_int("DSYNC_SCIM_PATCH_VALUES_PER_REQUEST", 25),
+            scim_refusal_delay_ms=_int("DSYNC_SCIM_REFUSAL_DELAY_MS", 100),
             scim_max_patch_operations=_int("DSYNC_SCIM_MAX_PATCH_OPERATIONS", 100),
             scim_max_multi_values=_int("DSYNC_SCIM_MAX_MULTI_VALUES", 100),
             log_format=(env.get("DSYNC_LOG_FORMAT") or "text").strip().lower(),
             log_level=(env.get("DSYNC_LOG_LEVEL") or "info").strip().lower(),
             metrics_token=env.get("DSYNC_METRICS_TOKEN") or None,
             webhook_worker=_flag(env.get("DSYNC_WEBHOOK_WORKER") or "1"),
+            rule_evaluation_chunk=max(1, _int("DSYNC_RULE_EVALUATION_CHUNK", 100)),
+            rule_evaluation_poll_seconds=_float("DSYNC_RULE_EVALUATION_POLL_SECONDS", 2.0),
             webhook_allow_private=_flag(env.get("DSYNC_WEBHOOK_ALLOW_PRIVATE")),
             webhook_timeout_seconds=_float("DSYNC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
             webhook_retry_hours=_float("DSYNC_WEBHOOK_RETRY_HOURS", 72.0),
             webhook_max_backoff_seconds=_float("DSYNC_WEBHOOK_MAX_BACKOFF_SECONDS", 3600.0),
             webhook_concurrency=_int("DSYNC_WEBHOOK_CONCURRENCY", 32),
             webhook_sends=max(1, _int("DSYNC_WEBHOOK_SENDS", 2)),
+            webhook_process=_flag(env.get("DSYNC_WEBHOOK_PROCESS") or "1"),
+            webhook_nice=_int("DSYNC_WEBHOOK_NICE", 19),
+            webhook_poll_seconds=_float("DSYNC_WEBHOOK_POLL_SECONDS", 0.25),
             role=_choice("DSYNC_ROLE", ROLES, "all"),
             ws_implementation=_choice("DSYNC_WS_IMPLEMENTATION", WS_IMPLEMENTATIONS, "websockets-sansio"),
         )

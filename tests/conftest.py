@@ -89,6 +89,10 @@ def settings(database_url: str) -> Settings:
         scim_rate_limit=0,
         scim_unauthenticated_rate_limit=0,
         graphql_rate_limit=0,
+        webhook_process=False,  # the worker in the test's process (tests/webhooks/test_process.py: the child)
+        graphql_cost_rate=0,
+        graphql_refusal_delay_ms=0,
+        scim_refusal_delay_ms=0,
     )
 
 

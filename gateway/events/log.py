@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from gateway.events.payloads import EventData, EventName, bounded
-from gateway.store.grouped_writer import insert_rows
+from gateway.store.grouped_writer import before_inserts, insert_rows
 from gateway.store.ids import new_id
 from gateway.store.models import Event, utcnow
 
@@ -67,16 +67,16 @@ def record_events(
 
 
 _EVENT_LOCK = 0x64_73_79_6E_63  # "dsync"
+_TAKE_EVENT_LOCK = text(f"SELECT pg_advisory_xact_lock({_EVENT_LOCK})")
 
 
 def _sequence_events(session: Session) -> None:
     """On PostgreSQL, transactions that write events hold one advisory lock until they commit, so cursors are
     assigned in commit order: a reader that has seen cursor N never later meets a new event below N. (SQLite has a
-    single writer already.)"""
-    if session.info.get("dsync.sequenced") or session.get_bind().dialect.name != "postgresql":
-        return
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_LOCK})
-    session.info["dsync.sequenced"] = True
+    single writer already.) A grouped transaction takes it only just before it inserts its events, at its very end:
+    the lock is held for that insert and the commit, not for the whole transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        before_inserts(session, "dsync.sequenced", _TAKE_EVENT_LOCK)
 
 
 def read_events_after(session: Session, *, after: int, where: Sequence[Any] = (), limit: int) -> list[Any]:

@@ -55,6 +55,12 @@ class DirectoryData(TypedDict):
     domains: NotRequired[list[DomainData]]
 
 
+class RoleData(TypedDict):
+    """A role as WorkOS shows it on a directory user."""
+
+    slug: str
+
+
 class UserData(TypedDict):
     """``dsync.user.*``; ``previous_attributes`` on updates only."""
 
@@ -71,6 +77,8 @@ class UserData(TypedDict):
     display_name: str | None
     job_title: str | None
     state: str
+    role: RoleData | None
+    roles: list[RoleData]
     custom_attributes: dict[str, Any]
     raw_attributes: dict[str, Any]
     created_at: str
@@ -149,6 +157,8 @@ def user_payload(user: DirectoryUser, *, organization_id: str) -> UserData:
         "display_name": user.display_name,
         "job_title": user.job_title,
         "state": user.state,
+        "role": {"slug": user.role} if user.role else None,
+        "roles": [{"slug": slug} for slug in user.roles or ()],
         "custom_attributes": user.custom_attributes,
         "raw_attributes": user.raw_attributes,
         "created_at": iso(user.created_at),

@@ -15,11 +15,14 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, PongMessage
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from gateway.graphql.context import Context, authenticate_connection, build_context, key_is_active
+from gateway.graphql.errors import is_unauthenticated
 from gateway.graphql.execution import SharedData
 from gateway.graphql.live_frames import FrameHandler
 from gateway.graphql.schema import schema
@@ -118,6 +121,14 @@ class GatewayGraphQL(GraphQL[Context, None]):
             return orjson.dumps(data).decode()
         except TypeError:  # beyond orjson (e.g. an integer past 64 bits): the standard encoder
             return str(super().encode_json(data))
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        # A refusal costs the server little, but a client ignoring them could have them answered as fast as the
+        # CPU allows: each waits a moment first (holding nothing but this coroutine).
+        settings: Settings = request.app.state.settings
+        if settings.graphql_refusal_delay_ms > 0 and is_unauthenticated(result):
+            await asyncio.sleep(settings.graphql_refusal_delay_ms / 1000)
+        return await super().process_result(request, result)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return await build_context(request)

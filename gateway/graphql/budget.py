@@ -1,11 +1,14 @@
 """Each operation's budget, checked once its document is valid and before it executes, the same way over HTTP and
 over the WebSocket: its cost (gateway.graphql.cost) within ``DSYNC_GRAPHQL_MAX_COST``, else QUERY_TOO_COSTLY; and
 one request from its API key's token bucket (``DSYNC_GRAPHQL_RATE_LIMIT``), else RATE_LIMITED with the seconds to
-wait. A refused operation answers like an invalid document: nothing of it runs."""
+wait; and its cost from the key's cost bucket (``DSYNC_GRAPHQL_COST_RATE``), else COST_RATE_LIMITED: many cheap
+operations and a few costly ones then take a key the same share of the server. A refused operation answers like an
+invalid document: nothing of it runs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from graphql import GraphQLError
@@ -13,18 +16,23 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.graphql.cost import operation_cost
 from gateway.graphql.errors import ApiError
-from gateway.ops.token_buckets import retry_after
+from gateway.ops.token_buckets import TokenBuckets, retry_after
 
 
 class OperationBudget(SchemaExtension):
     """Listed after the validation extensions: it sees their verdict and refuses only what they let through."""
 
-    def on_validate(self) -> Iterator[None]:
+    async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
         if not context.pre_execution_errors and context.graphql_document is not None:
             refusal = self._refusal(context.context)
             if refusal is not None:
                 context.pre_execution_errors = [refusal]
+                # A client ignoring refusals (over HTTP or a WebSocket) gets them at this pace, not the CPU's.
+                settings = getattr(context.context, "settings", None)
+                delay = settings.graphql_refusal_delay_ms if settings is not None else 0
+                if delay > 0:
+                    await asyncio.sleep(delay / 1000)
         yield
 
     def _refusal(self, request: Any) -> GraphQLError | None:
@@ -54,12 +62,25 @@ class OperationBudget(SchemaExtension):
         if principal is None or limiter is None:
             return None
         wait = limiter.acquire(principal.api_key_id)
+        if wait:
+            seconds = retry_after(wait)
+            return ApiError(
+                f"Too many requests for this API key (limit: {limiter.rate:g} per second, bursts of {limiter.burst}); "
+                f"retry after {seconds} s",
+                "RATE_LIMITED",
+                retryAfterSeconds=seconds,
+            )
+        costs: TokenBuckets | None = getattr(request, "cost_limiter", None)
+        if costs is None:
+            return None
+        wait = costs.acquire(principal.api_key_id, amount=cost)
         if not wait:
             return None
         seconds = retry_after(wait)
         return ApiError(
-            f"Too many requests for this API key (limit: {limiter.rate:g} per second, bursts of {limiter.burst}); "
-            f"retry after {seconds} s",
-            "RATE_LIMITED",
+            f"This API key spent its query cost (limit: {costs.rate:g} per second, bursts of {costs.burst}; this "
+            f"operation costs {cost}); retry after {seconds} s",
+            "COST_RATE_LIMITED",
+            cost=cost,
             retryAfterSeconds=seconds,
         )

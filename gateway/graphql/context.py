@@ -36,6 +36,8 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # Per API key, shared by every request of the app (None: no limit).
     rate_limiter: TokenBuckets | None = None
+    # Per API key, the operations' costs (gateway.graphql.budget).
+    cost_limiter: TokenBuckets | None = None
 
     def start_operation(self) -> None:
         """Fresh DataLoaders for the operation (or subscription event) that starts executing in this task, built
@@ -109,12 +111,19 @@ async def build_context(request: Request | WebSocket) -> Context:
     settings: Settings = request.app.state.settings
     hub = request.app.state.hub
     limiter: TokenBuckets = request.app.state.graphql_rate_limiter
+    cost_limiter: TokenBuckets | None = getattr(request.app.state, "graphql_cost_limiter", None)
     principal, error = None, "Send an API key"
     # Over WebSocket the key comes in connection_init (see ``authenticate_connection``).
     if not isinstance(request, WebSocket):
         principal, error = await authenticate(database, request.headers.get("authorization"))
     return Context(
-        database=database, settings=settings, hub=hub, rate_limiter=limiter, _principal=principal, _auth_error=error
+        database=database,
+        settings=settings,
+        hub=hub,
+        rate_limiter=limiter,
+        cost_limiter=cost_limiter,
+        _principal=principal,
+        _auth_error=error,
     )
 
 

@@ -17,6 +17,7 @@ Code = Literal[
     "TIMEOUT",
     "QUERY_TOO_COSTLY",
     "RATE_LIMITED",
+    "COST_RATE_LIMITED",
     "CURSOR_EXPIRED",
 ]
 
@@ -24,6 +25,15 @@ Code = Literal[
 class ApiError(GraphQLError):
     def __init__(self, message: str, code: Code, **details: Any) -> None:
         super().__init__(message, extensions={"code": code, **details})
+
+
+def is_unauthenticated(result: Any) -> bool:
+    """Whether an execution result only says the request carried no valid key (the budget's refusals wait in
+    gateway.graphql.budget; this one is found by the fields, so the HTTP view makes it wait)."""
+    errors = getattr(result, "errors", None)
+    if not errors or getattr(result, "data", None) is not None:
+        return False
+    return all((error.extensions or {}).get("code") == "UNAUTHENTICATED" for error in errors)
 
 
 def not_found(what: str, object_id: str) -> ApiError:

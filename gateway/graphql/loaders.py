@@ -39,6 +39,19 @@ class Loaders:
         self.groups_of_user = DataLoader(self._groups_of_users)
         self.member_count = DataLoader(self._member_counts)
         self.directory_counts = DataLoader(self._directory_counts)
+        # (group id, directory id, page size) -> the first members of each group, one statement for all the groups
+        # of a page (``members(first: n)`` under each of them).
+        self.first_members = DataLoader(self._first_members)
+        # Groups of the users of a page, read with the page itself (``prefetch_groups_of_users``): a user's
+        # ``groups`` then resolves without waiting, so a page completes without a task per user.
+        self.known_groups_of_user: dict[str, list[Any]] = {}
+        # The GraphQL object of each group seen by this operation: a page's users share their groups.
+        self.group_objects: dict[str, Any] = {}
+
+    def prefetch_groups_of_users(self, session: Session, user_ids: list[str]) -> None:
+        """Runs in the page's own store job (one more statement, the one the DataLoader would have run)."""
+        if user_ids:
+            self.known_groups_of_user.update(zip(user_ids, _groups_of_users(session, user_ids), strict=True))
 
     async def _organizations(self, keys: list[str]) -> list[Organization | None]:
         def load(session: Session) -> list[Any]:
@@ -63,19 +76,28 @@ class Loaders:
         return await self.database.query(load)
 
     async def _groups_of_users(self, keys: list[str]) -> list[list[Any]]:
-        def load(session: Session) -> list[list[Any]]:
-            grouped: dict[str, list[Any]] = defaultdict(list)
-            groups = DirectoryGroup.__table__  # type: ignore[attr-defined]
-            statement = (
-                select(col(GroupMembership.user_id).label("member_id"), *groups.c)
-                .join(groups, groups.c.id == col(GroupMembership.group_id))
-                .where(col(GroupMembership.user_id).in_(keys))
-                .order_by(groups.c.id)
+        return await self.database.query(lambda session: _groups_of_users(session, keys))
+
+    async def _first_members(self, keys: list[tuple[str, str, int]]) -> list[tuple[list[Any], bool]]:
+        def load(session: Session) -> list[tuple[list[Any], bool]]:
+            users = DirectoryUser.__table__  # type: ignore[attr-defined]
+            position = func.row_number().over(partition_by=col(GroupMembership.group_id), order_by=users.c.id)
+            ranked = (
+                select(*users.c, col(GroupMembership.group_id).label("member_of"), position.label("position"))
+                .join(users, users.c.id == col(GroupMembership.user_id))
+                .where(col(GroupMembership.group_id).in_({key[0] for key in keys}))
+                .subquery()
             )
-            # Plain rows (read like DirectoryGroup), not ORM instances: a page's worth of them is cheap to drop.
+            largest = max(key[2] for key in keys)
+            statement = select(ranked).where(ranked.c.position <= largest + 1).order_by(ranked.c.position)
+            grouped: dict[str, list[Any]] = defaultdict(list)
             for row in session.execute(statement):
-                grouped[row.member_id].append(row)
-            return [grouped[key] for key in keys]
+                grouped[row.member_of].append(row)
+            pages = []
+            for group_id, directory_id, size in keys:
+                rows = [row for row in grouped[group_id] if row.directory_id == directory_id]
+                pages.append((rows[:size], len(rows) > size))
+            return pages
 
         return await self.database.query(load)
 
@@ -124,3 +146,18 @@ class Loaders:
             return result
 
         return await self.database.query(load)
+
+
+def _groups_of_users(session: Session, keys: list[str]) -> list[list[Any]]:
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    groups = DirectoryGroup.__table__  # type: ignore[attr-defined]
+    statement = (
+        select(col(GroupMembership.user_id).label("member_id"), *groups.c)
+        .join(groups, groups.c.id == col(GroupMembership.group_id))
+        .where(col(GroupMembership.user_id).in_(keys))
+        .order_by(groups.c.id)
+    )
+    # Plain rows (read like DirectoryGroup), not ORM instances: a page's worth of them is cheap to drop.
+    for row in session.execute(statement):
+        grouped[row.member_id].append(row)
+    return [grouped[key] for key in keys]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from strawberry.annotation import StrawberryAnnotation
@@ -159,19 +160,56 @@ async def resolve_connection(
     page: PageRequest,
     node: Callable[[Any], T],
     numeric: bool = False,
+    with_rows: Callable[[Session, list[Any]], None] | None = None,
 ) -> Connection[T]:
     """The one resolver of every connection field: the page ``page`` asks for of ``statement`` (filtered, unordered),
     ordered by the unique column ``key`` (its rows' attribute of the same name; ``numeric`` for an integer one), each
-    row shown as ``node(row)``. One statement for the page, one more only if ``totalCount`` is asked for."""
+    row shown as ``node(row)``. One statement for the page, one more only if ``totalCount`` is asked for;
+    ``with_rows(session, rows)`` runs in the same store job (to read what the page's nodes are asked for)."""
     database, slots = info.context.database, info.context.loaders.slots
+
+    def read(session: Session) -> Page:
+        found = keyset_page(session, statement, key, page, numeric=numeric)
+        if with_rows is not None:
+            with_rows(session, found.rows)
+        return found
+
     async with slots:
-        rows = await database.query(lambda session: keyset_page(session, statement, key, page, numeric=numeric))
+        rows = await database.query(read)
 
     async def count() -> int:
         async with slots:
             return await database.query(lambda session: count_rows(session, statement))
 
     return connection(rows, node=node, key=lambda row: getattr(row, key.key), count=count)
+
+
+def selects_on_nodes(info: Info, name: str) -> bool:
+    """Whether the connection field being resolved asks for ``edges { node { <name> } }`` (fragments included)."""
+    raw = info._raw_info
+    fragments = raw.fragments
+    selections = [node.selection_set for node in raw.field_nodes]
+    for step in ("edges", "node", name):
+        selections = [child for selection in selections for child in _fields_named(selection, step, fragments)]
+        if not selections and step != name:
+            return False
+    return bool(selections)
+
+
+def _fields_named(selection_set: Any, name: str, fragments: dict[str, Any], depth: int = 0) -> list[Any]:
+    """The selection sets (or, for a leaf, the field nodes) of the fields called ``name`` in ``selection_set``."""
+    found: list[Any] = []
+    if selection_set is None or depth > 10:  # validation bounds fragment nesting; never loop here
+        return found
+    for node in selection_set.selections:
+        if isinstance(node, FieldNode):
+            if node.name.value == name:
+                found.append(node.selection_set if node.selection_set is not None else node)
+        elif isinstance(node, InlineFragmentNode):
+            found += _fields_named(node.selection_set, name, fragments, depth + 1)
+        elif isinstance(node, FragmentSpreadNode) and node.name.value in fragments:
+            found += _fields_named(fragments[node.name.value].selection_set, name, fragments, depth + 1)
+    return found
 
 
 # Declared once, for every connection field (the schema shows them as `first: Int = null`, ...).

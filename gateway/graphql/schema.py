@@ -40,6 +40,8 @@ from gateway.graphql.errors import bad_input
 from gateway.graphql.execution import GatewayExecutionContext
 from gateway.graphql.mutations import Mutation
 from gateway.graphql.queries import Query
+from gateway.graphql.roles import RulesMutation, RulesQuery
+from gateway.graphql.setup_links import SetupLinkMutation, SetupLinkQuery
 from gateway.graphql.subscriptions import Subscription
 from gateway.graphql.webhooks import WebhookMutation, WebhookQuery
 from gateway.observe.metrics import GRAPHQL_OPERATIONS
@@ -140,8 +142,8 @@ class GatewaySchema(strawberry.Schema):
 
 schema = GatewaySchema(
     execution_context_class=GatewayExecutionContext,
-    query=merge_types("Query", (Query, WebhookQuery)),
-    mutation=merge_types("Mutation", (Mutation, WebhookMutation)),
+    query=merge_types("Query", (Query, WebhookQuery, SetupLinkQuery, RulesQuery)),
+    mutation=merge_types("Mutation", (Mutation, WebhookMutation, SetupLinkMutation, RulesMutation)),
     subscription=Subscription,
     extensions=[
         # Factories: each operation gets fresh extension instances. The token limit runs while parsing, then

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.ops.directories import IssuedDirectory, get_directory, rotate_directory_token
-from gateway.ops.inputs import InvalidInput
+from gateway.ops.inputs import InvalidInput, NotFound
 from gateway.store.credentials import hash_secret, new_secret
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, SetupLink, utcnow
@@ -107,3 +107,27 @@ def list_setup_links(session: Session, *, directory_id: str) -> list[SetupLink]:
     """A directory's links, newest first (their tokens are never kept)."""
     statement = select(SetupLink).where(col(SetupLink.directory_id) == directory_id)
     return list(session.scalars(statement.order_by(col(SetupLink.id).desc())).all())
+
+
+def setup_link_status(link: SetupLink, *, now: datetime | None = None) -> str:
+    """``used`` (its token was revealed), ``expired`` or ``active``."""
+    if link.revealed_at is not None:
+        return "used"
+    return "expired" if _aware(link.expires_at) <= (now or utcnow()) else "active"
+
+
+def get_setup_link(session: Session, *, setup_link_id: str) -> SetupLink:
+    """A link by id, or ``NotFound``."""
+    link = session.get(SetupLink, setup_link_id)
+    if link is None:
+        raise NotFound(f"no setup link {setup_link_id}")
+    return link
+
+
+def revoke_setup_link(session: Session, *, setup_link_id: str) -> SetupLink:
+    """Revoke a link: it is deleted, so opening it answers "not valid" (its holder learns nothing else). Returns the
+    row as it was."""
+    link = get_setup_link(session, setup_link_id=setup_link_id)
+    session.delete(link)
+    session.flush()
+    return link

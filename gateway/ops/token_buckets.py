@@ -39,28 +39,45 @@ class TokenBuckets:
         """False when the rate is 0: every request is admitted."""
         return self.rate > 0
 
-    def acquire(self, key: str, *, take: bool = True) -> float:
-        """Take one request from ``key``'s bucket: 0.0 if admitted, else the seconds until one is available.
-        ``take=False`` only looks."""
+    def acquire(self, key: str, *, take: bool = True, amount: float = 1.0) -> float:
+        """Take ``amount`` (one request, or an operation's cost) from ``key``'s bucket: 0.0 if admitted, else the
+        seconds until it holds that much (or all it can hold). ``take=False`` only looks."""
         if not self.enabled:
             return 0.0
+        need = min(amount, self.burst)
         with self._lock:
             now = self._clock()
-            bucket = self._buckets.get(key)
+            bucket = self._bucket(key, now, create=take)
             if bucket is None:
-                if not take:
-                    return 0.0
-                if len(self._buckets) >= _MAX_BUCKETS:
-                    self._drop_full(now)
-                bucket = self._buckets[key] = _Bucket(tokens=self.burst, updated=now)
-            else:
-                bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-                bucket.updated = now
-            if bucket.tokens >= 1 - _ROUNDING:
-                if take:
-                    bucket.tokens = max(0.0, bucket.tokens - 1)
                 return 0.0
-            return (1 - bucket.tokens) / self.rate
+            if bucket.tokens >= need - _ROUNDING:
+                if take:
+                    bucket.tokens = max(0.0, bucket.tokens - amount)
+                return 0.0
+            return (need - bucket.tokens) / self.rate
+
+    def charge(self, key: str, amount: float) -> None:
+        """Take ``amount`` more from ``key``'s bucket for work already done (a PATCH's size is known once it ran):
+        the bucket may go below empty, down to minus its burst, and the next requests wait for it to refill."""
+        if not self.enabled or amount <= 0:
+            return
+        with self._lock:
+            bucket = self._bucket(key, self._clock(), create=True)
+            assert bucket is not None
+            bucket.tokens = max(-float(self.burst), bucket.tokens - amount)
+
+    def _bucket(self, key: str, now: float, *, create: bool) -> _Bucket | None:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if not create:
+                return None
+            if len(self._buckets) >= _MAX_BUCKETS:
+                self._drop_full(now)
+            bucket = self._buckets[key] = _Bucket(tokens=self.burst, updated=now)
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        return bucket
 
     def _drop_full(self, now: float) -> None:
         # Keys are client addresses or ids a flood may make up: memory stays bounded.

@@ -1,9 +1,10 @@
 """The one place that opens the store: engines, sessions, and how jobs reach them.
 
 Data operations are plain functions over a sync ``Session`` (``scim.backend.users``, ``gateway.ops.directories``
-…). ``transaction`` and ``query`` run them: on SQLite on threads with the sync driver (writes grouped, see
-``gateway.store.grouped_writer``), on PostgreSQL through ``AsyncSession.run_sync`` over asyncpg. ``read`` gives an
-``AsyncSession`` for the few callers that want one (health checks, tests).
+…). ``transaction`` and ``query`` run them on threads with a sync driver (the standard library's sqlite3, psycopg 3
+for PostgreSQL), writes grouped into shared transactions on one writer thread (``gateway.store.grouped_writer``),
+reads on a small pool (autocommit on PostgreSQL). ``read`` gives an ``AsyncSession`` (aiosqlite, asyncpg) for the few
+callers that want one (health checks, tests).
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on. Write transactions start
 with ``BEGIN IMMEDIATE``, so a transaction never fails half-way when it upgrades from reading to writing, and other
@@ -35,6 +36,7 @@ T = TypeVar("T")
 logger = logging.getLogger("dsync.db")
 
 _SQLITE_READERS = 4
+_POSTGRES_READERS = 4
 _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
 # Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
@@ -53,20 +55,26 @@ class Database:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(settings.database_url, **_JSON_CODEC, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._queue: WriteQueue | None = None
         self._on_commit: list[Callable[[], None]] = []
-        self._readers: ThreadPoolExecutor | None = None
+        self._batches_since_checkpoint = 0
+        self._checkpoint: asyncio.Future[None] | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
             self.sync_engine: Engine = _sync_sqlite_engine(settings)
             self._sync_reads = sessionmaker(self.sync_engine, expire_on_commit=False)
-            self._sync_writes = sessionmaker(
-                self.sync_engine.execution_options(sqlite_immediate=True), expire_on_commit=False
+            writes: Engine = self.sync_engine.execution_options(sqlite_immediate=True)
+            readers = _SQLITE_READERS
+        else:
+            self.sync_engine = _sync_postgres_engine(settings, pool_size=_POSTGRES_READERS + 1)
+            # A read job is one or two statements: autocommit spares it the BEGIN and COMMIT round trips.
+            self._sync_reads = sessionmaker(
+                self.sync_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
             )
-            self._queue = WriteQueue(self._sync_writes, after_batch=self._after_write_batch)
-            self._readers = ThreadPoolExecutor(max_workers=_SQLITE_READERS, thread_name_prefix="dsync-reader")
-            self._batches_since_checkpoint = 0
-            self._checkpoint: asyncio.Future[None] | None = None
+            writes = self.sync_engine
+            readers = _POSTGRES_READERS
+        self._sync_writes = sessionmaker(writes, expire_on_commit=False)
+        self._queue = WriteQueue(self._sync_writes, after_batch=self._after_write_batch)
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
 
     @property
     def dialect(self) -> str:
@@ -76,22 +84,13 @@ class Database:
     async def transaction(self, job: Callable[[Session], T]) -> T:
         """Run ``job`` in a write transaction and return its result once committed.
 
-        On SQLite concurrent jobs share one transaction and one commit, so a job must do all its work through the
-        session it is given and may not commit or roll back itself; raising rolls back its work."""
-        if self._queue is not None:
-            return await self._queue.run(job)
-        async with self._sessions() as session:
-            result = await session.run_sync(job)
-            await session.commit()
-        self._committed()
-        return result
+        Concurrent jobs share one transaction and one commit, so a job must do all its work through the session it
+        is given and may not commit or roll back itself; raising rolls back its work."""
+        return await self._queue.run(job)
 
     async def query(self, job: Callable[[Session], T]) -> T:
         """Run the read-only ``job`` and return its result."""
-        if self._readers is not None:
-            return await asyncio.get_running_loop().run_in_executor(self._readers, _run_read, self._sync_reads, job)
-        async with self._sessions() as session:
-            return await session.run_sync(job)
+        return await asyncio.get_running_loop().run_in_executor(self._readers, _run_read, self._sync_reads, job)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -110,23 +109,24 @@ class Database:
     def _after_write_batch(self) -> None:
         """Checkpoint the WAL off the writer thread every so many commits (see ``_checkpoint_wal``)."""
         self._committed()
+        if not self.is_sqlite:
+            return
         self._batches_since_checkpoint += 1
         busy = self._checkpoint is not None and not self._checkpoint.done()
-        if self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES and not busy and self._readers is not None:
+        if self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES and not busy:
             self._batches_since_checkpoint = 0
             loop = asyncio.get_running_loop()
             self._checkpoint = loop.run_in_executor(self._readers, _checkpoint_wal, self.sync_engine, "PASSIVE")
 
     async def dispose(self) -> None:
         """Close the store at shutdown: finish queued writes, checkpoint the SQLite WAL, release every connection."""
-        if self._queue is not None:
-            await self._queue.close()
-        if self._readers is not None:
-            if self._checkpoint is not None:
-                await self._checkpoint
-            self._readers.shutdown(wait=True)
+        await self._queue.close()
+        if self._checkpoint is not None:
+            await self._checkpoint
+        self._readers.shutdown(wait=True)
+        if self.is_sqlite:
             _checkpoint_wal(self.sync_engine, "TRUNCATE")
-            self.sync_engine.dispose()
+        self.sync_engine.dispose()
         await self.engine.dispose()
 
 
@@ -161,6 +161,23 @@ def _sync_sqlite_engine(settings: Settings) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False}, **_JSON_CODEC)
     _configure_sqlite(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms, autocheckpoint=False)
     return engine
+
+
+def _sync_postgres_engine(settings: Settings, *, pool_size: int) -> Engine:
+    # The same database through psycopg 3: jobs run on threads, each statement a direct call (asyncpg's
+    # ``run_sync`` hopped between the event loop and a greenlet for every one).
+    url = make_url(settings.database_url).set(drivername="postgresql+psycopg")
+    # No pre-ping: it would cost a round trip per job; a connection that broke is invalidated on its first error.
+    engine = create_engine(url, pool_size=pool_size, max_overflow=4, **_JSON_CODEC)
+    # A grouped batch's savepoints (one per job) are never released: the batch commits or rolls back as a whole, and
+    # PostgreSQL keeps a released subtransaction's id until the commit anyway, so RELEASE would only cost each job a
+    # round trip. Rolling back to a job's savepoint still undoes that job alone (it is the innermost one).
+    engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
+    return engine
+
+
+def _keep_savepoint(connection: Any, name: str) -> None:
+    """See ``_sync_postgres_engine``."""
 
 
 def _enable_wal(cursor: Any) -> None:

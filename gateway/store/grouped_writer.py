@@ -1,8 +1,9 @@
-"""Grouped commits for the embedded SQLite store.
+"""Grouped commits, on both stores.
 
-SQLite has one writer at a time. Concurrent write jobs (plain functions over a sync ``Session``) are therefore queued
-and run back to back on one writer thread, in one transaction with one commit; each caller's result is released only
-after that commit, so nothing is acknowledged before it is durable. Running the batch on a thread with the sync
+SQLite has one writer at a time; on PostgreSQL a commit (a WAL flush) costs more than most jobs. Concurrent write
+jobs (plain functions over a sync ``Session``) are therefore queued and run back to back on one writer thread per
+process, in one transaction with one commit; each caller's result is released only after that commit, so nothing
+is acknowledged before it is durable. Running the batch on a thread with the sync
 driver keeps every statement a direct call: no per-statement hop between the event loop and a database thread,
 which is what dominated the cost of a request. Each job of a batch runs in its own SAVEPOINT: a job that raises
 (a uniqueness conflict, say) rolls back its own work only, gets its error, and the others commit as if it had not
@@ -10,7 +11,9 @@ been there. Only a failure outside the jobs (the deferred inserts, the commit it
 whose jobs then run again one by one.
 
 Inserts that nothing in the same job reads back and that cannot conflict (events) may be deferred with
-:func:`insert_rows`: the batch writes each table's rows in one statement just before its commit.
+:func:`insert_rows`: the batch writes each table's rows in one statement just before its commit, after the statements
+registered with :func:`before_inserts` (PostgreSQL's event-sequencing lock: held from there to the commit only).
+A job that lost a deadlock (PostgreSQL, against another process's batch) runs again alone.
 """
 
 from __future__ import annotations
@@ -22,13 +25,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert
+from sqlalchemy import Executable, Insert
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 Job = Callable[[Session], Any]  # a write operation: a plain function over the batch's sync session
 
 _DEFERRED = "dsync.deferred_inserts"
+_MEMO = "dsync.batch_memo"
+_MEMO_KEPT = "dsync.batch_memo_kept"
+_BEFORE_INSERTS = "dsync.before_deferred_inserts"
+# SQLSTATEs after which a job's work is undone and running it again can succeed: deadlock, serialization failure.
+_RETRYABLE = frozenset({"40P01", "40001"})
+_RETRIES = 3
 
 
 def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
@@ -41,10 +50,50 @@ def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]])
         deferred.setdefault(statement, []).extend(rows)
 
 
+def before_inserts(session: Session, key: str, statement: Executable) -> None:
+    """Execute ``statement`` (once per ``key`` and transaction) just before the deferred inserts, or now outside a
+    grouped transaction."""
+    if _DEFERRED not in session.info:
+        if not session.info.get(key):
+            session.execute(statement)
+            session.info[key] = True
+        return
+    session.info.setdefault(_BEFORE_INSERTS, {})[key] = statement
+
+
+def batch_memo(session: Session) -> dict[str, Any]:
+    """What jobs of one write transaction may remember for the next ones (rows they locked, say). It lasts only while
+    every job calls :func:`keep_batch_memo`: a job that does not (any other kind of write) or that fails forgets it
+    for all, so nothing remembered outlives a change the memo does not know about."""
+    memo: dict[str, Any] = session.info.setdefault(_MEMO, {})
+    return memo
+
+
+def keep_batch_memo(session: Session) -> None:
+    """Say that the running job changed nothing that ``batch_memo`` holds."""
+    session.info[_MEMO_KEPT] = True
+
+
+def _job_done(session: Session) -> None:
+    if not session.info.pop(_MEMO_KEPT, False):
+        session.info.pop(_MEMO, None)
+
+
 def _write_deferred_inserts(session: Session) -> None:
     deferred: dict[Insert, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
+    before: dict[str, Executable] = session.info.pop(_BEFORE_INSERTS, {})
+    if not any(deferred.values()):
+        return
+    connection = session.connection()
+    for statement in before.values():
+        connection.execute(statement)
     for statement, rows in deferred.items():
-        session.connection().execute(statement, rows)
+        if rows:
+            connection.execute(statement, rows)
+
+
+def _retryable(error: BaseException) -> bool:
+    return getattr(getattr(error, "orig", None), "sqlstate", None) in _RETRYABLE
 
 
 class _Failed:
@@ -57,21 +106,29 @@ class _Failed:
 def run_batch(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
     """Run ``jobs`` in one transaction, each in a savepoint; if the batch itself fails, each alone. Returns each
     job's result or ``_Failed``."""
+    results = _run_together(sessions, jobs)
+    for index, result in enumerate(results):
+        for _attempt in range(_RETRIES):
+            if not (isinstance(result, _Failed) and _retryable(result.error)):
+                break
+            result = _run_together(sessions, [jobs[index]])[0]
+        results[index] = result
+    return results
+
+
+def _run_together(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
     try:
         with sessions() as session:
-            if len(jobs) == 1:
-                # A lone job (a rerun above all) needs no savepoint and writes at once.
-                results = [jobs[0](session)]
-            else:
-                session.info[_DEFERRED] = {}
-                results = [_run_in_savepoint(session, job) for job in jobs]
+            session.info[_DEFERRED] = {}
+            # A lone job (a rerun above all) needs no savepoint.
+            results = [jobs[0](session)] if len(jobs) == 1 else [_run_in_savepoint(session, job) for job in jobs]
             _write_deferred_inserts(session)
             session.commit()
             return results
     except Exception as exc:
         if len(jobs) == 1:
             return [_Failed(exc)]
-    return [run_batch(sessions, [job])[0] for job in jobs]
+    return [_run_together(sessions, [job])[0] for job in jobs]
 
 
 def _run_in_savepoint(session: Session, job: Job) -> Any:
@@ -84,9 +141,11 @@ def _run_in_savepoint(session: Session, job: Job) -> Any:
     try:
         result = job(session)
         savepoint.commit()
+        _job_done(session)
         return result
     except Exception as exc:
         savepoint.rollback()
+        noted.pop(_MEMO, None)  # it may name what the rolled-back savepoint locked or read
         for statement in list(deferred):
             if statement in marks:
                 del deferred[statement][marks[statement] :]

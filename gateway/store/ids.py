@@ -7,7 +7,18 @@ from typing import Literal
 from ulid import ULID
 
 Prefix = Literal[
-    "org", "directory", "directory_user", "directory_group", "event", "api_key", "webhook_endpoint", "setup_link"
+    "org",
+    "directory",
+    "directory_user",
+    "directory_group",
+    "event",
+    "api_key",
+    "webhook_endpoint",
+    "setup_link",
+    "role",
+    "role_mapping",
+    "attribute",
+    "attribute_mapping",
 ]  # one per object kind
 
 

@@ -116,6 +116,8 @@ class Directory(SQLModel, table=True):
     last_rejected_token_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    # Bumped whenever the directory's role or attribute rules change: a process's cached rules are stale then.
+    rules_version: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
 
 
 class DirectoryUser(SQLModel, table=True):
@@ -129,6 +131,7 @@ class DirectoryUser(SQLModel, table=True):
         Index("ix_directory_users_idp_id", "directory_id", "idp_id"),
         Index("ix_directory_users_directory_id_id", "directory_id", "id"),
         Index("ix_directory_users_directory_id_state", "directory_id", "state"),
+        Index("ix_directory_users_directory_id_role", "directory_id", "role"),
     )
 
     id: str = Field(primary_key=True)
@@ -142,6 +145,12 @@ class DirectoryUser(SQLModel, table=True):
     display_name: str | None = None
     job_title: str | None = None
     state: str = Field(default=UserState.ACTIVE.value)
+    # Computed from the directory's rules (gateway.ops.rule_evaluation): the highest-priority role's slug, and
+    # every role the user's groups map to (else the organization's default role).
+    role: str | None = None
+    roles: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False, server_default=text("'[]'"))
+    )
     custom_attributes: dict[str, Any] = _json(dict)
     # The SCIM resource as the IdP last described it (without id, meta, password and the computed groups).
     raw_attributes: dict[str, Any] = _json(dict)
@@ -275,6 +284,19 @@ class ScimRequest(SQLModel, table=True):
     resource_id: str | None = None
 
 
+class ScimErrorCount(SQLModel, table=True):
+    """Error answers (status 400 and up) a directory gave in one minute: its health counts "errors in the last hour"
+    from these, whatever the request log kept. Rows older than an hour are pruned."""
+
+    __tablename__ = "scim_error_counts"
+
+    directory_id: str = Field(
+        sa_column=Column(String, ForeignKey("directories.id", ondelete="CASCADE"), primary_key=True)
+    )
+    minute: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    count: int = Field(sa_column=Column(Integer, nullable=False))
+
+
 class SetupLink(SQLModel, table=True):
     """A one-time, expiring link that lets a customer's IT admin set up one directory without an API key."""
 
@@ -347,6 +369,81 @@ class WebhookAttempt(SQLModel, table=True):
     error: str | None = None
     # When the event will be tried again after this failure (None: it succeeded, or the endpoint gave up).
     next_attempt_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    created_at: datetime = _timestamp()
+
+
+class Role(SQLModel, table=True):
+    """A role an organization's applications know (``admin``, ``member``…); at most one is its default."""
+
+    __tablename__ = "roles"
+    __table_args__ = (Index("uq_roles_organization_slug", "organization_id", "slug", unique=True),)
+
+    id: str = Field(primary_key=True)
+    organization_id: str = _fk("organizations.id", index=False)
+    slug: str
+    name: str
+    is_default: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class RoleMapping(SQLModel, table=True):
+    """One directory group's members get one role; of several, the highest ``priority`` is the user's ``role``."""
+
+    __tablename__ = "role_mappings"
+    __table_args__ = (Index("uq_role_mappings_group_id", "group_id", unique=True),)
+
+    id: str = Field(primary_key=True)
+    directory_id: str = _fk("directories.id")
+    # Deleting the group deletes its mapping (its members' roles are recomputed first).
+    group_id: str = _fk("directory_groups.id", index=False)
+    role_id: str = _fk("roles.id")
+    priority: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class AttributeDefinition(SQLModel, table=True):
+    """A custom attribute an organization defines beyond the standard set (``gateway.ops.custom_attributes``)."""
+
+    __tablename__ = "attribute_definitions"
+    __table_args__ = (Index("uq_attribute_definitions_organization_name", "organization_id", "name", unique=True),)
+
+    id: str = Field(primary_key=True)
+    organization_id: str = _fk("organizations.id", index=False)
+    name: str
+    created_at: datetime = _timestamp()
+
+
+class AttributeMapping(SQLModel, table=True):
+    """Where a directory reads one custom attribute from: a SCIM attribute path, overriding its provider's default
+    (``path`` None: not read at all, even if the provider has a default)."""
+
+    __tablename__ = "attribute_mappings"
+    __table_args__ = (Index("uq_attribute_mappings_directory_name", "directory_id", "name", unique=True),)
+
+    id: str = Field(primary_key=True)
+    directory_id: str = _fk("directories.id", index=False)
+    name: str
+    path: str | None = None
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class RuleEvaluation(SQLModel, table=True):
+    """A pending background re-evaluation after a rule changed: the members of one group (``group_id``), or every
+    user of the directory (None). ``after_user_id`` is its progress, so a restart resumes where it stopped."""
+
+    __tablename__ = "rule_evaluations"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    )
+    directory_id: str = _fk("directories.id")
+    # No foreign key: the evaluation outlives a group deleted meanwhile (its members were recomputed then).
+    group_id: str | None = None
+    after_user_id: str = Field(default="", sa_column=Column(String, nullable=False, server_default=text("''")))
     created_at: datetime = _timestamp()
 
 

@@ -1,7 +1,7 @@
 """The delivery worker of one instance: it wakes when events commit (here or, through the hub, in another
 instance) and every ``poll_seconds``, leases the endpoints that are behind the log, and delivers each one's events
-in cursor order, one at a time, through ``EventHub.stream`` (the log from the endpoint's cursor, then live) until a
-delivery fails or the lease is lost.
+in cursor order, one at a time, from the log (``LogWindows``: each window of the log is read once for every endpoint)
+until a delivery fails or the lease is lost.
 
 Deliveries run as tasks beside SCIM requests and never inside them: ingest only writes the log. A successful run
 of deliveries is recorded in one write per batch (cursor, lease renewal, attempts), so the worker adds a few writes
@@ -31,7 +31,7 @@ from gateway.store.models import utcnow
 from gateway.webhooks import leases
 from gateway.webhooks.delivery import AttemptResult, DeliveryClient
 from gateway.webhooks.leases import Attempt, ClaimedEndpoint
-from gateway.webhooks.signing import webhook_body
+from gateway.webhooks.log_window import LogWindows
 
 logger = logging.getLogger("dsync.webhooks")
 
@@ -39,8 +39,8 @@ LEASE_SECONDS = 60.0
 _CLAIM_INTERVAL_SECONDS = 0.2
 # An idle run renews its lease this often; it also notices then that an operator took the endpoint back.
 _RENEW_SECONDS = 5.0
-_FLUSH_EVERY = 100  # deliveries recorded per write at most
-_FLUSH_SECONDS = 0.5  # and at least this often, so the cursor (and the lease) keep up
+_FLUSH_EVERY = 500  # deliveries recorded per write at most
+_FLUSH_SECONDS = 2.0  # and at least this often, so the cursor (and the lease) keep up
 
 
 def backoff_seconds(failed_attempts: int, *, base: float, cap: float) -> float:
@@ -62,6 +62,8 @@ class WebhookWorker:
         self._client = DeliveryClient(timeout_seconds=settings.webhook_timeout_seconds)
         self._sending = asyncio.Semaphore(max(1, settings.webhook_sends))
         self._wakeup = asyncio.Event()
+        self._grown = asyncio.Event()  # replaced on each wake: endpoint runs at the log's head wait on it
+        self._windows = LogWindows(database, poll_seconds=poll_seconds)
         self._task: asyncio.Task[None] | None = None
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
@@ -69,6 +71,9 @@ class WebhookWorker:
     def wake(self) -> None:
         """New events may be in the log (called after each commit and on the hub's notifications)."""
         self._wakeup.set()
+        self._windows.grew()
+        self._grown.set()
+        self._grown = asyncio.Event()
 
     async def start(self) -> None:
         """Start the worker's loop."""
@@ -169,18 +174,19 @@ class _EndpointRun:
         allow_private = endpoint.allow_private or self._worker._settings.webhook_allow_private
         client = self._worker._client
         heartbeat = asyncio.create_task(self._heartbeat(asyncio.current_task()))
+        worker = self._worker
         try:
-            # The hub reads the log once for every consumer (subscriptions and every endpoint) and takes turns with
-            # SCIM requests: deliveries hold one of its few delivery slots while they send.
-            async with contextlib.aclosing(self._worker._hub.stream(event_filter, after=self._cursor)) as stream:
-                async for item in stream:
-                    row = item.row
-                    body = item.shared.get("webhook_body")
-                    if body is None:
-                        body = item.shared["webhook_body"] = webhook_body(row)
-                    async with self._worker._sending:
+            while True:
+                grown = worker._grown  # taken before reading: a wake while reading is not missed
+                window = await worker._windows.after(self._cursor)
+                for row in window.rows:
+                    if not event_filter.matches(row):
+                        self._cursor = int(row.cursor)  # not this endpoint's: passed over
+                        continue
+                    # Deliveries take turns with SCIM requests (in-process) and with each other.
+                    async with worker._hub.delivery_turn(), worker._sending:
                         result = await client.post(
-                            url=endpoint.url, body=body, secret=endpoint.secret, allow_private=allow_private
+                            url=endpoint.url, body=window.body(row), secret=endpoint.secret, allow_private=allow_private
                         )
                     if not result.delivered:
                         if await self.flush(release=False):
@@ -190,6 +196,11 @@ class _EndpointRun:
                     self._cursor = int(row.cursor)
                     if len(self._delivered) >= _FLUSH_EVERY and not await self.flush(release=False):
                         return
+                self._cursor = max(self._cursor, window.cursor)
+                if not window.rows and window.cursor == self._cursor and not window.window.final:
+                    # At the head of the log: wait for it to grow (a wake, or the next poll).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(grown.wait(), worker._poll_seconds)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

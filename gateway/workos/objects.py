@@ -55,6 +55,9 @@ def _user_fields(user: dict[str, Any]) -> dict[str, Any]:
     # WorkOS's idp_id is a string: a user the IdP sent without externalId has the empty one.
     if user.get("idp_id") is None:
         user["idp_id"] = ""
+    # Events logged before roles existed: WorkOS's empty values.
+    user.setdefault("role", None)
+    user.setdefault("roles", [])
     return user
 
 

@@ -88,6 +88,12 @@ class Call:
                 self._doorman().succeeded(self._credentials)
         return self._refusal
 
+    def charge(self, requests: float) -> None:
+        """Charge the directory's rate limit for more than the one request it admitted (a large PATCH)."""
+        if self.directory is not None and requests > 0:
+            limiter: RateLimiter = self._state.scim_rate_limiter
+            limiter.charge(self.directory.id, requests)
+
     async def read(self, work: Work[T | ScimError]) -> T:
         """Run ``work`` in a read-only job; a ``ScimError`` it returns (or raises) is the answer."""
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -186,7 +187,20 @@ async def answer(request: Request, handler: Handler) -> Response:
         error = ScimError(500, "Internal server error")
         response = error_response(error)
     request_recording.note(request, response, error, since)
+    if error is not None and _is_refusal(error):
+        delay = request.app.state.settings.scim_refusal_delay_ms
+        if delay > 0:
+            await asyncio.sleep(delay / 1000)
     return response
+
+
+def _is_refusal(error: ScimError) -> bool:
+    """A wrong or missing token, a rate limit, a body over the limits: answered after DSYNC_SCIM_REFUSAL_DELAY_MS, so
+    a client that ignores them cannot have them answered as fast as the CPU allows. Answers an IdP meets in a normal
+    sync (404, 409, 412, a filter it got wrong) are not delayed."""
+    return error.status in (401, 413, 429) or (
+        error.status == 400 and error.scim_type in ("tooMany", "invalidSyntax", "invalidValue")
+    )
 
 
 def scim_endpoint(handler: Handler) -> Handler:

@@ -27,6 +27,7 @@ from scim.backend.resources import (
     delete_resource,
     get_resource,
     list_resources,
+    read_resource,
     render_resources,
     rendered,
 )
@@ -34,8 +35,8 @@ from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
 from scim.protocol.filters import parse_filter
-from scim.protocol.limits import Limits
-from scim.protocol.patch import MemberChange, Operation, apply_patch, parse_patch
+from scim.protocol.limits import Limits, patch_work
+from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
 from scim.protocol.render import check_if_match, etag
 
 P = TypeVar("P")
@@ -113,7 +114,7 @@ class Item(ScimEndpoint, Generic[R]):
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
 
         def fetch(session: Session, directory: Directory) -> Outcome:
-            row = get_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+            row = read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
             return rendered(session, kind, row, view=call)
@@ -154,13 +155,19 @@ class Item(ScimEndpoint, Generic[R]):
         for attempt in range(_PATCH_ATTEMPTS):
             snapshot: dict[str, Any] | None = None
             patched: Patched | None = None
-            if attempt < _PATCH_ATTEMPTS - 1:
+            members = None if body.error else member_changes_only(body.get(), resource=kind.name)
+            if members is not None:
+                # Only members change: nothing stored is needed to apply it, and it conflicts with nothing.
+                patched = Patched(None, members)
+            elif attempt < _PATCH_ATTEMPTS - 1:
 
                 def read(session: Session, directory: Directory) -> dict[str, Any] | ScimError:
                     row = _target(session, kind, directory, resource_id, call)
                     return row if isinstance(row, ScimError) else row.raw_attributes
 
                 snapshot = await call.read(read)
+                if attempt == 0 and body.error is None:
+                    _charge_work(call, snapshot, body.get(), settings_of(request).scim_patch_values_per_request)
                 patched = await asyncio.to_thread(_apply, snapshot, body.get(), kind=kind, limits=limits)
             job = _PatchJob(kind, resource_id, call, body, limits, save, snapshot=snapshot, patched=patched)
             outcome: Outcome | _Conflict = await call.write(job.write)
@@ -211,6 +218,12 @@ def _target(
     except ScimError as refusal:
         return refusal
     return row
+
+
+def _charge_work(call: Call, raw: dict[str, Any], operations: list[Operation], values_per_request: int) -> None:
+    """A PATCH pays one request per ``values_per_request`` values it reads, the one it was admitted with included."""
+    if values_per_request > 0:
+        call.charge(patch_work(raw, operations) / values_per_request - 1)
 
 
 def _apply(raw: dict[str, Any], operations: list[Operation], *, kind: ResourceKind[R], limits: Limits) -> Patched:

@@ -4,6 +4,7 @@ rate limit charged once it is authenticated, and activation on first contact."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -12,6 +13,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, directory_payload, iso
 from gateway.store.credentials import hash_secret, secret_matches
+from gateway.store.grouped_writer import batch_memo, keep_batch_memo
 from gateway.store.models import Directory, DirectoryState, utcnow
 from scim.protocol.errors import ScimError
 
@@ -41,23 +43,36 @@ def authenticate(session: Session, *, directory_id: str, authorization: str | No
     requests changing one user never lose an update, and a membership change never deadlocks with a user change.
     Different directories still write in parallel. SQLite has a single writer already."""
     token = bearer_token(authorization)
-    lock = lock and session.get_bind().dialect.name == "postgresql"
-    # Read afresh by every job, grouped ones included, with one prebuilt Core query (a read-only snapshot is all
-    # authentication and the event payloads need): a rotated token, a deleted directory or a new deprovisioning
-    # policy holds from the very next job on.
-    connection = session.connection()
-    row = None
-    if lock:
-        parameters = {"id": directory_id, "token_hash": hash_secret(token)}
-        row = connection.execute(_LOCK_DIRECTORY, parameters).mappings().first()
+    # Read afresh by every job, with one prebuilt Core query (a read-only snapshot is all authentication and the
+    # event payloads need): a rotated token, a deleted directory or a new deprovisioning policy holds from the very
+    # next job on. Write jobs of one grouped transaction share what the first of them read: the row stays locked
+    # (PostgreSQL) or the database is (SQLite's single writer) until the commit, so no other process can change it
+    # meanwhile, and any other kind of job in the batch makes the next one read it again (``batch_memo``).
+    memo: dict[str, Any] | None = batch_memo(session) if lock else None
+    row = None if memo is None else memo.get(directory_id)
     if row is None:
-        row = connection.execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
+        row = _read_directory(session, directory_id=directory_id, token=token, lock=lock)
+        if memo is not None and row is not None and secret_matches(token, row["token_hash"]):
+            memo[directory_id] = row
+    if memo is not None:
+        keep_batch_memo(session)
     directory = None if row is None else Directory.model_construct(**row)
     # An unknown (or deleted) directory answers exactly like a wrong token: whoever holds no valid token learns
     # nothing, not even which directory ids exist.
     if directory is None or not secret_matches(token, directory.token_hash):
         raise ScimError(401, "Invalid bearer token for this directory")
     return directory
+
+
+def _read_directory(session: Session, *, directory_id: str, token: str, lock: bool) -> Any:
+    connection = session.connection()
+    row = None
+    if lock and session.get_bind().dialect.name == "postgresql":
+        parameters = {"id": directory_id, "token_hash": hash_secret(token)}
+        row = connection.execute(_LOCK_DIRECTORY, parameters).mappings().first()
+    if row is None:
+        row = connection.execute(_GET_DIRECTORY, {"id": directory_id}).mappings().first()
+    return row
 
 
 def enter(
@@ -91,6 +106,7 @@ def activate(session: Session, *, directory: Directory) -> None:
         .where(col(Directory.id) == directory.id, col(Directory.state) == DirectoryState.UNLINKED.value)
         .values(state=DirectoryState.LINKED.value, updated_at=now)
     )
+    batch_memo(session).pop(directory.id, None)  # its state changes here
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return
     record_event(

@@ -6,7 +6,7 @@ one ``DELETE … RETURNING``, so only real changes produce events and the member
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from gateway.events.log import record_event, record_events
 from gateway.events.payloads import EventName, group_payload, membership_payload, user_payload
+from gateway.ops.rule_evaluation import regroup
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.backend.columns import group_columns
@@ -53,6 +54,11 @@ _DELETE_MEMBERSHIPS = (
 _USERS_IN_DIRECTORY = select(_users).where(
     _users.c.directory_id == bindparam("directory_id"), _users.c.id.in_(bindparam("ids", expanding=True))
 )
+_MEMBER_IDS = (
+    select(_memberships.c.user_id)
+    .where(_memberships.c.group_id == bindparam("group_id"))
+    .order_by(_memberships.c.user_id)
+)
 _TOUCH_USERS = (
     update(_users)
     .where(_users.c.id.in_(bindparam("ids", expanding=True)))
@@ -65,8 +71,17 @@ _TOUCH_GROUP = (
 )
 
 
+# Ids per statement: an expanding IN list binds one parameter per id, and both stores stop near 32,767 of them.
+_CHUNK = 5000
+
+
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
 
 
 def create_group(
@@ -99,10 +114,10 @@ def save_group(session: Session, *, directory: Directory, group: DirectoryGroup,
 
 def _users_in_directory(session: Session, *, directory_id: str, ids: list[str]) -> list[dict[str, Any]]:
     """The rows of those ``ids`` that are users of this directory, in the order asked (others are ignored)."""
-    if not ids:
-        return []
-    result = session.execute(_USERS_IN_DIRECTORY, {"directory_id": directory_id, "ids": ids})
-    by_id = {row["id"]: dict(row) for row in result.mappings()}
+    by_id: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(ids):
+        result = session.execute(_USERS_IN_DIRECTORY, {"directory_id": directory_id, "ids": chunk})
+        by_id.update((row["id"], dict(row)) for row in result.mappings())
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -119,7 +134,8 @@ def _membership_changed(
     if not users:
         return
     now = utcnow()
-    session.execute(_TOUCH_USERS, {"ids": [u["id"] for u in users], "now": now})
+    for chunk in _chunks([u["id"] for u in users]):
+        session.execute(_TOUCH_USERS, {"ids": chunk, "now": now})
     if touch_group:
         session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
         # Written by the UPDATE above: record the values without marking the object dirty.
@@ -172,6 +188,7 @@ def add_members(
         event=EventName.GROUP_USER_ADDED,
         touch_group=touch_group,
     )
+    regroup(session, directory=directory, group_id=group.id, user_ids=[u["id"] for u in changed])
     return len(changed)
 
 
@@ -180,23 +197,25 @@ def remove_members(session: Session, *, directory: Directory, group: DirectoryGr
     ids = _unique(user_ids)
     if not ids:
         return 0
-    removed = set(session.scalars(_DELETE_MEMBERSHIPS, {"group_id": group.id, "ids": ids}))
+    removed: set[str] = set()
+    for chunk in _chunks(ids):
+        removed.update(session.scalars(_DELETE_MEMBERSHIPS, {"group_id": group.id, "ids": chunk}))
     users = _users_in_directory(session, directory_id=directory.id, ids=[i for i in ids if i in removed])
     _membership_changed(session, directory=directory, group=group, users=users, event=EventName.GROUP_USER_REMOVED)
+    regroup(session, directory=directory, group_id=group.id, user_ids=[u["id"] for u in users])
     return len(users)
 
 
 def replace_members(
     session: Session, *, directory: Directory, group: DirectoryGroup, members: Sequence[Member]
 ) -> None:
-    """Make the member list exactly ``members`` (known ones), applied as a difference."""
-    wanted = _unique(m.id for m in members)
-    stale = select(col(GroupMembership.user_id)).where(
-        col(GroupMembership.group_id) == group.id,
-        col(GroupMembership.user_id).not_in(wanted),
-    )
-    remove_members(session, directory=directory, group=group, user_ids=list(session.scalars(stale)))
-    add_members(session, directory=directory, group=group, members=members)
+    """Make the member list exactly ``members`` (known ones), applied as a difference: only the members that come or
+    go are written, whatever the group's size."""
+    wanted = set(m.id for m in members)
+    ordered = list(session.scalars(_MEMBER_IDS, {"group_id": group.id}))
+    current = set(ordered)
+    remove_members(session, directory=directory, group=group, user_ids=[i for i in ordered if i not in wanted])
+    add_members(session, directory=directory, group=group, members=[m for m in members if m.id not in current])
 
 
 def apply_member_changes(

@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, update
+from sqlalchemy import ColumnElement, Delete, Select, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session
 from sqlmodel import col
 
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
+from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, utcnow
 from scim.protocol.errors import ScimError
 from scim.protocol.render import Member, etag, location, mentions, project, related_attribute, render_resource
@@ -41,6 +42,9 @@ class ResourceKind(Generic[R]):
     related_display: ColumnElement[Any] | Mapped[str]  # how a membership shows the other side
     # Prebuilt (see ``scim.backend.groups``): executed with parameters it hits SQLAlchemy's compiled cache.
     _get: Select[R] = field(init=False, repr=False)
+    _snapshot: Select[Any] = field(init=False, repr=False)
+    _touch_related: Update = field(init=False, repr=False)
+    _delete: Delete = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         model = self.model
@@ -48,6 +52,21 @@ class ResourceKind(Generic[R]):
             col(model.id) == bindparam("resource_id"), col(model.directory_id) == bindparam("directory_id")
         )
         object.__setattr__(self, "_get", statement)
+        # Core, not ORM-enabled: a DELETE's statements cost their SQL, not the ORM's bulk-update bookkeeping.
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        snapshot = select(table).where(
+            table.c.id == bindparam("resource_id"), table.c.directory_id == bindparam("directory_id")
+        )
+        object.__setattr__(self, "_snapshot", snapshot)
+        related: Table = self.related_model.__table__  # type: ignore[union-attr]
+        own_ids = select(self.related_key).where(self.own_key == bindparam("resource_id"))
+        touch = (
+            update(related)
+            .where(related.c.id.in_(own_ids))
+            .values(version=related.c.version + 1, updated_at=bindparam("now"))
+        )
+        object.__setattr__(self, "_touch_related", touch)
+        object.__setattr__(self, "_delete", delete(table).where(table.c.id == bindparam("resource_id")))
 
 
 class View(Protocol):
@@ -102,21 +121,35 @@ def get_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, 
     return row
 
 
+def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> R:
+    """One resource for reading only (a GET): a Core row made into the model without the ORM's loading."""
+    parameters = {"resource_id": resource_id, "directory_id": directory_id}
+    row = session.connection().execute(kind._snapshot, parameters).mappings().first()
+    if row is None:
+        raise ScimError(404, f"{kind.name} {resource_id} not found")
+    return kind.model.model_construct(**row)
+
+
 def list_resources(
     session: Session, kind: ResourceKind[R], *, directory_id: str, where: Any | None, start_index: int, count: int
 ) -> tuple[int, list[R]]:
-    """``totalResults`` and one page, in id order (RFC 7644 §3.4.2.4)."""
+    """``totalResults`` and one page, in id order (RFC 7644 §3.4.2.4), for reading only."""
     model = kind.model
     conditions = [col(model.directory_id) == directory_id]
     if where is not None:
         conditions.append(where)
+    rows: list[R] = []
+    if count > 0:
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        page = select(table).where(*conditions).order_by(table.c.id).offset(start_index - 1).limit(count)
+        # Read only (rendered): Core rows made into models, without the ORM's loading.
+        rows = [model.model_construct(**row) for row in session.connection().execute(page).mappings()]
+    if 0 < len(rows) < count or (start_index == 1 and len(rows) < count):
+        # The page ends before ``count``: it holds the last results, so their number says the total. A lookup by
+        # userName or externalId (an IdP's check before most writes) costs one query, not two.
+        return start_index - 1 + len(rows), rows
     total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    if count == 0:
-        return total, []
-    rows = session.scalars(
-        select(model).where(*conditions).order_by(col(model.id)).offset(start_index - 1).limit(count)
-    )
-    return total, list(rows)
+    return total, rows
 
 
 def save_resource(
@@ -144,17 +177,18 @@ def save_resource(
 def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Directory, row: R) -> None:
     """Delete it; its memberships go with it (``ON DELETE CASCADE``), so the other side of each one changed."""
     payload = kind.payload(row, organization_id=directory.organization_id)
-    related = kind.related_model
-    # Before the delete, while its memberships still name them.
-    session.execute(
-        update(related)
-        .where(col(related.id).in_(select(kind.related_key).where(kind.own_key == row.id)))
-        .values(version=related.version + 1, updated_at=utcnow())
+    # A mapped group's members lose its role: read them before the cascade forgets them.
+    regrouped = (
+        members_to_regroup(session, directory=directory, group_id=row.id) if kind.model is DirectoryGroup else []
     )
-    session.execute(delete(kind.model).where(col(kind.model.id) == row.id))
+    connection = session.connection()
+    # Before the delete, while its memberships still name them.
+    connection.execute(kind._touch_related, {"resource_id": row.id, "now": utcnow()})
+    connection.execute(kind._delete, {"resource_id": row.id})
     record_event(
         session, event=kind.deleted, organization_id=directory.organization_id, directory_id=directory.id, data=payload
     )
+    reevaluate_users(session, directory=directory, user_ids=regrouped, attributes=False)
 
 
 def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str]) -> dict[str, list[Member]]:

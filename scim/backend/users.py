@@ -11,6 +11,7 @@ from sqlmodel import col
 
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, user_payload
+from gateway.ops.rule_evaluation import apply_rules
 from gateway.store.ids import new_id
 from gateway.store.models import (
     DeprovisionPolicy,
@@ -40,7 +41,9 @@ USERS: ResourceKind[DirectoryUser] = ResourceKind(
 
 
 def create_user(session: Session, *, directory: Directory, raw: dict[str, Any]) -> DirectoryUser:
-    row = new_row(directory=directory, resource_id=new_id("directory_user"), columns=user_columns(raw))
+    columns = user_columns(raw)
+    apply_rules(session, directory=directory, columns=columns, user=None)  # custom attributes, default role
+    row = new_row(directory=directory, resource_id=new_id("directory_user"), columns=columns)
     try:
         # One prebuilt Core statement, executed now (not deferred to a grouped batch's commit), so the UNIQUE
         # indexes (not a read-then-insert) decide a conflict inside this request's own savepoint.
@@ -65,6 +68,7 @@ def save_user(session: Session, *, directory: Directory, user: DirectoryUser, ra
     Under the ``delete_inactive`` deprovisioning policy a deactivation deletes the user instead (WorkOS's "secure
     flow"): ``dsync.user.deleted``, and the user leaves every group."""
     columns = user_columns(raw)
+    apply_rules(session, directory=directory, columns=columns, user=user)  # custom attributes; roles on (de)activation
     deactivated = user.state == UserState.ACTIVE and columns["state"] == UserState.INACTIVE
     if deactivated and directory.deprovision_policy == DeprovisionPolicy.DELETE_INACTIVE:
         # The deleted event carries the user as deactivated: recorded without marking the object dirty.

@@ -477,3 +477,7 @@ _ORDER_TESTS: dict[str, Callable[[Any, Any], Any]] = {
     "lt": operator.lt,
     "le": operator.le,
 }
+
+
+# For scim.protocol.filter_predicates, which compiles a filter tested on many elements.
+get_attribute, is_present, compare_value = _get, _present, _compare

@@ -38,3 +38,17 @@ class Limits:
 
 def _too_many(path: str, count: int, limit: int) -> ScimError:
     return ScimError(400, f"Attribute '{path}' may hold at most {limit} values, not {count}", "invalidValue")
+
+
+def patch_work(raw: dict[str, Any], operations: list[Any]) -> int:
+    """The values a PATCH reads, about: each operation reads the entries of the attribute its path names (all of them
+    for a filter) plus the values it brings; the rate limit charges a PATCH by this (``scim.api.calls.Call.charge``),
+    so the largest PATCH allowed on the largest resource allowed costs a directory what its CPU costs the server."""
+    sizes = {key.lower(): len(value) for key, value in raw.items() if isinstance(value, list)}
+    work = 0
+    for operation in operations:
+        path = operation.path or ""
+        name = path.split("[", 1)[0].split(".", 1)[0].rsplit(":", 1)[-1].lower()
+        brought = operation.value if isinstance(operation.value, list | dict) else ()
+        work += 1 + len(brought) + (sizes.get(name, 0) if path else sum(sizes.values()))
+    return work

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from gateway.store.serialization import canonical
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
-from scim.protocol.filters import And, Compare, Filter, Or, matches, parse_path
+from scim.protocol.filter_predicates import compile_filter
+from scim.protocol.filters import And, Compare, Filter, Or, parse_path
 from scim.protocol.limits import Limits
 from scim.protocol.normalize import member_values, normalize_resource
 from scim.protocol.render import Member
@@ -63,6 +64,26 @@ def parse_patch(document: dict[str, Any], limits: Limits = _LIMITS) -> list[Oper
             raise ScimError(400, f"PATCH '{op}' needs a 'value'", "invalidValue")
         parsed.append(Operation(op=op.lower(), path=path.strip() if path else None, value=fields.get("value")))  # type: ignore[arg-type]
     return parsed
+
+
+def member_changes_only(operations: list[Operation], *, resource: Resource) -> list[MemberChange] | None:
+    """The member changes of a Group PATCH whose every operation names ``members``, which needs nothing of the
+    stored attributes (the way Okta, Entra and JumpCloud add and remove members); else None."""
+    if resource != "Group" or not operations:
+        return None
+    changes: list[MemberChange] = []
+    for operation in operations:
+        if operation.path is None:
+            return None
+        try:
+            target = parse_path(operation.path)
+            resolved = resolve_path(resource, str(target.attribute))
+            if resolved is None or resolved.attribute.name != "members" or resolved.sub is not None or target.sub:
+                return None
+            changes.append(_member_change(operation, target.value_filter))
+        except ScimError:
+            return None  # refused by the general path, once the request is authenticated
+    return changes
 
 
 def apply_patch(
@@ -271,7 +292,8 @@ def _apply_filtered(
     elements: list[Any] = current if isinstance(current, list) else []
     narrowed = indexable(where, resource=resource, parent=key)
     candidates = elements if narrowed is None else indexes.candidates(elements, *narrowed)
-    selected = [e for e in candidates if isinstance(e, dict) and matches(where, e, resource=resource, parent=key)]
+    test = compile_filter(where, resource=resource, parent=key)
+    selected = [e for e in candidates if isinstance(e, dict) and test(e)]
     if operation.op == "remove":
         if not selected:
             return

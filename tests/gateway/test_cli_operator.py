@@ -84,7 +84,8 @@ def test_every_command_has_help_and_json(capsys: pytest.CaptureFixture[str]) -> 
         assert command in top
     groups = {
         "organizations": ["create", "list", "show", "rename", "delete"],
-        "directories": ["create", "list", "show", "rotate-token", "delete", "setup-link", "set-deprovision-policy"],
+        "directories": ["create", "list", "show", "rotate-token", "delete", "setup-link", "set-deprovision-policy"]
+        + ["setup-links", "revoke-setup-link"],
         "api-keys": ["create", "list", "revoke"],
     }
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -98,6 +99,25 @@ def test_every_command_has_help_and_json(capsys: pytest.CaptureFixture[str]) -> 
             help_text = group_actions.choices[action].format_help()
             assert "--json" in help_text and group_actions.choices[action].description, (group, action)
     assert "--json" in subparsers.choices["migrate"].format_help()
+
+
+def test_setup_links_list_and_revoke(tmp_path: Path) -> None:
+    organization = as_json(dsync(tmp_path, "organizations", "create", "Acme", "--json"))
+    directory = as_json(
+        dsync(tmp_path, "directories", "create", "--organization", organization["id"], "--name", "JC", "--json")
+    )
+    assert as_json(dsync(tmp_path, "directories", "setup-links", directory["id"], "--json")) == []
+    link = as_json(dsync(tmp_path, "directories", "setup-link", directory["id"], "--json"))
+    (listed,) = as_json(dsync(tmp_path, "directories", "setup-links", directory["id"], "--json"))
+    assert listed["id"] == link["id"] and listed["status"] == "active" and "url" not in listed
+    assert link["id"] in dsync(tmp_path, "directories", "setup-links", directory["id"]).stdout
+    revoked = as_json(dsync(tmp_path, "directories", "revoke-setup-link", link["id"], "--json"))
+    assert revoked["id"] == link["id"]
+    assert as_json(dsync(tmp_path, "directories", "setup-links", directory["id"], "--json")) == []
+    again = dsync(tmp_path, "directories", "revoke-setup-link", link["id"], check=False)
+    assert again.returncode == 2 and "no setup link" in again.stderr
+    unknown = dsync(tmp_path, "directories", "setup-links", "directory_unknown", check=False)
+    assert unknown.returncode == 2
 
 
 def test_migrate_json(tmp_path: Path) -> None:

@@ -223,7 +223,7 @@ async def test_a_page_of_100_users_with_groups_is_a_constant_number_of_statement
         await client.post(f"{directory.path}/Users", json={"userName": f"bulk{i}@acme.test"}, headers=directory.headers)
     await app.state.request_log.stop()  # its flush of these requests (every second) is not part of this page
     database = app.state.database
-    engine = database.sync_engine if database.is_sqlite else database.engine.sync_engine
+    engine = database.sync_engine
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -241,6 +241,87 @@ async def test_a_page_of_100_users_with_groups_is_a_constant_number_of_statement
         event.remove(engine, "before_cursor_execute", count)
     assert len(body["data"]["directory"]["users"]["edges"]) == 100
     assert len(statements) <= 5, statements
+
+
+async def test_groups_read_with_the_page_are_the_loaders_groups(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]
+) -> None:
+    """A page of users asking for their groups reads them with the page (directly, in an inline fragment, in a named
+    fragment, under a group's members): each user's groups are the ones ``directoryUser(id)`` loads one by one."""
+    extra = await client.post(
+        f"{directory.path}/Groups",
+        json={"displayName": "Ops", "members": [{"value": u["id"]} for u in seeded["users"][1:5]]},
+        headers=directory.headers,
+    )
+    assert extra.status_code == 201, extra.text
+    key, variables = seeded["own"], {"id": directory.id, "group": seeded["group"]["id"]}
+    one_by_one = {}
+    for user in seeded["users"]:
+        body = await gql(
+            client, "query($u: ID!) { directoryUser(id: $u) { groups { id name } } }", key, {"u": user["id"]}
+        )
+        one_by_one[user["id"]] = body["data"]["directoryUser"]["groups"]
+    assert sorted(len(groups) for groups in one_by_one.values()) == [0, 0, 1, 1, 1, 2, 2]
+    shapes = [
+        "users(first: 10) { edges { node { id groups { id name } } } }",
+        "users(first: 10) { edges { node { id ... on DirectoryUser { groups { id name } } } } }",
+        "users(first: 10) { edges { ...E } }",
+    ]
+    fragment = "fragment E on DirectoryUserEdge { node { id groups { id name } } }"
+    for shape in shapes:
+        query = f"query($id: ID!) {{ directory(id: $id) {{ {shape} }} }}" + (f" {fragment}" if "...E" in shape else "")
+        body = await gql(client, query, key, {"id": directory.id})
+        assert "errors" not in body, body
+        edges = body["data"]["directory"]["users"]["edges"]
+        assert {edge["node"]["id"]: edge["node"]["groups"] for edge in edges} == one_by_one, shape
+    members = await gql(
+        client,
+        "query($group: ID!) { directoryGroup(id: $group) { members { edges { node { id groups { id name } } } } } }",
+        key,
+        {"group": variables["group"]},
+    )
+    edges = members["data"]["directoryGroup"]["members"]["edges"]
+    assert len(edges) == 3 and all(edge["node"]["groups"] == one_by_one[edge["node"]["id"]] for edge in edges)
+
+
+async def test_first_members_of_many_groups_are_one_statement_and_the_same_page(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any], app: Any
+) -> None:
+    """``members(first: n)`` under every group of a page reads all the groups' first members at once; each page (its
+    nodes, cursors, pageInfo, totalCount) is the one the filtered statement pages through (``state: ACTIVE`` takes
+    that path; the members here are all active)."""
+    users = seeded["users"][:6]
+    for size in (1, 4, 5):
+        group = {"displayName": f"Size {size}", "members": [{"value": u["id"]} for u in users[:size]]}
+        assert (await client.post(f"{directory.path}/Groups", json=group, headers=directory.headers)).status_code == 201
+    await app.state.request_log.stop()
+    page = "totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id } }"
+    query = f"""query($id: ID!) {{ directory(id: $id) {{ groups(first: 10) {{ edges {{ node {{ name
+      two: members(first: 2) {{ {page} }} all: members {{ {page} }}
+      twoActive: members(first: 2, state: ACTIVE) {{ {page} }} allActive: members(state: ACTIVE) {{ {page} }}
+    }} }} }} }} }}"""
+    body = await gql(client, query, seeded["own"], {"id": directory.id})
+    assert "errors" not in body, body
+    groups = [edge["node"] for edge in body["data"]["directory"]["groups"]["edges"]]
+    assert sorted(group["all"]["totalCount"] for group in groups) == [1, 3, 4, 5]
+    for group in groups:
+        assert group["two"] == group["twoActive"] and group["all"] == group["allActive"], group["name"]
+    database = app.state.database
+    engine = database.sync_engine if database.is_sqlite else database.engine.sync_engine
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM events" not in statement:
+            statements.append(statement)
+
+    members = f"members(first: 3) {{ {page} }}"
+    short = f"query($id: ID!) {{ directory(id: $id) {{ groups {{ edges {{ node {{ {members} }} }} }} }} }}"
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert "errors" not in await gql(client, short, seeded["own"], {"id": directory.id})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) <= 5, statements  # key, directory, groups page, first members, member counts
 
 
 async def test_limits(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ bucket; every execution has the deadline; DataLoaders belong to one operation, n
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -82,6 +83,45 @@ async def test_rate_limit_per_api_key(settings: Settings) -> None:
             assert message["type"] in ("error", "next")
             errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
             assert errors[0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+@SQLITE
+async def test_cost_rate_per_api_key_and_refusals_wait(settings: Settings) -> None:
+    """Each operation takes its cost from its key's bucket: a key that asks costly pages gets COST_RATE_LIMITED (with
+    its cost and the seconds to wait) long before its request rate runs out, and every refusal waits a moment."""
+    page = {"id": "", "n": 100}
+    async with live_server(
+        settings, graphql_cost_rate=10.0, graphql_cost_burst=250, graphql_refusal_delay_ms=200
+    ) as live:
+        page["id"] = live["directory"].id
+        other = await _admin_key(live["app"])
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live['port']}") as http:
+            assert cost(PAGE, page) == 102
+            assert "errors" not in await _post(http, live["key"], PAGE, page)
+            assert "errors" not in await _post(http, live["key"], PAGE, page)
+            started = time.monotonic()
+            refused = await _post(http, live["key"], PAGE, page)
+            assert time.monotonic() - started >= 0.2
+            extensions = refused["errors"][0]["extensions"]
+            assert refused["data"] is None
+            assert extensions["code"] == "COST_RATE_LIMITED" and extensions["cost"] == 102
+            assert 1 <= extensions["retryAfterSeconds"] <= 6  # (102 - 46 left) / 10 per second, minus the refill
+            assert "errors" not in await _post(http, live["key"], "{ organizations { totalCount } }")  # cost 1
+            assert "errors" not in await _post(http, other, PAGE, page)  # another key, another bucket
+            started = time.monotonic()
+            unauthenticated = await _post(http, "dsync_wrong", "{ organizations { totalCount } }")
+            assert unauthenticated["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            assert time.monotonic() - started >= 0.2
+        # Over the WebSocket: the same bucket, the same wait.
+        async with connect(live["port"]) as ws:
+            await init(ws, live["key"])
+            started = time.monotonic()
+            subscribe = {"type": "subscribe", "id": "1", "payload": {"query": PAGE, "variables": page}}
+            await ws.send(json.dumps(subscribe))
+            message = json.loads(await ws.recv())
+            errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+            assert errors[0]["extensions"]["code"] == "COST_RATE_LIMITED"
+            assert time.monotonic() - started >= 0.2
 
 
 @SQLITE

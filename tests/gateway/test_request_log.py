@@ -3,6 +3,7 @@ tokens), bounded to the last 1,000, errors, wrong tokens noted without the calle
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from gateway.observe import request_log
-from gateway.store.models import ScimRequest
+from gateway.store.models import Directory, ScimErrorCount, ScimRequest, utcnow
 from tests.conftest import DirectoryFixture, make_directory
 from tests.gateway.test_graphql import api_key, gql
 
@@ -104,3 +105,51 @@ async def test_log_is_bounded_per_directory(app: Any, directory: DirectoryFixtur
         lambda s: request_log.recent_requests(s, directory_id=directory.id, limit=1)
     )
     assert newest[0].path.endswith(f"/Users/{count - 1}")
+
+
+async def test_errors_in_the_last_hour_count_beyond_the_kept_requests(app: Any, directory: DirectoryFixture) -> None:
+    log: request_log.RequestLog = app.state.request_log
+
+    def record(status: int) -> None:
+        log.record(
+            directory_id=directory.id,
+            method="POST",
+            path=f"/scim/v2/{directory.id}/Users",
+            filter=None,
+            status=status,
+            scim_type="uniqueness" if status == 409 else None,
+            detail=None,
+            duration_ms=1.0,
+            resource_id=None,
+        )
+
+    for _ in range(30):
+        record(409)
+    await log.flush()
+    for _ in range(request_log.KEEP + 10):  # pushes every error out of the kept requests
+        record(201)
+    await log.flush()
+    for _ in range(5):
+        record(500)
+    await log.flush()
+
+    # A count from two hours ago is neither counted nor kept once the next errors are written.
+    def old_minute(session: Any) -> None:
+        two_hours_ago = (utcnow() - timedelta(hours=2)).replace(second=0, microsecond=0)
+        session.add(ScimErrorCount(directory_id=directory.id, minute=two_hours_ago, count=99))
+
+    await app.state.database.transaction(old_minute)
+
+    async def health() -> request_log.Health:
+        row = await app.state.database.query(lambda s: s.get(Directory, directory.id))
+        found: request_log.Health = await app.state.database.query(
+            lambda s: request_log.directory_health(s, directory=row)
+        )
+        return found
+
+    assert (await health()).errors_last_hour == 35
+    record(400)
+    await log.flush()
+    assert (await health()).errors_last_hour == 36
+    minutes = await app.state.database.query(lambda s: list(s.scalars(select(ScimErrorCount))))
+    assert all(m.count != 99 for m in minutes)

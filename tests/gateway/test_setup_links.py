@@ -80,6 +80,35 @@ async def test_refusals(client: httpx.AsyncClient, app: Any, directory: Director
     assert codes(await gql(client, CREATE, own, {"id": directory.id, "hours": 10_000})) == ["BAD_USER_INPUT"]
 
 
+LIST = "query($id: ID!) { setupLinks(directoryId: $id) { id directoryId status createdAt expiresAt revealedAt } }"
+REVOKE = "mutation($id: ID!) { revokeSetupLink(id: $id) { id status } }"
+
+
+async def test_list_and_revoke(client: httpx.AsyncClient, app: Any, directory: DirectoryFixture) -> None:
+    used_id, used_token = await _link(client, app, directory)
+    assert (await client.post("/setup/api/reveal", json={"token": used_token})).status_code == 200
+    link_id, token = await _link(client, app, directory)
+    key = await api_key(app, directory.organization_id)
+    listed = (await gql(client, LIST, key, {"id": directory.id}))["data"]["setupLinks"]
+    assert [(row["id"], row["status"]) for row in listed] == [(link_id, "ACTIVE"), (used_id, "USED")]
+    assert listed[1]["revealedAt"] and listed[0]["revealedAt"] is None and "url" not in listed[0]
+
+    # Another tenant sees neither the list nor the link.
+    other = await make_directory(app.state.database, name="Other")
+    outsider = await api_key(app, other.organization_id)
+    assert codes(await gql(client, LIST, outsider, {"id": directory.id})) == ["NOT_FOUND"]
+    assert codes(await gql(client, REVOKE, outsider, {"id": link_id})) == ["NOT_FOUND"]
+
+    revoked = (await gql(client, REVOKE, key, {"id": link_id}))["data"]["revokeSetupLink"]
+    assert revoked == {"id": link_id, "status": "ACTIVE"}
+    gone = await client.post("/setup/api/open", json={"token": token})
+    assert gone.status_code == 404 and gone.json()["error"] == "unknown"
+    assert [row["id"] for row in (await gql(client, LIST, key, {"id": directory.id}))["data"]["setupLinks"]] == [
+        used_id
+    ]
+    assert codes(await gql(client, REVOKE, key, {"id": link_id})) == ["NOT_FOUND"]
+
+
 async def test_setup_page_is_served_with_the_dashboard_headers(client: httpx.AsyncClient) -> None:
     page = await client.get("/setup/")
     assert page.status_code == 200 and "js/setup.js" in page.text

@@ -479,6 +479,63 @@ GRAPHQL_CASES: dict[str, list[tuple[str, Variables]]] = {
     "revokeApiKey": [("mutation($id: ID!) { revokeApiKey(id: $id) { id revokedAt } }", lambda t, o: {"id": t.api_key})],
     "viewer": [("{ viewer { apiKeyId isAdmin organization { id name } } }", lambda t, o: {})],
     "apiKeys": [("{ apiKeys(includeRevoked: true) { id scope organizationId } }", lambda t, o: {})],
+    # Roles and custom attributes (tests/rules): role ids are never a tenant's here, so a group id stands in.
+    "roles": [("query($o: ID!) { roles(organizationId: $o) { id slug } }", lambda t, o: {"o": t.organization})],
+    "roleMappings": [("query($d: ID!) { roleMappings(directoryId: $d) { id } }", lambda t, o: {"d": t.directory})],
+    "attributeDefinitions": [
+        ("query($o: ID!) { attributeDefinitions(organizationId: $o) { name } }", lambda t, o: {"o": t.organization})
+    ],
+    "attributeMappings": [
+        ("query($d: ID!) { attributeMappings(directoryId: $d) { name path } }", lambda t, o: {"d": t.directory})
+    ],
+    "createRole": [
+        (
+            'mutation($o: ID!) { createRole(organizationId: $o, slug: "evil", name: "Evil") { id } }',
+            lambda t, o: {"o": t.organization},
+        )
+    ],
+    "updateRole": [('mutation($id: ID!) { updateRole(id: $id, name: "Evil") { id } }', lambda t, o: {"id": t.group})],
+    "deleteRole": [("mutation($id: ID!) { deleteRole(id: $id) { id } }", lambda t, o: {"id": t.group})],
+    "mapGroupToRole": [
+        (
+            'mutation($d: ID!, $g: ID!) { mapGroupToRole(directoryId: $d, groupId: $g, role: "admin") { id } }',
+            lambda t, o: {"d": t.directory, "g": t.group},
+        ),
+        (
+            'mutation($d: ID!, $g: ID!) { mapGroupToRole(directoryId: $d, groupId: $g, role: "admin") { id } }',
+            lambda t, o: {"d": o.directory, "g": t.group},
+        ),
+    ],
+    "unmapGroup": [
+        (
+            "mutation($d: ID!, $g: ID!) { unmapGroup(directoryId: $d, groupId: $g) { id } }",
+            lambda t, o: {"d": t.directory, "g": t.group},
+        )
+    ],
+    "defineAttribute": [
+        (
+            'mutation($o: ID!) { defineAttribute(organizationId: $o, name: "evil") { name } }',
+            lambda t, o: {"o": t.organization},
+        )
+    ],
+    "deleteAttributeDefinition": [
+        (
+            'mutation($o: ID!) { deleteAttributeDefinition(organizationId: $o, name: "evil") }',
+            lambda t, o: {"o": t.organization},
+        )
+    ],
+    "mapAttribute": [
+        (
+            'mutation($d: ID!) { mapAttribute(directoryId: $d, name: "department", path: "title") { name } }',
+            lambda t, o: {"d": t.directory},
+        )
+    ],
+    "resetAttributeMapping": [
+        (
+            'mutation($d: ID!) { resetAttributeMapping(directoryId: $d, name: "department") { name } }',
+            lambda t, o: {"d": t.directory},
+        )
+    ],
     "webhookEndpoints": [
         ("query($o: ID) { webhookEndpoints(organizationId: $o) { id url } }", lambda t, o: {"o": t.organization})
     ],

@@ -1,7 +1,7 @@
-"""SCIM requests sharing one grouped SQLite batch: a request that fails (bad token, unknown resource, failed
-precondition, unparsable body, uniqueness conflict) is answered alone and the others commit in the same batch, not
-run again; and what another job of the batch changed about the directory (its token, its existence, its
-deprovisioning policy) holds for the very next job."""
+"""SCIM requests sharing one grouped batch (SQLite and PostgreSQL alike): a request that fails (bad token, unknown
+resource, failed precondition, unparsable body, uniqueness conflict) is answered alone and the others commit in the
+same batch, not run again; and what another job of the batch changed about the directory (its token, its existence,
+its deprovisioning policy) holds for the very next job."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from gateway.ops import directories
@@ -20,7 +21,9 @@ from gateway.settings import Settings
 from gateway.store import grouped_writer
 from tests.conftest import PUBLIC_URL, DirectoryFixture, recorded_events
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -162,3 +165,54 @@ async def test_a_rotation_deletion_or_policy_change_holds_for_the_next_job_of_th
     )
     assert created.status_code == 201 and orphan.status_code == 401
     assert batches == [1, 3]
+
+
+async def test_the_writes_of_one_directory_in_a_batch_read_it_once(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, batches: list[int]
+) -> None:
+    await client.get(f"{directory.path}/Users", headers=directory.headers)  # linked before the batch
+    reads: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM directories" in statement:
+            reads.append(statement)
+
+    engine = app.state.database.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        calls = [
+            client.post(f"{directory.path}/Users", json=_user(f"once{i}@acme.test"), headers=directory.headers)
+            for i in range(10)
+        ]
+        responses = await _in_one_batch(app, calls)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert [r.status_code for r in responses] == [201] * 10
+    assert batches[-1] == 10 and len(reads) == 1
+
+
+async def test_a_member_only_group_patch_is_one_write_job_without_a_read(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, headers = directory.path, directory.headers
+    user = (await client.post(f"{path}/Users", json=_user("member@acme.test"), headers=headers)).json()["id"]
+    group = (await client.post(f"{path}/Groups", json={"displayName": "G"}, headers=headers)).json()["id"]
+    database = app.state.database
+    reads: list[Any] = []
+    original = database.query
+
+    async def counting(job: Any) -> Any:
+        reads.append(job)
+        return await original(job)
+
+    monkeypatch.setattr(database, "query", counting)
+    add = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}
+    assert (await client.patch(f"{path}/Groups/{group}", json=add, headers=headers)).status_code == 204
+    assert reads == []
+    wrong = {**headers, "Authorization": "Bearer dsync_scim_wrong"}
+    assert (await client.patch(f"{path}/Groups/{group}", json=add, headers=wrong)).status_code == 401
+    filtered = {"schemas": [PATCH], "Operations": [{"op": "add", "path": 'members[value eq "x"]', "value": []}]}
+    refused = await client.patch(f"{path}/Groups/{group}", json=filtered, headers=headers)
+    assert refused.status_code == 400  # refused by the general path, after authentication
+    members = (await client.get(f"{path}/Groups/{group}", headers=headers)).json()["members"]
+    assert [m["value"] for m in members] == [user]

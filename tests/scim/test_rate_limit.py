@@ -21,6 +21,7 @@ from scim.api.rate_limit import RateLimiter
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 RATE, BURST = 4.0, 6
 
 
@@ -247,3 +248,60 @@ async def test_wrong_tokens_are_limited_per_address_and_known_credentials_pass(
     clock.now += 0.5
     assert (await http.get(users, headers=wrong)).status_code == 401
     assert (await http.get(users, headers=wrong)).status_code == 429
+
+
+# -- work, not only requests --------------------------------------------------------------------------------------
+
+
+def test_amounts_and_charges_for_work_done() -> None:
+    clock = _Clock()
+    limiter = RateLimiter(rate=RATE, burst=BURST, clock=clock)
+    assert limiter.acquire("a", amount=4) == 0.0
+    assert limiter.acquire("a", amount=4) == pytest.approx((4 - 2) / RATE)  # 2 left: waits for the other 2
+    assert limiter.acquire("a", amount=100) == pytest.approx((BURST - 2) / RATE)  # never more than a full bucket
+    limiter.charge("a", 20)  # work already done: below empty, down to minus the burst
+    assert limiter.acquire("a") == pytest.approx((1 + BURST) / RATE)
+    clock.now += (1 + BURST) / RATE
+    assert limiter.acquire("a") == 0.0
+
+
+async def test_a_large_patch_costs_its_directory_what_it_reads(settings: Settings) -> None:
+    """A PATCH of 40 filtered operations on a user with 50 emails reads ~2,000 values: 80 requests' worth at 25 per
+    request, so with a burst of 60 the directory's next request waits; a small PATCH costs one request."""
+    application = create_app(
+        dataclasses.replace(settings, scim_rate_limit=1.0, scim_rate_burst=60, scim_patch_values_per_request=25)
+    )
+    async with application.router.lifespan_context(application):
+        directory: DirectoryFixture = await make_directory(application.state.database)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=PUBLIC_URL) as http:
+            emails = [{"value": f"e{i}@example.com", "type": "work"} for i in range(50)]
+            created = await http.post(
+                f"{directory.path}/Users",
+                json={"userName": "big@example.com", "emails": emails},
+                headers=directory.headers,
+            )
+            assert created.status_code == 201, created.text
+            user = f"{directory.path}/Users/{created.json()['id']}"
+            small = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "B"}]}
+            for _ in range(3):
+                assert (await http.patch(user, json=small, headers=directory.headers)).status_code == 200
+            ops = [{"op": "replace", "path": f'emails[value co "e{i}@"].type', "value": "home"} for i in range(40)]
+            large = await http.patch(user, json={"schemas": [PATCH], "Operations": ops}, headers=directory.headers)
+            assert large.status_code == 200, large.text
+            after = await http.get(f"{directory.path}/Users", headers=directory.headers)
+            assert after.status_code == 429 and int(after.headers["retry-after"]) > 1
+
+
+async def test_refusals_wait_before_they_are_answered(settings: Settings) -> None:
+    application = create_app(dataclasses.replace(settings, scim_refusal_delay_ms=300))
+    async with application.router.lifespan_context(application):
+        fixture: DirectoryFixture = await make_directory(application.state.database)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=PUBLIC_URL) as http:
+            started = asyncio.get_running_loop().time()
+            wrong = await http.get(f"{fixture.path}/Users", headers={"Authorization": "Bearer wrong"})
+            assert wrong.status_code == 401
+            assert asyncio.get_running_loop().time() - started >= 0.3
+            started = asyncio.get_running_loop().time()
+            missing = await http.get(f"{fixture.path}/Users/nope", headers=fixture.headers)
+            assert missing.status_code == 404  # an answer of a normal sync: not delayed
+            assert asyncio.get_running_loop().time() - started < 0.3

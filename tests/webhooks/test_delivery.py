@@ -37,6 +37,7 @@ def settings(database_url: str) -> Settings:
         event_poll_seconds=0.2,
         webhook_backoff_base_seconds=0.05,
         webhook_max_backoff_seconds=0.3,
+        webhook_process=False,
     )
 
 

@@ -91,11 +91,14 @@ class Directory:
         state: UserState | None = None,
         group_id: strawberry.ID | None = None,
         search: str | None = None,
+        role: str | None = None,
     ) -> Connection[DirectoryUserRef]:
         group = str(group_id) if group_id else None
-        statement = users_statement(directory_id=str(self.id), state=state, group_id=group, search=search)
+        statement = users_statement(directory_id=str(self.id), state=state, group_id=group, search=search, role=role)
         key = col(models.DirectoryUser.id)
-        return await resolve_connection(info, statement, key=key, page=page, node=user_types.DirectoryUser.from_row)
+        node = user_types.DirectoryUser.from_row
+        with_rows = user_types.page_with_groups(info)
+        return await resolve_connection(info, statement, key=key, page=page, node=node, with_rows=with_rows)
 
     @connection_field()
     async def groups(

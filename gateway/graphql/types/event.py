@@ -16,6 +16,10 @@ from gateway.graphql.types.rows import utc
 from gateway.store import models
 
 
+def _slug(role: Any) -> str | None:
+    return role.get("slug") if isinstance(role, dict) else None
+
+
 @strawberry.type
 class EventUser:
     id: strawberry.ID
@@ -25,6 +29,8 @@ class EventUser:
     first_name: str | None
     last_name: str | None
     state: UserState
+    role: str | None = strawberry.field(description="The role's slug as the event recorded it.")
+    roles: list[str]
 
     @classmethod
     def from_payload(cls, payload: UserData) -> EventUser:
@@ -37,6 +43,8 @@ class EventUser:
             first_name=payload.get("first_name"),
             last_name=payload.get("last_name"),
             state=UserState(payload.get("state", "active")),
+            role=_slug(payload.get("role")),
+            roles=[r["slug"] for r in payload.get("roles") or () if isinstance(r, dict) and "slug" in r],
         )
 
 

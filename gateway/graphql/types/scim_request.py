@@ -48,7 +48,9 @@ class DirectoryHealth:
     last_request_at: datetime | None
     last_error_at: datetime | None
     last_error: str | None = strawberry.field(description="Status, scimType and detail of the last error answered.")
-    errors_last_hour: int = strawberry.field(description="Error answers in the last hour, among the kept requests.")
+    errors_last_hour: int = strawberry.field(
+        description="Error answers in the last hour (counted per minute, beyond the kept requests)."
+    )
     last_rejected_token_at: datetime | None = strawberry.field(
         description="The last request to this directory's URL with a wrong or missing token."
     )

@@ -33,11 +33,18 @@ def _search(term: str) -> str:
 
 
 def users_statement(
-    *, directory_id: str, state: UserState | None = None, group_id: str | None = None, search: str | None = None
+    *,
+    directory_id: str,
+    state: UserState | None = None,
+    group_id: str | None = None,
+    search: str | None = None,
+    role: str | None = None,
 ) -> Select[Any]:
     statement = select(table_of(models.DirectoryUser)).where(col(models.DirectoryUser.directory_id) == directory_id)
     if state is not None:
         statement = statement.where(col(models.DirectoryUser.state) == state.value)
+    if role is not None:
+        statement = statement.where(col(models.DirectoryUser.role) == role)
     if group_id is not None:
         members = select(col(models.GroupMembership.user_id)).where(col(models.GroupMembership.group_id) == group_id)
         statement = statement.where(col(models.DirectoryUser.id).in_(members))

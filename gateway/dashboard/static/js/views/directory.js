@@ -20,7 +20,9 @@ import { credentialsPanel } from "./credentials.js";
 import { EVENT_FIELDS, eventFeed } from "./event-feed.js";
 import { groupsTable } from "./groups-table.js";
 import { liveIndicator } from "./live-indicator.js";
+import { mappingsPanel } from "./mappings-panel.js";
 import { requestLog } from "./request-log.js";
+import { setupLinksPanel } from "./setup-links.js";
 import { usersTable } from "./users-table.js";
 
 const DIRECTORY = `query Directory($id: ID!) {
@@ -82,6 +84,7 @@ export async function directoryView(main, { ids: [id], signal }) {
   const groups = groupsTable({ directoryId: id, onError: showError });
   const feed = eventFeed();
   const log = requestLog({ directoryId: id, onError: showError });
+  const links = setupLinksPanel({ directoryId: id, onError: showError });
   const setupLink = h("button", { type: "button", class: "secondary", id: "setup-link", onclick: makeSetupLink }, "Setup link");
   const rotate = h("button", { type: "button", class: "secondary", onclick: rotateToken }, "Rotate token");
   const remove = h("button", { type: "button", class: "danger", onclick: deleteDirectory }, "Delete directory");
@@ -100,7 +103,7 @@ export async function directoryView(main, { ids: [id], signal }) {
     h(
       "div",
       { class: "columns" },
-      h("div", { class: "column-main" }, users.element, groups.element, log.element),
+      h("div", { class: "column-main" }, users.element, groups.element, mappingsPanel(id, signal).element, log.element, links.element),
       h(
         "section",
         { class: "card column-side", "aria-labelledby": "events-title" },
@@ -162,7 +165,7 @@ export async function directoryView(main, { ids: [id], signal }) {
 
   const refresh = coalesce(async () => {
     try {
-      await Promise.all([loadDirectory(), users.refresh(), groups.refresh(), log.refresh()]);
+      await Promise.all([loadDirectory(), users.refresh(), groups.refresh(), log.refresh(), links.refresh()]);
       if (!signal.aborted) alerts.replaceChildren();
     } catch (failure) {
       showError(failure);
@@ -187,6 +190,7 @@ export async function directoryView(main, { ids: [id], signal }) {
           h("div", { class: "secret-row" }, h("code", { id: "setup-link-url" }, link.url), copyButton(() => link.url, "setup link")),
         ),
       );
+      await links.refresh();
     } catch (failure) {
       showError(failure);
     }
@@ -264,7 +268,7 @@ export async function directoryView(main, { ids: [id], signal }) {
     stop();
     refresh.cancel();
   });
-  await Promise.all([users.refresh(), groups.refresh(), log.refresh()]);
+  await Promise.all([users.refresh(), groups.refresh(), log.refresh(), links.refresh()]);
   // SCIM requests that change nothing (lookups, errors) write no event: poll the log while the page is open.
   const polling = setInterval(() => log.refresh(), 5000);
   signal.addEventListener("abort", () => clearInterval(polling));

@@ -15,6 +15,7 @@ import {
 import { plural, typeLabel } from "../labels.js";
 import { subscribe } from "../live.js";
 import { liveIndicator } from "./live-indicator.js";
+import { rolesPanel } from "./roles-panel.js";
 import { webhooksPanel } from "./webhooks-panel.js";
 
 const ORGANIZATION = `query Organization($id: ID!) {
@@ -150,6 +151,7 @@ export async function organizationView(main, { ids: [id], signal }) {
     alerts,
     h("section", { class: "card" }, h("h2", null, "Directories"), body),
   );
+  main.append(rolesPanel(id, signal).element);
   const webhooks = webhooksPanel(id, signal);
   main.append(webhooks.element);
   const refreshWebhooks = coalesce(webhooks.reload, 1000);
@@ -200,8 +202,12 @@ export async function organizationView(main, { ids: [id], signal }) {
       alerts.replaceChildren(errorBox(describe(failure)));
     },
   });
+  // Deliveries are recorded by the delivery process in batches (every 2 s), after the events that caused them:
+  // poll the attempts while the page is open.
+  const polling = setInterval(() => refreshWebhooks.schedule(), 3000);
   signal.addEventListener("abort", () => {
     stop();
+    clearInterval(polling);
     refresh.cancel();
     refreshWebhooks.cancel();
   });

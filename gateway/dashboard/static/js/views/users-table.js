@@ -13,7 +13,7 @@ const USERS = `query DirectoryUsers($id: ID!, $first: Int, $after: String, $last
     users(first: $first, after: $after, last: $last, before: $before, state: $state, search: $search) {
       totalCount
       pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-      edges { node { id userName email firstName lastName displayName state groups { id name } } }
+      edges { node { id userName email firstName lastName displayName state role customAttributes groups { id name } } }
     }
   }
 }`;
@@ -21,6 +21,13 @@ const USERS = `query DirectoryUsers($id: ID!, $first: Int, $after: String, $last
 // An address breaks only before its "@" or its dots (never mid-word), when it must break at all.
 function address(value) {
   return value.split(/(?=[@.])/).flatMap((part, index) => (index ? [h("wbr"), part] : [part]));
+}
+
+// Custom attributes as "name: value" lines (a manager's id too: the directory's user ids are long but exact).
+function attributes(values) {
+  const entries = Object.entries(values ?? {});
+  if (!entries.length) return "—";
+  return entries.flatMap(([name, value], index) => [index ? h("br") : null, h("span", { class: "muted" }, `${name}: `), String(value)]);
 }
 
 function userRow(user) {
@@ -36,7 +43,9 @@ function userRow(user) {
     ),
     h("td", { class: "address hide-narrow" }, address(user.email ?? user.userName)),
     h("td", null, badge(user.state)),
+    h("td", { class: "user-role" }, user.role ? h("code", null, user.role) : "—"),
     h("td", { class: "hide-narrow" }, user.groups.map((group) => group.name).join(", ") || "—"),
+    h("td", { class: "hide-narrow user-attributes" }, attributes(user.customAttributes)),
   );
 }
 
@@ -127,7 +136,9 @@ export function usersTable({ directoryId, onError }) {
           { label: "Name" },
           { label: "Email", class: "hide-narrow" },
           { label: "State" },
+          { label: "Role" },
           { label: "Groups", class: "hide-narrow" },
+          { label: "Attributes", class: "hide-narrow" },
         ],
         rows: users.map(userRow),
       }),
