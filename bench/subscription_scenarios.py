@@ -58,6 +58,7 @@ async def _client(spec: dict[str, Any]) -> None:
             compression=None,
             max_queue=None,
             ping_interval=None,
+            open_timeout=None,  # 10,000 handshakes queue up behind each other's authentication
         ) as ws:
             await ws.send(init.decode())
             await ws.recv()
@@ -81,7 +82,7 @@ async def _client(spec: dict[str, Any]) -> None:
     for index, directory, after in spec["subs"]:
         tasks.append(asyncio.create_task(one(index, directory, after)))
         if len(tasks) % 50 == 0:
-            await asyncio.sleep(0.05)  # connect in steps: the server authenticates each
+            await asyncio.sleep(0.1)  # connect in steps: the server authenticates each
     while len(ready) < len(tasks):
         for task in tasks:
             if task.done() and task.exception():

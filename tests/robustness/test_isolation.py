@@ -579,7 +579,18 @@ SUBSCRIPTION_CASES: dict[str, list[tuple[str, Variables]]] = {
             "subscription($o: ID, $d: ID) { directoryEvents(organizationId: $o, directoryId: $d) { id } }",
             lambda t, o: {"o": o.organization, "d": t.directory},
         ),
-    ]
+    ],
+    "directoryEventBatches": [
+        ("subscription($d: ID) { directoryEventBatches(directoryId: $d) { id } }", lambda t, o: {"d": t.directory}),
+        (
+            "subscription($o: ID) { directoryEventBatches(organizationId: $o) { id } }",
+            lambda t, o: {"o": t.organization},
+        ),
+        (
+            "subscription($o: ID, $d: ID) { directoryEventBatches(organizationId: $o, directoryId: $d) { id } }",
+            lambda t, o: {"o": o.organization, "d": t.directory},
+        ),
+    ],
 }
 
 
