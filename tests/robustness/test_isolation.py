@@ -26,7 +26,7 @@ from sqlmodel import SQLModel, col
 
 from gateway.app import create_app
 from gateway.graphql.schema import schema
-from gateway.ops import api_keys, directories, organizations, webhook_endpoints
+from gateway.ops import api_keys, directories, organizations, setup_links, webhook_endpoints
 from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.ids import new_id
@@ -116,12 +116,20 @@ async def tenants(client: httpx.AsyncClient, app: Any) -> dict[str, Any]:
             )
         )
         hooks[organization_id] = issued.endpoint.id
-    return {"tenants": found, "orgs": {"A": org_a.id, "B": org_b.id}, "keys": keys, "hooks": hooks}
+    links = {}
+    for label in ("A1", "B1"):
+        directory = found[label].directory
+        link = await database.transaction(
+            lambda s, d=directory.id: setup_links.create_setup_link(s, directory_id=d)  # type: ignore[misc]
+        )
+        links[directory.organization_id] = link.link.id
+    return {"tenants": found, "orgs": {"A": org_a.id, "B": org_b.id}, "keys": keys, "hooks": hooks, "links": links}
 
 
-# Bookkeeping that requests write by design, whoever sends them: the request log, when a key was last used, when a
-# wrong token last reached a directory (tests/gateway/test_request_log.py checks it tells the caller nothing).
-_BOOKKEEPING_TABLES = {"scim_requests"}
+# Bookkeeping that requests write by design, whoever sends them: the request log and its error counts, when a key
+# was last used, when a wrong token last reached a directory (tests/gateway/test_request_log.py checks it tells the
+# caller nothing).
+_BOOKKEEPING_TABLES = {"scim_requests", "scim_error_counts"}
 _BOOKKEEPING_COLUMNS = {"last_used_at", "last_rejected_token_at"}
 
 
@@ -383,6 +391,7 @@ class Objects:
     event: str
     api_key: str
     webhook_endpoint: str
+    setup_link: str
 
 
 def _missing() -> Objects:
@@ -394,6 +403,7 @@ def _missing() -> Objects:
         event=new_id("event"),
         api_key=new_id("api_key"),
         webhook_endpoint=new_id("webhook_endpoint"),
+        setup_link=new_id("setup_link"),
     )
 
 
@@ -570,6 +580,10 @@ GRAPHQL_CASES: dict[str, list[tuple[str, Variables]]] = {
     "createSetupLink": [
         ("mutation($id: ID!) { createSetupLink(directoryId: $id) { url } }", lambda t, o: {"id": t.directory})
     ],
+    "setupLinks": [
+        ("query($id: ID!) { setupLinks(directoryId: $id) { id status } }", lambda t, o: {"id": t.directory})
+    ],
+    "revokeSetupLink": [("mutation($id: ID!) { revokeSetupLink(id: $id) { id } }", lambda t, o: {"id": t.setup_link})],
 }
 SUBSCRIPTION_CASES: dict[str, list[tuple[str, Variables]]] = {
     "directoryEvents": [
@@ -619,6 +633,7 @@ async def _objects(database: Database, tenants: dict[str, Any], label: str) -> O
         event=event,
         api_key=tenants["keys"][organization].api_key.id,
         webhook_endpoint=tenants["hooks"][organization],
+        setup_link=tenants["links"][organization],
     )
 
 
