@@ -135,7 +135,7 @@ class Settings:
     # Roles and custom attributes (gateway/ops/rule_evaluator.py): users re-evaluated per write transaction after a
     # mapping changes (small enough that SCIM writes queued behind one wait little), and how often the evaluator
     # looks for work queued by another process (a change made in this one wakes it at once).
-    rule_evaluation_chunk: int = 100
+    rule_evaluation_chunk: int = 50
     rule_evaluation_poll_seconds: float = 2.0
     # What `dsync serve` runs (gateway/app.py): "all"; "ingest" (SCIM, REST, GraphQL over HTTP, webhooks: no
     # WebSocket subscriptions); "realtime" (GraphQL over HTTP and WebSocket, fed by the broadcaster: no SCIM). A split
@@ -188,7 +188,7 @@ class Settings:
             log_level=(env.get("DSYNC_LOG_LEVEL") or "info").strip().lower(),
             metrics_token=env.get("DSYNC_METRICS_TOKEN") or None,
             webhook_worker=_flag(env.get("DSYNC_WEBHOOK_WORKER") or "1"),
-            rule_evaluation_chunk=max(1, _int("DSYNC_RULE_EVALUATION_CHUNK", 100)),
+            rule_evaluation_chunk=max(1, _int("DSYNC_RULE_EVALUATION_CHUNK", 50)),
             rule_evaluation_poll_seconds=_float("DSYNC_RULE_EVALUATION_POLL_SECONDS", 2.0),
             webhook_allow_private=_flag(env.get("DSYNC_WEBHOOK_ALLOW_PRIVATE")),
             webhook_timeout_seconds=_float("DSYNC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
