@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from gateway.events.hub import EventHub
@@ -94,10 +95,26 @@ class DeliveryProcess:
                 await self._task
 
 
+def _exit_when_orphaned(parent: int) -> None:
+    """A server killed outright cannot stop its child: a watcher thread notices the child was re-parented and ends
+    the process, politely first (SIGTERM: leases given back), then for sure, since a shutdown step may hang (a
+    broadcaster whose server went away) or the loop may be stuck starting."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(_STOP_SECONDS - 5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dsync-orphan-watch", daemon=True).start()
+
+
 async def deliver_until_stopped(settings: Settings) -> None:
     """The child's work: run the delivery worker until SIGTERM/SIGINT, or until the server that started it is gone."""
     with contextlib.suppress(OSError):
         os.nice(settings.webhook_nice)
+    _exit_when_orphaned(os.getppid())
     database = Database(settings)
     hub = EventHub(database, settings.broadcast_url, poll_seconds=settings.webhook_poll_seconds)
     await hub.start()
@@ -108,12 +125,8 @@ async def deliver_until_stopped(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    parent = os.getppid()
     try:
-        # A server killed outright cannot stop its child: the child notices it was re-parented.
-        while not stop.is_set() and os.getppid() == parent:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+        await stop.wait()
     finally:
         await worker.stop()
         await hub.stop()
