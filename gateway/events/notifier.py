@@ -58,6 +58,9 @@ def check_url(url: str) -> None:
     _backend(url)
 
 
+_STOP_SECONDS = 6.0  # longer than _close's two 2-second steps
+
+
 class Notifier:
     """This process's connection to the broadcaster: publishes "the log grew", hears other processes' news."""
 
@@ -109,8 +112,13 @@ class Notifier:
         """Close the connection and stop reconnecting."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a client library that swallows the cancellation of a close in flight (seen with redis-py 8
+            # while a publish was pending) would otherwise hang the whole shutdown; the task is abandoned then.
+            done, _ = await asyncio.wait({self._task}, timeout=_STOP_SECONDS)
+            if not done:
+                logger.warning("broadcaster connection did not close within %.0f s; abandoned", _STOP_SECONDS)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                logger.warning("broadcaster connection ended with an error", exc_info=self._task.exception())
 
     def notify(self) -> None:
         """Ask for one notification to be published; notifications asked for while one is in flight coalesce."""
