@@ -7,19 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.dashboard.test_dashboard import (
-    FIRST_RUN_KEY,
-    Gateway,
-    Scim,
-    browser,
-    gateway,
-    graphql,
-    page,
-    screenshot,
-    sign_in,
-)
-
-__all__ = ["browser", "gateway", "page"]  # fixtures shared with test_dashboard
+from tests.dashboard.browser_support import FIRST_RUN_KEY, Gateway, Scim, graphql, screenshot, sign_in
 
 pytestmark = pytest.mark.slow
 

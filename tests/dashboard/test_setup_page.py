@@ -10,17 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.dashboard.test_dashboard import (  # noqa: F401  (fixtures)
-    FIRST_RUN_KEY,
-    Gateway,
-    Scim,
-    browser,
-    gateway,
-    graphql,
-    page,
-    screenshot,
-    sign_in,
-)
+from tests.dashboard.browser_support import FIRST_RUN_KEY, Gateway, Scim, graphql, screenshot, sign_in
 
 pytestmark = pytest.mark.slow
 
