@@ -124,7 +124,7 @@ def emit(payload: Any, *, as_json: bool, text: str) -> None:
     print(json.dumps(payload) if as_json else text)
 
 
-def _table(rows: list[list[str]], header: list[str], empty: str) -> str:
+def text_table(rows: list[list[str]], header: list[str], empty: str) -> str:
     if not rows:
         return empty
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -140,7 +140,7 @@ def organizations_list(args: argparse.Namespace, settings: Settings) -> int:
     rows = run(settings, args, organizations.list_organizations)
     payload = [organization_json(o) for o in rows]
     table = [[o.id, o.name, ", ".join(o.domains)] for o in rows]
-    emit(payload, as_json=args.json, text=_table(table, ["ID", "NAME", "DOMAINS"], "No organizations yet."))
+    emit(payload, as_json=args.json, text=text_table(table, ["ID", "NAME", "DOMAINS"], "No organizations yet."))
     return 0
 
 
@@ -193,7 +193,7 @@ def directories_list(args: argparse.Namespace, settings: Settings) -> int:
     payload = [directory_json(d, endpoint=_endpoint(base, d)) for d in found]
     table = [[d.id, d.organization_id, d.name, type_name(d.type), d.state] for d in found]
     header = ["ID", "ORGANIZATION", "NAME", "TYPE", "STATE"]
-    emit(payload, as_json=args.json, text=_table(table, header, "No directories yet."))
+    emit(payload, as_json=args.json, text=text_table(table, header, "No directories yet."))
     return 0
 
 
@@ -237,7 +237,7 @@ def api_keys_list(args: argparse.Namespace, settings: Settings) -> int:
         for k in keys
     ]
     header = ["ID", "SCOPE", "CREATED", "LAST USED", "REVOKED"]
-    emit(payload, as_json=args.json, text=_table(table, header, "No API keys yet."))
+    emit(payload, as_json=args.json, text=text_table(table, header, "No API keys yet."))
     return 0
 
 
@@ -296,7 +296,7 @@ def setup_links_list(args: argparse.Namespace, settings: Settings) -> int:
     links = run(settings, args, read)
     table = [[link["id"], link["status"], link["created_at"] or "", link["expires_at"] or ""] for link in links]
     header = ["ID", "STATUS", "CREATED", "EXPIRES"]
-    emit(links, as_json=args.json, text=_table(table, header, "No setup links for this directory."))
+    emit(links, as_json=args.json, text=text_table(table, header, "No setup links for this directory."))
     return 0
 
 

@@ -47,7 +47,7 @@ def _attribute_json(view: attribute_mappings.AttributeMappingView) -> dict[str, 
 def roles_list(args: argparse.Namespace, settings: Settings) -> int:
     rows = admin.run(settings, args, lambda s: roles.list_roles(s, organization_id=args.organization, scope=None))
     table = [[r.slug, r.name, "default" if r.is_default else "", r.id] for r in rows]
-    text = admin._table(table, ["SLUG", "NAME", "", "ID"], "no roles")
+    text = admin.text_table(table, ["SLUG", "NAME", "", "ID"], "No roles yet.")
     admin.emit([_role_json(r) for r in rows], as_json=args.json, text=text)
     return 0
 
@@ -88,7 +88,7 @@ def roles_delete(args: argparse.Namespace, settings: Settings) -> int:
 def mappings_list(args: argparse.Namespace, settings: Settings) -> int:
     views = admin.run(settings, args, lambda s: roles.list_role_mappings(s, directory_id=args.directory_id, scope=None))
     table = [[v.group_name, v.role_slug, str(v.mapping.priority), v.mapping.group_id] for v in views]
-    text = admin._table(table, ["GROUP", "ROLE", "PRIORITY", "GROUP ID"], "no role mappings")
+    text = admin.text_table(table, ["GROUP", "ROLE", "PRIORITY", "GROUP ID"], "No role mappings yet.")
     admin.emit([_mapping_json(v) for v in views], as_json=args.json, text=text)
     return 0
 
@@ -128,7 +128,7 @@ def attributes_list(args: argparse.Namespace, settings: Settings) -> int:
         lambda s: attribute_mappings.list_attribute_definitions(s, organization_id=args.organization, scope=None),
     )
     payload = [{"name": v.name, "standard": v.standard} for v in views]
-    text = admin._table([[v.name, "standard" if v.standard else "own"] for v in views], ["NAME", ""], "")
+    text = admin.text_table([[v.name, "standard" if v.standard else "own"] for v in views], ["NAME", ""], "")
     admin.emit(payload, as_json=args.json, text=text)
     return 0
 
@@ -162,7 +162,7 @@ def attributes_mappings(args: argparse.Namespace, settings: Settings) -> int:
         lambda s: attribute_mappings.list_attribute_mappings(s, directory_id=args.directory_id, scope=None),
     )
     table = [[v.name, v.source, v.path or ""] for v in views]
-    text = admin._table(table, ["NAME", "SOURCE", "PATH"], "")
+    text = admin.text_table(table, ["NAME", "SOURCE", "PATH"], "")
     admin.emit([_attribute_json(v) for v in views], as_json=args.json, text=text)
     return 0
 
