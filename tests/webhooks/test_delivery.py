@@ -262,9 +262,8 @@ async def test_redirects_are_not_followed_and_timeouts_fail() -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # several instances share PostgreSQL
 async def test_two_instances_never_deliver_an_event_twice_at_once(database_url: str, settings: Settings) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several instances share PostgreSQL")
     first, second = create_app(settings), create_app(settings)
     async with first.router.lifespan_context(first), second.router.lifespan_context(second):
         directory = await make_directory(first.state.database)
