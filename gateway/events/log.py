@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from gateway.events.payloads import EventData, EventName, bounded
-from gateway.store.grouped_writer import before_inserts, insert_rows
+from gateway.store.grouped_writer import defer_rows, insert_rows
 from gateway.store.ids import new_id
 from gateway.store.models import Event, utcnow
+from gateway.store.serialization import dumps
 
 # ``session.info`` key: events recorded in the session's transaction, counted as written once it commits.
 EVENTS_RECORDED = "dsync.events_recorded"
@@ -50,33 +51,58 @@ def record_events(
     if not events:
         return
     now = utcnow()
+    postgres = session.get_bind().dialect.name == "postgresql"
     rows = [
         {
             "id": new_id("event"),
             "event": name.value,
             "organization_id": organization_id,
             "directory_id": directory_id,
-            "data": bounded(data),
+            # On PostgreSQL already the JSON text its insert sends (see ``_insert_in_commit_order``).
+            "data": dumps(bounded(data)) if postgres else bounded(data),
             "created_at": now,
         }
         for name, data in events
     ]
-    _sequence_events(session)
-    insert_rows(session, _INSERT_EVENT, rows)
+    if postgres:
+        defer_rows(session, _insert_in_commit_order, rows)
+    else:
+        insert_rows(session, _INSERT_EVENT, rows)  # SQLite has a single writer: cursors follow commits anyway
     session.info[EVENTS_RECORDED] = session.info.get(EVENTS_RECORDED, 0) + len(rows)
 
 
 _EVENT_LOCK = 0x64_73_79_6E_63  # "dsync"
-_TAKE_EVENT_LOCK = text(f"SELECT pg_advisory_xact_lock({_EVENT_LOCK})")
+# The rows as arrays, one element per event: one statement (one round trip, prepared by the driver after a few
+# uses) for a whole batch's events, whatever their number. The advisory lock is taken in the same statement, before
+# any row exists (the join produces a row only once the lock is held), so the cursors (nextval, computed above the
+# join) are assigned under it, in the rows' order.
+_INSERT_EVENTS_IN_ORDER = text(
+    "INSERT INTO events (id, event, organization_id, directory_id, data, created_at) "
+    "SELECT e.id, e.event, e.organization_id, e.directory_id, e.data, e.created_at "
+    f"FROM (SELECT pg_advisory_xact_lock({_EVENT_LOCK})) AS sequenced, "
+    "unnest(CAST(:ids AS VARCHAR[]), CAST(:events AS VARCHAR[]), CAST(:organizations AS VARCHAR[]), "
+    "CAST(:directories AS VARCHAR[]), CAST(CAST(:data AS TEXT[]) AS JSONB[]), CAST(:created AS TIMESTAMPTZ[])) "
+    "WITH ORDINALITY AS e(id, event, organization_id, directory_id, data, created_at, position) "
+    "ORDER BY e.position"
+)
 
 
-def _sequence_events(session: Session) -> None:
-    """On PostgreSQL, transactions that write events hold one advisory lock until they commit, so cursors are
-    assigned in commit order: a reader that has seen cursor N never later meets a new event below N. (SQLite has a
-    single writer already.) A grouped transaction takes it only just before it inserts its events, at its very end:
-    the lock is held for that insert and the commit, not for the whole transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        before_inserts(session, "dsync.sequenced", _TAKE_EVENT_LOCK)
+def _insert_in_commit_order(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: transactions that write events hold one advisory lock until they commit, so cursors are assigned
+    in commit order: a reader that has seen cursor N never later meets a new event below N. (SQLite has a single
+    writer already.) A grouped transaction writes its events at its very end (``defer_rows``), so the lock is held
+    for that insert and the commit only, not for the whole transaction."""
+    connection.execute(
+        _INSERT_EVENTS_IN_ORDER,
+        {
+            "ids": [row["id"] for row in rows],
+            "events": [row["event"] for row in rows],
+            "organizations": [row["organization_id"] for row in rows],
+            "directories": [row["directory_id"] for row in rows],
+            "data": [row["data"] for row in rows],
+            "created": [row["created_at"] for row in rows],
+        },
+    )
 
 
 def read_events_after(session: Session, *, after: int, where: Sequence[Any] = (), limit: int) -> list[Any]:

@@ -5,14 +5,17 @@ jobs (plain functions over a sync ``Session``) are therefore queued and run back
 process, in one transaction with one commit; each caller's result is released only after that commit, so nothing
 is acknowledged before it is durable. Running the batch on a thread with the sync
 driver keeps every statement a direct call: no per-statement hop between the event loop and a database thread,
-which is what dominated the cost of a request. Each job of a batch runs in its own SAVEPOINT: a job that raises
-(a uniqueness conflict, say) rolls back its own work only, gets its error, and the others commit as if it had not
-been there. Only a failure outside the jobs (the deferred inserts, the commit itself) rolls back the whole batch,
-whose jobs then run again one by one.
+which is what dominated the cost of a request.
+
+A job that raises (a uniqueness conflict, say) must undo its own work only, get its error, and leave the others to
+commit as if it had not been there. A SAVEPOINT per job would do it, but on PostgreSQL each costs a round trip and
+most batches have no failing job: a batch therefore first runs without savepoints, and only if one of its jobs
+raises is it rolled back and run again with a savepoint per job (as are the next few batches: where one request
+failed, more may follow). Only a failure outside the jobs (the deferred inserts, the commit itself) rolls back the
+whole batch, whose jobs then run again one by one.
 
 Inserts that nothing in the same job reads back and that cannot conflict (events) may be deferred with
-:func:`insert_rows`: the batch writes each table's rows in one statement just before its commit, after the statements
-registered with :func:`before_inserts` (PostgreSQL's event-sequencing lock: held from there to the commit only).
+:func:`insert_rows` / :func:`defer_rows`: the batch writes each table's rows in one statement just before its commit.
 A job that lost a deadlock (PostgreSQL, against another process's batch) runs again alone.
 """
 
@@ -25,40 +28,50 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, Insert
+from sqlalchemy import Connection, Insert
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 Job = Callable[[Session], Any]  # a write operation: a plain function over the batch's sync session
 
+# Writes a table's deferred rows (of the whole batch) in as few statements as it can.
+RowsWriter = Callable[[Connection, list[dict[str, Any]]], None]
+
 _DEFERRED = "dsync.deferred_inserts"
 _MEMO = "dsync.batch_memo"
 _MEMO_KEPT = "dsync.batch_memo_kept"
-_BEFORE_INSERTS = "dsync.before_deferred_inserts"
 # SQLSTATEs after which a job's work is undone and running it again can succeed: deadlock, serialization failure.
 _RETRYABLE = frozenset({"40P01", "40001"})
 _RETRIES = 3
+# After a batch in which a job raised, this many batches run with a savepoint per job straight away.
+_CAREFUL_BATCHES = 8
 
 
 def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
     """Execute ``statement`` for ``rows`` now, or, inside a grouped transaction, together with the batch's other
     rows for it just before the commit (in the order the statements were first used)."""
-    deferred: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_DEFERRED)
+    _defer(session, statement, rows)
+
+
+def defer_rows(session: Session, writer: RowsWriter, rows: list[dict[str, Any]]) -> None:
+    """Like :func:`insert_rows`, for rows that ``writer`` (the same function object for every job) writes itself:
+    called now, or once just before the commit with the rows of every job of the batch."""
+    _defer(session, writer, rows)
+
+
+def _defer(session: Session, key: Insert | RowsWriter, rows: list[dict[str, Any]]) -> None:
+    deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] | None = session.info.get(_DEFERRED)
     if deferred is None:
-        session.execute(statement, rows)
+        _write(session.connection(), key, rows)
     else:
-        deferred.setdefault(statement, []).extend(rows)
+        deferred.setdefault(key, []).extend(rows)
 
 
-def before_inserts(session: Session, key: str, statement: Executable) -> None:
-    """Execute ``statement`` (once per ``key`` and transaction) just before the deferred inserts, or now outside a
-    grouped transaction."""
-    if _DEFERRED not in session.info:
-        if not session.info.get(key):
-            session.execute(statement)
-            session.info[key] = True
-        return
-    session.info.setdefault(_BEFORE_INSERTS, {})[key] = statement
+def _write(connection: Connection, key: Insert | RowsWriter, rows: list[dict[str, Any]]) -> None:
+    if isinstance(key, Insert):
+        connection.execute(key, rows)
+    else:
+        key(connection, rows)
 
 
 def batch_memo(session: Session) -> dict[str, Any]:
@@ -80,16 +93,13 @@ def _job_done(session: Session) -> None:
 
 
 def _write_deferred_inserts(session: Session) -> None:
-    deferred: dict[Insert, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
-    before: dict[str, Executable] = session.info.pop(_BEFORE_INSERTS, {})
+    deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
     if not any(deferred.values()):
         return
     connection = session.connection()
-    for statement in before.values():
-        connection.execute(statement)
-    for statement, rows in deferred.items():
+    for key, rows in deferred.items():
         if rows:
-            connection.execute(statement, rows)
+            _write(connection, key, rows)
 
 
 def _retryable(error: BaseException) -> bool:
@@ -103,32 +113,71 @@ class _Failed:
         self.error = error
 
 
-def run_batch(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
-    """Run ``jobs`` in one transaction, each in a savepoint; if the batch itself fails, each alone. Returns each
-    job's result or ``_Failed``."""
-    results = _run_together(sessions, jobs)
+class Careful:
+    """How many more batches of a queue run with a savepoint per job straight away (see the module's docstring).
+    Touched only on the queue's writer thread."""
+
+    __slots__ = ("batches",)
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+
+def run_batch(sessions: sessionmaker[Session], jobs: list[Job], careful: Careful) -> list[Any]:
+    """Run ``jobs`` in one transaction; if one raises, again each in a savepoint; if the batch itself fails, each
+    alone. Returns each job's result or ``_Failed``."""
+    results = _run_together(sessions, jobs, careful)
     for index, result in enumerate(results):
         for _attempt in range(_RETRIES):
             if not (isinstance(result, _Failed) and _retryable(result.error)):
                 break
-            result = _run_together(sessions, [jobs[index]])[0]
+            result = _run_together(sessions, [jobs[index]], careful)[0]
         results[index] = result
     return results
 
 
-def _run_together(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any]:
+def _run_together(sessions: sessionmaker[Session], jobs: list[Job], careful: Careful) -> list[Any]:
     try:
+        if len(jobs) == 1:  # a lone job (a rerun above all) needs no savepoint: it fails alone anyway
+            with sessions() as session:
+                session.info[_DEFERRED] = {}
+                results = [jobs[0](session)]
+                _write_deferred_inserts(session)
+                session.commit()
+                return results
+        if careful.batches > 0:
+            careful.batches -= 1
+        else:
+            plain = _run_without_savepoints(sessions, jobs)
+            if plain is not None:
+                return plain
+            careful.batches = _CAREFUL_BATCHES
         with sessions() as session:
             session.info[_DEFERRED] = {}
-            # A lone job (a rerun above all) needs no savepoint.
-            results = [jobs[0](session)] if len(jobs) == 1 else [_run_in_savepoint(session, job) for job in jobs]
+            results = [_run_in_savepoint(session, job) for job in jobs]
             _write_deferred_inserts(session)
             session.commit()
             return results
     except Exception as exc:
         if len(jobs) == 1:
             return [_Failed(exc)]
-    return [_run_together(sessions, [job])[0] for job in jobs]
+    return [_run_together(sessions, [job], careful)[0] for job in jobs]
+
+
+def _run_without_savepoints(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any] | None:
+    """Every job's result, committed together; or None, all rolled back, as soon as one job raises."""
+    with sessions() as session:
+        session.info[_DEFERRED] = {}
+        results = []
+        for job in jobs:
+            try:
+                results.append(job(session))
+            except Exception:
+                return None  # closing the session rolls the whole transaction back
+            _job_done(session)
+        _write_deferred_inserts(session)
+        session.commit()
+        return results
 
 
 def _run_in_savepoint(session: Session, job: Job) -> Any:
@@ -175,6 +224,7 @@ class WriteQueue:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
+        self._careful = Careful()
 
     async def run(self, job: Callable[[Session], T]) -> T:
         """Queue ``job`` and return its result once its batch has committed (or raise its own error)."""
@@ -209,7 +259,9 @@ class WriteQueue:
             try:
                 # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
                 results = await asyncio.shield(
-                    loop.run_in_executor(self._thread, run_batch, self._sessions, [job for job, _ in batch])
+                    loop.run_in_executor(
+                        self._thread, run_batch, self._sessions, [job for job, _ in batch], self._careful
+                    )
                 )
             except BaseException as exc:
                 for _job, future in batch:

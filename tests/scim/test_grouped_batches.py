@@ -1,6 +1,6 @@
 """SCIM requests sharing one grouped batch (SQLite and PostgreSQL alike): a request that fails (bad token, unknown
 resource, failed precondition, unparsable body, uniqueness conflict) is answered alone and the others commit in the
-same batch, not run again; and what another job of the batch changed about the directory (its token, its existence,
+same batch, never run again one by one (a job that raises has the batch run again once, a savepoint per job); and what another job of the batch changed about the directory (its token, its existence,
 its deprovisioning policy) holds for the very next job."""
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     sizes: list[int] = []
     original = grouped_writer.run_batch
 
-    def counting(sessions: Any, jobs: list[Any]) -> list[Any]:
+    def counting(sessions: Any, jobs: list[Any], careful: grouped_writer.Careful) -> list[Any]:
         sizes.append(len(jobs))
-        return original(sessions, jobs)
+        return original(sessions, jobs, careful)
 
     monkeypatch.setattr(grouped_writer, "run_batch", counting)
     yield sizes
