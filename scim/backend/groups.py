@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -70,6 +70,24 @@ _TOUCH_GROUP = (
     .values(version=_groups.c.version + 1, updated_at=bindparam("now"))
 )
 
+# PostgreSQL: a member add in one statement (one round trip instead of four): the users of this directory among the
+# ids, their new edges (re-adds are no-ops), and a version bump for each user really added and, if any was and
+# ``touch`` says so, for the group. The ids travel as one array, so there is no bind limit to chunk for either.
+_ADD_MEMBERS_POSTGRES = text(
+    "WITH wanted AS ("
+    " SELECT w.id, w.display FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:displays AS VARCHAR[])) AS w(id, display)"
+    "), added AS ("
+    " INSERT INTO group_memberships (group_id, user_id, directory_id, display, created_at)"
+    " SELECT :group_id, u.id, u.directory_id, wanted.display, :now"
+    " FROM wanted JOIN directory_users AS u ON u.id = wanted.id AND u.directory_id = :directory_id"
+    " ON CONFLICT DO NOTHING RETURNING user_id"
+    "), touched AS ("
+    " UPDATE directory_groups SET version = version + 1, updated_at = :now"
+    " WHERE id = :group_id AND :touch AND EXISTS (SELECT FROM added)"
+    ") "
+    "UPDATE directory_users SET version = directory_users.version + 1, updated_at = :now"
+    " FROM added WHERE directory_users.id = added.user_id RETURNING directory_users.*"
+).columns(*_users.c)
 
 # Ids per statement: an expanding IN list binds one parameter per id, and both stores stop near 32,767 of them.
 _CHUNK = 5000
@@ -163,6 +181,8 @@ def add_members(
 ) -> int:
     """Add members; values unknown in this directory are ignored and re-adds are silent no-ops (JumpCloud re-sends)."""
     display = {m.id: m.display for m in members}
+    if session.get_bind().dialect.name == "postgresql":
+        return _add_members_postgres(session, directory=directory, group=group, display=display, touch=touch_group)
     users = _users_in_directory(session, directory_id=directory.id, ids=list(display))
     if not users:
         return 0
@@ -189,6 +209,45 @@ def add_members(
         touch_group=touch_group,
     )
     regroup(session, directory=directory, group_id=group.id, user_ids=[u["id"] for u in changed])
+    return len(changed)
+
+
+def _add_members_postgres(
+    session: Session, *, directory: Directory, group: DirectoryGroup, display: dict[str, str | None], touch: bool
+) -> int:
+    """``add_members`` on PostgreSQL (see ``_ADD_MEMBERS_POSTGRES``): the same rows, events and order."""
+    if not display:
+        return 0
+    now = utcnow()
+    parameters = {
+        "ids": list(display),
+        "displays": list(display.values()),
+        "group_id": group.id,
+        "directory_id": directory.id,
+        "now": now,
+        "touch": touch,
+    }
+    bumped = {row["id"]: row for row in session.execute(_ADD_MEMBERS_POSTGRES, parameters).mappings()}
+    if not bumped:
+        return 0
+    if touch:  # bumped by the statement: record the values without marking the object dirty
+        set_committed_value(group, "version", group.version + 1)
+        set_committed_value(group, "updated_at", now)
+    # In the order asked, as the other store does; the rows are already bumped (version, updated_at).
+    snapshots = [DirectoryUser.model_construct(**bumped[i]) for i in display if i in bumped]
+    org = directory.organization_id
+    group_data = group_payload(group, organization_id=org)
+    record_events(
+        session,
+        organization_id=org,
+        directory_id=directory.id,
+        events=[
+            (EventName.GROUP_USER_ADDED, membership_payload(user_payload(u, organization_id=org), group_data))
+            for u in snapshots
+        ],
+    )
+    changed = [u.id for u in snapshots]
+    regroup(session, directory=directory, group_id=group.id, user_ids=changed)
     return len(changed)
 
 

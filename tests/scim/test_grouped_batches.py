@@ -1,7 +1,8 @@
 """SCIM requests sharing one grouped batch (SQLite and PostgreSQL alike): a request that fails (bad token, unknown
 resource, failed precondition, unparsable body, uniqueness conflict) is answered alone and the others commit in the
-same batch, never run again one by one (a job that raises has the batch run again once, a savepoint per job); and what another job of the batch changed about the directory (its token, its existence,
-its deprovisioning policy) holds for the very next job."""
+same batch, never run again one by one (a job that raises has its batch run again once, a savepoint per job); and
+what another job of the batch changed about the directory (its token, its existence, its deprovisioning policy)
+holds for the very next job."""
 
 from __future__ import annotations
 
