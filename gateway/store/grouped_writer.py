@@ -16,6 +16,8 @@ whole batch, whose jobs then run again one by one.
 
 Inserts that nothing in the same job reads back and that cannot conflict (events) may be deferred with
 :func:`insert_rows` / :func:`defer_rows`: the batch writes each table's rows in one statement just before its commit.
+New rows that may conflict but that no other job can refer to (a new user) are deferred too while the batch runs
+without savepoints (:func:`insert_new_rows`).
 A job that lost a deadlock (PostgreSQL, against another process's batch) runs again alone.
 """
 
@@ -38,6 +40,7 @@ Job = Callable[[Session], Any]  # a write operation: a plain function over the b
 RowsWriter = Callable[[Connection, list[dict[str, Any]]], None]
 
 _DEFERRED = "dsync.deferred_inserts"
+_PLAIN = "dsync.batch_without_savepoints"
 _MEMO = "dsync.batch_memo"
 _MEMO_KEPT = "dsync.batch_memo_kept"
 # SQLSTATEs after which a job's work is undone and running it again can succeed: deadlock, serialization failure.
@@ -51,6 +54,17 @@ def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]])
     """Execute ``statement`` for ``rows`` now, or, inside a grouped transaction, together with the batch's other
     rows for it just before the commit (in the order the statements were first used)."""
     _defer(session, statement, rows)
+
+
+def insert_new_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that may be refused (a UNIQUE index) but that no other job of the batch can refer to (ids the
+    server just made, which no client knows before the commit): while the batch runs without savepoints, together
+    with the batch's other rows for ``statement`` just before the commit (one round trip for all); a refusal there
+    makes the batch run again with savepoints, where they are inserted at once, so their own job gets the error."""
+    if session.info.get(_PLAIN):
+        _defer(session, statement, rows)
+    else:
+        session.execute(statement, rows)
 
 
 def defer_rows(session: Session, writer: RowsWriter, rows: list[dict[str, Any]]) -> None:
@@ -165,9 +179,11 @@ def _run_together(sessions: sessionmaker[Session], jobs: list[Job], careful: Car
 
 
 def _run_without_savepoints(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any] | None:
-    """Every job's result, committed together; or None, all rolled back, as soon as one job raises."""
+    """Every job's result, committed together; or None, all rolled back, as soon as one job raises or the deferred
+    inserts are refused (``insert_new_rows``)."""
     with sessions() as session:
         session.info[_DEFERRED] = {}
+        session.info[_PLAIN] = True
         results = []
         for job in jobs:
             try:
@@ -175,7 +191,10 @@ def _run_without_savepoints(sessions: sessionmaker[Session], jobs: list[Job]) ->
             except Exception:
                 return None  # closing the session rolls the whole transaction back
             _job_done(session)
-        _write_deferred_inserts(session)
+        try:
+            _write_deferred_inserts(session)
+        except Exception:
+            return None
         session.commit()
         return results
 

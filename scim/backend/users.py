@@ -12,6 +12,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, user_payload
 from gateway.ops.rule_evaluation import apply_rules
+from gateway.store.grouped_writer import insert_new_rows
 from gateway.store.ids import new_id
 from gateway.store.models import (
     DeprovisionPolicy,
@@ -45,9 +46,10 @@ def create_user(session: Session, *, directory: Directory, raw: dict[str, Any]) 
     apply_rules(session, directory=directory, columns=columns, user=None)  # custom attributes, default role
     row = new_row(directory=directory, resource_id=new_id("directory_user"), columns=columns)
     try:
-        # One prebuilt Core statement, executed now (not deferred to a grouped batch's commit), so the UNIQUE
-        # indexes (not a read-then-insert) decide a conflict inside this request's own savepoint.
-        session.execute(_INSERT_USER, row)
+        # One prebuilt Core statement; the UNIQUE indexes (not a read-then-insert) decide a conflict. No other job
+        # can refer to the new id before the commit, so a grouped batch may write it with the batch's other new users
+        # (``insert_new_rows``); a conflict there runs the batch again with savepoints, and it is raised here.
+        insert_new_rows(session, _INSERT_USER, [row])
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
     # Only read from here on (payload, response): skip validation and ORM instrumentation, ~10x cheaper.

@@ -217,3 +217,28 @@ async def test_a_member_only_group_patch_is_one_write_job_without_a_read(
     assert refused.status_code == 400  # refused by the general path, after authentication
     members = (await client.get(f"{path}/Groups/{group}", headers=headers)).json()["members"]
     assert [m["value"] for m in members] == [user]
+
+
+async def test_two_new_users_with_one_user_name_in_a_batch_give_one_201_and_one_409(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, batches: list[int]
+) -> None:
+    """New users are inserted together at the end of a batch without savepoints: a conflict between two of them
+    shows only there, and the batch run again with savepoints gives it to the later one alone."""
+    await client.get(f"{directory.path}/Users", headers=directory.headers)  # linked before the batch
+    batches.clear()
+    calls = [
+        client.post(f"{directory.path}/Users", json=_user(name), headers=directory.headers)
+        for name in ("a@acme.test", "twin@acme.test", "b@acme.test", "TWIN@acme.test", "c@acme.test")
+    ]
+    responses = await _in_one_batch(app, calls)
+    assert [r.status_code for r in responses] == [201, 201, 201, 409, 201]
+    assert batches == [1, 5]
+    events = [name for name, _ in await recorded_events(app.state.database, directory.id)]
+    assert events.count("dsync.user.created") == 4
+    listed = await client.get(f"{directory.path}/Users", headers=directory.headers)
+    assert sorted(u["userName"] for u in listed.json()["Resources"]) == [
+        "a@acme.test",
+        "b@acme.test",
+        "c@acme.test",
+        "twin@acme.test",
+    ]
