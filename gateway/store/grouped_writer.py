@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -108,12 +108,26 @@ def _job_done(session: Session) -> None:
 
 def _write_deferred_inserts(session: Session) -> None:
     deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
-    if not any(deferred.values()):
+    pending = [(key, rows) for key, rows in deferred.items() if rows]
+    if not pending:
         return
     connection = session.connection()
-    for key, rows in deferred.items():
-        if rows:
+    with _pipelined(connection, len(pending) > 1):
+        for key, rows in pending:
             _write(connection, key, rows)
+
+
+@contextlib.contextmanager
+def _pipelined(connection: Connection, wanted: bool) -> Iterator[None]:
+    """On PostgreSQL, statements whose results nothing reads (the deferred inserts: new users, then the events) go
+    out together in psycopg's pipeline mode, one round trip for all instead of one each; an error among them is
+    raised when the block ends."""
+    driver: Any = connection.connection.driver_connection
+    if not wanted or connection.dialect.name != "postgresql" or not hasattr(driver, "pipeline"):
+        yield
+        return
+    with driver.pipeline():
+        yield
 
 
 def _retryable(error: BaseException) -> bool:
