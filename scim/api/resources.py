@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.store.models import Directory
-from scim.api.calls import Call, Parsed, limits_of, parse_body, respond, settings_of
+from gateway.store.prepared import Reader
+from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
 from scim.api.http import ListParams, ScimEndpoint, list_params, scim_response
+from scim.backend.lookups import Found, find_by, find_by_id, render, rendered_one
 from scim.backend.resources import (
     NO_CONTENT,
     Outcome,
@@ -27,14 +29,12 @@ from scim.backend.resources import (
     delete_resource,
     get_resource,
     list_resources,
-    read_resource,
     render_resources,
-    rendered,
 )
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
-from scim.protocol.filters import parse_filter
+from scim.protocol.filters import Compare, as_lookup, parse_filter
 from scim.protocol.limits import Limits, patch_work
 from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
 from scim.protocol.render import check_if_match, etag
@@ -46,6 +46,15 @@ Change = Callable[[Session, Directory, R, P, Call], Outcome]
 Parse = Callable[[dict[str, Any], Limits], P]  # a request body (a JSON object) to what the change needs
 # A PATCH's attempts at applying its operations outside the write job before the last one applies them inside it.
 _PATCH_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What a list page's resources show (``scim.backend.resources.View``)."""
+
+    base_url: str
+    attributes: list[str] | None
+    excluded: list[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +105,32 @@ class Collection(ScimEndpoint, Generic[R]):
     async def get(self, request: Request) -> Response:
         params = list_params(request.query_params, settings_of(request))
         call, kind = Call(request), self.kind
+        node = as_lookup(params.filter, resource=kind.name) if params.start_index == 1 and params.count else None
+        if node is not None:
+            return scim_response(await self._lookup(request, call, node, params))
         outcome = await call.read(
             lambda session, directory: listing(session, kind, directory, params, base_url=call.base_url)
         )
         return scim_response(outcome.body)
+
+    async def _lookup(self, request: Request, call: Call, node: Compare, params: ListParams) -> dict[str, Any]:
+        """A first page by ``attribute eq "value"`` on an indexed attribute (``scim.backend.lookups``)."""
+        kind, dialect = self.kind, database_of(request).dialect
+        view = _View(call.base_url, params.attributes, params.excluded)
+
+        def find(reader: Reader) -> Found:
+            return find_by(reader, kind, node, dialect=dialect, directory_id=call.directory_id, count=params.count)
+
+        def page(reader: Reader, _directory: Directory, found: Found) -> dict[str, Any]:
+            return {
+                "schemas": [urns.LIST_RESPONSE],
+                "totalResults": found.total,
+                "startIndex": 1,
+                "itemsPerPage": len(found.rows),
+                "Resources": [render(reader, kind, row, view=view) for row in found.rows],
+            }
+
+        return await call.lookup(find, page)
 
     async def create(self, request: Request, parse: Parse[P], create: Create[P]) -> Response:
         call = Call(request)
@@ -113,13 +144,18 @@ class Item(ScimEndpoint, Generic[R]):
     async def get(self, request: Request) -> Response:
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
 
-        def fetch(session: Session, directory: Directory) -> Outcome:
-            row = read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+        def find(reader: Reader) -> Found:
+            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id)
+
+        def fetch(reader: Reader, _directory: Directory, found: Found) -> Outcome | ScimError:
+            if not found.rows:
+                return ScimError(404, f"{kind.name} {resource_id} not found")
+            row = found.rows[0]
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
-            return rendered(session, kind, row, view=call)
+            return rendered_one(reader, kind, row, view=call)
 
-        return respond(await call.read(fetch))
+        return respond(await call.lookup(find, fetch))
 
     async def delete(self, request: Request) -> Response:
         kind = self.kind
