@@ -3,8 +3,9 @@
 Data operations are plain functions over a sync ``Session`` (``scim.backend.users``, ``gateway.ops.directories``
 …). ``transaction`` and ``query`` run them on threads with a sync driver (the standard library's sqlite3, psycopg 3
 for PostgreSQL), writes grouped into shared transactions on one writer thread (``gateway.store.grouped_writer``),
-reads on a small pool (autocommit on PostgreSQL). ``read`` gives an ``AsyncSession`` (aiosqlite, asyncpg) for the few
-callers that want one (health checks, tests).
+reads on a small pool (autocommit on PostgreSQL); ``lookup`` runs a read by index (a SCIM GET by id or by userName)
+through prebuilt statements, on SQLite straight on the event loop. ``read`` gives an ``AsyncSession`` (aiosqlite,
+asyncpg) for the few callers that want one (health checks, tests).
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on. Write transactions start
 with ``BEGIN IMMEDIATE``, so a transaction never fails half-way when it upgrades from reading to writing, and other
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -30,7 +31,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from gateway.settings import Settings
 from gateway.store.grouped_writer import WriteQueue
-from gateway.store.prepared import DbapiReader, Reader, SessionReader
+from gateway.store.prepared import DbapiReader, Reader
 from gateway.store.serialization import dumps, loads
 
 T = TypeVar("T")
@@ -105,9 +106,10 @@ class Database:
 
         On SQLite it runs at once on the calling (event loop's) thread, straight on a connection of its own: such a
         read takes tens of microseconds, less than handing it to a reader thread and back, and WAL readers never
-        wait for the writer. PostgreSQL's reads cross the network: they go to the reader threads (``query``)."""
+        wait for the writer. PostgreSQL's reads cross the network: they go to the reader threads (``query``), on the
+        DBAPI connection of a read session (autocommit; psycopg prepares a statement run often on the server)."""
         if not self.is_sqlite:
-            return await self._read_on_thread(lambda session: job(SessionReader(session)))
+            return await self._read_on_thread(lambda session: job(self._reader(session.connection())))
         if self._lookups is None:
             self._lookups = self.sync_engine.raw_connection()
         connection: Any = self._lookups.driver_connection
@@ -117,6 +119,10 @@ class Database:
         finally:
             if connection.in_transaction:
                 connection.execute("COMMIT")
+
+    def _reader(self, connection: Connection) -> DbapiReader:
+        """A ``Reader`` on the DBAPI connection under ``connection`` (in its transaction, or autocommit)."""
+        return DbapiReader(connection.connection.driver_connection, self.sync_engine.dialect, self._prepared)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

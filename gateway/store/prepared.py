@@ -7,8 +7,8 @@ connection, BEGIN and ROLLBACK through the engine's events, the statement's cach
 connection, and converts their columns with the very result processors the engine would use (timestamps, JSON
 through the store's codec): same SQL, same values, a fraction of the cost.
 
-Two readers share one interface: ``DbapiReader`` (SQLite's lookups, run on the event loop by ``Database.lookup``)
-and ``SessionReader`` (any store, over a job's ``Session``), so the code that reads is the same on both stores.
+``Database.lookup`` hands a job a ``DbapiReader``: on SQLite over a connection of its own on the event loop, on
+PostgreSQL over a read session's psycopg connection on a reader thread; the code that reads is the same on both.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
 
 Row = tuple[Any, ...]
 
@@ -27,18 +26,6 @@ class Reader(Protocol):
     """Runs prebuilt ``SELECT`` statements with their bound parameters, answering plain tuples."""
 
     def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[Row]: ...
-
-
-class SessionReader:
-    """A ``Reader`` over a job's ``Session`` (the engine's usual execution)."""
-
-    __slots__ = ("_session",)
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[Row]:
-        return [tuple(row) for row in self._session.connection().execute(statement, dict(parameters))]
 
 
 class _Compiled:

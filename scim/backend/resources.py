@@ -242,7 +242,12 @@ def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str])
     result: dict[str, list[Member]] = defaultdict(list)
     if not ids:
         return result
-    for own_id, related_id, display in session.connection().execute(kind._related, {"ids": list(ids)}):
+    connection = session.connection()
+    if len(ids) == 1:  # one resource (a write's answer): a plain equality, no IN list to expand per execution
+        [own] = ids
+        result[own] = [Member(id=i, display=d) for i, d in connection.execute(kind.related_one, {"resource_id": own})]
+        return result
+    for own_id, related_id, display in connection.execute(kind._related, {"ids": list(ids)}):
         result[own_id].append(Member(id=related_id, display=display))
     return result
 
