@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -36,6 +37,7 @@ from gateway.webhooks.worker import WebhookWorker
 from gateway.workos import routes as workos
 from scim.api.http import error_response
 from scim.api.rate_limit import Doorman, RateLimiter
+from scim.api.routes import Shortcut
 from scim.api.routes import routes as scim_routes
 from scim.protocol.errors import ScimError
 
@@ -84,9 +86,17 @@ def _graphql_http(settings: Settings) -> ASGIApp:
 
 
 class Gateway(Starlette):
+    def __init__(self, *, scim_routes: list[Route], **kwargs: Any) -> None:
+        self.scim_routes = scim_routes
+        super().__init__(**kwargs)
+
     def build_middleware_stack(self) -> ASGIApp:
-        # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id.
-        return _server_send(RequestIds(metrics.HttpMetrics(super().build_middleware_stack())))
+        # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id;
+        # SCIM's provisioning routes are dispatched ahead of Starlette's (``scim.api.routes.Shortcut``).
+        app = super().build_middleware_stack()
+        if self.scim_routes:
+            app = Shortcut(app, self.scim_routes)
+        return _server_send(RequestIds(metrics.HttpMetrics(app)))
 
 
 def _server_send(app: ASGIApp) -> ASGIApp:
@@ -160,12 +170,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await request_log.stop()
             await database.dispose()
 
+    scim = scim_routes() if ingest else []
     app = Gateway(
+        scim_routes=scim,
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.metrics_endpoint),
-            *(scim_routes() if ingest else []),
+            *scim,
             Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
             *([WebSocketRoute("/graphql", graphql_app(settings))] if realtime else []),
             *(workos.routes() if ingest else []),

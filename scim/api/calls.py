@@ -22,17 +22,25 @@ from gateway.settings import Settings
 from gateway.store.credentials import hash_secret
 from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryState
+from gateway.store.prepared import Reader
 from scim.api.http import parse_json, projection_params, read_body, scim_response
 from scim.api.rate_limit import Doorman, RateLimiter
-from scim.backend.auth import activate, bearer_token, enter
+from scim.backend.auth import activate, bearer_token, enter, enter_read
+from scim.backend.lookups import Found
 from scim.backend.resources import Outcome
 from scim.protocol.errors import ScimError
 from scim.protocol.limits import Limits
 
 T = TypeVar("T")
 Work = Callable[[Session, Directory], T]
+Lookup = Callable[[Reader, Directory, Found], T]  # the answer from what a lookup found
 # Bodies larger than this are parsed on a thread: the event loop keeps serving other requests meanwhile.
 _PARSE_INLINE_BYTES = 16 * 1024
+
+
+def database_of(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
 
 
 def settings_of(request: Request) -> Settings:
@@ -104,6 +112,24 @@ class Call:
         self._door()
         try:
             return self._answer(await self._database().query(read))
+        finally:
+            await self._link(activated=False)
+
+    async def lookup(self, work: Callable[[Reader], Found], then: Lookup[T | ScimError]) -> T:
+        """A read by index (``Database.lookup``): ``work`` reads the directory's row together with what the request
+        is about (``scim.backend.lookups``), the request is authenticated and admitted by that row, then ``then``
+        makes the answer from the resources read. No statement of its own for authentication; 401 before 404."""
+
+        def read(reader: Reader) -> T | ScimError:
+            found = work(reader)
+            entered = enter_read(found.directory, authorization=self.authorization, admit=self.admit)
+            if isinstance(entered, ScimError):
+                return entered
+            return then(reader, entered, found)
+
+        self._door()
+        try:
+            return self._answer(await self._database().lookup(read))
         finally:
             await self._link(activated=False)
 

@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.store.models import Directory
-from scim.api.calls import Call, Parsed, limits_of, parse_body, respond, settings_of
+from gateway.store.prepared import Reader
+from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
 from scim.api.http import ListParams, ScimEndpoint, list_params, scim_response
+from scim.backend.lookups import Found, find_by, find_by_id, render, rendered_one
 from scim.backend.resources import (
     NO_CONTENT,
     Outcome,
@@ -29,12 +31,11 @@ from scim.backend.resources import (
     list_resources,
     read_resource,
     render_resources,
-    rendered,
 )
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
-from scim.protocol.filters import parse_filter
+from scim.protocol.filters import Compare, as_lookup, parse_filter
 from scim.protocol.limits import Limits, patch_work
 from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
 from scim.protocol.render import check_if_match, etag
@@ -46,6 +47,15 @@ Change = Callable[[Session, Directory, R, P, Call], Outcome]
 Parse = Callable[[dict[str, Any], Limits], P]  # a request body (a JSON object) to what the change needs
 # A PATCH's attempts at applying its operations outside the write job before the last one applies them inside it.
 _PATCH_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What a list page's resources show (``scim.backend.resources.View``)."""
+
+    base_url: str
+    attributes: list[str] | None
+    excluded: list[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +106,32 @@ class Collection(ScimEndpoint, Generic[R]):
     async def get(self, request: Request) -> Response:
         params = list_params(request.query_params, settings_of(request))
         call, kind = Call(request), self.kind
+        node = as_lookup(params.filter, resource=kind.name) if params.start_index == 1 and params.count else None
+        if node is not None:
+            return scim_response(await self._lookup(request, call, node, params))
         outcome = await call.read(
             lambda session, directory: listing(session, kind, directory, params, base_url=call.base_url)
         )
         return scim_response(outcome.body)
+
+    async def _lookup(self, request: Request, call: Call, node: Compare, params: ListParams) -> dict[str, Any]:
+        """A first page by ``attribute eq "value"`` on an indexed attribute (``scim.backend.lookups``)."""
+        kind, dialect = self.kind, database_of(request).dialect
+        view = _View(call.base_url, params.attributes, params.excluded)
+
+        def find(reader: Reader) -> Found:
+            return find_by(reader, kind, node, dialect=dialect, directory_id=call.directory_id, count=params.count)
+
+        def page(reader: Reader, _directory: Directory, found: Found) -> dict[str, Any]:
+            return {
+                "schemas": [urns.LIST_RESPONSE],
+                "totalResults": found.total,
+                "startIndex": 1,
+                "itemsPerPage": len(found.rows),
+                "Resources": [render(reader, kind, row, view=view) for row in found.rows],
+            }
+
+        return await call.lookup(find, page)
 
     async def create(self, request: Request, parse: Parse[P], create: Create[P]) -> Response:
         call = Call(request)
@@ -113,13 +145,18 @@ class Item(ScimEndpoint, Generic[R]):
     async def get(self, request: Request) -> Response:
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
 
-        def fetch(session: Session, directory: Directory) -> Outcome:
-            row = read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+        def find(reader: Reader) -> Found:
+            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id)
+
+        def fetch(reader: Reader, _directory: Directory, found: Found) -> Outcome | ScimError:
+            if not found.rows:
+                return ScimError(404, f"{kind.name} {resource_id} not found")
+            row = found.rows[0]
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
-            return rendered(session, kind, row, view=call)
+            return rendered_one(reader, kind, row, view=call)
 
-        return respond(await call.read(fetch))
+        return respond(await call.lookup(find, fetch))
 
     async def delete(self, request: Request) -> Response:
         kind = self.kind
@@ -128,16 +165,20 @@ class Item(ScimEndpoint, Generic[R]):
             delete_resource(session, kind, directory=directory, row=row)
             return NO_CONTENT
 
-        return await self.change(request, None, remove)
+        # What a deletion needs of the resource is read, not changed: a Core snapshot, not an ORM entity.
+        return await self.change(request, None, remove, snapshot=True)
 
-    async def change(self, request: Request, parse: Parse[P] | None, change: Change[R, P]) -> Response:
+    async def change(
+        self, request: Request, parse: Parse[P] | None, change: Change[R, P], *, snapshot: bool = False
+    ) -> Response:
         """The skeleton of PUT, PATCH and DELETE: the body parsed (if any), then in one write transaction the
-        resource (or 404), its ``If-Match`` checked, and ``change`` applied."""
+        resource (or 404), its ``If-Match`` checked, and ``change`` applied. ``snapshot``: ``change`` only reads the
+        resource (``read_resource``), it does not save it."""
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
         body: Parsed[P] = _NO_BODY if parse is None else await parse_body(request, parse)
 
         def write(session: Session, directory: Directory) -> Outcome | ScimError:
-            row = _target(session, kind, directory, resource_id, call)
+            row = _target(session, kind, directory, resource_id, call, snapshot=snapshot)
             if isinstance(row, ScimError):
                 return row
             return body.error or change(session, directory, row, body.get(), call)
@@ -208,12 +249,19 @@ class _PatchJob(Generic[R]):
 
 
 def _target(
-    session: Session, kind: ResourceKind[R], directory: Directory, resource_id: str, call: Call
+    session: Session,
+    kind: ResourceKind[R],
+    directory: Directory,
+    resource_id: str,
+    call: Call,
+    *,
+    snapshot: bool = False,
 ) -> R | ScimError:
     """The resource a change is about, if it exists and its ``If-Match`` holds; else the refusal (returned, not
-    raised: see ``Call.write``)."""
+    raised: see ``Call.write``). ``snapshot``: read only (``read_resource``), not an ORM entity to save."""
+    read = read_resource if snapshot else get_resource
     try:
-        row = get_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+        row = read(session, kind, directory_id=directory.id, resource_id=resource_id)
         check_if_match(call.if_match, etag(row.version))
     except ScimError as refusal:
         return refusal

@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route, request_response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scim.api.discovery import ResourceTypes, Schemas, ServiceProviderConfig
 from scim.api.groups import GroupEndpoint, GroupsEndpoint
@@ -106,3 +106,39 @@ def routes() -> list[Route]:
         Route(f"{prefix}/Groups/.search", SearchGroups, methods=["POST"], name="search_groups"),
         Route(f"{prefix}/{{rest:path}}", _fallback, methods=_ALL_METHODS),
     ]
+
+
+class Shortcut:
+    """ASGI: the provisioning routes (``/Users``, ``/Users/{id}``, ``/Groups``, ``/Groups/{id}``, the paths nearly all
+    of an IdP's requests take) answered straight from their path, ahead of Starlette's router and error middlewares.
+
+    The route table above is still what answers: the matching ``Route``'s endpoint is called as the router would call
+    it, with the same ``path_params`` and ``route`` in the scope (the metrics label requests by it). Only the generic
+    work is skipped: trying the routes' regular expressions in turn, and two middlewares whose errors a SCIM endpoint
+    never raises (``scim.api.http.answer`` answers every failure in SCIM's shape). Anything else (another verb, a
+    ``.search``, a path in another case or with a trailing slash, a root path) goes the usual way."""
+
+    def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
+        self.app = app
+        by_path = {route.path: route for route in routes}
+        # parts[4] of the path -> (the collection's route, the item's route)
+        self._routes = {
+            name: (by_path[f"{_PREFIX}/{name}"], by_path[f"{_PREFIX}/{name}/{{id}}"]) for name in ("Users", "Groups")
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/scim/v2/") and not scope.get("root_path"):
+            parts = scope["path"].split("/")  # ["", "scim", "v2", directory_id, endpoint, id?]
+            pair = self._routes.get(parts[4]) if len(parts) in (5, 6) else None
+            if pair is not None and parts[3]:
+                route = pair[len(parts) - 5]
+                params = {"directory_id": parts[3]}
+                if len(parts) == 6:
+                    params["id"] = parts[5]
+                if route.methods is not None and scope["method"] in route.methods and (len(parts) == 5 or parts[5]):
+                    scope["path_params"] = params
+                    scope["endpoint"] = route.endpoint
+                    scope["route"] = route
+                    await route.app(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -3,7 +3,7 @@ rate limit charged once it is authenticated, and activation on first contact."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -56,12 +56,16 @@ def authenticate(session: Session, *, directory_id: str, authorization: str | No
             memo[directory_id] = row
     if memo is not None:
         keep_batch_memo(session)
-    directory = None if row is None else Directory.model_construct(**row)
+    return authorized(row, token)
+
+
+def authorized(row: Mapping[str, Any] | None, token: str) -> Directory:
+    """The directory read as ``row`` (None: there is none) if ``token`` is its current one, else the 401."""
     # An unknown (or deleted) directory answers exactly like a wrong token: whoever holds no valid token learns
     # nothing, not even which directory ids exist.
-    if directory is None or not secret_matches(token, directory.token_hash):
+    if row is None or not secret_matches(token, row["token_hash"]):
         raise ScimError(401, "Invalid bearer token for this directory")
-    return directory
+    return Directory.model_construct(**row)
 
 
 def _read_directory(session: Session, *, directory_id: str, token: str, lock: bool) -> Any:
@@ -90,6 +94,17 @@ def enter(
         return unauthorized
     if write and directory.state == DirectoryState.UNLINKED:
         activate(session, directory=directory)
+    refusal = admit(directory)
+    return directory if refusal is None else refusal
+
+
+def enter_read(row: Mapping[str, Any] | None, *, authorization: str | None, admit: Admit) -> Directory | ScimError:
+    """``enter`` for a read whose own statement also read the directory's row (``row``, None when there is none):
+    authentication costs no statement of its own, and is as fresh as the read itself."""
+    try:
+        directory = authorized(row, bearer_token(authorization))
+    except ScimError as unauthorized:
+        return unauthorized
     refusal = admit(directory)
     return directory if refusal is None else refusal
 

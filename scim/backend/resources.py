@@ -9,7 +9,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Delete, Select, Table, Update, bindparam, delete, func, select, update
+from sqlalchemy import (
+    LABEL_STYLE_NONE,
+    ColumnElement,
+    Delete,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session
 from sqlmodel import col
@@ -17,7 +30,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
 from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
-from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, utcnow
+from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.protocol.errors import ScimError
 from scim.protocol.render import Member, etag, location, mentions, project, related_attribute, render_resource
 from scim.protocol.schemas import Resource
@@ -45,6 +58,12 @@ class ResourceKind(Generic[R]):
     _snapshot: Select[Any] = field(init=False, repr=False)
     _touch_related: Update = field(init=False, repr=False)
     _delete: Delete = field(init=False, repr=False)
+    _related: Select[Any] = field(init=False, repr=False)
+    # For ``scim.backend.lookups``: the directory's row and the resource's (NULLs when the directory has no such
+    # resource) in one statement, the table's column names in its order, the related side of one resource.
+    with_directory: Select[Any] = field(init=False, repr=False)
+    columns: tuple[str, ...] = field(init=False, repr=False)
+    related_one: Select[Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         model = self.model
@@ -67,6 +86,33 @@ class ResourceKind(Generic[R]):
         )
         object.__setattr__(self, "_touch_related", touch)
         object.__setattr__(self, "_delete", delete(table).where(table.c.id == bindparam("resource_id")))
+        directories: Table = Directory.__table__  # type: ignore[attr-defined]
+        joined = directories.outerjoin(
+            table, and_(table.c.id == bindparam("resource_id"), table.c.directory_id == directories.c.id)
+        )
+        with_directory = (
+            select(*directories.c, *table.c).select_from(joined).where(directories.c.id == bindparam("directory_id"))
+        )
+        # Both tables have an ``id``: read by position, not by name.
+        object.__setattr__(self, "with_directory", with_directory.set_label_style(LABEL_STYLE_NONE))
+        object.__setattr__(self, "columns", tuple(column.name for column in table.c))
+        related_model = self.related_model
+        page_related = select(self.own_key, col(related_model.id), self.related_display).join(
+            related_model, col(related_model.id) == self.related_key
+        )
+        object.__setattr__(
+            self,
+            "_related",
+            page_related.where(self.own_key.in_(bindparam("ids", expanding=True))).order_by(col(related_model.id)),
+        )
+        one = (
+            select(col(related_model.id), self.related_display)
+            .select_from(GroupMembership)
+            .join(related_model, col(related_model.id) == self.related_key)
+        )
+        object.__setattr__(
+            self, "related_one", one.where(self.own_key == bindparam("resource_id")).order_by(col(related_model.id))
+        )
 
 
 class View(Protocol):
@@ -196,14 +242,12 @@ def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str])
     result: dict[str, list[Member]] = defaultdict(list)
     if not ids:
         return result
-    related = kind.related_model
-    rows = session.execute(
-        select(kind.own_key, col(related.id), kind.related_display)
-        .join(related, col(related.id) == kind.related_key)
-        .where(kind.own_key.in_(ids))
-        .order_by(col(related.id))
-    )
-    for own_id, related_id, display in rows:
+    connection = session.connection()
+    if len(ids) == 1:  # one resource (a write's answer): a plain equality, no IN list to expand per execution
+        [own] = ids
+        result[own] = [Member(id=i, display=d) for i, d in connection.execute(kind.related_one, {"resource_id": own})]
+        return result
+    for own_id, related_id, display in connection.execute(kind._related, {"ids": list(ids)}):
         result[own_id].append(Member(id=related_id, display=display))
     return result
 

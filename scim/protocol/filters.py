@@ -5,6 +5,7 @@ Compiling filters to SQL is :mod:`scim.filter_sql`'s job.
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
@@ -294,14 +295,45 @@ class _Parser:
         raise self.fail(f"missing comparison value after {token.text!r}", value)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_filter(text: str) -> Filter:
-    """Parse a ``filter`` parameter; any malformation is ``ScimError(400, …, "invalidFilter")``."""
+    """Parse a ``filter`` parameter; any malformation is ``ScimError(400, …, "invalidFilter")``. A parsed filter is
+    immutable: the last ones are kept (a request checks whether it is a lookup, then compiles it)."""
     parser = _Parser(text, "invalidFilter", "filter")
     if parser.peek().kind == "end":
         raise parser.error("Invalid filter: the filter is empty")
     result = parser.disjunction(inner=False)
     parser.finish()
     return result
+
+
+# Attributes a filter finds a resource by through an index of its own (``scim.protocol.filter_sql``'s columns).
+_LOOKUP_ATTRIBUTES: dict[Resource, frozenset[str]] = {
+    "User": frozenset({"id", "username", "externalid"}),
+    "Group": frozenset({"id", "externalid"}),
+}
+_CORE_URNS = frozenset({"urn:ietf:params:scim:schemas:core:2.0:user", "urn:ietf:params:scim:schemas:core:2.0:group"})
+
+
+def as_lookup(text: str | None, *, resource: Resource) -> Compare | None:
+    """``filter`` parsed, if it is ``attribute eq "value"`` on an attribute with an index of its own (an IdP's
+    ``userName eq "…"`` check): its answer is a few rows found through that index, however large the directory."""
+    if text is None or len(text) > MAX_LENGTH:
+        return None
+    try:
+        node = parse_filter(text)
+    except ScimError:
+        return None  # refused when the request compiles it
+    if (
+        isinstance(node, Compare)
+        and node.op == "eq"
+        and isinstance(node.value, str)
+        and node.path.sub is None
+        and (node.path.uri is None or node.path.uri.lower() in _CORE_URNS)
+        and node.path.name.lower() in _LOOKUP_ATTRIBUTES[resource]
+    ):
+        return node
+    return None
 
 
 def parse_path(text: str) -> PatchPath:

@@ -33,9 +33,9 @@ async def _quiet_request_log(app: Any) -> None:
 
 @pytest.fixture
 def jobs(app: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How many read and write jobs the store ran."""
+    """How many read and write jobs the store ran (``lookup``: a read by index, see ``Database.lookup``)."""
     database: Database = app.state.database
-    counts = {"query": 0, "transaction": 0}
+    counts = {"query": 0, "lookup": 0, "transaction": 0}
 
     def counting(name: str) -> Callable[..., Any]:
         run = getattr(database, name)
@@ -62,13 +62,15 @@ async def test_a_failed_first_read_links_once_then_reads_are_one_job(
     jobs.update(query=0, transaction=0)
     missing = await client.get(f"{directory.path}/Users/directory_user_nope", headers=directory.headers)
     assert missing.status_code == 404
-    assert jobs == {"query": 1, "transaction": 1}  # the read, then the activation
+    assert jobs == {"query": 0, "lookup": 1, "transaction": 1}  # the read, then the activation
     assert await _names(app, directory.id) == ["dsync.activated"]
 
-    jobs.update(query=0, transaction=0)
+    jobs.update(query=0, lookup=0, transaction=0)
     assert (await client.get(f"{directory.path}/Users", headers=directory.headers)).status_code == 200
     assert (await client.post(f"{directory.path}/Users/.search", json={}, headers=directory.headers)).status_code == 200
-    assert jobs == {"query": 2, "transaction": 0}
+    filtered = await client.get(f'{directory.path}/Users?filter=userName eq "a@x.test"', headers=directory.headers)
+    assert filtered.status_code == 200
+    assert jobs == {"query": 2, "lookup": 1, "transaction": 0}
 
 
 async def test_a_first_write_links_in_its_own_transaction(
@@ -84,7 +86,7 @@ async def test_a_first_write_links_in_its_own_transaction(
 
     created = await client.post(f"{directory.path}/Users", json={"userName": "a@x.test"}, headers=directory.headers)
     assert created.status_code == 201
-    assert jobs == {"query": 0, "transaction": 2}  # one per request, none for authentication or activation
+    assert jobs == {"query": 0, "lookup": 0, "transaction": 2}  # one per request, none for authentication or activation
     assert await _names(app, directory.id) == ["dsync.activated", "dsync.user.created"]
 
 
@@ -95,7 +97,7 @@ async def test_a_failed_first_write_still_links(app: Any, client: httpx.AsyncCli
     stale = {**directory.headers, "If-Match": 'W/"0"'}
     missing = await client.put(f"{directory.path}/Users/directory_user_nope", json=body, headers=stale)
     assert missing.status_code == 404
-    assert jobs == {"query": 0, "transaction": 2}  # the write rolled back, so the activation ran alone
+    assert jobs == {"query": 0, "lookup": 0, "transaction": 2}  # the write rolled back, so the activation ran alone
     assert await _names(app, directory.id) == ["dsync.activated"]
     assert (await client.post(f"{directory.path}/Users", json=body, headers=directory.headers)).status_code == 201
     assert await _names(app, directory.id) == ["dsync.activated", "dsync.user.created"]

@@ -1,0 +1,123 @@
+"""The reads an IdP sends before most writes, by index and over a ``gateway.store.prepared.Reader``: a resource by
+id, and a page of resources by ``attribute eq value`` on an attribute with an index of its own (``userName``,
+``externalId``, ``id``).
+
+Each reads the directory's row in the same statement as the resource(s) (a LEFT JOIN from the directory), so a
+request is authenticated by what that statement returns, as fresh as the read itself, without a statement (or, on
+PostgreSQL, a round trip) of its own. Statements are prebuilt Core, so the same SQL runs on every store; the filter's
+condition is the one ``scim.protocol.filter_sql`` compiles, with its value made a bound parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BindParameter, ColumnElement, Select, Table, and_, bindparam, func, select
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from gateway.store.models import Directory
+from gateway.store.prepared import Reader, Row
+from scim.backend.resources import Outcome, R, ResourceKind, View
+from scim.protocol.filter_sql import translate_filter
+from scim.protocol.filters import AttrPath, Compare
+from scim.protocol.render import Member, etag, mentions, project, related_attribute, render_resource
+from scim.protocol.schemas import Resource
+
+_DIRECTORIES: Table = Directory.__table__  # type: ignore[attr-defined]
+_DIRECTORY_COLUMNS = tuple(column.name for column in _DIRECTORIES.c)
+# Stands for the filter's value while its condition is compiled, then is replaced by a bound parameter.
+_PLACEHOLDER = "\x00dsync-lookup-value\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a lookup read: the directory's row (None: no such directory), the resources (maybe none), and how many
+    match in all (more than ``rows`` when a page is full)."""
+
+    directory: dict[str, Any] | None
+    rows: list[Any]
+    total: int = 0
+
+
+def _split(kind: ResourceKind[R], rows: list[Row]) -> Found:
+    if not rows:
+        return Found(None, [])
+    split = len(_DIRECTORY_COLUMNS)
+    directory = dict(zip(_DIRECTORY_COLUMNS, rows[0][:split], strict=True))
+    names = kind.columns
+    resources = [
+        kind.model.model_construct(**dict(zip(names, row[split:], strict=True)))
+        for row in rows
+        if row[split + names.index("id")] is not None  # a LEFT JOIN's NULLs: no resource matched
+    ]
+    return Found(directory, resources, len(resources))
+
+
+def find_by_id(reader: Reader, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> Found:
+    parameters = {"resource_id": resource_id, "directory_id": directory_id}
+    return _split(kind, reader.rows(kind.with_directory, parameters))
+
+
+@functools.cache
+def _lookup_statements(kind: ResourceKind[Any], attribute: str, dialect: str) -> tuple[Select[Any], Select[Any]]:
+    """``attribute eq :value``: the page (LIMIT :count, from the directory's row) and the count of all matches."""
+    table: Table = kind.model.__table__
+    template = translate_filter(
+        Compare(AttrPath(None, attribute), "eq", _PLACEHOLDER), resource=kind.name, dialect=dialect
+    )
+
+    def parameter(element: Any, **_kw: Any) -> Any:
+        if isinstance(element, BindParameter) and element.value == _PLACEHOLDER:
+            return bindparam("value", type_=element.type)
+        return None
+
+    options: dict[str, Any] = {}
+    condition: ColumnElement[bool] = replacement_traverse(template, options, parameter)
+    joined = _DIRECTORIES.outerjoin(table, and_(table.c.directory_id == _DIRECTORIES.c.id, condition))
+    page = (
+        select(*_DIRECTORIES.c, *table.c)
+        .select_from(joined)
+        .where(_DIRECTORIES.c.id == bindparam("directory_id"))
+        .order_by(table.c.id)
+        .limit(bindparam("count"))
+    )
+    count = select(func.count()).select_from(table).where(table.c.directory_id == bindparam("directory_id"), condition)
+    return page, count
+
+
+def find_by(
+    reader: Reader, kind: ResourceKind[R], node: Compare, *, dialect: str, directory_id: str, count: int
+) -> Found:
+    """The first ``count`` (at least 1) resources matching ``node`` (``scim.protocol.filters.as_lookup``), in id
+    order, and how many match in all."""
+    assert isinstance(node.value, str) and count > 0
+    page, counting = _lookup_statements(kind, node.path.name.lower(), dialect)
+    parameters = {"directory_id": directory_id, "value": node.value}
+    found = _split(kind, reader.rows(page, {**parameters, "count": count}))
+    if found.directory is not None and found.total == count:  # the page is full: there may be more
+        return Found(found.directory, found.rows, int(reader.rows(counting, parameters)[0][0]))
+    return found
+
+
+def wants_related(resource: Resource, view: View) -> bool:
+    """Whether the view shows ``groups`` / ``members`` (computed from the memberships: read only when shown)."""
+    name = related_attribute(resource)
+    attributes, excluded = view.attributes, view.excluded
+    return (not attributes or mentions(attributes, name)) and not mentions(excluded, name, whole=True)
+
+
+def related_of(reader: Reader, kind: ResourceKind[R], resource_id: str) -> list[Member]:
+    return [Member(id=i, display=d) for i, d in reader.rows(kind.related_one, {"resource_id": resource_id})]
+
+
+def render(reader: Reader, kind: ResourceKind[R], row: R, *, view: View) -> dict[str, Any]:
+    """One resource as the view shows it, its ``groups`` / ``members`` read only when shown."""
+    related = related_of(reader, kind, row.id) if wants_related(kind.name, view) else None
+    body = render_resource(row, resource=kind.name, base_url=view.base_url, related=related)
+    return project(body, resource=kind.name, attributes=view.attributes, excluded=view.excluded)
+
+
+def rendered_one(reader: Reader, kind: ResourceKind[R], row: R, *, view: View) -> Outcome:
+    return Outcome(render(reader, kind, row, view=view), 200, etag(row.version))
