@@ -10,13 +10,27 @@ from typing import Any, Protocol
 
 from graphql import FieldNode, GraphQLField, get_argument_values
 from graphql.execution.values import VariableValues
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.graphql.loaders import directory_counts, groups_of_users
-from gateway.graphql.pagination import PageRequest, count_rows, encode_cursor, keyset_page
+from gateway.graphql.pagination import (
+    PageRequest,
+    count_statement,
+    encode_cursor,
+    keyset_parameters,
+    keyset_result,
+    keyset_statement,
+)
 from gateway.graphql.plans.leaves import Convert, Unanswerable
-from gateway.graphql.types.statements import groups_statement, users_statement
+from gateway.graphql.types.statements import (
+    as_parameters,
+    group_filter_values,
+    group_filters,
+    table_of,
+    user_filter_values,
+    user_filters,
+)
 from gateway.ops.directories import directory_endpoint
 from gateway.ops.principals import Principal
 from gateway.store import models
@@ -99,12 +113,15 @@ class DirectoryField:
     node: FieldNode
     columns: Columns
     fields: Fields
+    statement: Any = None
 
     def render(self, source: Any, run: Run) -> Any:
         directory_id = str(arguments(self.definition, self.node, run)["id"])
-        table = models.Directory.__table__  # type: ignore[attr-defined]
-        statement = select(*(table.c[name] for name in self.columns.names)).where(table.c.id == directory_id)
-        row = run.session.execute(statement).first()
+        if self.statement is None:  # built once the plan knows its columns, then reused
+            table = models.Directory.__table__  # type: ignore[attr-defined]
+            columns = (table.c[name] for name in self.columns.names)
+            self.statement = select(*columns).where(table.c.id == bindparam("directory_id"))
+        row = run.session.execute(self.statement, {"directory_id": directory_id}).first()
         if row is None or not run.principal.can_see(row[1]):  # organization_id is the second column
             raise Unanswerable
         return render_object(self.fields, row, run)
@@ -134,17 +151,23 @@ class Page:
     rows: list[Any]
     has_next: bool
     has_previous: bool
-    statement: Any
+    count: Any  # the statement counting every row of the connection, and its parameters
+    parameters: dict[str, Any]
     total: int | None = None
 
     def cursor(self, at: int) -> str | None:
         return encode_cursor(self.rows[at][0]) if self.rows else None
 
 
+# (which filters are set, which page arguments are given): the shape of a connection's statements.
+_Shape = tuple[bool, ...]
+
+
 @dataclass
 class Connection:
     """``Directory.users`` or ``Directory.groups``: the page by keyset, its nodes' groups (users) in one more
-    statement when asked, ``totalCount`` one more when asked, as the resolvers read them."""
+    statement when asked, ``totalCount`` one more when asked, as the resolvers read them. The statements are built
+    once per shape of request (which filters, which page arguments), their values passed as parameters."""
 
     definition: GraphQLField
     node: FieldNode
@@ -153,40 +176,56 @@ class Connection:
     fields: Fields
     # The groups' columns when the page's users are asked for their groups.
     group_columns: Columns | None = None
+    statements: dict[_Shape, tuple[Any, Any]] = field(default_factory=dict)
 
     def render(self, directory: Any, run: Run) -> Any:
         args = arguments(self.definition, self.node, run)
         request = PageRequest(first=args["first"], after=args["after"], last=args["last"], before=args["before"])
         if self.of_users:
             group = args["groupId"]
-            statement = users_statement(
+            values = user_filter_values(
                 directory_id=directory[0],
                 state=args["state"],
                 group_id=str(group) if group else None,
                 search=args["search"],
                 role=args["role"],
             )
-            table = models.DirectoryUser.__table__  # type: ignore[attr-defined]
         else:
             member = args["memberId"]
-            statement = groups_statement(
+            values = group_filter_values(
                 directory_id=directory[0], search=args["search"], member_id=str(member) if member else None
             )
-            table = models.DirectoryGroup.__table__  # type: ignore[attr-defined]
-        statement = statement.with_only_columns(*(table.c[name] for name in self.columns.names))
-        found = keyset_page(run.session, statement, table.c.id, request)
-        page = Page(found.rows, found.has_next, found.has_previous, statement)
+        parameters = keyset_parameters(request)
+        bound, filter_parameters = as_parameters(values)
+        shape = (*(value is not None for value in values.values()), *(name in parameters for name in _BOUNDS))
+        shape += (request.last is not None,)
+        statements = self.statements.get(shape)
+        if statements is None:
+            statements = self.statements[shape] = self._statements(bound, request)
+        rows = run.session.execute(statements[0], {**filter_parameters, **parameters}).all()
+        found = keyset_result(list(rows), request)
+        page = Page(found.rows, found.has_next, found.has_previous, statements[1], filter_parameters)
         if self.group_columns is not None:
             user_ids = [row[0] for row in page.rows]
             run.groups_of_user = groups_of_users(run.session, user_ids, self.group_columns.names) if user_ids else {}
         return render_object(self.fields, page, run)
+
+    def _statements(self, bound: dict[str, Any], request: PageRequest) -> tuple[Any, Any]:
+        """The page's statement and the count's, for every request of this shape."""
+        table = table_of(models.DirectoryUser if self.of_users else models.DirectoryGroup)
+        where = user_filters(**bound) if self.of_users else group_filters(**bound)
+        statement = select(*(table.c[name] for name in self.columns.names)).where(*where)
+        return keyset_statement(statement, table.c.id, request), count_statement(statement)
+
+
+_BOUNDS = ("page_after", "page_before")
 
 
 @dataclass
 class TotalCount:
     def render(self, page: Page, run: Run) -> Any:
         if page.total is None:
-            page.total = count_rows(run.session, page.statement)
+            page.total = run.session.execute(page.count, page.parameters).scalar() or 0
         return page.total
 
 
