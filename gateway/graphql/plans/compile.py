@@ -80,6 +80,8 @@ class _Builder:
                 fields.append((name, self.directory(root.fields[field_name], found)))
             else:
                 raise NotCovered
+        if not any(isinstance(part, nodes.DirectoryField) for _name, part in fields):
+            raise NotCovered  # nothing to read: graphql-core answers that as fast
         return Plan(fields)
 
     def collect(self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode | None]) -> Merged:
