@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 from strawberry.dataloader import DataLoader
@@ -140,7 +140,7 @@ def _directory_counts_statement() -> Any:
 _DIRECTORY_COUNTS = _directory_counts_statement()
 
 
-def directory_counts(session: Session, keys: list[str]) -> list[dict[str, int]]:
+def directory_counts(session: Session | Connection, keys: list[str]) -> list[dict[str, int]]:
     """The four counts of each directory, one statement for them all."""
     found = {row[0]: row[1:] for row in session.execute(_DIRECTORY_COUNTS, {"ids": keys})}
     result = []
@@ -167,7 +167,9 @@ def _groups_of_users_statement(columns: tuple[str, ...] | None) -> Any:
     return statement
 
 
-def groups_of_users(session: Session, keys: list[str], columns: Sequence[str] | None = None) -> dict[str, list[Any]]:
+def groups_of_users(
+    session: Session | Connection, keys: list[str], columns: Sequence[str] | None = None
+) -> dict[str, list[Any]]:
     """The groups of each of these users, ordered by id: rows of ``member_id`` then the groups' ``columns`` (all of
     them by default), read like DirectoryGroup. Plain rows, not ORM instances: a page's worth is cheap to drop."""
     grouped: dict[str, list[Any]] = defaultdict(list)

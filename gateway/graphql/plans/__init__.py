@@ -35,6 +35,6 @@ def answer(
 ) -> dict[str, Any] | None:
     """The operation's data (a store job), or None when graphql-core must answer it."""
     try:
-        return render_object(plan.fields, None, Run(session, variables, principal, public_url))
+        return render_object(plan.fields, None, Run(session.connection(), variables, principal, public_url))
     except (Unanswerable, ApiError, GraphQLError):
         return None
