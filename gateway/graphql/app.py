@@ -130,10 +130,30 @@ class GatewayGraphQL(GraphQL[Context, None]):
             await asyncio.sleep(settings.graphql_refusal_delay_ms / 1000)
         return await super().process_result(request, result)
 
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        # The body as orjson's bytes: encode_json's text would be decoded, then encoded back by the response.
+        try:
+            body = orjson.dumps(response_data)
+        except TypeError:  # beyond orjson (e.g. an integer past 64 bits): the standard encoder
+            return super().create_response(response_data, sub_response)
+        response = Response(body, status_code=sub_response.status_code or 200, media_type="application/json")
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        return response
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return await build_context(request)
 
     def decode_json(self, data: str | bytes) -> object:
+        # orjson reads standard UTF-8 JSON; anything else (other UTF encodings, NaN, huge integers, lone surrogates)
+        # is read, or refused, by the standard decoder exactly as before.
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
         # Bytes in no UTF encoding raise UnicodeDecodeError; Strawberry answers 400 for JSONDecodeError only.
         try:
             return super().decode_json(data)

@@ -73,9 +73,9 @@ class JsonErrors:
 
         async def rewrite(message: Message) -> None:
             nonlocal start
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and message["status"] >= 400:
                 content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
-                if message["status"] >= 400 and content_type.startswith("text/plain"):
+                if content_type.startswith("text/plain"):
                     start = message  # held until the body says what the refusal was
                     return
             elif start is not None and message["type"] == "http.response.body":

@@ -19,6 +19,7 @@ takes graphql-core's own path, which reports it as it always has.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from contextvars import ContextVar
 from inspect import isawaitable
@@ -39,7 +40,11 @@ from graphql.execution.values import VariableValues
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from gateway.graphql.context import Context
 from gateway.graphql.errors import ApiError
+from gateway.graphql.plans import Plan, answer, plan_for
+
+logger = logging.getLogger("dsync.graphql")
 
 
 class SharedData(dict[str, Any]):
@@ -176,11 +181,37 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return Undefined if coerced is None else coerced
 
     def execute_operation(self, serially: bool | None = None) -> Any:
-        result = self._execute_shared(serially)
+        plan = self._read_plan()
+        result = self._execute_shared(serially) if plan is None else self._answer(plan, serially)
         settings = getattr(self.context_value, "settings", None)
         if settings is None or not isawaitable(result):
             return result
         return _within(settings.graphql_timeout_seconds, result)
+
+    def _read_plan(self) -> Plan | None:
+        """The operation's read plan (gateway.graphql.plans), if it has one and is a query with a request's context."""
+        if self.operation.operation is not OperationType.QUERY or not isinstance(self.context_value, Context):
+            return None
+        return plan_for(self.schema, self.operation, self.fragment_definitions)
+
+    async def _answer(self, plan: Plan, serially: bool | None) -> Any:
+        context: Context = self.context_value
+        principal = context.authenticated
+        if principal is not None:
+            variables, public_url = self.variable_values, context.settings.public_url
+
+            def job(session: Any) -> dict[str, Any] | None:
+                return answer(session, plan, variables=variables, principal=principal, public_url=public_url)
+
+            try:
+                data = await context.database.query(job)
+            except Exception:  # the store failed, or the plan did: graphql-core answers (and reports the failure)
+                logger.warning("read plan failed; the operation runs through graphql-core", exc_info=True)
+                data = None
+            if data is not None:
+                return ExecutionResult(data=data)
+        result = super().execute_operation(serially)
+        return await result if isawaitable(result) else result
 
     def _execute_shared(self, serially: bool | None) -> Any:
         shared: dict[tuple[int, str], tuple[Any, ExecutionResult]] | None = getattr(

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 from strawberry.dataloader import DataLoader
@@ -114,50 +114,71 @@ class Loaders:
         return await self.database.query(load)
 
     async def _directory_counts(self, keys: list[str]) -> list[dict[str, int]]:
-        def load(session: Session) -> list[dict[str, int]]:
-            # GROUP BY state reads the (directory_id, state) index only.
-            users: dict[str, dict[str, int]] = defaultdict(dict)
-            for directory_id, state, count in session.execute(
-                select(col(DirectoryUser.directory_id), col(DirectoryUser.state), func.count())
-                .where(col(DirectoryUser.directory_id).in_(keys))
-                .group_by(col(DirectoryUser.directory_id), col(DirectoryUser.state))
-            ):
-                users[directory_id][state] = count
-            groups = {
-                directory_id: count
-                for directory_id, count in session.execute(
-                    select(col(DirectoryGroup.directory_id), func.count())
-                    .where(col(DirectoryGroup.directory_id).in_(keys))
-                    .group_by(col(DirectoryGroup.directory_id))
-                )
-            }
-            result = []
-            for key in keys:
-                active_count = users[key].get(UserState.ACTIVE.value, 0)
-                total = sum(users[key].values())
-                result.append(
-                    {
-                        "users": total,
-                        "active": active_count,
-                        "inactive": total - active_count,
-                        "groups": groups.get(key, 0),
-                    }
-                )
-            return result
+        return await self.database.query(lambda session: directory_counts(session, keys))
 
-        return await self.database.query(load)
+
+def _count(table: Any, *where: Any) -> Any:
+    return select(func.count()).select_from(table).where(*where).scalar_subquery()
+
+
+def _directory_counts_statement() -> Any:
+    # Each count reads an index range only: users by (directory_id), the inactive ones by (directory_id, state),
+    # groups by (directory_id). The active count is the rest: counting the far more numerous active entries would
+    # read most of the index a second time.
+    users, groups = DirectoryUser.__table__, DirectoryGroup.__table__  # type: ignore[attr-defined]
+    directories = Directory.__table__  # type: ignore[attr-defined]
+    inactive_states = [state.value for state in UserState if state is not UserState.ACTIVE]
+    return select(
+        directories.c.id,
+        _count(users, users.c.directory_id == directories.c.id),
+        _count(users, users.c.directory_id == directories.c.id, users.c.state.in_(inactive_states)),
+        _count(groups, groups.c.directory_id == directories.c.id),
+    ).where(directories.c.id.in_(bindparam("ids", expanding=True)))
+
+
+# Built once: a statement built per call costs more than running it (construction, then its cache key).
+_DIRECTORY_COUNTS = _directory_counts_statement()
+
+
+def directory_counts(session: Session | Connection, keys: list[str]) -> list[dict[str, int]]:
+    """The four counts of each directory, one statement for them all."""
+    found = {row[0]: row[1:] for row in session.execute(_DIRECTORY_COUNTS, {"ids": keys})}
+    result = []
+    for key in keys:
+        total, inactive, group_count = found.get(key, (0, 0, 0))
+        result.append({"users": total, "active": total - inactive, "inactive": inactive, "groups": group_count})
+    return result
+
+
+_groups_statements: dict[tuple[str, ...] | None, Any] = {}
+
+
+def _groups_of_users_statement(columns: tuple[str, ...] | None) -> Any:
+    statement = _groups_statements.get(columns)
+    if statement is None:
+        groups = DirectoryGroup.__table__  # type: ignore[attr-defined]
+        selected = list(groups.c) if columns is None else [groups.c[name] for name in columns]
+        statement = _groups_statements[columns] = (
+            select(col(GroupMembership.user_id).label("member_id"), *selected)
+            .join(groups, groups.c.id == col(GroupMembership.group_id))
+            .where(col(GroupMembership.user_id).in_(bindparam("user_ids", expanding=True)))
+            .order_by(groups.c.id)
+        )
+    return statement
+
+
+def groups_of_users(
+    session: Session | Connection, keys: list[str], columns: Sequence[str] | None = None
+) -> dict[str, list[Any]]:
+    """The groups of each of these users, ordered by id: rows of ``member_id`` then the groups' ``columns`` (all of
+    them by default), read like DirectoryGroup. Plain rows, not ORM instances: a page's worth is cheap to drop."""
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    statement = _groups_of_users_statement(None if columns is None else tuple(columns))
+    for row in session.execute(statement, {"user_ids": keys}):
+        grouped[row[0]].append(row)
+    return grouped
 
 
 def _groups_of_users(session: Session, keys: list[str]) -> list[list[Any]]:
-    grouped: dict[str, list[Any]] = defaultdict(list)
-    groups = DirectoryGroup.__table__  # type: ignore[attr-defined]
-    statement = (
-        select(col(GroupMembership.user_id).label("member_id"), *groups.c)
-        .join(groups, groups.c.id == col(GroupMembership.group_id))
-        .where(col(GroupMembership.user_id).in_(keys))
-        .order_by(groups.c.id)
-    )
-    # Plain rows (read like DirectoryGroup), not ORM instances: a page's worth of them is cheap to drop.
-    for row in session.execute(statement):
-        grouped[row.member_id].append(row)
-    return [grouped[key] for key in keys]
+    grouped = groups_of_users(session, keys)
+    return [grouped.get(key, []) for key in keys]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 from strawberry.annotation import StrawberryAnnotation
 from strawberry.extensions import FieldExtension
@@ -106,30 +106,57 @@ class Page:
     has_previous: bool
 
 
-def keyset_page(
-    session: Session, statement: Select[Any], key: Any, request: PageRequest, *, numeric: bool = False
-) -> Page:
-    """One page of ``statement`` (already filtered) ordered by the unique ``key``.
+def keyset_statement(statement: Select[Any], key: Any, request: PageRequest) -> Select[Any]:
+    """``statement`` (already filtered) as the page ``request`` asks for, ordered by the unique ``key``; the
+    cursors and the size are parameters (``keyset_parameters``), so one statement serves every request of its shape.
 
     Statements select table columns, not ORM entities: plain rows cost no identity map or instance state, and
     leave nothing for the garbage collector to chase."""
-    request = request.validated()
     if request.after is not None:
-        statement = statement.where(key > decode_cursor(request.after, numeric=numeric))
+        statement = statement.where(key > bindparam("page_after"))
     if request.before is not None:
-        statement = statement.where(key < decode_cursor(request.before, numeric=numeric))
+        statement = statement.where(key < bindparam("page_before"))
+    return statement.order_by(key if request.last is None else key.desc()).limit(bindparam("page_limit"))
+
+
+def keyset_parameters(request: PageRequest, *, numeric: bool = False) -> dict[str, Any]:
+    """The parameters of ``keyset_statement`` for ``request`` (checked: BAD_USER_INPUT for a bad size or cursor)."""
+    request = request.validated()
+    size = request.last if request.last is not None else DEFAULT_PAGE_SIZE if request.first is None else request.first
+    parameters: dict[str, Any] = {"page_limit": size + 1}  # one more: is there a next (or previous) page?
+    if request.after is not None:
+        parameters["page_after"] = decode_cursor(request.after, numeric=numeric)
+    if request.before is not None:
+        parameters["page_before"] = decode_cursor(request.before, numeric=numeric)
+    return parameters
+
+
+def keyset_result(rows: list[Any], request: PageRequest) -> Page:
+    """The page of the rows ``keyset_statement`` read (one more than the page, if there is more)."""
     if request.last is not None:
-        rows = list(session.execute(statement.order_by(key.desc()).limit(request.last + 1)).all())
         has_more = len(rows) > request.last
-        rows = list(reversed(rows[: request.last]))
-        return Page(rows=rows, has_next=request.before is not None, has_previous=has_more)
+        return Page(
+            rows=list(reversed(rows[: request.last])), has_next=request.before is not None, has_previous=has_more
+        )
     size = DEFAULT_PAGE_SIZE if request.first is None else request.first
-    rows = list(session.execute(statement.order_by(key).limit(size + 1)).all())
     return Page(rows=rows[:size], has_next=len(rows) > size, has_previous=request.after is not None)
 
 
+def keyset_page(
+    session: Session, statement: Select[Any], key: Any, request: PageRequest, *, numeric: bool = False
+) -> Page:
+    """One page of ``statement`` (already filtered) ordered by the unique ``key``."""
+    parameters = keyset_parameters(request, numeric=numeric)
+    rows = list(session.execute(keyset_statement(statement, key, request), parameters).all())
+    return keyset_result(rows, request)
+
+
+def count_statement(statement: Select[Any]) -> Select[Any]:
+    return select(func.count()).select_from(statement.order_by(None).subquery())
+
+
 def count_rows(session: Session, statement: Select[Any]) -> int:
-    return session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+    return session.scalar(count_statement(statement)) or 0
 
 
 def connection(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -36,17 +36,21 @@ def bearer_key(authorization: str | None) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
+# Built once: every API request runs one, and building a statement (then its cache key) costs more than running it.
+_ACTIVE_KEY_BY_HASH = select(col(ApiKey.id), col(ApiKey.organization_id)).where(
+    col(ApiKey.key_hash) == bindparam("key_hash"), col(ApiKey.revoked_at).is_(None)
+)
+_ACTIVE_KEY_BY_ID = select(col(ApiKey.id)).where(
+    col(ApiKey.id) == bindparam("api_key_id"), col(ApiKey.revoked_at).is_(None)
+)
+
+
 def principal_for_key(session: Session, *, key: str) -> Principal | None:
     """The principal of an active (not revoked) API key, or None for an unknown or revoked one."""
-    row = session.execute(
-        select(col(ApiKey.id), col(ApiKey.organization_id)).where(
-            col(ApiKey.key_hash) == hash_secret(key), col(ApiKey.revoked_at).is_(None)
-        )
-    ).first()
+    row = session.execute(_ACTIVE_KEY_BY_HASH, {"key_hash": hash_secret(key)}).first()
     return Principal(api_key_id=row[0], organization_id=row[1]) if row else None
 
 
 def key_is_active(session: Session, *, api_key_id: str) -> bool:
     """Whether the key is still active (a long-lived connection re-checks it)."""
-    statement = select(col(ApiKey.id)).where(col(ApiKey.id) == api_key_id, col(ApiKey.revoked_at).is_(None))
-    return session.execute(statement).first() is not None
+    return session.execute(_ACTIVE_KEY_BY_ID, {"api_key_id": api_key_id}).first() is not None
