@@ -183,6 +183,10 @@ class EventHub:
         self._key_watchers: dict[str, set[asyncio.Event]] = {}
         self._poll_seconds = poll_seconds
         self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered: fan-out in subscription order
+        # The same subscribers by the directory their filter names (None: every directory of the scope). An event
+        # visits only its directory's subscribers and the unscoped ones: with 10,000 dashboards on other customers'
+        # directories, testing every filter per event cost ~1 s of CPU per second at 100 writes/s.
+        self._by_directory: dict[str | None, dict[Subscriber, None]] = {}
         self._wakeup = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._delivery_slots = asyncio.Semaphore(_DELIVERY_SLOTS)
@@ -318,6 +322,8 @@ class EventHub:
             self.head = max(self.head, await self._database.query(log_head))
         # Registered before reading the log: whatever commits meanwhile is queued, and the cursor drops repeats.
         self._subscribers[subscriber] = None
+        bucket = self._by_directory.setdefault(event_filter.directory_id, {})
+        bucket[subscriber] = None
         try:
             last = await self._start_cursor(after)
             mailbox = subscriber.queue
@@ -365,6 +371,9 @@ class EventHub:
                         yield batch
         finally:
             self._subscribers.pop(subscriber, None)
+            bucket.pop(subscriber, None)
+            if not bucket and self._by_directory.get(event_filter.directory_id) is bucket:
+                del self._by_directory[event_filter.directory_id]
 
     async def _start_cursor(self, after: int | None) -> int:
         if after is None:
@@ -415,7 +424,10 @@ class EventHub:
         row, cursor = live.row, live.cursor
         rendered: dict[Hashable, object] = {}
         delivered = 0
-        for subscriber in list(self._subscribers):
+        candidates = list(self._by_directory.get(None, ()))
+        if row.directory_id is not None:
+            candidates += self._by_directory.get(row.directory_id, ())
+        for subscriber in candidates:
             if subscriber.behind or not subscriber.filter.matches(row):
                 continue
             delivered += 1
