@@ -180,7 +180,7 @@ class EventHub:
         self._notifier = Notifier(
             broadcast_url, on_notification=self._wake, on_reconnect=self._wake, on_revocation=self._revoked
         )
-        self._key_watchers: dict[str, set[asyncio.Event]] = {}
+        self._key_watchers: dict[str, set[Callable[[], None]]] = {}
         self._poll_seconds = poll_seconds
         self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered: fan-out in subscription order
         # The same subscribers by the directory their filter names (None: every directory of the scope). An event
@@ -251,11 +251,11 @@ class EventHub:
         notification (e.g. to wake the webhook worker)."""
         self._listeners.append(listener)
 
-    def watch_key(self, api_key_id: str, revoked: asyncio.Event) -> None:
-        """``revoked`` is set when the key is revoked (here or, through the broadcaster, in another process)."""
+    def watch_key(self, api_key_id: str, revoked: Callable[[], None]) -> None:
+        """``revoked`` is called when the key is revoked (here or, through the broadcaster, in another process)."""
         self._key_watchers.setdefault(api_key_id, set()).add(revoked)
 
-    def unwatch_key(self, api_key_id: str, revoked: asyncio.Event) -> None:
+    def unwatch_key(self, api_key_id: str, revoked: Callable[[], None]) -> None:
         """Forget a ``watch_key`` (its connection closed)."""
         watchers = self._key_watchers.get(api_key_id)
         if watchers is not None:
@@ -269,8 +269,8 @@ class EventHub:
         self._notifier.announce_revocation(api_key_id)
 
     def _revoked(self, api_key_id: str) -> None:
-        for revoked in self._key_watchers.get(api_key_id, ()):
-            revoked.set()
+        for revoked in list(self._key_watchers.get(api_key_id, ())):
+            revoked()
 
     @contextlib.asynccontextmanager
     async def delivery_turn(self) -> AsyncIterator[None]:

@@ -107,13 +107,14 @@ class _Batch:
 
 
 class _Message:
-    """A message Strawberry sends (not the pump): its sender waits until it is written."""
+    """A message Strawberry sends (not the pump): its sender waits until it is written (unless it has no ``sent``:
+    a server ping, whose sender waits for nothing)."""
 
     __slots__ = ("sent", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, wait: bool = True) -> None:
         self.text = text
-        self.sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sent: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if wait else None
 
 
 _Entry = str | _Batch | _Message
@@ -136,7 +137,12 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def send_message(self, message: Message) -> None:
         entry = _Message(str(self.view.encode_json(message)))
         self._enqueue(entry)
+        assert entry.sent is not None
         await entry.sent
+
+    def send_nowait(self, text: str) -> None:
+        """Queue a message (already JSON) in order with everything else, without waiting for it to be written."""
+        self._enqueue(_Message(text, wait=False))
 
     async def shutdown(self) -> None:
         await super().shutdown()
@@ -201,7 +207,7 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._writer = None
             self._outbox = None  # an idle connection keeps no buffer
             for entry in outbox:  # cancelled (the connection is shutting down): release the senders
-                if isinstance(entry, _Message) and not entry.sent.done():
+                if isinstance(entry, _Message) and entry.sent is not None and not entry.sent.done():
                     entry.sent.cancel()
 
     async def _send(self, text: str, sent: asyncio.Future[None] | None = None) -> None:
