@@ -36,6 +36,7 @@ __all__ = [
     "CursorExpired",
     "EventFilter",
     "EventHub",
+    "AttachedSink",
     "LiveSink",
     "Mailbox",
     "StreamEvent",
@@ -86,6 +87,16 @@ class LiveSink(Protocol):
 
     def pending(self) -> int:
         """Events queued by ``offer`` and not yet written (for metrics)."""
+
+
+class AttachedSink(LiveSink, Protocol):
+    """A sink the hub serves by itself (``EventHub.attach``): no generator, no task while the subscriber keeps up."""
+
+    async def deliver(self, rows: list[Any]) -> None:
+        """Send these rows read from the log (this subscriber's own, in order) and wait until they are written."""
+
+    def end(self, error: str | None) -> None:
+        """The subscription ends: the hub stopped (``error`` None) or reading the log failed."""
 
 
 class Mailbox:
@@ -154,6 +165,9 @@ class Subscriber:
     behind: bool = False
     sink: LiveSink | None = None
     last: int = 0
+    # Attached subscribers (``EventHub.attach``): their sink, and the task catching them up from the log while any.
+    attached: AttachedSink | None = None
+    catching_up: asyncio.Task[None] | None = None
 
     def lag(self) -> int:
         """Events waiting to be sent to this subscriber."""
@@ -231,6 +245,10 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
         for subscriber in list(self._subscribers):
+            if subscriber.attached is not None and subscriber.catching_up is None:
+                self.detach(subscriber)
+                subscriber.attached.end(None)
+                continue
             # A full mailbox misses this; its stream sees ``_stopped`` once it has drained the mailbox.
             if not subscriber.queue.put_nowait(None):
                 subscriber.queue.wake()
@@ -317,13 +335,7 @@ class EventHub:
         With a ``sink``, live events go to the sink instead of being yielded while the subscriber keeps up (see the
         module's docstring): the generator then yields only what comes from the log or was queued before."""
         subscriber = Subscriber(event_filter)
-        if not self._subscribers:
-            # The pump skips the log while nobody listens (writes then cost nothing extra): catch its head up.
-            self.head = max(self.head, await self._database.query(log_head))
-        # Registered before reading the log: whatever commits meanwhile is queued, and the cursor drops repeats.
-        self._subscribers[subscriber] = None
-        bucket = self._by_directory.setdefault(event_filter.directory_id, {})
-        bucket[subscriber] = None
+        await self._register(subscriber)
         try:
             last = await self._start_cursor(after)
             mailbox = subscriber.queue
@@ -370,10 +382,96 @@ class EventHub:
                     async with self.delivery_turn():
                         yield batch
         finally:
-            self._subscribers.pop(subscriber, None)
+            self._unregister(subscriber)
+
+    async def attach(self, event_filter: EventFilter, *, after: int | None, sink: AttachedSink) -> Subscriber:
+        """``stream_batches`` without a generator: the hub catches the subscriber up from the log by itself (a
+        short-lived task, rows handed to ``sink.deliver``), then the pump serves it through the sink. A subscriber
+        that keeps up costs its ``Subscriber`` and its sink, nothing else. Raises ``UnknownCursor`` and
+        ``CursorExpired`` as ``stream`` does; ``detach`` when the subscription ends."""
+        subscriber = Subscriber(event_filter, attached=sink)
+        await self._register(subscriber)
+        try:
+            subscriber.last = await self._start_cursor(after)
+        except BaseException:
+            self.detach(subscriber)
+            raise
+        self._catch_up(subscriber)
+        return subscriber
+
+    def detach(self, subscriber: Subscriber) -> None:
+        """The end of an ``attach``: the pump forgets the subscriber and a catch-up in progress stops."""
+        self._unregister(subscriber)
+        subscriber.sink = None
+        task, subscriber.catching_up = subscriber.catching_up, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _register(self, subscriber: Subscriber) -> None:
+        if not self._subscribers:
+            # The pump skips the log while nobody listens (writes then cost nothing extra): catch its head up.
+            self.head = max(self.head, await self._database.query(log_head))
+        # Registered before reading the log: whatever commits meanwhile is queued, and the cursor drops repeats.
+        self._subscribers[subscriber] = None
+        self._by_directory.setdefault(subscriber.filter.directory_id, {})[subscriber] = None
+
+    def _unregister(self, subscriber: Subscriber) -> None:
+        self._subscribers.pop(subscriber, None)
+        directory_id = subscriber.filter.directory_id
+        bucket = self._by_directory.get(directory_id)
+        if bucket is not None:
             bucket.pop(subscriber, None)
-            if not bucket and self._by_directory.get(event_filter.directory_id) is bucket:
-                del self._by_directory[event_filter.directory_id]
+            if not bucket:
+                del self._by_directory[directory_id]
+
+    def _catch_up(self, subscriber: Subscriber) -> None:
+        if subscriber.catching_up is None:
+            subscriber.catching_up = asyncio.create_task(self._catch_up_from_log(subscriber))
+
+    async def _catch_up_from_log(self, subscriber: Subscriber) -> None:
+        """The loop of ``stream_batches`` for an attached subscriber, until it is level with the log again."""
+        sink = subscriber.attached
+        assert sink is not None
+        last, mailbox = subscriber.last, subscriber.queue
+        try:
+            while True:
+                subscriber.behind = False
+                rows = await self._read_log(last, subscriber.filter)
+                if rows:
+                    async with self.delivery_turn():
+                        await sink.deliver(rows)
+                    last = rows[-1].cursor
+                    continue
+                while not mailbox.empty() and not subscriber.behind:
+                    waiting: list[Any] = []
+                    while not mailbox.empty():
+                        live = mailbox.get_nowait()
+                        if live is None:
+                            self._stopped = True
+                            break
+                        if live.cursor > last:
+                            waiting.append(live.row)
+                            last = live.cursor
+                    if waiting:
+                        async with self.delivery_turn():
+                            await sink.deliver(waiting)
+                if subscriber.behind:
+                    continue  # its mailbox overflowed meanwhile: back to the log
+                if self._stopped:
+                    subscriber.catching_up = None
+                    self.detach(subscriber)
+                    sink.end(None)
+                    return
+                # Level with the log, with nothing waiting: the pump delivers from here.
+                subscriber.last, subscriber.sink, subscriber.catching_up = last, sink, None
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("catching a subscriber up from the log failed; its subscription ends", exc_info=True)
+            subscriber.catching_up = None
+            self.detach(subscriber)
+            sink.end("Reading the event log failed: resubscribe with the last cursor you received")
 
     async def _start_cursor(self, after: int | None) -> int:
         if after is None:
@@ -454,4 +552,7 @@ class EventHub:
             else:
                 subscriber.behind = True
                 subscriber.queue.wake()
+                if subscriber.attached is not None:
+                    subscriber.sink = None
+                    self._catch_up(subscriber)
         return delivered

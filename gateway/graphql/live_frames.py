@@ -15,6 +15,8 @@ For a batched subscription (``directoryEventBatches``) events waiting in the FIF
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import deque
 from collections.abc import Hashable
 from contextvars import ContextVar
@@ -22,16 +24,17 @@ from inspect import isawaitable
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult
+from graphql import ExecutionResult, GraphQLError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
-from gateway.events.hub import StreamEvent
+from gateway.events.filter import EventFilter
+from gateway.events.hub import EventHub, StreamEvent, Subscriber
 from gateway.graphql.context import Context
 from gateway.graphql.execution import GatewayExecutionContext, subscription_executor, variables_key
 from gateway.graphql.types import Event
-from gateway.observe.metrics import DELIVERED_LIVE
+from gateway.observe.metrics import DELIVERED_FROM_LOG, DELIVERED_LIVE
 
 # Events a connection may have waiting, per open operation, before its subscribers fall back to the log.
 _BUFFERED_PER_OPERATION = 1000
@@ -46,6 +49,14 @@ _FRAMES_PER_GRANT = 16
 SERVER_SEND = "dsync.server_send"
 
 _operation: ContextVar[tuple[FrameHandler, str] | None] = ContextVar("dsync_ws_operation", default=None)
+
+logger = logging.getLogger("dsync.realtime")
+
+
+class Parked(BaseException):
+    """Raised by a subscription resolver whose subscription the hub now serves by itself (``FrameSink.attach``):
+    it unwinds the operation's task (Strawberry's and graphql-core's generators, extensions, executor) without the
+    ``complete`` message a returning resolver would send. A BaseException, so that no layer reports it as an error."""
 
 
 class _Turns:
@@ -128,14 +139,39 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
     _writer: asyncio.Task[None] | None = None
     _broken = False
     _server_send: Any = None
+    _parked: dict[str, FrameSink] | None = None  # operation id -> its sink, for subscriptions the hub serves
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The subscription resolver runs in this task: it finds its connection and operation id here.
         _operation.set((self, operation.id))
-        await super().run_operation(operation)
+        # Parked: the operation lives on as its sink; ``cleanup_operation`` (a complete, the socket closing) ends it.
+        with contextlib.suppress(Parked):
+            await super().run_operation(operation)
+
+    def park(self, operation_id: str, sink: FrameSink) -> None:
+        if self._parked is None:
+            self._parked = {}
+        self._parked[operation_id] = sink
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        sink = self._parked.pop(operation_id, None) if self._parked else None
+        if sink is not None:
+            sink.detach()
+        await super().cleanup_operation(operation_id)
+
+    def end_parked(self, operation_id: str, last_message: str) -> None:
+        """A parked subscription ends from the server's side (the hub stopping): its last message, and its id is
+        free again."""
+        if self._parked is not None and self._parked.pop(operation_id, None) is not None:
+            self.operations.pop(operation_id, None)
+            self.send_nowait(last_message)
 
     async def send_message(self, message: Message) -> None:
-        entry = _Message(str(self.view.encode_json(message)))
+        await self.send_text(str(self.view.encode_json(message)))
+
+    async def send_text(self, text: str) -> None:
+        """Queue a message (already JSON) in order with everything else and wait until it is written."""
+        entry = _Message(text)
         self._enqueue(entry)
         assert entry.sent is not None
         await entry.sent
@@ -233,15 +269,30 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class FrameSink:
-    """One subscription's fast path: implements the hub's ``LiveSink`` for a graphql-transport-ws operation."""
+    """One subscription's fast path: implements the hub's ``AttachedSink`` for a graphql-transport-ws operation.
+    Once attached it is all that remains of the operation (with its executor, to render events)."""
 
-    __slots__ = ("_executor", "_handler", "_prefix", "_response_key", "group", "max_batch", "open_batch")
+    __slots__ = (
+        "_executor",
+        "_handler",
+        "_hub",
+        "_operation_id",
+        "_prefix",
+        "_response_key",
+        "_subscriber",
+        "group",
+        "max_batch",
+        "open_batch",
+    )
 
     def __init__(
         self, *, handler: FrameHandler, operation_id: str, executor: GatewayExecutionContext, max_batch: int
     ) -> None:
         self._handler = handler
+        self._operation_id = operation_id
         self._executor = executor
+        self._hub: EventHub | None = None
+        self._subscriber: Subscriber | None = None
         self.max_batch = max_batch  # 0: one event per frame (``directoryEvents``)
         self.open_batch: _Batch | None = None
         self._prefix = f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":'
@@ -269,8 +320,53 @@ class FrameSink:
     def pending(self) -> int:
         return len(self.open_batch.items) if self.open_batch is not None else 0
 
+    async def attach(self, hub: EventHub, event_filter: EventFilter, *, after: int | None) -> None:
+        """Hand the subscription to the hub (``EventHub.attach``) and register it with its connection; the resolver
+        then raises ``Parked``."""
+        self._hub = hub
+        self._subscriber = await hub.attach(event_filter, after=after, sink=self)
+        self._handler.park(self._operation_id, self)
+
+    def detach(self) -> None:
+        if self._hub is not None and self._subscriber is not None:
+            self._hub.detach(self._subscriber)
+        self._subscriber = None
+
+    async def deliver(self, rows: list[Any]) -> None:
+        step = self.max_batch or 1
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            root: Any = [Event.from_row(row) for row in chunk] if self.max_batch else Event.from_row(chunk[0])
+            result = self._executor.build_per_event_executor(root).execute_operation(False)
+            if isawaitable(result):
+                result = await result
+            payload: dict[str, Any] = {"data": result.data}
+            if result.errors:
+                payload["errors"] = [_formatted(error) for error in result.errors]
+            await self._handler.send_text(f"{self._prefix}{orjson.dumps(payload).decode()}}}")
+            DELIVERED_FROM_LOG.inc(len(chunk))
+
+    def end(self, error: str | None) -> None:
+        self._subscriber = None
+        ident = orjson.dumps(self._operation_id).decode()
+        if error is None:
+            last = f'{{"id":{ident},"type":"complete"}}'
+        else:
+            last = orjson.dumps({"id": self._operation_id, "type": "error", "payload": [{"message": error}]}).decode()
+        self._handler.end_parked(self._operation_id, last)
+
     def batch_frame(self, items: list[str]) -> str:
         return f'{self._prefix}{{"data":{{{self._response_key}:[{",".join(items)}]}}}}}}'
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    """An event's error as the schema's extensions would answer it: an exception that is no GraphQL error is logged
+    and masked (its text may be SQL or internals)."""
+    if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
+        logger.error("resolving a subscription event failed", exc_info=error.original_error)
+        masked = GraphQLError("Internal server error", nodes=error.nodes, path=error.path)
+        return dict(masked.formatted)
+    return dict(error.formatted)
 
 
 def live_sink(*, max_batch: int) -> FrameSink | None:
