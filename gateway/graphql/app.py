@@ -51,6 +51,7 @@ class _KeepaliveHandler(FrameHandler):
         await super().handle_connection_init(message)
         # Its job is done: a finished task still holds its coroutine's result and callbacks.
         self.connection_init_timeout_task = None
+        self.context.connection_params = None  # authenticated (or refused): the key is not needed again
         if self.connection_acknowledged and self._api_key_id is None:
             self._api_key_id = self.context.principal.api_key_id
             self.context.hub.watch_key(self._api_key_id, self._revoked)

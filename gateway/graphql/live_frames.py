@@ -22,6 +22,7 @@ from collections.abc import Hashable
 from contextvars import ContextVar
 from inspect import isawaitable
 from typing import Any
+from weakref import WeakValueDictionary
 
 import orjson
 from graphql import ExecutionResult, GraphQLError
@@ -152,6 +153,9 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if self._parked is None:
             self._parked = {}
         self._parked[operation_id] = sink
+        operation = self.operations.get(operation_id)
+        if operation is not None:  # its document and variables were parsed into the sink's executor
+            operation.query, operation.variables = "", None
 
     async def cleanup_operation(self, operation_id: str) -> None:
         sink = self._parked.pop(operation_id, None) if self._parked else None
@@ -376,4 +380,13 @@ def live_sink(*, max_batch: int) -> FrameSink | None:
     if operation is None or executor is None:
         return None
     handler, operation_id = operation
+    principal = getattr(executor.context_value, "_principal", None)
+    key = (id(executor.operation), variables_key(executor.variable_values), getattr(principal, "organization_id", ""))
+    executor = _executors.setdefault(key, executor)
     return FrameSink(handler=handler, operation_id=operation_id, executor=executor, max_batch=max_batch)
+
+
+# Subscriptions with the same selection, variables and organization scope share one executor (the pump renders each
+# live event once per such group with one of them anyway): an idle subscriber then keeps no executor of its own
+# (~3 KiB). An entry lives while a sink uses it; it holds the operation node, so its id() is not reused meanwhile.
+_executors: WeakValueDictionary[Hashable, GatewayExecutionContext] = WeakValueDictionary()
