@@ -93,6 +93,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # The handshake is answered: nothing reads its request, its response or the scope's headers again (the
             # origin was checked, and the API key comes in connection_init). Cleared in place: Starlette's
             # WebSocket holds the same list.
+            # Emptied too: the protocol's parser keeps the request in a local of its generator.
+            self.request.headers.clear()
+            self.response.headers.clear()
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
             headers = self.scope["headers"]

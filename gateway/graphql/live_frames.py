@@ -21,14 +21,14 @@ from collections import deque
 from collections.abc import Hashable
 from contextvars import ContextVar
 from inspect import isawaitable
-from typing import Any
+from typing import Any, cast
 from weakref import WeakValueDictionary
 
 import orjson
 from graphql import ExecutionResult, GraphQLError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 
 from gateway.events.filter import EventFilter
 from gateway.events.hub import EventHub, StreamEvent, Subscriber
@@ -148,6 +148,15 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
         # Parked: the operation lives on as its sink; ``cleanup_operation`` (a complete, the socket closing) ends it.
         with contextlib.suppress(Parked):
             await super().run_operation(operation)
+        # The finished task keeps its context: these would keep this operation's executor alive with it.
+        _operation.set(None)
+        subscription_executor.set(None)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        await super().handle_subscribe(message)
+        # Read into the operation: the message (its document text) would otherwise stay referenced by the receive
+        # loop until the client's next message, for an idle subscriber hours later.
+        cast(dict[str, Any], message).clear()
 
     def park(self, operation_id: str, sink: FrameSink) -> None:
         if self._parked is None:
