@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.dashboard import Dashboard
@@ -84,18 +84,30 @@ def _graphql_http(settings: Settings) -> ASGIApp:
 
 
 class Gateway(Starlette):
+    # graphql-transport-ws on /graphql (None: this role serves no subscriptions), reached from the outer middlewares.
+    graphql_ws: ASGIApp | None = None
+
     def build_middleware_stack(self) -> ASGIApp:
         # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id.
-        return _server_send(RequestIds(metrics.HttpMetrics(super().build_middleware_stack())))
+        app = RequestIds(metrics.HttpMetrics(super().build_middleware_stack()))
+        graphql_ws = RequestIds(metrics.HttpMetrics(self.graphql_ws)) if self.graphql_ws is not None else None
+        return _server_send(app, graphql_ws)
 
 
-def _server_send(app: ASGIApp) -> ASGIApp:
+def _server_send(app: ASGIApp, graphql_ws: ASGIApp | None) -> ASGIApp:
     """Hands WebSocket handlers the server's own ``send`` (gateway.graphql.live_frames writes event frames with it):
-    the middlewares' wrappers only look at the handshake, and a burst to many subscribers sends millions of frames."""
+    the middlewares' wrappers only look at the handshake, and a burst to many subscribers sends millions of frames.
+
+    A WebSocket on /graphql goes straight to the GraphQL endpoint: Starlette's error middlewares, router and route
+    would each keep a coroutine frame and a send wrapper for the connection's whole life (~2.5 KiB per idle
+    subscriber), and have nothing to do for it (Strawberry answers every protocol error itself)."""
 
     async def with_server_send(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             scope[SERVER_SEND] = send
+            if graphql_ws is not None and scope["path"] == "/graphql":
+                await graphql_ws(scope, receive, send)
+                return
         await app(scope, receive, send)
 
     return with_server_send
@@ -167,7 +179,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics.metrics_endpoint),
             *(scim_routes() if ingest else []),
             Route("/graphql", _graphql_http(settings), methods=["GET", "POST", "OPTIONS"]),
-            *([WebSocketRoute("/graphql", graphql_app(settings))] if realtime else []),
             *(workos.routes() if ingest else []),
             # The same resources at the root too: the Node SDK takes a host and port but no path.
             *(workos.resource_routes("") if ingest else []),
@@ -177,6 +188,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )
+    app.graphql_ws = graphql_app(settings) if realtime else None
     app.state.settings = settings
     app.state.linked_directories = set()
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)

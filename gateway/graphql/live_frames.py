@@ -164,12 +164,15 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self._parked[operation_id] = sink
         operation = self.operations.get(operation_id)
         if operation is not None:  # its document and variables were parsed into the sink's executor
-            operation.query, operation.variables = "", None
+            # The task is about to finish (``Parked``): nothing waits for it, and kept it would hold its context.
+            operation.query, operation.variables, operation.task = "", None, None
 
     async def cleanup_operation(self, operation_id: str) -> None:
         sink = self._parked.pop(operation_id, None) if self._parked else None
         if sink is not None:
             sink.detach()
+            self.operations.pop(operation_id, None)
+            return
         await super().cleanup_operation(operation_id)
 
     def end_parked(self, operation_id: str, last_message: str) -> None:
