@@ -16,6 +16,8 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from gateway.graphql.live_frames import TRANSPORT_ABORT
+
 
 class _Inbox:
     """The receive queue: the messages uvicorn's protocol puts, the one task of the ASGI app gets them."""
@@ -86,6 +88,18 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # accepted for the app to decide (not refused by the handshake itself)
+            scope[TRANSPORT_ABORT] = self.transport.abort
+
+    def start_keepalive(self) -> None:
+        # No protocol-level pings (a timer per connection and 10,000 pings per interval): the gateway's own
+        # graphql-transport-ws pings (gateway.graphql.keepalive) close silent peers, and abort through
+        # TRANSPORT_ABORT one that stopped reading, whose close frame cannot be sent.
+        return
 
     async def send(self, message: Any) -> None:
         await super().send(message)

@@ -24,7 +24,7 @@ from gateway.graphql.context import Context, authenticate_connection, build_cont
 from gateway.graphql.errors import is_unauthenticated
 from gateway.graphql.execution import SharedData
 from gateway.graphql.keepalive import PingWheel
-from gateway.graphql.live_frames import FrameHandler
+from gateway.graphql.live_frames import TRANSPORT_ABORT, FrameHandler
 from gateway.graphql.schema import schema
 from gateway.settings import Settings
 
@@ -92,10 +92,13 @@ class _KeepaliveHandler(FrameHandler):
     async def _close_now(self, code: int, reason: str) -> None:
         view: GatewayGraphQL = self.view  # type: ignore[assignment]
         try:
-            # A peer that stopped reading fills the socket and the close would wait forever: give up on it
-            # (uvicorn's protocol-level ping then closes the connection).
             async with asyncio.timeout(view.ping_seconds):
                 await self.websocket.close(code=code, reason=reason)
+        except TimeoutError:
+            # A peer that stopped reading filled the socket and the close frame cannot go: drop the connection.
+            abort = self.websocket.ws.scope.get(TRANSPORT_ABORT)  # type: ignore[attr-defined]
+            if abort is not None:
+                abort()
         except Exception as error:  # already closed: the handler's own shutdown follows
             self.task_logger.debug("closing failed: %s", error)
 

@@ -48,6 +48,8 @@ _FRAMES_PER_GRANT = 16
 
 # The ASGI scope key under which gateway.app puts the server's own ``send`` for WebSocket connections.
 SERVER_SEND = "dsync.server_send"
+# ... and where gateway.ws_transport puts the connection's abort (drop it without a closing handshake), if any.
+TRANSPORT_ABORT = "dsync.transport_abort"
 
 _operation: ContextVar[tuple[FrameHandler, str] | None] = ContextVar("dsync_ws_operation", default=None)
 
