@@ -43,6 +43,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         get_settings.cache_clear()
         settings = get_settings()
     from gateway.app import check_role
+    from gateway.ws_transport import ws_protocol
 
     try:
         check_role(settings)
@@ -80,7 +81,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Event frames are small and go to many sockets: per-connection deflate cost ~100 KB of memory per
         # connection and a tenth of the fan-out's CPU for little gain.
         ws_per_message_deflate=False,
-        ws=settings.ws_implementation,
+        ws=ws_protocol(settings.ws_implementation),
         ws_max_size=1024 * 1024,  # GraphQL documents are capped at 2,000 tokens: no client needs more
     )
     return 0

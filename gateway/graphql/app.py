@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from datetime import timedelta
@@ -24,7 +23,8 @@ from strawberry.types.unset import UNSET
 from gateway.graphql.context import Context, authenticate_connection, build_context, key_is_active
 from gateway.graphql.errors import is_unauthenticated
 from gateway.graphql.execution import SharedData
-from gateway.graphql.live_frames import FrameHandler
+from gateway.graphql.keepalive import PingWheel
+from gateway.graphql.live_frames import TRANSPORT_ABORT, FrameHandler
 from gateway.graphql.schema import schema
 from gateway.settings import Settings
 
@@ -33,21 +33,25 @@ _KEEPALIVE_CLOSE = 4499
 
 
 class _KeepaliveHandler(FrameHandler):
-    """graphql-transport-ws with server pings: a peer that does not pong before the next ping is closed (a dead
-    network path otherwise holds a subscription and its queue for hours). Each tick also re-checks the API key, and
-    a revocation announced through the hub closes the connection at once."""
+    """graphql-transport-ws with server pings (one task for all connections: gateway.graphql.keepalive): a peer that
+    does not pong before the next ping is closed (a dead network path otherwise holds a subscription and its queue
+    for hours). Each ping also re-checks the API key, and a revocation announced through the hub closes the
+    connection at once."""
 
-    _keepalive: asyncio.Task[None] | None = None
     _ponged = True
     _api_key_id: str | None = None
+    _closing = False
 
     def on_request_accepted(self) -> None:
         super().on_request_accepted()
-        self._revoked = asyncio.Event()
-        self._keepalive = asyncio.create_task(self._keep_alive())
+        view: GatewayGraphQL = self.view  # type: ignore[assignment]
+        view.pings.add(self)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
+        # Its job is done: a finished task still holds its coroutine's result and callbacks.
+        self.connection_init_timeout_task = None
+        self.context.connection_params = None  # authenticated (or refused): the key is not needed again
         if self.connection_acknowledged and self._api_key_id is None:
             self._api_key_id = self.context.principal.api_key_id
             self.context.hub.watch_key(self._api_key_id, self._revoked)
@@ -56,36 +60,51 @@ class _KeepaliveHandler(FrameHandler):
         self._ponged = True
 
     async def shutdown(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+        view: GatewayGraphQL = self.view  # type: ignore[assignment]
+        view.pings.remove(self)
         if self._api_key_id is not None:
             self.context.hub.unwatch_key(self._api_key_id, self._revoked)
         await super().shutdown()
 
-    async def _keep_alive(self) -> None:
+    def _revoked(self) -> None:
+        self._close(4403, "Forbidden: the API key was revoked")
+
+    async def keepalive_tick(self) -> None:
+        view: GatewayGraphQL = self.view  # type: ignore[assignment]
+        if self._api_key_id is None or self._closing:
+            return  # not acknowledged yet: the init timeout deals with connections that never are
+        if not await view.key_is_active(self.context.database, self._api_key_id):
+            self._close(4403, "Forbidden: the API key was revoked")
+        elif not self._ponged:
+            # Also a peer that stopped reading: its ping is still queued behind what it did not read.
+            self._close(_KEEPALIVE_CLOSE, "Keepalive timeout: no pong")
+        else:
+            self._ponged = False
+            self.send_nowait('{"type":"ping"}')
+
+    def _close(self, code: int, reason: str) -> None:
+        if not self._closing:
+            self._closing = True
+            task = asyncio.create_task(self._close_now(code, reason))
+            _closing_tasks.add(task)
+            task.add_done_callback(_closing_tasks.discard)
+
+    async def _close_now(self, code: int, reason: str) -> None:
         view: GatewayGraphQL = self.view  # type: ignore[assignment]
         try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(view.ping_seconds):
-                        await self._revoked.wait()
-                if self._api_key_id is None:
-                    continue  # not acknowledged yet: the init timeout deals with connections that never are
-                if self._revoked.is_set() or not await view.key_is_active(self.context.database, self._api_key_id):
-                    await self.websocket.close(code=4403, reason="Forbidden: the API key was revoked")
-                    return
-                if not self._ponged:
-                    await self.websocket.close(code=_KEEPALIVE_CLOSE, reason="Keepalive timeout: no pong")
-                    return
-                self._ponged = False
-                # A peer that stopped reading fills the socket and the send would wait forever: give up on it
-                # (uvicorn's protocol-level ping then closes the connection).
-                async with asyncio.timeout(view.ping_seconds):
-                    await self.send_message({"type": "ping"})
-        except Exception as error:  # a closed socket: the handler's own shutdown follows
-            self.task_logger.debug("keepalive stopped: %s", error)
+            async with asyncio.timeout(view.ping_seconds):
+                await self.websocket.close(code=code, reason=reason)
+        except TimeoutError:
+            # A peer that stopped reading filled the socket and the close frame cannot go: drop the connection.
+            abort = self.websocket.ws.scope.get(TRANSPORT_ABORT)  # type: ignore[attr-defined]
+            if abort is not None:
+                abort()
+        except Exception as error:  # already closed: the handler's own shutdown follows
+            self.task_logger.debug("closing failed: %s", error)
+
+
+# Closes in progress: the event loop keeps only weak references to tasks.
+_closing_tasks: set[asyncio.Task[None]] = set()
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
@@ -94,6 +113,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
     def __init__(self, *, ping_seconds: float, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
         self.ping_seconds = ping_seconds
+        self.pings = PingWheel(ping_seconds)
         # API key id -> (checked at, active): 10,000 connections on a few keys ask once per key per interval.
         self._key_checks: dict[str, tuple[float, bool]] = {}
 

@@ -15,23 +15,27 @@ For a batched subscription (``directoryEventBatches``) events waiting in the FIF
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import deque
 from collections.abc import Hashable
 from contextvars import ContextVar
 from inspect import isawaitable
-from typing import Any
+from typing import Any, cast
+from weakref import WeakValueDictionary
 
 import orjson
-from graphql import ExecutionResult
+from graphql import ExecutionResult, GraphQLError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 
-from gateway.events.hub import StreamEvent
+from gateway.events.filter import EventFilter
+from gateway.events.hub import EventHub, StreamEvent, Subscriber
 from gateway.graphql.context import Context
 from gateway.graphql.execution import GatewayExecutionContext, subscription_executor, variables_key
 from gateway.graphql.types import Event
-from gateway.observe.metrics import DELIVERED_LIVE
+from gateway.observe.metrics import DELIVERED_FROM_LOG, DELIVERED_LIVE
 
 # Events a connection may have waiting, per open operation, before its subscribers fall back to the log.
 _BUFFERED_PER_OPERATION = 1000
@@ -44,8 +48,18 @@ _FRAMES_PER_GRANT = 16
 
 # The ASGI scope key under which gateway.app puts the server's own ``send`` for WebSocket connections.
 SERVER_SEND = "dsync.server_send"
+# ... and where gateway.ws_transport puts the connection's abort (drop it without a closing handshake), if any.
+TRANSPORT_ABORT = "dsync.transport_abort"
 
 _operation: ContextVar[tuple[FrameHandler, str] | None] = ContextVar("dsync_ws_operation", default=None)
+
+logger = logging.getLogger("dsync.realtime")
+
+
+class Parked(BaseException):
+    """Raised by a subscription resolver whose subscription the hub now serves by itself (``FrameSink.attach``):
+    it unwinds the operation's task (Strawberry's and graphql-core's generators, extensions, executor) without the
+    ``complete`` message a returning resolver would send. A BaseException, so that no layer reports it as an error."""
 
 
 class _Turns:
@@ -107,13 +121,14 @@ class _Batch:
 
 
 class _Message:
-    """A message Strawberry sends (not the pump): its sender waits until it is written."""
+    """A message Strawberry sends (not the pump): its sender waits until it is written (unless it has no ``sent``:
+    a server ping, whose sender waits for nothing)."""
 
     __slots__ = ("sent", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, wait: bool = True) -> None:
         self.text = text
-        self.sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sent: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if wait else None
 
 
 _Entry = str | _Batch | _Message
@@ -127,16 +142,61 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
     _writer: asyncio.Task[None] | None = None
     _broken = False
     _server_send: Any = None
+    _parked: dict[str, FrameSink] | None = None  # operation id -> its sink, for subscriptions the hub serves
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The subscription resolver runs in this task: it finds its connection and operation id here.
         _operation.set((self, operation.id))
-        await super().run_operation(operation)
+        # Parked: the operation lives on as its sink; ``cleanup_operation`` (a complete, the socket closing) ends it.
+        with contextlib.suppress(Parked):
+            await super().run_operation(operation)
+        # The finished task keeps its context: these would keep this operation's executor alive with it.
+        _operation.set(None)
+        subscription_executor.set(None)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        await super().handle_subscribe(message)
+        # Read into the operation: the message (its document text) would otherwise stay referenced by the receive
+        # loop until the client's next message, for an idle subscriber hours later.
+        cast(dict[str, Any], message).clear()
+
+    def park(self, operation_id: str, sink: FrameSink) -> None:
+        if self._parked is None:
+            self._parked = {}
+        self._parked[operation_id] = sink
+        operation = self.operations.get(operation_id)
+        if operation is not None:  # its document and variables were parsed into the sink's executor
+            # The task is about to finish (``Parked``): nothing waits for it, and kept it would hold its context.
+            operation.query, operation.variables, operation.task = "", None, None
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        sink = self._parked.pop(operation_id, None) if self._parked else None
+        if sink is not None:
+            sink.detach()
+            self.operations.pop(operation_id, None)
+            return
+        await super().cleanup_operation(operation_id)
+
+    def end_parked(self, operation_id: str, last_message: str) -> None:
+        """A parked subscription ends from the server's side (the hub stopping): its last message, and its id is
+        free again."""
+        if self._parked is not None and self._parked.pop(operation_id, None) is not None:
+            self.operations.pop(operation_id, None)
+            self.send_nowait(last_message)
 
     async def send_message(self, message: Message) -> None:
-        entry = _Message(str(self.view.encode_json(message)))
+        await self.send_text(str(self.view.encode_json(message)))
+
+    async def send_text(self, text: str) -> None:
+        """Queue a message (already JSON) in order with everything else and wait until it is written."""
+        entry = _Message(text)
         self._enqueue(entry)
+        assert entry.sent is not None
         await entry.sent
+
+    def send_nowait(self, text: str) -> None:
+        """Queue a message (already JSON) in order with everything else, without waiting for it to be written."""
+        self._enqueue(_Message(text, wait=False))
 
     async def shutdown(self) -> None:
         await super().shutdown()
@@ -201,7 +261,7 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._writer = None
             self._outbox = None  # an idle connection keeps no buffer
             for entry in outbox:  # cancelled (the connection is shutting down): release the senders
-                if isinstance(entry, _Message) and not entry.sent.done():
+                if isinstance(entry, _Message) and entry.sent is not None and not entry.sent.done():
                     entry.sent.cancel()
 
     async def _send(self, text: str, sent: asyncio.Future[None] | None = None) -> None:
@@ -227,15 +287,30 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class FrameSink:
-    """One subscription's fast path: implements the hub's ``LiveSink`` for a graphql-transport-ws operation."""
+    """One subscription's fast path: implements the hub's ``AttachedSink`` for a graphql-transport-ws operation.
+    Once attached it is all that remains of the operation (with its executor, to render events)."""
 
-    __slots__ = ("_executor", "_handler", "_prefix", "_response_key", "group", "max_batch", "open_batch")
+    __slots__ = (
+        "_executor",
+        "_handler",
+        "_hub",
+        "_operation_id",
+        "_prefix",
+        "_response_key",
+        "_subscriber",
+        "group",
+        "max_batch",
+        "open_batch",
+    )
 
     def __init__(
         self, *, handler: FrameHandler, operation_id: str, executor: GatewayExecutionContext, max_batch: int
     ) -> None:
         self._handler = handler
+        self._operation_id = operation_id
         self._executor = executor
+        self._hub: EventHub | None = None
+        self._subscriber: Subscriber | None = None
         self.max_batch = max_batch  # 0: one event per frame (``directoryEvents``)
         self.open_batch: _Batch | None = None
         self._prefix = f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":'
@@ -263,8 +338,53 @@ class FrameSink:
     def pending(self) -> int:
         return len(self.open_batch.items) if self.open_batch is not None else 0
 
+    async def attach(self, hub: EventHub, event_filter: EventFilter, *, after: int | None) -> None:
+        """Hand the subscription to the hub (``EventHub.attach``) and register it with its connection; the resolver
+        then raises ``Parked``."""
+        self._hub = hub
+        self._subscriber = await hub.attach(event_filter, after=after, sink=self)
+        self._handler.park(self._operation_id, self)
+
+    def detach(self) -> None:
+        if self._hub is not None and self._subscriber is not None:
+            self._hub.detach(self._subscriber)
+        self._subscriber = None
+
+    async def deliver(self, rows: list[Any]) -> None:
+        step = self.max_batch or 1
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            root: Any = [Event.from_row(row) for row in chunk] if self.max_batch else Event.from_row(chunk[0])
+            result = self._executor.build_per_event_executor(root).execute_operation(False)
+            if isawaitable(result):
+                result = await result
+            payload: dict[str, Any] = {"data": result.data}
+            if result.errors:
+                payload["errors"] = [_formatted(error) for error in result.errors]
+            await self._handler.send_text(f"{self._prefix}{orjson.dumps(payload).decode()}}}")
+            DELIVERED_FROM_LOG.inc(len(chunk))
+
+    def end(self, error: str | None) -> None:
+        self._subscriber = None
+        ident = orjson.dumps(self._operation_id).decode()
+        if error is None:
+            last = f'{{"id":{ident},"type":"complete"}}'
+        else:
+            last = orjson.dumps({"id": self._operation_id, "type": "error", "payload": [{"message": error}]}).decode()
+        self._handler.end_parked(self._operation_id, last)
+
     def batch_frame(self, items: list[str]) -> str:
         return f'{self._prefix}{{"data":{{{self._response_key}:[{",".join(items)}]}}}}}}'
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    """An event's error as the schema's extensions would answer it: an exception that is no GraphQL error is logged
+    and masked (its text may be SQL or internals)."""
+    if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
+        logger.error("resolving a subscription event failed", exc_info=error.original_error)
+        masked = GraphQLError("Internal server error", nodes=error.nodes, path=error.path)
+        return dict(masked.formatted)
+    return dict(error.formatted)
 
 
 def live_sink(*, max_batch: int) -> FrameSink | None:
@@ -274,4 +394,13 @@ def live_sink(*, max_batch: int) -> FrameSink | None:
     if operation is None or executor is None:
         return None
     handler, operation_id = operation
+    principal = getattr(executor.context_value, "_principal", None)
+    key = (id(executor.operation), variables_key(executor.variable_values), getattr(principal, "organization_id", ""))
+    executor = _executors.setdefault(key, executor)
     return FrameSink(handler=handler, operation_id=operation_id, executor=executor, max_batch=max_batch)
+
+
+# Subscriptions with the same selection, variables and organization scope share one executor (the pump renders each
+# live event once per such group with one of them anyway): an idle subscriber then keeps no executor of its own
+# (~3 KiB). An entry lives while a sink uses it; it holds the operation node, so its id() is not reused meanwhile.
+_executors: WeakValueDictionary[Hashable, GatewayExecutionContext] = WeakValueDictionary()

@@ -15,7 +15,7 @@ from gateway.events.hub import CursorExpired, EventHub, UnknownCursor
 from gateway.graphql.context import Info
 from gateway.graphql.errors import bad_input, cursor_expired
 from gateway.graphql.event_scope import event_scope
-from gateway.graphql.live_frames import live_sink
+from gateway.graphql.live_frames import Parked, live_sink
 from gateway.graphql.types import Event
 from gateway.observe.metrics import DELIVERED_FROM_LOG, DELIVERED_LIVE
 
@@ -50,7 +50,11 @@ class Subscription:
         )
         cursor = _cursor(after)
         try:
-            stream = hub.stream_batches(event_filter, after=cursor, max_batch=1, sink=live_sink(max_batch=0))
+            sink = live_sink(max_batch=0)
+            if sink is not None:  # over graphql-transport-ws: the hub serves it, this operation's chain unwinds
+                await sink.attach(hub, event_filter, after=cursor)
+                raise Parked
+            stream = hub.stream_batches(event_filter, after=cursor, max_batch=1)
             async with contextlib.aclosing(stream) as batches:
                 async for (item,) in batches:
                     if item.from_log:
@@ -90,9 +94,11 @@ class Subscription:
         )
         cursor = _cursor(after)
         try:
-            stream = hub.stream_batches(
-                event_filter, after=cursor, max_batch=max_batch, sink=live_sink(max_batch=max_batch)
-            )
+            sink = live_sink(max_batch=max_batch)
+            if sink is not None:
+                await sink.attach(hub, event_filter, after=cursor)
+                raise Parked
+            stream = hub.stream_batches(event_filter, after=cursor, max_batch=max_batch)
             async with contextlib.aclosing(stream) as batches:
                 async for batch in batches:
                     from_log = sum(1 for item in batch if item.from_log)

@@ -68,6 +68,13 @@ def new_request_id() -> str:
     return f"{_PROCESS_PREFIX}-{next(_SEQUENCE):x}"
 
 
+def request_id_of(scope: Scope) -> tuple[str, tuple[bytes, bytes]]:
+    """The id of an HTTP request or WebSocket connection (the client's ``X-Request-Id`` when sane, else a new one)
+    and the response header that echoes it."""
+    request_id = _incoming_request_id(scope) or new_request_id()
+    return request_id, (_HEADER, request_id.encode("ascii"))
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == _HEADER:
@@ -88,8 +95,7 @@ class RequestIds:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or new_request_id()
-        header = (_HEADER, request_id.encode("ascii"))
+        request_id, header = request_id_of(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept", "websocket.http.response.start"):

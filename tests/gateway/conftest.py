@@ -14,6 +14,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.ops import api_keys
 from gateway.settings import Settings
+from gateway.ws_transport import ws_protocol
 from tests.conftest import make_directory
 from tests.redis_server import free_port
 
@@ -29,7 +30,7 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[int, Any]]:
         port=port,
         log_level="warning",
         lifespan="on",
-        ws=settings.ws_implementation,
+        ws=ws_protocol(settings.ws_implementation),  # as `dsync serve` does
         ws_per_message_deflate=False,
     )
     server = uvicorn.Server(config)
