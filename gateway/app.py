@@ -27,6 +27,7 @@ from gateway.observe import metrics
 from gateway.observe.logs import RequestIds
 from gateway.observe.request_log import RequestLog
 from gateway.ops import api_keys
+from gateway.ops.priority import Scheduler
 from gateway.ops.rule_evaluator import RuleEvaluator
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
@@ -86,7 +87,22 @@ def _graphql_http(settings: Settings) -> ASGIApp:
 class Gateway(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id.
-        return _server_send(RequestIds(metrics.HttpMetrics(super().build_middleware_stack())))
+        return _server_send(RequestIds(metrics.HttpMetrics(_foreground(super().build_middleware_stack()))))
+
+
+def _foreground(app: ASGIApp) -> ASGIApp:
+    """Every HTTP request counts as foreground while it runs (a costly GraphQL operation turns itself background):
+    background operations give them most of the event loop (gateway.ops.priority)."""
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        scheduler: Scheduler = scope["app"].state.scheduler
+        with scheduler.foreground():
+            await app(scope, receive, send)
+
+    return counted
 
 
 def _server_send(app: ASGIApp) -> ASGIApp:
@@ -182,5 +198,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
     app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
     app.state.graphql_cost_limiter = TokenBuckets(rate=settings.graphql_cost_rate, burst=settings.graphql_cost_burst)
+    app.state.scheduler = Scheduler()
     app.state.scim_doorman = Doorman(rate=settings.scim_unauthenticated_rate_limit)
     return app
