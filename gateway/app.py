@@ -198,6 +198,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
     app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
     app.state.graphql_cost_limiter = TokenBuckets(rate=settings.graphql_cost_rate, burst=settings.graphql_cost_burst)
-    app.state.scheduler = Scheduler()
+    app.state.scheduler = Scheduler(foreground_seconds=settings.graphql_foreground_ms / 1000)
     app.state.scim_doorman = Doorman(rate=settings.scim_unauthenticated_rate_limit)
     return app

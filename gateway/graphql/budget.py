@@ -5,9 +5,11 @@ wait; and its cost from the key's cost bucket (``DSYNC_GRAPHQL_COST_RATE``), els
 operations and a few costly ones then take a key the same share of the server. A refused operation answers like an
 invalid document: nothing of it runs.
 
-An admitted operation costing more than ``DSYNC_GRAPHQL_BACKGROUND_COST`` executes at background priority
-(``background_scheduler``, read by gateway.graphql.execution; gateway.ops.priority says why and how): within the
-budget a query still takes up to ~0.2 s of CPU, which other tenants' requests would otherwise wait behind."""
+An admitted query or mutation executes through the process's scheduler (``scheduling``, read by
+gateway.graphql.execution; gateway.ops.priority says why and how): at background priority from the start if it costs
+more than ``DSYNC_GRAPHQL_BACKGROUND_COST``, else once it has held the event loop for ``DSYNC_GRAPHQL_FOREGROUND_MS``.
+Within the budget a query still takes up to ~0.2 s of CPU (more where its pages are full), which other tenants'
+requests would otherwise wait behind."""
 
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ from gateway.ops.priority import Scheduler
 from gateway.ops.token_buckets import TokenBuckets, retry_after
 
 # Set for each operation as it is admitted, in the task that then executes it (one per HTTP request or WebSocket
-# operation): the scheduler to run it in the background with, or None.
-background_scheduler: ContextVar[Scheduler | None] = ContextVar("dsync_background_scheduler", default=None)
+# operation): the scheduler to run it with and whether it starts in the background; None: run it as it is.
+scheduling: ContextVar[tuple[Scheduler, bool] | None] = ContextVar("dsync_scheduling", default=None)
 
 
 class OperationBudget(SchemaExtension):
@@ -36,7 +38,7 @@ class OperationBudget(SchemaExtension):
 
     async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
-        background_scheduler.set(None)
+        scheduling.set(None)
         if not context.pre_execution_errors and context.graphql_document is not None:
             refusal = self._refusal(context.context)
             if refusal is None:
@@ -52,9 +54,11 @@ class OperationBudget(SchemaExtension):
 
     def _schedule(self, request: Any) -> None:
         settings = getattr(request, "settings", None)
-        threshold = settings.graphql_background_cost if settings is not None else 0
-        if threshold > 0 and self._cost > threshold:
-            background_scheduler.set(getattr(request, "scheduler", None))
+        scheduler: Scheduler | None = getattr(request, "scheduler", None)
+        if settings is None or scheduler is None:
+            return
+        threshold = settings.graphql_background_cost
+        scheduling.set((scheduler, threshold > 0 and self._cost > threshold))
 
     def _refusal(self, request: Any) -> GraphQLError | None:
         context = self.execution_context

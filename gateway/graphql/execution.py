@@ -39,9 +39,8 @@ from graphql.execution.values import VariableValues
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway.graphql.budget import background_scheduler
+from gateway.graphql.budget import scheduling
 from gateway.graphql.errors import ApiError
-from gateway.ops.priority import in_background
 
 
 class SharedData(dict[str, Any]):
@@ -182,9 +181,10 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         settings = getattr(self.context_value, "settings", None)
         if settings is None or not isawaitable(result):
             return result
-        scheduler = background_scheduler.get()
-        if scheduler is not None and self.operation.operation is not OperationType.SUBSCRIPTION:
-            result = in_background(scheduler, result)  # a costly operation: the deadline covers its waits too
+        scheduled = scheduling.get()
+        if scheduled is not None and self.operation.operation is not OperationType.SUBSCRIPTION:
+            scheduler, costly = scheduled  # gateway.ops.priority: the deadline covers its waits for turns too
+            result = scheduler.run(result, background=costly)
         return _within(settings.graphql_timeout_seconds, result)
 
     def _execute_shared(self, serially: bool | None) -> Any:

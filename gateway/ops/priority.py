@@ -7,9 +7,12 @@ and completing a page of users (~1 ms): a SCIM request whose database answer arr
 them. Measured on the event loop: a callback made ready during such a query waited up to 200-500 ms. Yielding inside
 the query does not help, the other ~179 steps are queued ahead already; what helps is keeping them out of the queue.
 
-So a background operation's coroutine, and every task created while it runs, are wrapped: before each step the
-wrapper asks the ``Scheduler`` for a turn, and only one background step is let onto the loop at a time, the next one
-queued behind whatever became ready meanwhile. While foreground requests are in flight (``foreground``: every HTTP
+So an operation's coroutine, and every task created while it runs, are wrapped (``Scheduler.run``). An operation
+known to be costly starts in the background; any other is moved there once it has held the loop for
+``foreground_seconds`` in all (the cost of a query does not always tell its CPU: a page of groups with their members'
+pages costs the same whether each holds one member or a hundred). In the background, before each step the wrapper
+asks the ``Scheduler`` for a turn, and only one background step is let onto the loop at a time, the next one queued
+behind whatever became ready meanwhile. While foreground requests are in flight (``foreground``: every HTTP
 request but a background one), background steps are spaced so that they take at most ``share`` of the loop (a step of
 1 ms is followed by 3 ms for others at 0.25); when none is, they run back to back. A background operation is never
 refused or starved: under a constant foreground load it still runs at ``share`` of the speed it would alone, within
@@ -28,16 +31,17 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Scheduler", "in_background"]
+__all__ = ["Scheduler"]
 
 
 class Scheduler:
     """The turns of one process's background steps (one per app; bound to the loop that first runs one)."""
 
-    def __init__(self, *, share: float = 0.25) -> None:
+    def __init__(self, *, share: float = 0.25, foreground_seconds: float = 0.01) -> None:
         if not 0 < share <= 1:
             raise ValueError("share must be in (0, 1]")
         self.share = share
+        self.foreground_seconds = foreground_seconds
         self.foreground_requests = 0
         self.background_steps = 0  # for tests and metrics: steps taken through the turnstile
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -45,9 +49,22 @@ class Scheduler:
         self._queue: deque[asyncio.Future[None]] = deque()
         self._reopening: asyncio.Handle | None = None
 
+    async def run(self, work: Awaitable[T], *, background: bool) -> T:
+        """Await ``work`` (a coroutine not yet started) and every task it creates stepwise: in the background from the
+        start if ``background``, else once it has held the loop for ``foreground_seconds``."""
+        operation = _Operation(self, _foreground.get(), self.foreground_seconds)
+        if background:
+            operation.to_background()
+        _install_task_factory(asyncio.get_running_loop())
+        token = _operation.set(operation)
+        try:
+            return await _Stepwise(operation, _as_coroutine(work))
+        finally:
+            _operation.reset(token)
+
     @contextmanager
     def foreground(self) -> Iterator[None]:
-        """Counts a request as foreground while it runs (until it turns background: ``in_background``)."""
+        """Counts a request as foreground while it runs (until an operation it runs turns background)."""
         mark = _ForegroundMark(self)
         self.foreground_requests += 1
         token = _foreground.set(mark)
@@ -103,22 +120,26 @@ class _ForegroundMark:
             self._scheduler.foreground_requests -= 1
 
 
+class _Operation:
+    """One operation run by ``Scheduler.run``: in the foreground until it has used its loop time, then background."""
+
+    __slots__ = ("_mark", "background", "remaining", "scheduler")
+
+    def __init__(self, scheduler: Scheduler, mark: _ForegroundMark | None, seconds: float) -> None:
+        self.scheduler = scheduler
+        self._mark = mark
+        self.remaining = seconds
+        self.background = False
+
+    def to_background(self) -> None:
+        self.background = True
+        if self._mark is not None:
+            self._mark.release()  # the request running it no longer holds background work back
+
+
 _foreground: ContextVar[_ForegroundMark | None] = ContextVar("dsync_foreground", default=None)
-# The scheduler of the background operation running in this context: tasks created here are background too.
-_background: ContextVar[Scheduler | None] = ContextVar("dsync_background", default=None)
-
-
-async def in_background(scheduler: Scheduler, work: Awaitable[T]) -> T:
-    """Await ``work`` (a coroutine not yet started) at background priority, with every task it creates."""
-    mark = _foreground.get()
-    if mark is not None:
-        mark.release()  # this request no longer holds background work back
-    _install_task_factory(asyncio.get_running_loop())
-    token = _background.set(scheduler)
-    try:
-        return await _Stepwise(scheduler, _as_coroutine(work))
-    finally:
-        _background.reset(token)
+# The operation running in this context: tasks created here are its own.
+_operation: ContextVar[_Operation | None] = ContextVar("dsync_operation", default=None)
 
 
 async def _await(work: Awaitable[T]) -> T:
@@ -133,14 +154,17 @@ class _Stepwise(Coroutine[Any, Any, T]):
     """A coroutine whose every step waits for its turn (``Scheduler._turn``). The task driving it sees the turn's
     future as one more thing its coroutine waits for."""
 
-    __slots__ = ("_inner", "_scheduler", "_ticket")
+    __slots__ = ("_inner", "_operation", "_scheduler", "_ticket")
 
-    def __init__(self, scheduler: Scheduler, inner: Coroutine[Any, Any, T]) -> None:
-        self._scheduler = scheduler
+    def __init__(self, operation: _Operation, inner: Coroutine[Any, Any, T]) -> None:
+        self._operation = operation
+        self._scheduler = operation.scheduler
         self._inner = inner
         self._ticket: asyncio.Future[None] | None = None
 
     def send(self, value: Any) -> Any:
+        if not self._operation.background:
+            return self._foreground_step(self._inner.send, value)
         ticket = self._ticket
         if ticket is None or not ticket.done():
             if ticket is not None:  # woken while still waiting: not by its turn; give the place up
@@ -154,10 +178,22 @@ class _Stepwise(Coroutine[Any, Any, T]):
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         # Cancellation (the deadline) reaches the operation at once, turn or no turn.
+        if not self._operation.background:
+            return self._foreground_step(self._inner.throw, typ, val, tb)
         ticket, self._ticket = self._ticket, None
         if ticket is not None and not ticket.done():
             ticket.cancel()
         return self._step(self._inner.throw, typ, val, tb)
+
+    def _foreground_step(self, step: Callable[..., Any], *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return step(*args)
+        finally:
+            operation = self._operation
+            operation.remaining -= time.perf_counter() - started
+            if operation.remaining <= 0 and not operation.background:
+                operation.to_background()
 
     def _step(self, step: Callable[..., Any], *args: Any) -> Any:
         started = time.perf_counter()
@@ -186,17 +222,17 @@ class _Stepwise(Coroutine[Any, Any, T]):
 
 
 def _install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
-    """Tasks created while a background operation runs (graphql-core resolves fields and list items in tasks of their
-    own; DataLoaders dispatch in theirs) are background too. The factory wraps only those; it is installed once per
-    loop, on the first background operation, and keeps any factory already set."""
+    """Tasks created while an operation runs (graphql-core resolves fields and list items in tasks of their own;
+    DataLoaders dispatch in theirs) are stepwise too, as part of it. The factory wraps only those; it is installed
+    once per loop, on the first operation, and keeps any factory already set."""
     previous = loop.get_task_factory()
     if getattr(previous, "_dsync_background", False):
         return
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        scheduler = _background.get()
-        if scheduler is not None and isinstance(coro, Coroutine) and not isinstance(coro, _Stepwise):
-            coro = _Stepwise(scheduler, coro)
+        operation = _operation.get()
+        if operation is not None and isinstance(coro, Coroutine) and not isinstance(coro, _Stepwise):
+            coro = _Stepwise(operation, coro)
         if previous is not None:
             return previous(loop, coro, **kwargs)
         return asyncio.Task(coro, loop=loop, **kwargs)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gateway.ops.priority import Scheduler, in_background
+from gateway.ops.priority import Scheduler
 
 STEP = 0.002  # seconds of work in each step of the test operations
 
@@ -54,11 +54,25 @@ async def test_others_wait_for_one_background_step_not_for_all() -> None:
     assert await alone == 50
 
     scheduler, opened = Scheduler(), asyncio.Event()
-    background = asyncio.ensure_future(in_background(scheduler, _fan_out(50, opened)))
+    background = asyncio.ensure_future(scheduler.run(_fan_out(50, opened), background=True))
     longest = await _longest_wait(background, opened)
     assert longest < 20 * STEP, longest  # one step (and the machine's noise)
     assert await background == 50
     assert scheduler.background_steps >= 50
+
+
+async def test_an_operation_turns_background_once_it_has_held_the_loop_for_its_foreground_time() -> None:
+    # Not known to be costly: its first steps run as they come, until 10 ms of them; the rest of the burst takes turns.
+    scheduler, opened = Scheduler(foreground_seconds=5 * STEP), asyncio.Event()
+    work = asyncio.ensure_future(scheduler.run(_fan_out(50, opened), background=False))
+    longest = await _longest_wait(work, opened)
+    assert longest < 25 * STEP, longest
+    assert await work == 50
+    assert scheduler.background_steps > 0
+    # A short one never does.
+    quick = Scheduler(foreground_seconds=10.0)
+    assert await quick.run(_fan_out(5, asyncio.Event()), background=False) == 5
+    assert quick.background_steps == 0
 
 
 async def test_background_takes_its_share_while_foreground_requests_are_in_flight() -> None:
@@ -73,7 +87,7 @@ async def test_background_takes_its_share_while_foreground_requests_are_in_fligh
     await asyncio.sleep(0)
     assert scheduler.foreground_requests == 1
     started = time.perf_counter()
-    assert await in_background(scheduler, _fan_out(20, asyncio.Event())) == 20
+    assert await scheduler.run(_fan_out(20, asyncio.Event()), background=True) == 20
     # Each 2 ms step is followed by 6 ms for the foreground.
     assert time.perf_counter() - started >= 0.8 * 20 * STEP / 0.25
     done.set()
@@ -87,7 +101,7 @@ async def test_a_request_that_turns_background_no_longer_holds_background_work_b
     async def request() -> int:
         with scheduler.foreground():
             assert scheduler.foreground_requests == 1
-            result = await in_background(scheduler, _fan_out(3, asyncio.Event()))
+            result = await scheduler.run(_fan_out(3, asyncio.Event()), background=True)
             assert scheduler.foreground_requests == 0
             return result
 
@@ -103,7 +117,7 @@ async def test_deadline_and_errors_reach_a_background_operation() -> None:
 
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await in_background(scheduler, forever())
+            await scheduler.run(forever(), background=True)
 
     async def failing() -> None:
         async def piece(i: int) -> None:
@@ -114,15 +128,15 @@ async def test_deadline_and_errors_reach_a_background_operation() -> None:
         await asyncio.gather(*(piece(i) for i in range(5)))
 
     with pytest.raises(ValueError, match="piece 3"):
-        await in_background(scheduler, failing())
+        await scheduler.run(failing(), background=True)
     # Nothing holds a turn afterwards: the next operation runs.
     async with asyncio.timeout(5):
-        assert await in_background(scheduler, _fan_out(10, asyncio.Event())) == 10
+        assert await scheduler.run(_fan_out(10, asyncio.Event()), background=True) == 10
 
 
 async def test_tasks_created_outside_a_background_operation_are_left_alone() -> None:
     scheduler = Scheduler()
-    assert await in_background(scheduler, _fan_out(2, asyncio.Event())) == 2
+    assert await scheduler.run(_fan_out(2, asyncio.Event()), background=True) == 2
     steps = scheduler.background_steps
     assert await asyncio.ensure_future(_fan_out(5, asyncio.Event())) == 5
     assert scheduler.background_steps == steps
