@@ -1,7 +1,8 @@
 """Tenant B's SCIM latency with and without tenant A at its worst, against a real ``dsync serve``, on SQLite and
 PostgreSQL (``--store both``, the default).
 
-B provisions and reads sequentially (a POST of a user, then a filtered GET, ``--requests`` times); A, from other
+B provisions and reads sequentially (a POST of a user, then a filtered GET, ``--requests`` times, at most ``--b-rate``
+requests a second: within its directory's own rate limit); A, from other
 threads, sends the worst each limit allows: the largest PATCH (every operation a filter no index narrows) on a user
 with the most values allowed, a flood with a wrong token, bodies nested too deep, PATCHes over the limits, the most
 expensive GraphQL query the default budget allows over HTTP and over graphql-transport-ws (A's key, A's directory of
