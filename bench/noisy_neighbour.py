@@ -1,7 +1,8 @@
 """Tenant B's SCIM latency with and without tenant A at its worst, against a real ``dsync serve``, on SQLite and
 PostgreSQL (``--store both``, the default).
 
-B provisions and reads sequentially (a POST of a user, then a filtered GET, ``--requests`` times); A, from other
+B provisions and reads sequentially (a POST of a user, then a filtered GET, ``--requests`` times, at most ``--b-rate``
+requests a second: within its directory's own rate limit); A, from other
 threads, sends the worst each limit allows: the largest PATCH (every operation a filter no index narrows) on a user
 with the most values allowed, a flood with a wrong token, bodies nested too deep, PATCHes over the limits, the most
 expensive GraphQL query the default budget allows over HTTP and over graphql-transport-ws (A's key, A's directory of
@@ -56,19 +57,35 @@ def _worst_patch(operations: int, values: int) -> bytes:
     return json.dumps({"schemas": [harness.PATCH_URN], "Operations": ops}).encode()
 
 
-def _tenant_b(port: int, token: str, base: str, tag: str, count: int) -> tuple[list[float], list[int], list[str]]:
+def _tenant_b(
+    port: int, token: str, base: str, tag: str, count: int, rate: float
+) -> tuple[list[float], list[int], list[str]]:
+    """B's requests, started at most ``rate`` a second: B stays within its directory's rate limit (on a quiet machine
+    back-to-back requests would pass 200/s, and B's own 429s are not what this measures)."""
     conn = harness.Conn(port, harness.scim_headers(token))
     latencies: list[float] = []
     statuses: list[int] = []
     ids: list[str] = []
+    interval = 1 / rate if rate > 0 else 0.0
+    next_at = time.perf_counter()
+
+    def pace() -> None:
+        nonlocal next_at
+        wait = next_at - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        next_at = max(next_at + interval, time.perf_counter() - interval)
+
     try:
         for i in range(count):
+            pace()
             body = json.dumps({"userName": f"{tag}{i}@b.test", "emails": [{"value": f"{tag}{i}@b.test"}]}).encode()
             status, data, elapsed = conn.request("POST", f"{base}/Users", body)
             statuses.append(status)
             latencies.append(elapsed)
             if status == 201:
                 ids.append(json.loads(data)["id"])
+            pace()
             status, _, elapsed = conn.request("GET", f"{base}/Users?filter=userName%20eq%20%22{tag}{i}@b.test%22")
             statuses.append(status)
             latencies.append(elapsed)
@@ -210,9 +227,10 @@ def run(args: argparse.Namespace, tmp: Path, store: str, database_url: str) -> F
                 [dsync, "api-keys", "create", "--organization", str(a["organization_id"]), "--json"], env, tmp
             )["key"]
         )
-        _tenant_b(port, b["bearer_token"], base_b, "warm", 20)  # warm-up: B is known to the gateway
+        b_token, rate = str(b["bearer_token"]), args.b_rate
+        _tenant_b(port, b_token, base_b, "warm", 20, rate)  # warm-up: B is known to the gateway
 
-        alone, statuses_alone, ids_alone = _tenant_b(port, b["bearer_token"], base_b, "alone", args.requests)
+        alone, statuses_alone, ids_alone = _tenant_b(port, b_token, base_b, "alone", args.requests, rate)
         stop = threading.Event()
         seen: dict[str, collections.Counter[Any]] = {
             k: collections.Counter() for k in ("worst", "flood", "deep", "over", "gql", "gql-ws", "gql-over")
@@ -241,7 +259,7 @@ def run(args: argparse.Namespace, tmp: Path, store: str, database_url: str) -> F
             thread.start()
         time.sleep(1.0)
         try:
-            noisy, statuses_noisy, ids_noisy = _tenant_b(port, b["bearer_token"], base_b, "noisy", args.requests)
+            noisy, statuses_noisy, ids_noisy = _tenant_b(port, b_token, base_b, "noisy", args.requests, rate)
         finally:
             stop.set()
             for thread in threads:
@@ -277,7 +295,11 @@ def run(args: argparse.Namespace, tmp: Path, store: str, database_url: str) -> F
         ]
         fives = [s for s in all_statuses if s >= 500]
         b_failed = [s for s in [*statuses_alone, *statuses_noisy] if s not in (200, 201)]
-        print(f"B failures: {len(b_failed)}; 5xx anywhere: {len(fives)}; B's data intact: {intact}")
+        failed_by_status = dict(sorted(collections.Counter(b_failed).items()))
+        print(
+            f"B failures: {len(b_failed)} {failed_by_status or ''}; 5xx anywhere: {len(fives)}; "
+            f"B's data intact: {intact}"
+        )
         print(f"machine busy (other processes included): {harness.machine_busy_pct():.0f}%")
         ok = not (fives or b_failed or not intact)
         if not ok:
@@ -299,6 +321,12 @@ def main() -> int:
         help="a database beside which a fresh one is created and dropped (--store postgres)",
     )
     parser.add_argument("--requests", type=int, default=300, help="B's POST+GET pairs in each phase")
+    parser.add_argument(
+        "--b-rate",
+        type=float,
+        default=150.0,
+        help="B's requests per second at most (its directory's limit is 200/s, bursts of 400); 0: back to back",
+    )
     harness.add_run_options(parser, keep_temp_help="keep the temp dir (database, server log)")
     args = parser.parse_args()
     if not harness.at_least_one(args, ["requests"]):

@@ -28,6 +28,7 @@ from gateway.observe import metrics
 from gateway.observe.logs import REQUEST_ID, RequestIds, request_id_of
 from gateway.observe.request_log import RequestLog
 from gateway.ops import api_keys
+from gateway.ops.priority import Scheduler
 from gateway.ops.rule_evaluator import RuleEvaluator
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings, get_settings
@@ -110,7 +111,22 @@ class Gateway(Starlette):
         app = super().build_middleware_stack()
         if self.scim_routes:
             app = Shortcut(app, self.scim_routes)
-        return RequestIds(metrics.HttpMetrics(app))
+        return RequestIds(metrics.HttpMetrics(_foreground(app)))
+
+
+def _foreground(app: ASGIApp) -> ASGIApp:
+    """Every HTTP request counts as foreground while it runs (a costly GraphQL operation turns itself background):
+    background operations give them most of the event loop (gateway.ops.priority)."""
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        scheduler: Scheduler = scope["app"].state.scheduler
+        with scheduler.foreground():
+            await app(scope, receive, send)
+
+    return counted
 
 
 async def _graphql_websocket(endpoint: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -223,5 +239,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
     app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
     app.state.graphql_cost_limiter = TokenBuckets(rate=settings.graphql_cost_rate, burst=settings.graphql_cost_burst)
+    app.state.scheduler = Scheduler(foreground_seconds=settings.graphql_foreground_ms / 1000)
     app.state.scim_doorman = Doorman(rate=settings.scim_unauthenticated_rate_limit)
     return app

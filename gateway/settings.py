@@ -78,6 +78,13 @@ class Settings:
     # Refusals (rate or cost limits, over budget, unauthenticated) wait this long before they are answered, so a
     # client that ignores them cannot make the server answer them as fast as it asks. 0 answers at once.
     graphql_refusal_delay_ms: int = 100
+    # Queries and mutations costing more than this run at background priority (gateway/ops/priority.py): one step at
+    # a time, taking at most a quarter of the event loop while other HTTP requests are in flight, so SCIM requests and
+    # cheap queries (a dashboard page costs ~60-110) are not held up behind them. 0: by loop time only.
+    graphql_background_cost: int = 300
+    # Any other query or mutation moves to background priority once it has held the event loop this long (a cost does
+    # not always tell the CPU: a page of groups' member pages costs the same with 1 or 100 members in each).
+    graphql_foreground_ms: float = 10.0
     # Browser origins (besides the gateway's own) whose pages may call /graphql: CORS and WebSocket handshakes.
     allowed_origins: tuple[str, ...] = ()
     # The pump re-reads the event log's head this often, bounding the delay when a notification is lost.
@@ -171,6 +178,8 @@ class Settings:
             graphql_cost_rate=_float("DSYNC_GRAPHQL_COST_RATE", 500.0),
             graphql_cost_burst=_int("DSYNC_GRAPHQL_COST_BURST", 2000),
             graphql_refusal_delay_ms=_int("DSYNC_GRAPHQL_REFUSAL_DELAY_MS", 100),
+            graphql_background_cost=_int("DSYNC_GRAPHQL_BACKGROUND_COST", 300),
+            graphql_foreground_ms=_float("DSYNC_GRAPHQL_FOREGROUND_MS", 10.0),
             allowed_origins=_list(env.get("DSYNC_ALLOWED_ORIGINS")),
             event_poll_seconds=_float("DSYNC_EVENT_POLL_SECONDS", 1.0),
             event_retention_days=_float("DSYNC_EVENT_RETENTION_DAYS", 30.0),

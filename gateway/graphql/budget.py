@@ -3,12 +3,19 @@ over the WebSocket: its cost (gateway.graphql.cost) within ``DSYNC_GRAPHQL_MAX_C
 one request from its API key's token bucket (``DSYNC_GRAPHQL_RATE_LIMIT``), else RATE_LIMITED with the seconds to
 wait; and its cost from the key's cost bucket (``DSYNC_GRAPHQL_COST_RATE``), else COST_RATE_LIMITED: many cheap
 operations and a few costly ones then take a key the same share of the server. A refused operation answers like an
-invalid document: nothing of it runs."""
+invalid document: nothing of it runs.
+
+An admitted query or mutation executes through the process's scheduler (``scheduling``, read by
+gateway.graphql.execution; gateway.ops.priority says why and how): at background priority from the start if it costs
+more than ``DSYNC_GRAPHQL_BACKGROUND_COST``, else once it has held the event loop for ``DSYNC_GRAPHQL_FOREGROUND_MS``.
+Within the budget a query still takes up to ~0.2 s of CPU (more where its pages are full), which other tenants'
+requests would otherwise wait behind."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 from graphql import GraphQLError
@@ -16,17 +23,27 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.graphql.cost import operation_cost
 from gateway.graphql.errors import ApiError
+from gateway.ops.priority import Scheduler
 from gateway.ops.token_buckets import TokenBuckets, retry_after
+
+# Set for each operation as it is admitted, in the task that then executes it (one per HTTP request or WebSocket
+# operation): the scheduler to run it with and whether it starts in the background; None: run it as it is.
+scheduling: ContextVar[tuple[Scheduler, bool] | None] = ContextVar("dsync_scheduling", default=None)
 
 
 class OperationBudget(SchemaExtension):
     """Listed after the validation extensions: it sees their verdict and refuses only what they let through."""
 
+    _cost = 0
+
     async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
+        scheduling.set(None)
         if not context.pre_execution_errors and context.graphql_document is not None:
             refusal = self._refusal(context.context)
-            if refusal is not None:
+            if refusal is None:
+                self._schedule(context.context)
+            else:
                 context.pre_execution_errors = [refusal]
                 # A client ignoring refusals (over HTTP or a WebSocket) gets them at this pace, not the CPU's.
                 settings = getattr(context.context, "settings", None)
@@ -35,13 +52,21 @@ class OperationBudget(SchemaExtension):
                     await asyncio.sleep(delay / 1000)
         yield
 
+    def _schedule(self, request: Any) -> None:
+        settings = getattr(request, "settings", None)
+        scheduler: Scheduler | None = getattr(request, "scheduler", None)
+        if settings is None or scheduler is None:
+            return
+        threshold = settings.graphql_background_cost
+        scheduling.set((scheduler, threshold > 0 and self._cost > threshold))
+
     def _refusal(self, request: Any) -> GraphQLError | None:
         context = self.execution_context
         settings = getattr(request, "settings", None)
         if settings is None:
             return None
         assert context.graphql_document is not None
-        cost = operation_cost(
+        cost = self._cost = operation_cost(
             context.schema._schema,
             context.graphql_document,
             operation_name=context.operation_name,

@@ -19,6 +19,7 @@ from gateway.graphql.key_use import note_key_use
 from gateway.graphql.loaders import Loaders
 from gateway.ops import principals
 from gateway.ops.principals import Principal
+from gateway.ops.priority import Scheduler
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings
 from gateway.store.database import Database
@@ -38,6 +39,8 @@ class Context:
     rate_limiter: TokenBuckets | None = None
     # Per API key, the operations' costs (gateway.graphql.budget).
     cost_limiter: TokenBuckets | None = None
+    # Where operations above ``graphql_background_cost`` take their turns (gateway.graphql.budget).
+    scheduler: Scheduler | None = None
 
     def start_operation(self) -> None:
         """Fresh DataLoaders for the operation (or subscription event) that starts executing in this task, built
@@ -112,6 +115,7 @@ async def build_context(request: Request | WebSocket) -> Context:
     hub = request.app.state.hub
     limiter: TokenBuckets = request.app.state.graphql_rate_limiter
     cost_limiter: TokenBuckets | None = getattr(request.app.state, "graphql_cost_limiter", None)
+    scheduler: Scheduler | None = getattr(request.app.state, "scheduler", None)
     principal, error = None, "Send an API key"
     # Over WebSocket the key comes in connection_init (see ``authenticate_connection``).
     if not isinstance(request, WebSocket):
@@ -122,6 +126,7 @@ async def build_context(request: Request | WebSocket) -> Context:
         hub=hub,
         rate_limiter=limiter,
         cost_limiter=cost_limiter,
+        scheduler=scheduler,
         _principal=principal,
         _auth_error=error,
     )

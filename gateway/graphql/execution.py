@@ -40,6 +40,7 @@ from graphql.execution.values import VariableValues
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from gateway.graphql.budget import scheduling
 from gateway.graphql.context import Context
 from gateway.graphql.errors import ApiError
 from gateway.graphql.plans import Plan, answer, plan_for
@@ -186,6 +187,10 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         settings = getattr(self.context_value, "settings", None)
         if settings is None or not isawaitable(result):
             return result
+        scheduled = scheduling.get()
+        if scheduled is not None and self.operation.operation is not OperationType.SUBSCRIPTION:
+            scheduler, costly = scheduled  # gateway.ops.priority: the deadline covers its waits for turns too
+            result = scheduler.run(result, background=costly)
         return _within(settings.graphql_timeout_seconds, result)
 
     def _read_plan(self) -> Plan | None:

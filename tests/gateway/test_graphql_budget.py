@@ -171,3 +171,36 @@ async def _post(http: httpx.AsyncClient, key: str, query: str, variables: dict[s
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+@SQLITE
+async def test_costly_operations_run_in_the_background_over_http_and_websocket(settings: Settings) -> None:
+    """Above DSYNC_GRAPHQL_BACKGROUND_COST an operation's steps take turns (gateway.ops.priority): same answer, same
+    deadline, over both transports; cheaper ones run as before (until DSYNC_GRAPHQL_FOREGROUND_MS of loop time)."""
+    async with live_server(settings, graphql_background_cost=50, graphql_foreground_ms=10_000.0) as live:
+        scheduler = live["app"].state.scheduler
+        page = {"id": live["directory"].id, "n": 100}  # cost 102
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live['port']}") as http:
+            cheap = await _post(http, live["key"], "{ organizations { totalCount } }")
+            assert "errors" not in cheap and scheduler.background_steps == 0
+            answer = await _post(http, live["key"], PAGE, page)
+            assert "errors" not in answer and answer["data"]["directory"]["users"]["edges"] == []
+            over_http = scheduler.background_steps
+            assert over_http > 0
+            assert scheduler.foreground_requests == 0  # every request's count went back
+        async with connect(live["port"]) as ws:
+            await init(ws, live["key"])
+            await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": PAGE, "variables": page}}))
+            message = json.loads(await ws.recv())
+            assert message["type"] == "next" and "errors" not in message["payload"], message
+            assert scheduler.background_steps > over_http
+    async with live_server(settings, graphql_background_cost=50, graphql_timeout_seconds=0.000001) as live:
+        page["id"] = live["directory"].id
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live['port']}") as http:
+            answer = await _post(http, live["key"], PAGE, page)
+            assert [e["extensions"]["code"] for e in answer["errors"]] == ["TIMEOUT"]
+        async with connect(live["port"]) as ws:
+            await init(ws, live["key"])
+            await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": PAGE, "variables": page}}))
+            message = json.loads(await ws.recv())
+            assert [e["extensions"]["code"] for e in message["payload"]["errors"]] == ["TIMEOUT"], message
