@@ -13,7 +13,11 @@ sink of the group directly (one string splice and one buffer append per subscrib
 generator sleeps until its subscriber falls behind or the hub stops. Both write to the same per-connection buffer in
 cursor order, so a subscriber sees one ordered sequence whichever way each event went.
 
-Consumers see none of this: ``EventHub.stream`` yields the events after a cursor, from the log and then live, with
+``EventHub.attach`` does the same without a generator: the hub itself catches the subscriber up from the log (a
+short-lived task handing rows to the sink) and then the pump serves it, so an idle subscriber costs its
+``Subscriber`` and its sink only.
+
+Consumers of ``stream`` see none of this: ``EventHub.stream`` yields the events after a cursor, from the log and then live, with
 no gap and no duplicate, and goes back to the log by itself when its subscriber falls behind.
 """
 
