@@ -115,6 +115,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             headers = self.scope["headers"]
             if isinstance(headers, list):
                 headers.clear()
+            for key in ("extensions", "state", "subprotocols"):  # read by the handshake only
+                self.scope.pop(key, None)  # type: ignore[misc]
+            # Its attributes, added in no fixed order, grew a table for more than it holds now: a fresh one is
+            # ~300 bytes smaller.
+            self.__dict__ = dict(self.__dict__)
 
 
 def ws_protocol(implementation: str) -> Any:

@@ -13,8 +13,12 @@ sink of the group directly (one string splice and one buffer append per subscrib
 generator sleeps until its subscriber falls behind or the hub stops. Both write to the same per-connection buffer in
 cursor order, so a subscriber sees one ordered sequence whichever way each event went.
 
-Consumers see none of this: ``EventHub.stream`` yields the events after a cursor, from the log and then live, with
-no gap and no duplicate, and goes back to the log by itself when its subscriber falls behind.
+``EventHub.attach`` does the same without a generator: the hub itself catches the subscriber up from the log (a
+short-lived task handing rows to the sink) and then the pump serves it, so an idle subscriber costs its
+``Subscriber`` and its sink only.
+
+Consumers of ``stream`` see none of this: it yields the events after a cursor, from the log and then live, with no
+gap and no duplicate, and goes back to the log by itself when its subscriber falls behind.
 """
 
 from __future__ import annotations
@@ -92,8 +96,9 @@ class LiveSink(Protocol):
 class AttachedSink(LiveSink, Protocol):
     """A sink the hub serves by itself (``EventHub.attach``): no generator, no task while the subscriber keeps up."""
 
-    async def deliver(self, rows: list[Any]) -> None:
-        """Send these rows read from the log (this subscriber's own, in order) and wait until they are written."""
+    async def deliver(self, rows: list[Any]) -> bool:
+        """Send these rows read from the log (this subscriber's own, in order) and wait until they are written; False
+        when the subscriber is gone (its connection closed): the catch-up stops there."""
 
     def end(self, error: str | None) -> None:
         """The subscription ends: the hub stopped (``error`` None) or reading the log failed."""
@@ -439,7 +444,8 @@ class EventHub:
                 rows = await self._read_log(last, subscriber.filter)
                 if rows:
                     async with self.delivery_turn():
-                        await sink.deliver(rows)
+                        if not await sink.deliver(rows):
+                            return
                     last = rows[-1].cursor
                     continue
                 while not mailbox.empty() and not subscriber.behind:
@@ -454,9 +460,12 @@ class EventHub:
                             last = live.cursor
                     if waiting:
                         async with self.delivery_turn():
-                            await sink.deliver(waiting)
+                            if not await sink.deliver(waiting):
+                                return
                 if subscriber.behind:
                     continue  # its mailbox overflowed meanwhile: back to the log
+                if subscriber.catching_up is None:
+                    return  # detached while the last rows were written
                 if self._stopped:
                     subscriber.catching_up = None
                     self.detach(subscriber)
@@ -469,6 +478,8 @@ class EventHub:
             raise
         except Exception:
             logger.warning("catching a subscriber up from the log failed; its subscription ends", exc_info=True)
+            if subscriber.catching_up is None:
+                return  # detached meanwhile (its connection closed)
             subscriber.catching_up = None
             self.detach(subscriber)
             sink.end("Reading the event log failed: resubscribe with the last cursor you received")

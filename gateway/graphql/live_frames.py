@@ -350,7 +350,7 @@ class FrameSink:
             self._hub.detach(self._subscriber)
         self._subscriber = None
 
-    async def deliver(self, rows: list[Any]) -> None:
+    async def deliver(self, rows: list[Any]) -> bool:
         step = self.max_batch or 1
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
@@ -361,8 +361,12 @@ class FrameSink:
             payload: dict[str, Any] = {"data": result.data}
             if result.errors:
                 payload["errors"] = [_formatted(error) for error in result.errors]
-            await self._handler.send_text(f"{self._prefix}{orjson.dumps(payload).decode()}}}")
+            try:
+                await self._handler.send_text(f"{self._prefix}{orjson.dumps(payload).decode()}}}")
+            except WebSocketDisconnected:
+                return False  # the connection's shutdown detaches this sink
             DELIVERED_FROM_LOG.inc(len(chunk))
+        return True
 
     def end(self, error: str | None) -> None:
         self._subscriber = None

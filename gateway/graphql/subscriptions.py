@@ -1,7 +1,9 @@
 """Subscriptions: the event log first (after a cursor), then live events, with no gap and no duplicate.
 
-Over graphql-transport-ws a subscription that keeps up is served by the hub's pump directly (prebuilt frames, see
-gateway.graphql.live_frames); the resolvers below then yield only what comes from the log or was queued before.
+Over graphql-transport-ws a resolver only validates, authorizes and checks the cursor, then hands the subscription
+to the hub (``FrameSink.attach``) and unwinds its operation (``Parked``): the hub catches it up from the log and its
+pump writes live events as prebuilt frames (gateway.graphql.live_frames), so an idle subscriber keeps no operation
+chain. Elsewhere (no graphql-transport-ws operation) the resolvers yield events from ``EventHub.stream_batches``.
 """
 
 from __future__ import annotations
