@@ -70,10 +70,22 @@ def _user(name: str) -> dict[str, Any]:
 
 
 async def test_a_bad_token_among_good_posts_leaves_the_batch_alone(
-    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, batches: list[int]
+    app: Any,
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    batches: list[int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await client.get(f"{directory.path}/Users", headers=directory.headers)  # linked before the batch
     batches.clear()
+    in_savepoints: list[object] = []
+    original = grouped_writer._run_in_savepoint
+
+    def counting(session: Any, job: Any) -> Any:
+        in_savepoints.append(job)
+        return original(session, job)
+
+    monkeypatch.setattr(grouped_writer, "_run_in_savepoint", counting)
     wrong = {**directory.headers, "Authorization": "Bearer dsync_scim_wrong"}
     calls = [
         client.post(f"{directory.path}/Users", json=_user(f"u{i}@acme.test"), headers=directory.headers)
@@ -84,6 +96,7 @@ async def test_a_bad_token_among_good_posts_leaves_the_batch_alone(
     assert [r.status_code for r in responses].count(201) == 40
     assert responses[20].status_code == 401
     assert batches == [1, 41]  # the busy job, then every request's job together, none run again
+    assert in_savepoints == []  # the refusal read only: the batch was not rolled back and run again with savepoints
 
 
 async def test_refusals_and_a_conflict_inside_a_batch_touch_only_their_own_request(
@@ -242,3 +255,38 @@ async def test_two_new_users_with_one_user_name_in_a_batch_give_one_201_and_one_
         "c@acme.test",
         "twin@acme.test",
     ]
+
+
+async def test_refusals_that_only_read_leave_the_batch_running_without_savepoints(
+    app: Any,
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    batches: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, headers = directory.path, directory.headers
+    user_id = (await client.post(f"{path}/Users", json=_user("kept@acme.test"), headers=headers)).json()["id"]
+    batches.clear()
+    in_savepoints: list[object] = []
+    original = grouped_writer._run_in_savepoint
+
+    def counting(session: Any, job: Any) -> Any:
+        in_savepoints.append(job)
+        return original(session, job)
+
+    monkeypatch.setattr(grouped_writer, "_run_in_savepoint", counting)
+    responses = await _in_one_batch(
+        app,
+        [
+            client.post(f"{path}/Users", json=_user("a@acme.test"), headers=headers),
+            client.put(f"{path}/Users/directory_user_missing", json=_user("x@acme.test"), headers=headers),  # 404
+            client.put(f"{path}/Users/{user_id}", json=_user("y@acme.test"), headers={**headers, "If-Match": 'W/"9"'}),
+            client.delete(f"{path}/Users/directory_user_missing", headers=headers),  # 404
+            client.post(f"{path}/Users", json=_user("b@acme.test"), headers=headers),
+        ],
+    )
+    assert [r.status_code for r in responses] == [201, 404, 412, 404, 201]
+    assert batches == [1, 5]
+    assert in_savepoints == []  # the refusals read only: the others were not rolled back and run again
+    names = {u["userName"] for u in (await client.get(f"{path}/Users", headers=headers)).json()["Resources"]}
+    assert names == {"kept@acme.test", "a@acme.test", "b@acme.test"}
