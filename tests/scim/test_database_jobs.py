@@ -7,6 +7,7 @@ before that write's events."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -137,3 +138,29 @@ async def test_reads_by_index_see_a_rotation_or_deletion_at_the_next_request(
     await database.transaction(lambda session: directories.delete_directory(session, directory_id=directory.id))
     for url in (by_id, by_name, missing):
         assert (await client.get(url, headers=fresh)).status_code == 401
+
+
+class _Locked:
+    """A SQLite connection whose database another process holds locked."""
+
+    @property
+    def dbapi_connection(self) -> Any:
+        return self
+
+    def execute(self, *_args: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+
+async def test_a_lookup_that_meets_a_lock_reads_again_on_a_thread(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's lookups run on the event loop and never wait there for a lock: they read again on a reader thread."""
+    database: Database = app.state.database
+    if not database.is_sqlite:
+        pytest.skip("SQLite's lookups only")
+    directory = await make_directory(database)
+    created = await client.post(f"{directory.path}/Users", json={"userName": "a@x.test"}, headers=directory.headers)
+    monkeypatch.setattr(database, "_lookups", _Locked())
+    read = await client.get(f"{directory.path}/Users/{created.json()['id']}", headers=directory.headers)
+    assert read.status_code == 200 and read.json()["userName"] == "a@x.test"
+    monkeypatch.undo()  # the real connection back, closed at shutdown
