@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -108,17 +110,29 @@ class Database:
         read takes tens of microseconds, less than handing it to a reader thread and back, and WAL readers never
         wait for the writer. PostgreSQL's reads cross the network: they go to the reader threads (``query``), on the
         DBAPI connection of a read session (autocommit; psycopg prepares a statement run often on the server)."""
+        on_thread = partial(self._read_on_thread, lambda session: job(self._reader(session.connection())))
         if not self.is_sqlite:
-            return await self._read_on_thread(lambda session: job(self._reader(session.connection())))
+            return await on_thread()
         if self._lookups is None:
-            self._lookups = self.sync_engine.raw_connection()
-        connection: Any = self._lookups.driver_connection
-        connection.execute("BEGIN")  # one snapshot for all of the job's statements
+            lookups = self.sync_engine.raw_connection()
+            lookups.detach()  # its own from now on: the pool never hands it (or its busy timeout) to another
+            # Never wait on the event loop: a lock a reader could meet (another process's exclusive lock, a WAL
+            # recovery) answers at once, and the read runs again on a reader thread, which may wait for it.
+            driver: Any = lookups.dbapi_connection
+            driver.execute("PRAGMA busy_timeout=0")
+            self._lookups = lookups
+        connection: Any = self._lookups.dbapi_connection
         try:
-            return job(DbapiReader(connection, self.sync_engine.dialect, self._prepared))
-        finally:
-            if connection.in_transaction:
-                connection.execute("COMMIT")
+            connection.execute("BEGIN")  # one snapshot for all of the job's statements
+            try:
+                return job(DbapiReader(connection, self.sync_engine.dialect, self._prepared))
+            finally:
+                if connection.in_transaction:
+                    connection.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+        return await on_thread()
 
     def _reader(self, connection: Connection) -> DbapiReader:
         """A ``Reader`` on the DBAPI connection under ``connection`` (in its transaction, or autocommit)."""

@@ -7,15 +7,18 @@ before that write's events."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session
 
+from gateway.ops import directories
 from gateway.settings import Settings
 from gateway.store.database import Database
-from tests.conftest import make_directory, recorded_events
+from tests.conftest import PUBLIC_URL, make_directory, recorded_events
 
 
 @pytest.fixture
@@ -101,3 +104,63 @@ async def test_a_failed_first_write_still_links(app: Any, client: httpx.AsyncCli
     assert await _names(app, directory.id) == ["dsync.activated"]
     assert (await client.post(f"{directory.path}/Users", json=body, headers=directory.headers)).status_code == 201
     assert await _names(app, directory.id) == ["dsync.activated", "dsync.user.created"]
+
+
+async def test_reads_by_index_see_a_rotation_or_deletion_at_the_next_request(
+    app: Any, client: httpx.AsyncClient, jobs: dict[str, int]
+) -> None:
+    """A GET by id or by ``userName eq`` authenticates with the row its own statement reads: nothing is cached, so a
+    rotated token fails (and the new one works) from the very next request, and a deleted directory answers 401."""
+    database: Database = app.state.database
+    directory = await make_directory(database)
+    created = await client.post(f"{directory.path}/Users", json={"userName": "a@x.test"}, headers=directory.headers)
+    by_id = f"{directory.path}/Users/{created.json()['id']}"
+    by_name = f'{directory.path}/Users?filter=userName eq "A@x.test"'
+    missing = f"{directory.path}/Users/directory_user_nope"
+    assert (await client.get(by_id, headers=directory.headers)).status_code == 200
+    found = await client.get(by_name, headers=directory.headers)
+    assert found.status_code == 200 and found.json()["totalResults"] == 1
+    jobs.update(query=0, lookup=0, transaction=0)
+
+    def rotate(session: Session) -> str:
+        issued = directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+        return issued.bearer_token
+
+    token = await database.transaction(rotate)
+    fresh = {**directory.headers, "Authorization": f"Bearer {token}"}
+    for url in (by_id, by_name, missing):  # 401 before 404: a wrong token learns nothing of what exists
+        assert (await client.get(url, headers=directory.headers)).status_code == 401
+    assert (await client.get(by_id, headers=fresh)).status_code == 200
+    assert (await client.get(by_name, headers=fresh)).json()["Resources"][0]["userName"] == "a@x.test"
+    assert (await client.get(missing, headers=fresh)).status_code == 404
+    assert jobs["lookup"] == 6 and jobs["query"] == 0  # each one read, authentication included
+
+    await database.transaction(lambda session: directories.delete_directory(session, directory_id=directory.id))
+    for url in (by_id, by_name, missing):
+        assert (await client.get(url, headers=fresh)).status_code == 401
+
+
+class _Locked:
+    """A SQLite connection whose database another process holds locked."""
+
+    @property
+    def dbapi_connection(self) -> Any:
+        return self
+
+    def execute(self, *_args: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+
+async def test_a_lookup_that_meets_a_lock_reads_again_on_a_thread(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's lookups run on the event loop and never wait there for a lock: they read again on a reader thread."""
+    database: Database = app.state.database
+    if not database.is_sqlite:
+        pytest.skip("SQLite's lookups only")
+    directory = await make_directory(database)
+    created = await client.post(f"{directory.path}/Users", json={"userName": "a@x.test"}, headers=directory.headers)
+    monkeypatch.setattr(database, "_lookups", _Locked())
+    read = await client.get(f"{directory.path}/Users/{created.json()['id']}", headers=directory.headers)
+    assert read.status_code == 200 and read.json()["userName"] == "a@x.test"
+    monkeypatch.undo()  # the real connection back, closed at shutdown
