@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 from graphql import (
     ExecutionResult,
-    GraphQLError,
     GraphQLField,
     GraphQLLeafType,
     GraphQLNonNull,
@@ -43,9 +42,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gateway.graphql.context import Context
 from gateway.graphql.errors import ApiError
-from gateway.graphql.loaders import directory_counts
-from gateway.graphql.plans import Answer, Plan, answer, plan_for
-from gateway.ops.principals import Principal
+from gateway.graphql.plans import Plan, answer, plan_for
 
 logger = logging.getLogger("dsync.graphql")
 
@@ -201,41 +198,20 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         context: Context = self.context_value
         principal = context.authenticated
         if principal is not None:
-            data = await self._planned(context, principal, plan)
+            variables, public_url = self.variable_values, context.settings.public_url
+
+            def job(session: Any) -> dict[str, Any] | None:
+                return answer(session, plan, variables=variables, principal=principal, public_url=public_url)
+
+            try:
+                data = await context.database.query(job)
+            except Exception:  # the store failed, or the plan did: graphql-core answers (and reports the failure)
+                logger.warning("read plan failed; the operation runs through graphql-core", exc_info=True)
+                data = None
             if data is not None:
                 return ExecutionResult(data=data)
         result = super().execute_operation(serially)
         return await result if isawaitable(result) else result
-
-    async def _planned(self, context: Context, principal: Principal, plan: Plan) -> dict[str, Any] | None:
-        """The plan's data, or None: graphql-core answers (and reports what the plan could not answer)."""
-        variables, public_url, database = self.variable_values, context.settings.public_url, context.database
-        try:
-            counted = plan.counted_directories(variables)
-        except GraphQLError:
-            return None
-
-        def job(session: Any) -> Answer | None:
-            return answer(
-                session,
-                plan,
-                variables=variables,
-                principal=principal,
-                public_url=public_url,
-                counts_apart=bool(counted),
-            )
-
-        try:
-            if not counted:
-                found = await database.query(job)
-                return None if found is None else found.data
-            found, counts = await asyncio.gather(
-                database.query(job), database.query(lambda session: directory_counts(session, counted))
-            )
-            return None if found is None else found.with_counts(dict(zip(counted, counts, strict=True)))
-        except Exception:  # the store failed, or the plan did: graphql-core answers (and reports the failure)
-            logger.warning("read plan failed; the operation runs through graphql-core", exc_info=True)
-            return None
 
     def _execute_shared(self, serially: bool | None) -> Any:
         shared: dict[tuple[int, str], tuple[Any, ExecutionResult]] | None = getattr(

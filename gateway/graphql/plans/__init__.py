@@ -24,41 +24,17 @@ from sqlalchemy.orm import Session
 from gateway.graphql.errors import ApiError
 from gateway.graphql.plans.compile import Plan, plan_for
 from gateway.graphql.plans.leaves import Unanswerable
-from gateway.graphql.plans.nodes import Run, fill_counts, render_object
+from gateway.graphql.plans.nodes import Run, render_object
 from gateway.ops.principals import Principal
 
-__all__ = ["Answer", "Plan", "answer", "plan_for"]
-
-
-class Answer:
-    """What a plan's store job made: the data, with the counts to fill in when they were read apart."""
-
-    def __init__(self, data: dict[str, Any], run: Run) -> None:
-        self.data = data
-        self._run = run
-
-    def with_counts(self, counts: dict[str, dict[str, int]]) -> dict[str, Any] | None:
-        try:
-            fill_counts(self._run, counts)
-        except Unanswerable:
-            return None
-        return self.data
+__all__ = ["Plan", "answer", "plan_for"]
 
 
 def answer(
-    session: Session,
-    plan: Plan,
-    *,
-    variables: VariableValues,
-    principal: Principal,
-    public_url: str,
-    counts_apart: bool = False,
-) -> Answer | None:
-    """The operation's answer (a store job), or None when graphql-core must answer it. ``counts_apart``: the
-    directories' counts are read by another job (``Plan.counted_directories``), given to ``Answer.with_counts``."""
-    run = Run(session.connection(), variables, principal, public_url)
-    run.counts_apart = counts_apart
+    session: Session, plan: Plan, *, variables: VariableValues, principal: Principal, public_url: str
+) -> dict[str, Any] | None:
+    """The operation's data (a store job), or None when graphql-core must answer it."""
     try:
-        return Answer(render_object(plan.fields, None, run), run)
+        return render_object(plan.fields, None, Run(session.connection(), variables, principal, public_url))
     except (Unanswerable, ApiError, GraphQLError):
         return None

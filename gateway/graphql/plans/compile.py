@@ -19,11 +19,9 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    get_argument_values,
     get_named_type,
     is_abstract_type,
 )
-from graphql.execution.values import VariableValues
 
 from gateway.graphql.plans import nodes
 from gateway.graphql.plans.leaves import COLUMN_FIELDS, NotCovered, column_of, converter
@@ -37,12 +35,6 @@ class Plan:
 
     def __init__(self, fields: nodes.Fields) -> None:
         self.fields = fields
-        self._counted = [part for _name, part in fields if isinstance(part, nodes.DirectoryField) and part.counted]
-
-    def counted_directories(self, variables: VariableValues) -> list[str]:
-        """The directories whose counts the operation asks for: read by a job of their own, beside the plan's (the
-        counts scan an index range: on another reader thread they overlap the page instead of following it)."""
-        return [str(get_argument_values(part.definition, part.node, variables)["id"]) for part in self._counted]
 
 
 # id(operation) -> (operation, its plan or None). The parser cache hands back the same document for the same text,

@@ -40,17 +40,7 @@ class Run:
     """One answer's state: the store connection (Core: the ORM's execution layer adds a fifth to each statement's
     cost, for nothing a plan uses), the operation's variables, who asks, what was read so far."""
 
-    __slots__ = (
-        "connection",
-        "counts",
-        "counts_apart",
-        "group_objects",
-        "groups_of_user",
-        "pending_counts",
-        "principal",
-        "public_url",
-        "variables",
-    )
+    __slots__ = ("connection", "counts", "group_objects", "groups_of_user", "principal", "public_url", "variables")
 
     def __init__(
         self, connection: StoreConnection, variables: VariableValues, principal: Principal, public_url: str
@@ -60,10 +50,6 @@ class Run:
         self.principal = principal
         self.public_url = public_url
         self.counts: dict[str, dict[str, int]] = {}
-        # Counts read by a store job of their own, beside this one (``Plan.counted_directories``): each count is
-        # left as a placeholder, filled in once both jobs are done (``fill_counts``).
-        self.counts_apart = False
-        self.pending_counts: list[tuple[dict[str, Any], str, str, str]] = []
         # The groups of the users of the page being rendered (set by its connection, which renders its edges).
         self.groups_of_user: dict[str, list[Any]] = {}
         # (group fields, group id) -> its rendered object: a page's users share their groups.
@@ -141,16 +127,7 @@ class DirectoryField:
         row = run.connection.execute(self.statement, {"directory_id": directory_id}).first()
         if row is None or not run.principal.can_see(row[1]):  # organization_id is the second column
             raise Unanswerable
-        rendered = render_object(self.fields, row, run)
-        if run.counts_apart:
-            for name, value in rendered.items():
-                if type(value) is PendingCount:
-                    run.pending_counts.append((rendered, name, row[0], value.key))
-        return rendered
-
-    @property
-    def counted(self) -> bool:
-        return any(isinstance(part, Count) for _name, part in self.fields)
+        return render_object(self.fields, row, run)
 
 
 @dataclass
@@ -166,26 +143,10 @@ class Count:
     key: str
 
     def render(self, row: Any, run: Run) -> Any:
-        if run.counts_apart:
-            return PendingCount(self.key)
         counts = run.counts.get(row[0])
         if counts is None:
             counts = run.counts[row[0]] = directory_counts(run.connection, [row[0]])[0]
         return counts[self.key]
-
-
-@dataclass
-class PendingCount:
-    key: str
-
-
-def fill_counts(run: Run, counts: dict[str, dict[str, int]]) -> None:
-    """Put the counts read beside the plan's job in their places (a directory it did not read: Unanswerable)."""
-    for rendered, name, directory_id, key in run.pending_counts:
-        found = counts.get(directory_id)
-        if found is None:
-            raise Unanswerable
-        rendered[name] = found[key]
 
 
 @dataclass
