@@ -680,6 +680,7 @@ PROFILE_BUCKETS: list[tuple[str, str]] = [
     ("parse query (graphql-core)", "_parse_operation_document"),
     ("validate query (graphql-core)", "validate_document"),
     ("auth: API key lookup", "authenticate"),
+    ("read plan: narrow rows -> response dicts (store job)", "gateway/graphql/plans/"),
     ("groups of users loader: SQL + ORM rows", "Loaders._groups_of_users"),
     ("directory counts loader", "Loaders._directory_counts"),
     ("directory loader", "Loaders._directories"),
@@ -878,15 +879,18 @@ def main() -> int:
     ratio = dashboard.graphql.p(50) / dashboard.floor.p(50)
     print(
         f"dashboard (counts + first {PAGE_SIZE} users with groups): GraphQL p50 {dashboard.graphql.p(50):.2f} ms / "
-        f"floor p50 {dashboard.floor.p(50):.2f} ms = {ratio:.2f}x (target <= 3x: {'met' if ratio <= 3 else 'NOT met'})"
+        f"floor p50 {dashboard.floor.p(50):.2f} ms = {ratio:.2f}x "
+        f"(target <= 1.5x: {'met' if ratio <= 1.5 else 'NOT met'})"
     )
     counts_ms = dashboard.floor.p(50) - first.floor.p(50)
+    first_ratio = first.graphql.p(50) / first.floor.p(50)
     print(
         f"  of which the four counts: ~{counts_ms:.1f} ms (floor dashboard p50 - floor first page p50) on both servers"
     )
     print(
         f"first page of {PAGE_SIZE} users with groups (no counts): GraphQL p50 {first.graphql.p(50):.2f} ms / floor "
-        f"p50 {first.floor.p(50):.2f} ms = {first.graphql.p(50) / first.floor.p(50):.2f}x (GraphQL's own overhead)"
+        f"p50 {first.floor.p(50):.2f} ms = {first_ratio:.2f}x (GraphQL's own overhead; target <= 3x: "
+        f"{'met' if first_ratio <= 3 else 'NOT met'})"
     )
     depth = deep.graphql.p(50) / first.graphql.p(50)
     print(

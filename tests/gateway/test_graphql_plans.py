@@ -149,7 +149,8 @@ def documents(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
         ),
         # Aliases, repeated and merged fields, __typename everywhere.
         (
-            "query($id: ID!) { __typename a: directory(id: $id) { n: name __typename } b: directory(id: $id) { "
+            "query($id: ID!) { __typename a: directory(id: $id) { n: name __typename c: userCount } "
+            "b: directory(id: $id) { groupCount "
             "first: users(first: 2) { e: edges { c: cursor u: node { i: id groups { g: name } } } } "
             "last: users(last: 2) { edges { node { id } } } users(first: 3) { edges { node { id } } } "
             "users(first: 3) { edges { node { userName groups { id } } __typename } pageInfo { endCursor } } } }",
