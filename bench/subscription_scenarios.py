@@ -105,7 +105,11 @@ async def _client(spec: dict[str, Any]) -> None:
             os._exit(1)
         await asyncio.sleep(0.1)
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "stop"
+    # "count" asks how many events this process has read so far (the orchestrator waits until the clients, which
+    # share the machine's cores, have read everything the server sent); "stop" asks for the logs.
+    while (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip() == "count":
+        sys.stdout.write(f"{sum(len(log) for log in received.values())}\n")
+        sys.stdout.flush()
     out = {str(k): v for k, v in received.items()}
     sys.stdout.write(orjson.dumps(out).decode() + "\n")
     sys.stdout.flush()
@@ -355,6 +359,21 @@ async def run(args: argparse.Namespace) -> int:
                     break
             w1 = time.monotonic()
             cpu1 = harness.proc_cpu_seconds(serving)
+            # The server is done; the clients may still be reading what it sent. Wait until they have read every
+            # event, or their count stops growing (then what is missing is missing).
+            last, still = -1, 0
+            while time.monotonic() < deadline and still < 3:
+                counted = 0
+                for client in clients:
+                    assert client.stdin is not None and client.stdout is not None
+                    client.stdin.write(b"count\n")
+                    await client.stdin.drain()
+                    counted += int(await asyncio.wait_for(client.stdout.readline(), 60))
+                if counted >= expected_total:
+                    break
+                still = still + 1 if counted == last else 0
+                last = counted
+                await asyncio.sleep(1)
             for client in clients:
                 assert client.stdin is not None and client.stdout is not None
                 client.stdin.write(b"stop\n")
@@ -362,6 +381,7 @@ async def run(args: argparse.Namespace) -> int:
                 results.update(orjson.loads(await asyncio.wait_for(client.stdout.readline(), 300)))
         # Check and summarise.
         bad = 0
+        gaps = 0  # of those, subscribers whose log is not a prefix of the directory's (a gap, a repeat, a reorder)
         delivered = 0
         last_receipt = 0.0
         latencies: list[float] = []
@@ -370,8 +390,11 @@ async def run(args: argparse.Namespace) -> int:
             got = results.get(str(index), [])
             cursors = [int(c) for c, _t in got]
             delivered += len(cursors)
-            if cursors != logs.get(directory, []):
+            wanted = logs.get(directory, [])
+            if cursors != wanted:
                 bad += 1
+                if cursors != wanted[: len(cursors)]:
+                    gaps += 1
             if got:
                 last_receipt = max(last_receipt, max(t for _c, t in got))
         # The measured phase came first after ``start``: per directory, its k-th response <-> its k-th event.
@@ -405,6 +428,7 @@ async def run(args: argparse.Namespace) -> int:
                     "serving_idle_cpu_per_s": round(idle_rate, 3),
                     "window_s": round(w1 - w0, 1),
                     "subscribers_with_wrong_log": bad,
+                    "subscribers_with_gaps": gaps,
                     "load": os.getloadavg()[0],
                 }
             ),
