@@ -13,7 +13,6 @@ from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from gateway.events.log import record_event, record_events
@@ -28,6 +27,7 @@ from scim.backend.resources import (
     related_members,
     save_resource,
     uniqueness_error,
+    written,
 )
 from scim.protocol.filters import matches
 from scim.protocol.patch import MemberChange
@@ -156,9 +156,7 @@ def _membership_changed(
         session.execute(_TOUCH_USERS, {"ids": chunk, "now": now})
     if touch_group:
         session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
-        # Written by the UPDATE above: record the values without marking the object dirty.
-        set_committed_value(group, "version", group.version + 1)
-        set_committed_value(group, "updated_at", now)
+        written(group, {"version": group.version + 1, "updated_at": now})  # by the UPDATE above
     org = directory.organization_id
     group_data = group_payload(group, organization_id=org)
     # Snapshots for the payloads only: model_construct skips validation and ORM instrumentation.
@@ -230,9 +228,8 @@ def _add_members_postgres(
     bumped = {row["id"]: row for row in session.execute(_ADD_MEMBERS_POSTGRES, parameters).mappings()}
     if not bumped:
         return 0
-    if touch:  # bumped by the statement: record the values without marking the object dirty
-        set_committed_value(group, "version", group.version + 1)
-        set_committed_value(group, "updated_at", now)
+    if touch:  # bumped by the statement
+        written(group, {"version": group.version + 1, "updated_at": now})
     # In the order asked, as the other store does; the rows are already bumped (version, updated_at).
     snapshots = [DirectoryUser.model_construct(**bumped[i]) for i in display if i in bumped]
     org = directory.organization_id
