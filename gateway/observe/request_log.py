@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -147,6 +147,19 @@ def _row(entry: _Pending) -> dict[str, Any]:
 
 
 _INSERT = insert(SQLModel.metadata.tables[str(ScimRequest.__tablename__)])
+_requests = _INSERT.table
+# Prebuilt Core: an ORM-enabled DELETE is rebuilt per flush and then fetches the deleted rows to synchronize a session
+# that holds none of them (~5% of the SQLite writer's time in a DELETE /Users run).
+_TRIM = delete(_requests).where(
+    _requests.c.directory_id == bindparam("directory_id"),
+    _requests.c.id
+    <= select(_requests.c.id)
+    .where(_requests.c.directory_id == bindparam("directory_id"))
+    .order_by(_requests.c.id.desc())
+    .offset(KEEP)
+    .limit(1)
+    .scalar_subquery(),
+)
 _COLUMNS: tuple[str, ...] = ("directory_id", "at", "method", "path", "filter", "status", "scim_type", "detail")
 _COLUMNS += ("duration_ms", "resource_id")
 _SQLITE_INSERT = f"INSERT INTO scim_requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"  # noqa: S608
@@ -206,17 +219,7 @@ def _count_errors(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def _trim(session: Session, directory_id: str) -> None:
-    newest_dropped = (
-        select(col(ScimRequest.id))
-        .where(col(ScimRequest.directory_id) == directory_id)
-        .order_by(col(ScimRequest.id).desc())
-        .offset(KEEP)
-        .limit(1)
-        .scalar_subquery()
-    )
-    session.execute(
-        delete(ScimRequest).where(col(ScimRequest.directory_id) == directory_id, col(ScimRequest.id) <= newest_dropped)
-    )
+    session.connection().execute(_TRIM, {"directory_id": directory_id})
 
 
 def recent_requests(

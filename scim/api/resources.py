@@ -27,7 +27,6 @@ from scim.backend.resources import (
     R,
     ResourceKind,
     delete_resource,
-    get_resource,
     list_resources,
     read_resource,
     render_resources,
@@ -165,20 +164,16 @@ class Item(ScimEndpoint, Generic[R]):
             delete_resource(session, kind, directory=directory, row=row)
             return NO_CONTENT
 
-        # What a deletion needs of the resource is read, not changed: a Core snapshot, not an ORM entity.
-        return await self.change(request, None, remove, snapshot=True)
+        return await self.change(request, None, remove)
 
-    async def change(
-        self, request: Request, parse: Parse[P] | None, change: Change[R, P], *, snapshot: bool = False
-    ) -> Response:
+    async def change(self, request: Request, parse: Parse[P] | None, change: Change[R, P]) -> Response:
         """The skeleton of PUT, PATCH and DELETE: the body parsed (if any), then in one write transaction the
-        resource (or 404), its ``If-Match`` checked, and ``change`` applied. ``snapshot``: ``change`` only reads the
-        resource (``read_resource``), it does not save it."""
+        resource (or 404), its ``If-Match`` checked, and ``change`` applied."""
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
         body: Parsed[P] = _NO_BODY if parse is None else await parse_body(request, parse)
 
         def write(session: Session, directory: Directory) -> Outcome | ScimError:
-            row = _target(session, kind, directory, resource_id, call, snapshot=snapshot)
+            row = _target(session, kind, directory, resource_id, call)
             if isinstance(row, ScimError):
                 return row
             return body.error or change(session, directory, row, body.get(), call)
@@ -249,19 +244,12 @@ class _PatchJob(Generic[R]):
 
 
 def _target(
-    session: Session,
-    kind: ResourceKind[R],
-    directory: Directory,
-    resource_id: str,
-    call: Call,
-    *,
-    snapshot: bool = False,
+    session: Session, kind: ResourceKind[R], directory: Directory, resource_id: str, call: Call
 ) -> R | ScimError:
     """The resource a change is about, if it exists and its ``If-Match`` holds; else the refusal (returned, not
-    raised: see ``Call.write``). ``snapshot``: read only (``read_resource``), not an ORM entity to save."""
-    read = read_resource if snapshot else get_resource
+    raised: see ``Call.write``). A Core snapshot, not an ORM entity: changes are Core statements too."""
     try:
-        row = read(session, kind, directory_id=directory.id, resource_id=resource_id)
+        row = read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
         check_if_match(call.if_match, etag(row.version))
     except ScimError as refusal:
         return refusal

@@ -13,7 +13,6 @@ from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from gateway.events.log import record_event, record_events
@@ -28,6 +27,7 @@ from scim.backend.resources import (
     related_members,
     save_resource,
     uniqueness_error,
+    written,
 )
 from scim.protocol.filters import matches
 from scim.protocol.patch import MemberChange
@@ -88,6 +88,30 @@ _ADD_MEMBERS_POSTGRES = text(
     "UPDATE directory_users SET version = directory_users.version + 1, updated_at = :now"
     " FROM added WHERE directory_users.id = added.user_id RETURNING directory_users.*"
 ).columns(*_users.c)
+
+# SQLite, one member (an IdP's usual PATCH): the edge inserted only for a user of this directory (no read first), and
+# the user's version bumped with its new row returned for the event; two statements instead of three.
+_ADD_ONE_MEMBER_SQLITE = (
+    sqlite.insert(_memberships)
+    .from_select(
+        ["group_id", "user_id", "directory_id", "display", "created_at"],
+        select(
+            bindparam("group_id", type_=_memberships.c.group_id.type),
+            _users.c.id,
+            _users.c.directory_id,
+            bindparam("display", type_=_memberships.c.display.type),
+            bindparam("now", type_=_memberships.c.created_at.type),
+        ).where(_users.c.id == bindparam("user_id"), _users.c.directory_id == bindparam("directory_id")),
+    )
+    .on_conflict_do_nothing()
+    .returning(_memberships.c.user_id)
+)
+_BUMP_USER = (
+    update(_users)
+    .where(_users.c.id == bindparam("user_id"))
+    .values(version=_users.c.version + 1, updated_at=bindparam("now"))
+    .returning(*_users.c)
+)
 
 # Ids per statement: an expanding IN list binds one parameter per id, and both stores stop near 32,767 of them.
 _CHUNK = 5000
@@ -156,9 +180,7 @@ def _membership_changed(
         session.execute(_TOUCH_USERS, {"ids": chunk, "now": now})
     if touch_group:
         session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
-        # Written by the UPDATE above: record the values without marking the object dirty.
-        set_committed_value(group, "version", group.version + 1)
-        set_committed_value(group, "updated_at", now)
+        written(group, {"version": group.version + 1, "updated_at": now})  # by the UPDATE above
     org = directory.organization_id
     group_data = group_payload(group, organization_id=org)
     # Snapshots for the payloads only: model_construct skips validation and ORM instrumentation.
@@ -181,8 +203,14 @@ def add_members(
 ) -> int:
     """Add members; values unknown in this directory are ignored and re-adds are silent no-ops (JumpCloud re-sends)."""
     display = {m.id: m.display for m in members}
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         return _add_members_postgres(session, directory=directory, group=group, display=display, touch=touch_group)
+    if len(display) == 1:
+        [(user_id, shown)] = display.items()
+        return _add_one_member_sqlite(
+            session, directory=directory, group=group, user_id=user_id, display=shown, touch=touch_group
+        )
     users = _users_in_directory(session, directory_id=directory.id, ids=list(display))
     if not users:
         return 0
@@ -230,9 +258,8 @@ def _add_members_postgres(
     bumped = {row["id"]: row for row in session.execute(_ADD_MEMBERS_POSTGRES, parameters).mappings()}
     if not bumped:
         return 0
-    if touch:  # bumped by the statement: record the values without marking the object dirty
-        set_committed_value(group, "version", group.version + 1)
-        set_committed_value(group, "updated_at", now)
+    if touch:  # bumped by the statement
+        written(group, {"version": group.version + 1, "updated_at": now})
     # In the order asked, as the other store does; the rows are already bumped (version, updated_at).
     snapshots = [DirectoryUser.model_construct(**bumped[i]) for i in display if i in bumped]
     org = directory.organization_id
@@ -249,6 +276,38 @@ def _add_members_postgres(
     changed = [u.id for u in snapshots]
     regroup(session, directory=directory, group_id=group.id, user_ids=changed)
     return len(changed)
+
+
+def _add_one_member_sqlite(
+    session: Session, *, directory: Directory, group: DirectoryGroup, user_id: str, display: str | None, touch: bool
+) -> int:
+    """``add_members`` of one member on SQLite (see ``_ADD_ONE_MEMBER_SQLITE``): the same rows, events and order."""
+    connection = session.connection()
+    now = utcnow()
+    parameters = {
+        "group_id": group.id,
+        "user_id": user_id,
+        "directory_id": directory.id,
+        "display": display,
+        "now": now,
+    }
+    if connection.execute(_ADD_ONE_MEMBER_SQLITE, parameters).first() is None:
+        return 0  # not a user of this directory, or already a member
+    bumped = connection.execute(_BUMP_USER, {"user_id": user_id, "now": now}).mappings().one()
+    if touch:
+        connection.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
+        written(group, {"version": group.version + 1, "updated_at": now})
+    org = directory.organization_id
+    user = user_payload(DirectoryUser.model_construct(**bumped), organization_id=org)
+    record_event(
+        session,
+        event=EventName.GROUP_USER_ADDED,
+        organization_id=org,
+        directory_id=directory.id,
+        data=membership_payload(user, group_payload(group, organization_id=org)),
+    )
+    regroup(session, directory=directory, group_id=group.id, user_ids=[user_id])
+    return 1
 
 
 def remove_members(session: Session, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]) -> int:

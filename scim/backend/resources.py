@@ -54,10 +54,10 @@ class ResourceKind(Generic[R]):
     related_model: type[DirectoryUser] | type[DirectoryGroup]
     related_display: ColumnElement[Any] | Mapped[str]  # how a membership shows the other side
     # Prebuilt (see ``scim.backend.groups``): executed with parameters it hits SQLAlchemy's compiled cache.
-    _get: Select[R] = field(init=False, repr=False)
     _snapshot: Select[Any] = field(init=False, repr=False)
     _touch_related: Update = field(init=False, repr=False)
     _delete: Delete = field(init=False, repr=False)
+    _update: Update = field(init=False, repr=False)
     _related: Select[Any] = field(init=False, repr=False)
     # For ``scim.backend.lookups``: the directory's row and the resource's (NULLs when the directory has no such
     # resource) in one statement, the table's column names in its order, the related side of one resource.
@@ -67,11 +67,8 @@ class ResourceKind(Generic[R]):
 
     def __post_init__(self) -> None:
         model = self.model
-        statement = select(model).where(
-            col(model.id) == bindparam("resource_id"), col(model.directory_id) == bindparam("directory_id")
-        )
-        object.__setattr__(self, "_get", statement)
-        # Core, not ORM-enabled: a DELETE's statements cost their SQL, not the ORM's bulk-update bookkeeping.
+        # Core, not ORM-enabled: a write's statements cost their SQL, not the ORM's loading, flushing and bulk-update
+        # bookkeeping.
         table: Table = model.__table__  # type: ignore[attr-defined]
         snapshot = select(table).where(
             table.c.id == bindparam("resource_id"), table.c.directory_id == bindparam("directory_id")
@@ -86,6 +83,8 @@ class ResourceKind(Generic[R]):
         )
         object.__setattr__(self, "_touch_related", touch)
         object.__setattr__(self, "_delete", delete(table).where(table.c.id == bindparam("resource_id")))
+        # SET takes the columns named by the parameters (the id travels as ``b_id``, not a column to set).
+        object.__setattr__(self, "_update", update(table).where(table.c.id == bindparam("b_id")))
         directories: Table = Directory.__table__  # type: ignore[attr-defined]
         joined = directories.outerjoin(
             table, and_(table.c.id == bindparam("resource_id"), table.c.directory_id == directories.c.id)
@@ -160,20 +159,20 @@ def new_row(*, directory: Directory, resource_id: str, columns: dict[str, Any]) 
     }
 
 
-def get_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> R:
-    row = session.scalar(kind._get, {"resource_id": resource_id, "directory_id": directory_id})
-    if row is None:
-        raise ScimError(404, f"{kind.name} {resource_id} not found")
-    return row
-
-
 def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> R:
-    """One resource for reading only (a GET): a Core row made into the model without the ORM's loading."""
+    """One resource as a snapshot: a Core row made into the model without the ORM's loading (no ORM state, not in
+    the session). A write changes it with Core statements and records what they wrote with ``written``."""
     parameters = {"resource_id": resource_id, "directory_id": directory_id}
     row = session.connection().execute(kind._snapshot, parameters).mappings().first()
     if row is None:
         raise ScimError(404, f"{kind.name} {resource_id} not found")
     return kind.model.model_construct(**row)
+
+
+def written(row: R, values: dict[str, Any]) -> None:
+    """Record on a snapshot (``read_resource``) what a Core statement wrote to its row, for the payloads and the
+    answer made from it afterwards; the values are already stored, so nothing must (or could) flush them."""
+    row.__dict__.update(values)
 
 
 def list_resources(
@@ -206,14 +205,15 @@ def save_resource(
         return False
     organization_id = directory.organization_id
     before = kind.payload(row, organization_id=organization_id)
-    for key, value in columns.items():
-        setattr(row, key, value)
-    row.version += 1
-    row.updated_at = utcnow()
+    values = {**columns, "version": row.version + 1, "updated_at": utcnow()}
     try:
-        session.flush()
+        # One prebuilt Core UPDATE by id. No lost update: the write job read ``row`` in this very transaction, which
+        # SQLite's single writer (or the directory's row lock on PostgreSQL, ``scim.backend.auth``) keeps exclusive
+        # until the commit.
+        session.connection().execute(kind._update, {"b_id": row.id, **values})
     except IntegrityError as exc:
         raise uniqueness_error(exc, kind.name) from None
+    written(row, values)
     after = kind.payload(row, organization_id=organization_id)
     after["previous_attributes"] = previous_attributes(before, after)
     record_event(session, event=kind.updated, organization_id=organization_id, directory_id=directory.id, data=after)

@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from gateway.events.log import record_event
@@ -23,7 +22,7 @@ from gateway.store.models import (
     UserState,
 )
 from scim.backend.columns import user_columns
-from scim.backend.resources import ResourceKind, delete_resource, new_row, save_resource, uniqueness_error
+from scim.backend.resources import ResourceKind, delete_resource, new_row, save_resource, uniqueness_error, written
 
 _INSERT_USER = DirectoryUser.__table__.insert()  # type: ignore[attr-defined]
 
@@ -73,9 +72,8 @@ def save_user(session: Session, *, directory: Directory, user: DirectoryUser, ra
     apply_rules(session, directory=directory, columns=columns, user=user)  # custom attributes; roles on (de)activation
     deactivated = user.state == UserState.ACTIVE and columns["state"] == UserState.INACTIVE
     if deactivated and directory.deprovision_policy == DeprovisionPolicy.DELETE_INACTIVE:
-        # The deleted event carries the user as deactivated: recorded without marking the object dirty.
-        for key, value in columns.items():
-            set_committed_value(user, key, value)
+        # The deleted event carries the user as deactivated (on the snapshot only: the row is deleted).
+        written(user, columns)
         delete_user(session, directory=directory, user=user)
         return True
     return save_resource(session, USERS, directory=directory, row=user, columns=columns)
