@@ -21,7 +21,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from gateway.graphql.cost import operation_cost
+from gateway.graphql.cost import cached_operation_cost
 from gateway.graphql.errors import ApiError
 from gateway.ops.priority import Scheduler
 from gateway.ops.token_buckets import TokenBuckets, retry_after
@@ -66,7 +66,7 @@ class OperationBudget(SchemaExtension):
         if settings is None:
             return None
         assert context.graphql_document is not None
-        cost = self._cost = operation_cost(
+        cost = self._cost = cached_operation_cost(
             context.schema._schema,
             context.graphql_document,
             operation_name=context.operation_name,
