@@ -14,14 +14,13 @@ requests would otherwise wait behind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
-from gateway.graphql.cost import operation_cost
+from gateway.graphql.cost import cached_operation_cost
 from gateway.graphql.errors import ApiError
 from gateway.ops.priority import Scheduler
 from gateway.ops.token_buckets import TokenBuckets, retry_after
@@ -31,81 +30,80 @@ from gateway.ops.token_buckets import TokenBuckets, retry_after
 scheduling: ContextVar[tuple[Scheduler, bool] | None] = ContextVar("dsync_scheduling", default=None)
 
 
-class OperationBudget(SchemaExtension):
-    """Listed after the validation extensions: it sees their verdict and refuses only what they let through."""
+async def admit(context: ExecutionContext) -> None:
+    """Called once the document is validated (gateway.graphql.schema's extension): it sees the validation's verdict
+    and refuses only what that let through, by setting the refusal as the operation's pre-execution error."""
+    scheduling.set(None)
+    if context.pre_execution_errors or context.graphql_document is None:
+        return
+    request = context.context
+    cost, refusal = _refusal(context, request)
+    if refusal is None:
+        _schedule(request, cost)
+        return
+    context.pre_execution_errors = [refusal]
+    # A client ignoring refusals (over HTTP or a WebSocket) gets them at this pace, not the CPU's.
+    settings = getattr(request, "settings", None)
+    delay = settings.graphql_refusal_delay_ms if settings is not None else 0
+    if delay > 0:
+        await asyncio.sleep(delay / 1000)
 
-    _cost = 0
 
-    async def on_validate(self) -> AsyncIterator[None]:
-        context = self.execution_context
-        scheduling.set(None)
-        if not context.pre_execution_errors and context.graphql_document is not None:
-            refusal = self._refusal(context.context)
-            if refusal is None:
-                self._schedule(context.context)
-            else:
-                context.pre_execution_errors = [refusal]
-                # A client ignoring refusals (over HTTP or a WebSocket) gets them at this pace, not the CPU's.
-                settings = getattr(context.context, "settings", None)
-                delay = settings.graphql_refusal_delay_ms if settings is not None else 0
-                if delay > 0:
-                    await asyncio.sleep(delay / 1000)
-        yield
+def _schedule(request: Any, cost: int) -> None:
+    settings = getattr(request, "settings", None)
+    scheduler: Scheduler | None = getattr(request, "scheduler", None)
+    if settings is None or scheduler is None:
+        return
+    threshold = settings.graphql_background_cost
+    scheduling.set((scheduler, threshold > 0 and cost > threshold))
 
-    def _schedule(self, request: Any) -> None:
-        settings = getattr(request, "settings", None)
-        scheduler: Scheduler | None = getattr(request, "scheduler", None)
-        if settings is None or scheduler is None:
-            return
-        threshold = settings.graphql_background_cost
-        scheduling.set((scheduler, threshold > 0 and self._cost > threshold))
 
-    def _refusal(self, request: Any) -> GraphQLError | None:
-        context = self.execution_context
-        settings = getattr(request, "settings", None)
-        if settings is None:
-            return None
-        assert context.graphql_document is not None
-        cost = self._cost = operation_cost(
-            context.schema._schema,
-            context.graphql_document,
-            operation_name=context.operation_name,
-            variables=context.variables if isinstance(context.variables, dict) else None,
-        )
-        budget = settings.graphql_max_cost
-        if budget > 0 and cost > budget:
-            return ApiError(
-                f"The operation would cost {cost}, above the budget of {budget} per request: ask for smaller pages "
-                "(first/last) or fewer nested lists",
-                "QUERY_TOO_COSTLY",
-                cost=cost,
-                budget=budget,
-            )
-        # Counted against the key once authenticated; an unauthenticated request answers UNAUTHENTICATED anyway.
-        principal = getattr(request, "authenticated", None)
-        limiter = getattr(request, "rate_limiter", None)
-        if principal is None or limiter is None:
-            return None
-        wait = limiter.acquire(principal.api_key_id)
-        if wait:
-            seconds = retry_after(wait)
-            return ApiError(
-                f"Too many requests for this API key (limit: {limiter.rate:g} per second, bursts of {limiter.burst}); "
-                f"retry after {seconds} s",
-                "RATE_LIMITED",
-                retryAfterSeconds=seconds,
-            )
-        costs: TokenBuckets | None = getattr(request, "cost_limiter", None)
-        if costs is None:
-            return None
-        wait = costs.acquire(principal.api_key_id, amount=cost)
-        if not wait:
-            return None
-        seconds = retry_after(wait)
-        return ApiError(
-            f"This API key spent its query cost (limit: {costs.rate:g} per second, bursts of {costs.burst}; this "
-            f"operation costs {cost}); retry after {seconds} s",
-            "COST_RATE_LIMITED",
+def _refusal(context: ExecutionContext, request: Any) -> tuple[int, GraphQLError | None]:
+    """The operation's cost, and its refusal (None: admitted)."""
+    settings = getattr(request, "settings", None)
+    if settings is None:
+        return 0, None
+    assert context.graphql_document is not None
+    cost = cached_operation_cost(
+        context.schema._schema,
+        context.graphql_document,
+        operation_name=context.operation_name,
+        variables=context.variables if isinstance(context.variables, dict) else None,
+    )
+    budget = settings.graphql_max_cost
+    if budget > 0 and cost > budget:
+        return cost, ApiError(
+            f"The operation would cost {cost}, above the budget of {budget} per request: ask for smaller pages "
+            "(first/last) or fewer nested lists",
+            "QUERY_TOO_COSTLY",
             cost=cost,
+            budget=budget,
+        )
+    # Counted against the key once authenticated; an unauthenticated request answers UNAUTHENTICATED anyway.
+    principal = getattr(request, "authenticated", None)
+    limiter = getattr(request, "rate_limiter", None)
+    if principal is None or limiter is None:
+        return cost, None
+    wait = limiter.acquire(principal.api_key_id)
+    if wait:
+        seconds = retry_after(wait)
+        return cost, ApiError(
+            f"Too many requests for this API key (limit: {limiter.rate:g} per second, bursts of {limiter.burst}); "
+            f"retry after {seconds} s",
+            "RATE_LIMITED",
             retryAfterSeconds=seconds,
         )
+    costs: TokenBuckets | None = getattr(request, "cost_limiter", None)
+    if costs is None:
+        return cost, None
+    wait = costs.acquire(principal.api_key_id, amount=cost)
+    if not wait:
+        return cost, None
+    seconds = retry_after(wait)
+    return cost, ApiError(
+        f"This API key spent its query cost (limit: {costs.rate:g} per second, bursts of {costs.burst}; this "
+        f"operation costs {cost}); retry after {seconds} s",
+        "COST_RATE_LIMITED",
+        cost=cost,
+        retryAfterSeconds=seconds,
+    )

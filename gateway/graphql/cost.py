@@ -14,6 +14,10 @@ So ``directory{users(first:100){edges{node{groups{id name memberCount}}}}}`` cos
 1,102, within the default budget of 2,000; with ``members(first:100){totalCount}`` under each group it costs
 1 + 1 + 100 × (1 + 10 × 2) = 2,102, and with 28 aliases of ``members`` about 56,000: both are refused before a
 single statement runs.
+
+A dashboard repeats the same few documents, and the cost depends on nothing else than the document, the operation
+and the values of the variables given as page sizes: ``cached_operation_cost`` keeps each figure per parsed document
+(the parser cache hands the same object back for the same text), operation name and those variables' values.
 """
 
 from __future__ import annotations
@@ -68,6 +72,64 @@ def operation_cost(
         return 0
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     return _Costing(schema, operation, fragments, variables or {}).selection(root, operation.selection_set, None)
+
+
+# How a variable read as a page size counts: its integer, "not an integer" (no size) or "not given" (its default).
+_NOT_INT = ("not int",)
+_ABSENT = ("absent",)
+_MAX_CACHED = 512
+# (id(schema), id(document), operation name) -> (schema, document, page-size variables, {their values: cost}). The
+# entry holds the schema and document themselves, so their id()s cannot be reused while it lives.
+_costs: dict[
+    tuple[int, int, str | None],
+    tuple[GraphQLSchema, DocumentNode, tuple[str, ...], dict[tuple[Any, ...], int]],
+] = {}
+
+
+def _page_variable_values(names: tuple[str, ...], variables: Mapping[str, Any]) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for name in names:
+        if name not in variables:
+            values.append(_ABSENT)
+            continue
+        given = variables[name]
+        values.append(given if isinstance(given, int) and not isinstance(given, bool) else _NOT_INT)
+    return tuple(values)
+
+
+def cached_operation_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    *,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+) -> int:
+    """``operation_cost``, computed once per document, operation and values of the variables it reads as page sizes
+    (the same figure, without walking the document again)."""
+    given = variables or {}
+    key = (id(schema), id(document), operation_name)
+    entry = _costs.get(key)
+    if entry is None or entry[0] is not schema or entry[1] is not document:
+        operation = get_operation_ast(document, operation_name)
+        names = _page_variables(operation) if operation is not None else ()
+        if len(_costs) >= _MAX_CACHED:
+            _costs.clear()
+        entry = _costs[key] = (schema, document, names, {})
+    names, figures = entry[2], entry[3]
+    values = _page_variable_values(names, given)
+    cost = figures.get(values)
+    if cost is None:
+        cost = operation_cost(schema, document, operation_name=operation_name, variables=given)
+        if len(figures) >= _MAX_CACHED:
+            figures.clear()
+        figures[values] = cost
+    return cost
+
+
+def _page_variables(operation: OperationDefinitionNode) -> tuple[str, ...]:
+    """Every variable the operation declares: any of them may be passed as ``first``/``last`` (directly, or in a
+    fragment), and only its value as an integer (or its absence) changes the cost."""
+    return tuple(sorted(d.variable.name.value for d in operation.variable_definitions or ()))
 
 
 class _Costing:

@@ -8,49 +8,22 @@ wrong method) in plain text; ``JsonErrors`` rewrites them as ``{"errors": [{"mes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 from graphql import GraphQLError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import SchemaExtension
 
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 INTERNAL = "INTERNAL_SERVER_ERROR"  # an unexpected failure, masked (its text is logged, never sent)
 
 
-def _tag(errors: list[GraphQLError] | None, code: str) -> None:
+def tag_errors(errors: list[GraphQLError] | None, code: str) -> None:
+    """Give ``code`` to the errors that have none (gateway.graphql.schema does, by the stage that refused the
+    document; the parser raises from its hook, which the operation's hook sees as an exception)."""
     for error in errors or ():
         if not (error.extensions or {}).get("code"):
             error.extensions = {**(error.extensions or {}), "code": code}
-
-
-class CodeEveryError(SchemaExtension):
-    """Errors without a code get one by the stage that refused the document. Stages are followed rather than caught:
-    the parser cache and the token limit raise from their own hooks, which other hooks never see."""
-
-    def on_operation(self) -> Iterator[None]:
-        self._stage = PARSE_FAILED
-        try:
-            yield
-        except GraphQLError as error:  # raised by a hook (the parser cache, the token limit): answered as it is
-            _tag([error], self._stage)
-            raise
-        context = self.execution_context
-        errors = list(context.pre_execution_errors or ())
-        if context.result is not None:
-            errors += context.result.errors or ()
-        _tag(errors, self._stage)
-
-    def on_validate(self) -> Iterator[None]:
-        self._stage = VALIDATION_FAILED
-        yield
-
-    def on_execute(self) -> Iterator[None]:
-        self._stage = INTERNAL
-        yield
 
 
 _NO_QUERY = (

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, select
 from sqlmodel import col
 
 from gateway.store.credentials import hash_secret
 from gateway.store.models import ApiKey
+from gateway.store.prepared import Reader
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,26 @@ def bearer_key(authorization: str | None) -> str | None:
 
 
 # Built once: every API request runs one, and building a statement (then its cache key) costs more than running it.
-_ACTIVE_KEY_BY_HASH = select(col(ApiKey.id), col(ApiKey.organization_id)).where(
-    col(ApiKey.key_hash) == bindparam("key_hash"), col(ApiKey.revoked_at).is_(None)
+# (``Reader.rows`` takes statements of any columns.)
+_ACTIVE_KEY_BY_HASH = cast(
+    "Select[Any]",
+    select(col(ApiKey.id), col(ApiKey.organization_id)).where(
+        col(ApiKey.key_hash) == bindparam("key_hash"), col(ApiKey.revoked_at).is_(None)
+    ),
 )
-_ACTIVE_KEY_BY_ID = select(col(ApiKey.id)).where(
+_ACTIVE_KEY_BY_ID: Select[Any] = select(col(ApiKey.id)).where(
     col(ApiKey.id) == bindparam("api_key_id"), col(ApiKey.revoked_at).is_(None)
 )
 
 
-def principal_for_key(session: Session, *, key: str) -> Principal | None:
-    """The principal of an active (not revoked) API key, or None for an unknown or revoked one."""
-    row = session.execute(_ACTIVE_KEY_BY_HASH, {"key_hash": hash_secret(key)}).first()
-    return Principal(api_key_id=row[0], organization_id=row[1]) if row else None
+def principal_for_key(reader: Reader, *, key: str) -> Principal | None:
+    """The principal of an active (not revoked) API key, or None for an unknown or revoked one. Read through
+    ``Database.lookup`` (a prebuilt statement straight on the connection, tens of microseconds instead of a session's
+    hundred), and by every request again: a revocation or rotation is seen by the very next one."""
+    rows = reader.rows(_ACTIVE_KEY_BY_HASH, {"key_hash": hash_secret(key)})
+    return Principal(api_key_id=rows[0][0], organization_id=rows[0][1]) if rows else None
 
 
-def key_is_active(session: Session, *, api_key_id: str) -> bool:
-    """Whether the key is still active (a long-lived connection re-checks it)."""
-    return session.execute(_ACTIVE_KEY_BY_ID, {"api_key_id": api_key_id}).first() is not None
+def key_is_active(reader: Reader, *, api_key_id: str) -> bool:
+    """Whether the key is still active (a long-lived connection re-checks it), through ``Database.lookup``."""
+    return bool(reader.rows(_ACTIVE_KEY_BY_ID, {"api_key_id": api_key_id}))

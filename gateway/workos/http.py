@@ -44,7 +44,7 @@ async def authenticate(request: Request) -> Principal:
     key = principals.bearer_key(request.headers.get("authorization"))
     if key is None:
         raise unauthorized("Send an API key: Authorization: Bearer <api key>")
-    principal = await database_of(request).query(lambda session: principals.principal_for_key(session, key=key))
+    principal = await database_of(request).lookup(lambda reader: principals.principal_for_key(reader, key=key))
     if principal is None:
         raise unauthorized("Unknown or revoked API key")
     return principal

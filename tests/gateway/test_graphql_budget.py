@@ -13,7 +13,7 @@ import pytest
 from graphql import parse
 
 from gateway.graphql.context import Context
-from gateway.graphql.cost import operation_cost
+from gateway.graphql.cost import cached_operation_cost, operation_cost
 from gateway.graphql.schema import schema
 from gateway.settings import Settings
 from tests.gateway.conftest import live_server
@@ -47,6 +47,37 @@ def test_the_cost_model() -> None:
     assert cost(spread) == 1 + 1 + 1 + 3 * (1 + 10)
     assert cost('mutation { deleteDirectory(id: "x") { id } }') == 10
     assert cost("subscription { directoryEvents { cursor user { id } } }") == 1
+
+
+def test_the_cached_cost_is_the_cost() -> None:
+    """Computed once per document, operation and page-size values: the same figure for every variable combination."""
+    fragment = "fragment U on DirectoryUser { groups { memberCount } } "
+    spread = (
+        fragment
+        + "query Q($k: Int = 7, $c: String) { directory(id: $c) { users(last: $k) { edges { node { ...U } } } } }"
+    )
+    documents = [parse(PAGE), parse(PAGE.replace("$n: Int", "$n: Int = 5")), parse(spread), parse(TOO_COSTLY)]
+    variable_sets: list[dict[str, Any] | None] = [
+        None,
+        {},
+        {"n": 100},
+        {"n": 3},
+        {"n": 10_000},
+        {"n": None},
+        {"n": True},
+        {"n": "7"},
+        {"k": 2, "c": "a"},
+        {"k": 2, "c": "b"},
+        {"k": None},
+        {"id": "x", "n": 4},
+    ]
+    for _ in range(2):  # the second round answers from the cache
+        for document in documents:
+            for variables in variable_sets:
+                name = "Q" if document.definitions[-1].name is not None else None  # type: ignore[attr-defined]
+                expected = operation_cost(schema._schema, document, operation_name=name, variables=variables)
+                got = cached_operation_cost(schema._schema, document, operation_name=name, variables=variables)
+                assert got == expected, (variables, expected, got)
 
 
 async def test_budget_and_rate_limit_over_http(client: httpx.AsyncClient, app: Any, directory: Any) -> None:

@@ -267,5 +267,6 @@ async def test_a_planned_dashboard_page_is_a_constant_number_of_statements(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert len(answer["data"]["directory"]["users"]["edges"]) == size
-    # The key, the directory, its four counts, the page, its users' groups, the total.
-    assert len(statements) == 6, statements
+    # The directory, its four counts, the page, its users' groups, the total (the API key is read by a prebuilt
+    # statement straight on the connection, gateway.store.prepared, which the engine's events do not see).
+    assert len(statements) == 5, statements

@@ -784,7 +784,17 @@ async def test_subscriptions_with_another_organization_key(
                     assert (await http.post(f"{b1.path}/Users", json=body, headers=b1.headers)).status_code == 201
                 last = await http.post(f"{a1.path}/Users", json={"userName": f"sentinel{n}@a.test"}, headers=a1.headers)
                 sentinel.set_result(last.json()["id"])
-                await asyncio.wait_for(listener, timeout=15)
+                # The sentinel's event can reach the listener before its POST's answer reaches us (then the listener,
+                # not knowing the id yet, keeps waiting): wait here for it to be received, whenever it was.
+                async with asyncio.timeout(15):
+                    while not any((e["user"] or {}).get("id") == sentinel.result() for e in received):
+                        if listener.done():
+                            listener.result()  # its failure, if it failed
+                        await asyncio.sleep(0.02)
+                if not listener.done():
+                    listener.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await listener
                 own_stored = [event_id for event_id, org in stored if org == org_a] if "after" in stream else []
                 assert [e["id"] for e in received[:-1]] == own_stored
                 assert {e["organizationId"] for e in received} == {org_a}, received
