@@ -27,6 +27,9 @@ logger = logging.getLogger("dsync.webhooks")
 
 _STOP_SECONDS = 15.0  # a stopping child records what it delivered and gives its leases back first
 _RESTART_SECONDS = (1.0, 10.0)  # after a child that ran for a while / one that died at once
+# The server's pid, handed to its child: read in the child, ``os.getppid()`` is already 1 if the server died while the
+# child was still starting (importing takes a second), and the child would then watch for the wrong parent forever.
+_PARENT_ENV = "DSYNC_WEBHOOK_PARENT_PID"
 
 
 def child_command() -> list[str]:
@@ -60,6 +63,7 @@ class DeliveryProcess:
             **os.environ,
             "DSYNC_DATABASE_URL": self._settings.database_url,
             "DSYNC_BROADCAST_URL": self._settings.broadcast_url,
+            _PARENT_ENV: str(os.getpid()),
         }
         while not self._stopping:
             started = time.monotonic()
@@ -101,7 +105,7 @@ def _exit_when_orphaned(parent: int) -> None:
     broadcaster whose server went away) or the loop may be stuck starting."""
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent:  # not at all if the server is already gone
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(_STOP_SECONDS - 5)
@@ -114,7 +118,8 @@ async def deliver_until_stopped(settings: Settings) -> None:
     """The child's work: run the delivery worker until SIGTERM/SIGINT, or until the server that started it is gone."""
     with contextlib.suppress(OSError):
         os.nice(settings.webhook_nice)
-    _exit_when_orphaned(os.getppid())
+    parent = os.environ.get(_PARENT_ENV, "")
+    _exit_when_orphaned(int(parent) if parent.isdigit() else os.getppid())
     database = Database(settings)
     hub = EventHub(database, settings.broadcast_url, poll_seconds=settings.webhook_poll_seconds)
     await hub.start()
