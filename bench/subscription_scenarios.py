@@ -309,6 +309,7 @@ async def run(args: argparse.Namespace) -> int:
                 spec_path = tmp / f"client{k}.json"  # 10,000 subscriptions do not fit in an argument list
                 spec_path.write_text(json.dumps(spec))
                 client = await asyncio.create_subprocess_exec(
+                    *(["nice", "-n", str(args.client_nice)] if args.client_nice else []),
                     sys.executable,
                     CLIENT_SCRIPT,
                     "--client",

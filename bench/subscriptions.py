@@ -1194,6 +1194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=20, help="SCIM users created before the subscribers connect (20)")
     p.add_argument("--timeout", type=float, default=900.0, help="bound on each wait for delivery (default 900 s)")
     p.add_argument("--port", type=int, default=None)
+    p.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="(scenarios) run the subscribers' client processes at this nice value: browsers are elsewhere, but "
+        "here they share the server's two cores, and parsing 1,000,000 frames takes more CPU than sending them (0)",
+    )
     harness.add_run_options(p, keep_temp_help="keep the temp dir (database, server and client logs)")
     subscription_scenarios.add_options(p)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
