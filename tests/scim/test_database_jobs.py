@@ -151,13 +151,13 @@ class _Locked:
         raise sqlite3.OperationalError("database is locked")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite's lookups only: no skipped variant
 async def test_a_lookup_that_meets_a_lock_reads_again_on_a_thread(
     app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite's lookups run on the event loop and never wait there for a lock: they read again on a reader thread."""
     database: Database = app.state.database
-    if not database.is_sqlite:
-        pytest.skip("SQLite's lookups only")
+    assert database.is_sqlite
     directory = await make_directory(database)
     created = await client.post(f"{directory.path}/Users", json={"userName": "a@x.test"}, headers=directory.headers)
     monkeypatch.setattr(database, "_lookups", _Locked())
