@@ -56,6 +56,20 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield sizes
 
 
+@pytest.fixture
+def in_savepoints(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every job the writer ran in a savepoint: a batch run again with savepoints after one of its jobs raised."""
+    jobs: list[object] = []
+    original = grouped_writer._run_in_savepoint
+
+    def counting(session: Any, job: Any) -> Any:
+        jobs.append(job)
+        return original(session, job)
+
+    monkeypatch.setattr(grouped_writer, "_run_in_savepoint", counting)
+    return jobs
+
+
 async def _in_one_batch(app: Any, calls: Sequence[Awaitable[Any]]) -> list[Any]:
     """Run ``calls`` while the writer is busy, so that their write jobs queue up and run as one batch."""
     busy = asyncio.ensure_future(app.state.database.transaction(lambda _session: time.sleep(0.5)))
@@ -74,18 +88,10 @@ async def test_a_bad_token_among_good_posts_leaves_the_batch_alone(
     client: httpx.AsyncClient,
     directory: DirectoryFixture,
     batches: list[int],
-    monkeypatch: pytest.MonkeyPatch,
+    in_savepoints: list[object],
 ) -> None:
     await client.get(f"{directory.path}/Users", headers=directory.headers)  # linked before the batch
     batches.clear()
-    in_savepoints: list[object] = []
-    original = grouped_writer._run_in_savepoint
-
-    def counting(session: Any, job: Any) -> Any:
-        in_savepoints.append(job)
-        return original(session, job)
-
-    monkeypatch.setattr(grouped_writer, "_run_in_savepoint", counting)
     wrong = {**directory.headers, "Authorization": "Bearer dsync_scim_wrong"}
     calls = [
         client.post(f"{directory.path}/Users", json=_user(f"u{i}@acme.test"), headers=directory.headers)
@@ -262,19 +268,11 @@ async def test_refusals_that_only_read_leave_the_batch_running_without_savepoint
     client: httpx.AsyncClient,
     directory: DirectoryFixture,
     batches: list[int],
-    monkeypatch: pytest.MonkeyPatch,
+    in_savepoints: list[object],
 ) -> None:
     path, headers = directory.path, directory.headers
     user_id = (await client.post(f"{path}/Users", json=_user("kept@acme.test"), headers=headers)).json()["id"]
     batches.clear()
-    in_savepoints: list[object] = []
-    original = grouped_writer._run_in_savepoint
-
-    def counting(session: Any, job: Any) -> Any:
-        in_savepoints.append(job)
-        return original(session, job)
-
-    monkeypatch.setattr(grouped_writer, "_run_in_savepoint", counting)
     responses = await _in_one_batch(
         app,
         [
