@@ -65,7 +65,10 @@ def _lookup_statements(kind: ResourceKind[Any], attribute: str, dialect: str) ->
     """``attribute eq :value``: the page (LIMIT :count, from the directory's row) and the count of all matches."""
     table: Table = kind.model.__table__
     template = translate_filter(
-        Compare(AttrPath(None, attribute), "eq", _PLACEHOLDER), resource=kind.name, dialect=dialect
+        Compare(AttrPath(None, attribute), "eq", _PLACEHOLDER),
+        resource=kind.name,
+        dialect=dialect,
+        directory_id=bindparam("directory_id"),
     )
 
     def parameter(element: Any, **_kw: Any) -> Any:
