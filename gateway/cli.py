@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import sys
@@ -34,6 +35,14 @@ def _directory_json(issued: directories.IssuedDirectory) -> dict[str, Any]:
     }
 
 
+def _lower_priority(nice: int) -> None:
+    """Run this process at nice level ``nice`` at least (a level it already has above that is kept)."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -50,6 +59,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:
         print(f"dsync serve: {error}", file=sys.stderr)
         return 2
+    if settings.role == "realtime":
+        _lower_priority(settings.realtime_nice)
     if "DSYNC_PUBLIC_URL" not in os.environ:
         # Endpoint URLs shown for new directories must name the address this server really answers on.
         os.environ["DSYNC_PUBLIC_URL"] = _dashboard_url(args, settings).rstrip("/")
