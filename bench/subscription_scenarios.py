@@ -387,7 +387,7 @@ async def run(args: argparse.Namespace) -> int:
         harness.run_migrate(dsync, env, tmp)
         if args.roles == "split":
             env["DSYNC_BROADCAST_URL"] = args.redis_url
-            rt_port = port + 1
+            rt_port = harness.free_port()  # not port + 1: another process may hold that one
             procs.append(
                 harness.start_server(
                     "ingest",
