@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -41,14 +42,158 @@ CLIENT_SCRIPT = str(Path(__file__).resolve())
 
 
 # -- client processes: each holds many subscriptions and reports what every one received --------------------------
+#
+# The subscribers stand in for browsers that run elsewhere; on this 2-core box their CPU competes with the servers',
+# so they are as cheap as a real client can be while the run still proves exactly-once and order per subscriber.
+# Each subscription is one raw WebSocket (asyncio Protocol on uvloop, no WebSocket library): while events arrive it
+# appends the bytes with their arrival time and walks the frame headers (a few operations per frame, to answer
+# pings at once); the frames are decoded and their cursors checked only when the orchestrator asks, after the
+# measured window. A frame counts as received when its last byte arrived.
+
+_NEXT = b'"type":"next"'
+
+
+def _masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client-to-server frame (RFC 6455 §5.3: clients mask what they send)."""
+    n = len(payload)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    mask = os.urandom(4)
+    key = (mask * (n // 4 + 1))[:n]
+    return head + mask + (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+_PONG = _masked_frame(1, b'{"type":"pong"}')
+
+
+class _Subscription(asyncio.Protocol):
+    """One subscriber: handshake, ``connection_init``, ``subscribe``, then raw bytes kept for ``collect``."""
+
+    def __init__(self, request: bytes, init: bytes, subscribe: bytes, opened: asyncio.Future[None]) -> None:
+        self.request, self.init, self.subscribe, self.opened = request, init, subscribe, opened
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        # (bytes received since the subscribe up to here, when): one per read, not per frame.
+        self.marks: list[tuple[int, float]] = []
+        self.scan = 0  # where the next frame header starts (the walk during the window)
+        self.live = False
+        self.problem: str | None = None  # a close, an error or a complete: the subscriber's log will be wrong
+        self.log: list[tuple[int, float]] = []  # decoded by ``collect``
+        self.parsed = 0  # bytes of ``buf`` already decoded (dropped after decoding)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.problem is None:
+            self.problem = f"connection lost: {exc!r}"
+        if not self.opened.done():
+            self.opened.set_exception(RuntimeError(self.problem))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.live:
+            self.marks.append((self.parsed + len(self.buf), time.monotonic()))
+            self._walk()
+            return
+        if self.transport is None or self.opened.done():
+            return
+        if self.scan == 0:  # the HTTP answer to the upgrade
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.buf.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(RuntimeError(bytes(self.buf[:200]).decode(errors="replace")))
+                return
+            del self.buf[: end + 4]
+            self.scan = -1
+            self.transport.write(_masked_frame(1, self.init))
+        frame = self._frame(0)
+        if frame is None:
+            return
+        end, _opcode, payload = frame
+        if b"connection_ack" not in payload:
+            self.opened.set_exception(RuntimeError(f"expected connection_ack, got {payload[:200]!r}"))
+            return
+        del self.buf[:end]
+        self.scan = 0
+        self.live = True
+        self.marks.append((len(self.buf), time.monotonic()))
+        self.transport.write(_masked_frame(1, self.subscribe))
+        self.opened.set_result(None)
+        self._walk()
+
+    def _frame(self, pos: int) -> tuple[int, int, bytes] | None:
+        """The complete frame at ``pos`` of ``buf``: (its end, opcode, payload), or None while it is incomplete."""
+        buf = self.buf
+        if len(buf) < pos + 2:
+            return None
+        size, head = buf[pos + 1] & 0x7F, 2
+        if size == 126:
+            size, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+        elif size == 127:
+            size, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+        end = pos + head + size
+        if len(buf) < end or len(buf) < pos + head:
+            return None
+        return end, buf[pos] & 0x0F, bytes(buf[pos + head : end])
+
+    def _walk(self) -> None:
+        """Skip over complete frames by their headers; answer pings, note closes and errors (frames with no
+        ``"type":"next"`` near their start: event frames are only skipped here)."""
+        buf, pos, n = self.buf, self.scan, len(self.buf)
+        while pos + 2 <= n:
+            size, head = buf[pos + 1] & 0x7F, 2
+            if size >= 126:
+                head = 4 if size == 126 else 10
+                if pos + head > n:
+                    break
+                size = int.from_bytes(buf[pos + 2 : pos + head], "big")
+            end = pos + head + size
+            if end > n:
+                break
+            if buf[pos] & 0x0F != 1 or buf.find(_NEXT, pos + head, pos + head + 40) < 0:
+                self._control(buf[pos] & 0x0F, bytes(buf[pos + head : end]))
+            pos = end
+        self.scan = pos
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        assert self.transport is not None
+        if opcode == 9:  # a protocol-level ping (uvicorn's legacy implementation sends them)
+            self.transport.write(_masked_frame(10, payload))
+        elif opcode == 8:
+            self.problem = self.problem or f"closed by the server: {payload[:200]!r}"
+        elif opcode == 1:
+            kind = orjson.loads(payload).get("type")
+            if kind == "ping":
+                self.transport.write(_PONG)
+            elif kind != "pong":
+                self.problem = self.problem or f"unexpected message {payload[:200]!r}"
+
+    def collect(self) -> int:
+        """Decode the event frames received so far into (cursor, receipt time); the events decoded in all."""
+        buf, marks, pos, mark = self.buf, self.marks, 0, 0
+        while (frame := self._frame(pos)) is not None:
+            end, opcode, payload = frame
+            while marks[mark][0] < self.parsed + end:
+                mark += 1
+            if opcode == 1 and _NEXT in payload[:40]:
+                value = next(iter(orjson.loads(payload)["payload"]["data"].values()))
+                at = marks[mark][1]
+                self.log.extend((int(item["cursor"]), at) for item in (value if isinstance(value, list) else [value]))
+            pos = end
+        del buf[:pos]
+        self.parsed += pos
+        self.scan = max(0, self.scan - pos)
+        del marks[:mark]
+        return len(self.log)
 
 
 async def _client(spec: dict[str, Any]) -> None:
-    import websockets
-    from websockets.typing import Subprotocol
-
-    received: dict[int, list[tuple[int, float]]] = {}
+    host, port = spec["host"], spec["port"]
     init = orjson.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {ADMIN_KEY}"}})
+    loop = asyncio.get_running_loop()
+    subscriptions: dict[int, _Subscription] = {}
 
     # Handshakes in flight per client process. Opened open-loop (500/s per process, whatever the server's pace) the
     # connects outran the server's accepts: its listen queue (uvicorn's backlog, 2,048) filled, the kernel dropped
@@ -57,61 +202,46 @@ async def _client(spec: dict[str, Any]) -> None:
     opening = asyncio.Semaphore(spec.get("in_flight", 64))
 
     async def one(index: int, directory: str, after: str) -> None:
-        log = received.setdefault(index, [])
-        await opening.acquire()
-        async with websockets.connect(
-            spec["url"],
-            subprotocols=[Subprotocol("graphql-transport-ws")],
-            compression=None,
-            max_queue=None,
-            ping_interval=None,
-            open_timeout=None,  # 10,000 handshakes queue up behind each other's authentication
-        ) as ws:
-            try:
-                await ws.send(init.decode())
-                await ws.recv()
-                payload = {"query": spec["query"], "variables": {"d": directory, "a": after}}
-                await ws.send(orjson.dumps({"type": "subscribe", "id": "1", "payload": payload}).decode())
-            finally:
-                opening.release()
-            ready.append(index)
-            async for raw in ws:
-                now = time.monotonic()
-                message = orjson.loads(raw)
-                if message["type"] == "ping":
-                    await ws.send('{"type":"pong"}')
-                elif message["type"] == "next":
-                    value = next(iter(message["payload"]["data"].values()))
-                    for item in value if isinstance(value, list) else [value]:
-                        log.append((int(item["cursor"]), now))
-                elif message["type"] in ("error", "complete"):
-                    raise RuntimeError(str(message))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET /graphql HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws"
+            "\r\n\r\n"
+        ).encode()
+        payload = {"query": spec["query"], "variables": {"d": directory, "a": after}}
+        subscribe = orjson.dumps({"type": "subscribe", "id": "1", "payload": payload})
+        async with opening:
+            opened: asyncio.Future[None] = loop.create_future()
+            subscription = _Subscription(request, init, subscribe, opened)
+            await loop.create_connection(lambda: subscription, host, port)
+            await opened
+        subscriptions[index] = subscription
 
-    ready: list[int] = []
-    tasks = []
     started = time.monotonic()
-    for index, directory, after in spec["subs"]:
-        tasks.append(asyncio.create_task(one(index, directory, after)))
-    while len(ready) < len(tasks):
+    tasks = [asyncio.create_task(one(index, directory, after)) for index, directory, after in spec["subs"]]
+    while len(subscriptions) < len(tasks):
         failed = [task for task in tasks if task.done() and task.exception()]
         if failed:
             # One line the orchestrator prints: how many failed, when, and the first error (not 5,000 tracebacks).
             error = failed[0].exception()
             print(
                 f"{len(failed)} of {len(tasks)} subscriptions failed {time.monotonic() - started:.1f}s after the "
-                f"first connect, with {len(ready)} ready: {error!r} (cause {error.__cause__!r})",
+                f"first connect, with {len(subscriptions)} ready: {error!r} (cause {error.__cause__!r})",
                 flush=True,
             )
             os._exit(1)
         await asyncio.sleep(0.1)
     print("ready", flush=True)
-    # "count" asks how many events this process has read so far (the orchestrator waits until the clients, which
-    # share the machine's cores, have read everything the server sent); "stop" asks for the logs.
-    while (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip() == "count":
-        sys.stdout.write(f"{sum(len(log) for log in received.values())}\n")
+    # "count" asks how many events this process has received so far (decoding what arrived since the last count:
+    # the orchestrator asks only once the measured window is over); "stop" asks for the logs.
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "count":
+        sys.stdout.write(f"{sum(s.collect() for s in subscriptions.values())}\n")
         sys.stdout.flush()
-    out = {str(k): v for k, v in received.items()}
-    sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    for subscription in subscriptions.values():
+        subscription.collect()
+    out = {str(k): s.log for k, s in subscriptions.items()}
+    problems = {str(k): s.problem for k, s in subscriptions.items() if s.problem}
+    sys.stdout.write(orjson.dumps({"logs": out, "problems": problems}).decode() + "\n")
     sys.stdout.flush()
     os._exit(0)
 
@@ -203,6 +333,33 @@ async def _log(http: httpx.AsyncClient, directory_id: str, after: str) -> list[i
     return [c for c in cursors if c > int(after)]
 
 
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process, this one (the SCIM client) and the whole machine."""
+    now = {name: harness.proc_cpu_seconds(pid) for name, pid in pids.items()}
+    now["scim_client"] = time.process_time()
+    now["machine"] = harness.machine_busy_seconds()
+    return now
+
+
+def _cpu_pct(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """% of one core each used between two ``_cpu`` samples; "other" is the rest of the machine (noise, the
+    database, the webhook child)."""
+    used = {name: after[name] - before[name] for name in before}
+    machine = used.pop("machine")
+    used["other"] = machine - sum(used.values())
+    return {name: round(100 * value / max(seconds, 1e-9)) for name, value in used.items()}
+
+
+def _clients_sum(before: dict[str, float], after: dict[str, float]) -> float:
+    return sum(after[name] - before[name] for name in before if name.startswith("client"))
+
+
+def _merge_clients(pcts: dict[str, float]) -> dict[str, float]:
+    merged = {name: value for name, value in pcts.items() if not name.startswith("client")}
+    merged["clients"] = sum(value for name, value in pcts.items() if name.startswith("client"))
+    return merged
+
+
 def _pct(values: list[float], q: float) -> float:
     return harness.percentile(sorted(values), q) if values else float("nan")
 
@@ -230,7 +387,7 @@ async def run(args: argparse.Namespace) -> int:
         harness.run_migrate(dsync, env, tmp)
         if args.roles == "split":
             env["DSYNC_BROADCAST_URL"] = args.redis_url
-            rt_port = port + 1
+            rt_port = harness.free_port()  # not port + 1: another process may hold that one
             procs.append(
                 harness.start_server(
                     "ingest",
@@ -302,7 +459,8 @@ async def run(args: argparse.Namespace) -> int:
             t0 = time.monotonic()
             for k in range(args.client_processes):
                 spec = {
-                    "url": f"ws://{harness.LOOPBACK}:{rt_port}/graphql",
+                    "host": harness.LOOPBACK,
+                    "port": rt_port,
                     "query": query,
                     "subs": subs[k * per : (k + 1) * per],
                 }
@@ -337,13 +495,21 @@ async def run(args: argparse.Namespace) -> int:
                 "subscriber",
                 flush=True,
             )
+            pids = {"ingest_server": procs[0].pid}
+            if len(procs) > 1:
+                pids["realtime_server"] = serving
+            pids.update({f"client{k}": client.pid for k, client in enumerate(clients)})
             cpu0 = harness.proc_cpu_seconds(serving)
             w0 = time.monotonic()
             if scenario == "a":
+                sample0 = _cpu(pids)
                 with_subs, responses = await _burst(http, written, args.changes, "with")
+                burst_cpu = _cpu_pct(sample0, _cpu(pids), args.changes / with_subs)
             else:
                 responses = await _paced(http, written, args.rate, args.seconds)
+                sample0 = _cpu(pids)
                 with_subs, _ = await _burst(http, written, args.changes, "with")
+                burst_cpu = _cpu_pct(sample0, _cpu(pids), args.changes / with_subs)
             # Wait until every subscriber has its directory's log.
             logs = {d["id"]: await _log(http, d["id"], start) for d in written}
             expected_total = sum(len(logs[d]) for _, d, _ in subs if d in logs)
@@ -351,6 +517,7 @@ async def run(args: argparse.Namespace) -> int:
                 assert client.stdin is not None
             deadline = time.monotonic() + args.timeout
             results: dict[str, list[list[float]]] = {}
+            problems: dict[str, str] = {}
             # Give delivery time, then collect (a client reports only when asked).
             await asyncio.sleep(2)
             while True:
@@ -360,6 +527,7 @@ async def run(args: argparse.Namespace) -> int:
                     break
             w1 = time.monotonic()
             cpu1 = harness.proc_cpu_seconds(serving)
+            clients_window = _cpu(pids)
             # The server is done; the clients may still be reading what it sent. Wait until they have read every
             # event, or their count stops growing (then what is missing is missing).
             last, still = -1, 0
@@ -375,11 +543,14 @@ async def run(args: argparse.Namespace) -> int:
                 still = still + 1 if counted == last else 0
                 last = counted
                 await asyncio.sleep(1)
+            clients_counted = _cpu(pids)
             for client in clients:
                 assert client.stdin is not None and client.stdout is not None
                 client.stdin.write(b"stop\n")
                 await client.stdin.drain()
-                results.update(orjson.loads(await asyncio.wait_for(client.stdout.readline(), 300)))
+                reported = orjson.loads(await asyncio.wait_for(client.stdout.readline(), 300))
+                results.update(reported["logs"])
+                problems.update(reported["problems"])
         # Check and summarise.
         bad = 0
         gaps = 0  # of those, subscribers whose log is not a prefix of the directory's (a gap, a repeat, a reorder)
@@ -388,7 +559,7 @@ async def run(args: argparse.Namespace) -> int:
         latencies: list[float] = []
         by_cursor_response: dict[int, float] = {}
         for index, directory, _after in subs:
-            got = results.get(str(index), [])
+            got = [] if str(index) in problems else results.get(str(index), [])
             cursors = [int(c) for c, _t in got]
             delivered += len(cursors)
             wanted = logs.get(directory, [])
@@ -427,6 +598,13 @@ async def run(args: argparse.Namespace) -> int:
                     "rss_per_subscriber_kib": round((rss1 - rss0) / len(subs) / 1024, 1),
                     "serving_cpu_s": round(cpu1 - cpu0, 1),
                     "serving_idle_cpu_per_s": round(idle_rate, 3),
+                    # % of one core during the measured burst: each server, the subscribers' client processes
+                    # (together), this process (the SCIM client), the rest of the machine.
+                    "cpu_pct_during_burst": _merge_clients(burst_cpu),
+                    # The client processes' CPU seconds while events arrived, and decoding them afterwards.
+                    "clients_cpu_s_window": round(_clients_sum(sample0, clients_window), 1),
+                    "clients_cpu_s_decoding_after": round(_clients_sum(clients_window, clients_counted), 1),
+                    "subscribers_with_problems": len(problems),
                     "window_s": round(w1 - w0, 1),
                     "subscribers_with_wrong_log": bad,
                     "subscribers_with_gaps": gaps,
@@ -435,6 +613,8 @@ async def run(args: argparse.Namespace) -> int:
             ),
             flush=True,
         )
+        for index, problem in list(problems.items())[:3]:
+            print(f"subscriber {index}: {problem}", file=sys.stderr)
         return 3 if bad or delivered != expected_total else 0
     finally:
         for client in clients:
@@ -464,4 +644,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--client":
-    asyncio.run(_client(json.loads(Path(sys.argv[2]).read_text())))
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_client(json.loads(Path(sys.argv[2]).read_text())))

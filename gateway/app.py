@@ -229,7 +229,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_key:
             key = settings.admin_key
             await database.transaction(lambda session: api_keys.ensure_admin_key(session, key=key))
-        hub = EventHub(database, settings.broadcast_url, poll_seconds=settings.event_poll_seconds)
+        scheduler: Scheduler = app.state.scheduler
+        hub = EventHub(
+            database,
+            settings.broadcast_url,
+            poll_seconds=settings.event_poll_seconds,
+            busy=lambda: scheduler.foreground_requests > 0,
+        )
         await hub.start()
         database.on_commit(hub.notify)
         app.state.hub = hub

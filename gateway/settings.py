@@ -148,6 +148,10 @@ class Settings:
     # WebSocket subscriptions); "realtime" (GraphQL over HTTP and WebSocket, fed by the broadcaster: no SCIM). A split
     # keeps live fan-out off the ingest process's CPU; it needs a redis:// or postgres:// DSYNC_BROADCAST_URL.
     role: str = "all"
+    # `dsync serve --role realtime` runs at least this nice level: where it shares cores with an ingest process, a
+    # burst's fan-out takes the CPU SCIM leaves instead of half of it (subscribers then get the events in fewer,
+    # larger batches once the burst is in). Not applied to role "all", whose one process also serves SCIM.
+    realtime_nice: int = 10
     # uvicorn's WebSocket implementation for `dsync serve`: "websockets-sansio" delivered 41,000 events/s to 1,000
     # subscribers where "websockets" (the legacy protocol: three tasks per connection) delivered 31,000, and holds
     # less per connection (bench/subscriptions.py --scenario a, README's Performance).
@@ -209,6 +213,7 @@ class Settings:
             webhook_nice=_int("DSYNC_WEBHOOK_NICE", 19),
             webhook_poll_seconds=_float("DSYNC_WEBHOOK_POLL_SECONDS", 0.25),
             role=_choice("DSYNC_ROLE", ROLES, "all"),
+            realtime_nice=min(19, max(0, _int("DSYNC_REALTIME_NICE", 10))),
             ws_implementation=_choice("DSYNC_WS_IMPLEMENTATION", WS_IMPLEMENTATIONS, "websockets-sansio"),
         )
 

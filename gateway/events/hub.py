@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ _STUCK_DELIVERY_SECONDS = 0.5
 # The pump gives the event loop back after this many deliveries, so SCIM requests in the same process take turns
 # with a burst's fan-out instead of waiting for all of it.
 _SLICE = 2000
+# While the process is busy with requests (``busy``), the pump takes at most this share of the loop: after a slice
+# that took t it waits t * (1 - share) / share (at most _MAX_PAUSE). Events waiting meanwhile are offered together
+# afterwards, and batched subscribers get them in fewer frames.
+_SHARE_WHILE_BUSY = 0.25
+_MAX_PAUSE = 0.05
 
 
 @dataclass(eq=False, slots=True)
@@ -194,8 +200,16 @@ class EventHub:
     """The realtime side of the event log in one process: one pump reads new events once and fans them out to
     every open ``stream``; it also relays API key revocations between processes."""
 
-    def __init__(self, database: Database, broadcast_url: str, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        database: Database,
+        broadcast_url: str,
+        *,
+        poll_seconds: float = 1.0,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
         self._database = database
+        self._busy = busy  # whether requests are in flight in this process: the pump then yields more
         self._notifier = Notifier(
             broadcast_url, on_notification=self._wake, on_reconnect=self._wake, on_revocation=self._revoked
         )
@@ -518,6 +532,7 @@ class EventHub:
 
     async def _deliver_new(self) -> None:
         delivered = 0
+        started = time.perf_counter()
         while True:
             rows = await self._database.query(lambda session: read_events_after(session, after=self.head, limit=_PAGE))
             for row in rows:
@@ -525,7 +540,12 @@ class EventHub:
                 self.head = row.cursor
                 if delivered >= _SLICE:
                     delivered = 0
-                    await asyncio.sleep(0)
+                    spent = time.perf_counter() - started
+                    busy = self._busy is not None and self._busy()
+                    await asyncio.sleep(
+                        min(spent * (1 - _SHARE_WHILE_BUSY) / _SHARE_WHILE_BUSY, _MAX_PAUSE) if busy else 0
+                    )
+                    started = time.perf_counter()
             if len(rows) < _PAGE:
                 return
 

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Hashable
 from contextvars import ContextVar
 from inspect import isawaitable
+from time import perf_counter
 from typing import Any, cast
 from weakref import WeakValueDictionary
 
@@ -36,6 +37,7 @@ from gateway.graphql.context import Context
 from gateway.graphql.execution import GatewayExecutionContext, subscription_executor, variables_key
 from gateway.graphql.types import Event
 from gateway.observe.metrics import DELIVERED_FROM_LOG, DELIVERED_LIVE
+from gateway.ops.priority import Scheduler
 
 # Events a connection may have waiting, per open operation, before its subscribers fall back to the log.
 _BUFFERED_PER_OPERATION = 1000
@@ -45,6 +47,13 @@ _BUFFERED_PER_OPERATION = 1000
 # milliseconds per turn and ingest keeps its pace; with nothing else to do, turns are short and fan-out runs flat out.
 _FRAMES_PER_TURN = 128
 _FRAMES_PER_GRANT = 16
+# While HTTP requests (SCIM above all) are in flight in this process, frames take at most this share of the event
+# loop: after a turn whose writes took t, the next waits t * (1 - share) / share. A burst of SCIM creates with 1,000
+# dashboards watching would otherwise see fan-out take most of the loop between any two steps of a request; spaced,
+# ingest keeps most of its rate, and what waits meanwhile goes out afterwards in fewer, larger batches. With no
+# request in flight, turns follow each other at once. The pause is bounded, so fan-out always advances.
+_SHARE_WHILE_REQUESTS = 0.25
+_MAX_PAUSE_SECONDS = 0.05
 
 # The ASGI scope key under which gateway.app puts the server's own ``send`` for WebSocket connections.
 SERVER_SEND = "dsync.server_send"
@@ -65,11 +74,15 @@ class Parked(BaseException):
 class _Turns:
     """The per-turn budget of frames shared by every connection's writer (see ``_FRAMES_PER_TURN``): a writer asks
     for a grant of a few frames; when the turn's budget is spent it queues, and the next turn wakes as many queued
-    writers as its budget covers, in order (the others sleep on: no wake-up storm)."""
+    writers as its budget covers, in order (the others sleep on: no wake-up storm). While ``scheduler`` counts
+    requests in flight, turns are spaced (``_SHARE_WHILE_REQUESTS``); writers add the time their sends took to
+    ``spent``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, scheduler: Scheduler | None) -> None:
         self.loop = loop
+        self.scheduler = scheduler
         self.left = _FRAMES_PER_TURN
+        self.spent = 0.0
         self._queued: deque[asyncio.Future[int]] = deque()
         self._scheduled = False
 
@@ -87,6 +100,12 @@ class _Turns:
         return await waiter
 
     def _next_turn(self) -> None:
+        spent, self.spent = self.spent, 0.0
+        if spent > 0 and self.scheduler is not None and self.scheduler.foreground_requests > 0:
+            self.left = 0  # writers arriving during the pause queue behind the others
+            pause = min(spent * (1 - _SHARE_WHILE_REQUESTS) / _SHARE_WHILE_REQUESTS, _MAX_PAUSE_SECONDS)
+            self.loop.call_later(pause, self._next_turn)
+            return
         self.left = _FRAMES_PER_TURN
         while self._queued and self.left > 0:
             waiter = self._queued.popleft()
@@ -102,11 +121,11 @@ class _Turns:
 _turns: _Turns | None = None
 
 
-def _frame_turns() -> _Turns:
+def _frame_turns(scheduler: Scheduler | None) -> _Turns:
     global _turns
     loop = asyncio.get_running_loop()
     if _turns is None or _turns.loop is not loop:
-        _turns = _Turns(loop)
+        _turns = _Turns(loop, scheduler)
     return _turns
 
 
@@ -236,7 +255,7 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
         outbox = self._outbox
         assert outbox is not None
         events = granted = 0
-        turns = _frame_turns()
+        turns = _frame_turns(self._scheduler())
         try:
             while outbox:
                 if granted == 0:
@@ -244,6 +263,7 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     continue  # the outbox may have been emptied meanwhile (cancelled)
                 granted -= 1
                 entry = outbox.popleft()
+                started = perf_counter()
                 if isinstance(entry, _Message):
                     await self._send(entry.text, entry.sent)
                 elif isinstance(entry, str):
@@ -256,6 +276,7 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     self._buffered -= len(entry.items)
                     events += len(entry.items)
                     await self._send(entry.sink.batch_frame(entry.items))
+                turns.spent += perf_counter() - started
         finally:
             DELIVERED_LIVE.inc(events)
             self._writer = None
@@ -263,6 +284,13 @@ class FrameHandler(BaseGraphQLTransportWSHandler[Context, None]):
             for entry in outbox:  # cancelled (the connection is shutting down): release the senders
                 if isinstance(entry, _Message) and entry.sent is not None and not entry.sent.done():
                     entry.sent.cancel()
+
+    def _scheduler(self) -> Scheduler | None:
+        """The app's request scheduler (it counts the HTTP requests in flight), None outside a gateway app."""
+        app = self.websocket.ws.scope.get("app")  # type: ignore[attr-defined]
+        state = getattr(app, "state", None)
+        scheduler = getattr(state, "scheduler", None)
+        return scheduler if isinstance(scheduler, Scheduler) else None
 
     async def _send(self, text: str, sent: asyncio.Future[None] | None = None) -> None:
         error: Exception | None = None

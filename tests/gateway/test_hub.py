@@ -165,6 +165,39 @@ async def test_overflow_falls_back_to_the_log_without_loss(
         await stream.aclose()
 
 
+async def test_a_busy_process_spaces_the_pump_and_still_delivers_everything_in_order(
+    database: Database, place: DirectoryFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "_SLICE", 3)  # pause after every few deliveries
+    asked: list[bool] = []
+
+    def busy() -> bool:  # requests always in flight: fan-out only ever gets its share
+        asked.append(True)
+        return True
+
+    event_hub = EventHub(database, "memory://", poll_seconds=0.05, busy=busy)
+    await event_hub.start()
+    database.on_commit(event_hub.notify)
+    first, second = (
+        event_hub.stream(directory_filter(place), after=None),
+        event_hub.stream(directory_filter(place), after=None),
+    )
+    try:
+        waiting = [asyncio.ensure_future(anext(first)), asyncio.ensure_future(anext(second))]
+        await eventually(lambda: event_hub.subscriber_count == 2)
+        written = await write(database, place, 40)
+        async with asyncio.timeout(10):
+            heads = [await w for w in waiting]
+        assert [head.cursor for head in heads] == [written[0]] * 2
+        assert cursors(await take(first, 39)) == written[1:]
+        assert cursors(await take(second, 39)) == written[1:]
+        assert asked
+    finally:
+        await first.aclose()
+        await second.aclose()
+        await event_hub.stop()
+
+
 async def test_stream_ends_when_the_hub_stops(
     hub: EventHub, database: Database, place: DirectoryFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -85,12 +85,21 @@ def _directory(env: dict[str, str]) -> Iterator[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def _instance(env: dict[str, str], *options: str) -> AsyncIterator[str]:
+async def _instance(env: dict[str, str], *options: str, own_session: bool = False) -> AsyncIterator[str]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        DSYNC, "serve", "--port", str(port), *options, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        DSYNC,
+        "serve",
+        "--port",
+        str(port),
+        *options,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=own_session,
     )
     base = f"http://127.0.0.1:{port}"
+    _pids[base] = process.pid
     try:
         async with httpx.AsyncClient(base_url=base) as http:
             for _ in range(300):  # up to 30 s
@@ -105,8 +114,24 @@ async def _instance(env: dict[str, str], *options: str) -> AsyncIterator[str]:
                 raise AssertionError("dsync serve did not become ready")
         yield base
     finally:
+        _pids.pop(base, None)
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+
+
+_pids: dict[str, int] = {}  # base URL of a running ``_instance`` -> its process id
+
+
+def _nice(base: str) -> int:
+    """The nice level of the instance serving ``base`` (field 19 of /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{_pids[base]}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+def _autogroup_nice(base: str) -> int | None:
+    """The nice level of the instance's autogroup (its session's), None without autogroup scheduling."""
+    path = Path(f"/proc/{_pids[base]}/autogroup")
+    return int(path.read_text().split()[-1]) if path.exists() else None
 
 
 async def _subscribe(base: str, directory_id: str, received: list[dict[str, Any]], started: asyncio.Event) -> None:
@@ -167,6 +192,7 @@ async def test_writes_on_one_instance_reach_subscribers_on_the_other(database_ur
     env = _env(database_url, broadcast_url)
     with _directory(env) as directory:
         async with _instance(env) as a, _instance(env) as b:
+            assert _nice(a) == os.getpriority(os.PRIO_PROCESS, 0)  # role "all" serves SCIM: never lowered
             on_a: list[dict[str, Any]] = []
             on_b: list[dict[str, Any]] = []
             started_a, started_b = asyncio.Event(), asyncio.Event()
@@ -191,7 +217,16 @@ async def test_ingest_and_realtime_roles_split_the_work(database_url: str) -> No
         pytest.skip("DSYNC_TEST_REDIS_URL is not set")
     env = _env(database_url, REDIS_URL)
     with _directory(env) as directory:
-        async with _instance(env, "--role", "ingest") as ingest, _instance(env, "--role", "realtime") as realtime:
+        async with (
+            _instance(env, "--role", "ingest", own_session=True) as ingest,
+            _instance(env, "--role", "realtime", own_session=True) as realtime,
+        ):
+            # Fan-out takes the CPU ingest leaves where they share cores (DSYNC_REALTIME_NICE, default 10), also
+            # under autogroup scheduling, where each leads its own session as under a supervisor.
+            ours = os.getpriority(os.PRIO_PROCESS, 0)
+            assert (_nice(ingest), _nice(realtime)) == (ours, max(10, ours))
+            if _autogroup_nice(ingest) is not None:
+                assert (_autogroup_nice(ingest), _autogroup_nice(realtime)) == (0, 10)
             received: list[dict[str, Any]] = []
             started = asyncio.Event()
             listener = asyncio.create_task(_subscribe(realtime, directory["id"], received, started))
