@@ -1199,7 +1199,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="(scenarios) run the subscribers' client processes at this nice value: browsers are elsewhere, but "
-        "here they share the server's two cores, and parsing 1,000,000 frames takes more CPU than sending them (0)",
+        "here they share the server's two cores (they keep raw frames during the burst and decode them after) (0)",
     )
     harness.add_run_options(p, keep_temp_help="keep the temp dir (database, server and client logs)")
     subscription_scenarios.add_options(p)
