@@ -53,6 +53,16 @@ def _backend(url: str) -> BroadcastBackend:
     raise ValueError(f"DSYNC_BROADCAST_URL: unsupported scheme {scheme!r} (use memory://, redis:// or postgres://)")
 
 
+def channel_for(url: str) -> str:
+    """The channel a deployment's processes talk on. Redis's pub/sub ignores the database number, so on Redis the
+    channel carries it: deployments sharing one Redis server on different databases (``/1``, ``/2``) never hear
+    each other (PostgreSQL's LISTEN/NOTIFY is per database already)."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("redis", "rediss"):
+        return f"{CHANNEL}:{parsed.path.strip('/') or '0'}"
+    return CHANNEL
+
+
 def check_url(url: str) -> None:
     """Fail fast on a URL no backend understands (raises ValueError)."""
     _backend(url)
@@ -77,6 +87,7 @@ class Notifier:
     ) -> None:
         check_url(url)
         self._url = url
+        self._channel = channel_for(url)
         self._on_notification = on_notification
         self._on_reconnect = on_reconnect
         self._on_revocation = on_revocation
@@ -139,7 +150,7 @@ class Notifier:
             try:
                 async with asyncio.timeout(self._connect_timeout_seconds):
                     await broadcast.connect()
-                async with broadcast.subscribe(CHANNEL) as subscriber:
+                async with broadcast.subscribe(self._channel) as subscriber:
                     self._connected.set()
                     if delay > 0.25 or self.reconnects:
                         logger.info("broadcaster connection re-established")
@@ -174,7 +185,7 @@ class Notifier:
             self._pending = False
             for message in messages:
                 async with asyncio.timeout(self._connect_timeout_seconds):
-                    await broadcast.publish(CHANNEL, message)
+                    await broadcast.publish(self._channel, message)
 
     async def _receive_loop(self, subscriber: Subscriber) -> None:
         # Every message proves the connection alive; our own heartbeat guarantees one per interval.

@@ -97,6 +97,23 @@ async def test_a_notification_reaches_the_other_process_and_not_the_sender(url: 
         assert 1 <= b.notifications - seen <= 3  # asked for while one is in flight: they coalesce
 
 
+@pytest.mark.skipif(not REDIS_URL, reason="no DSYNC_TEST_REDIS_URL")
+async def test_redis_databases_are_separate_deployments() -> None:
+    # Redis's pub/sub ignores the database number: the channel carries it, so another database never hears us.
+    assert REDIS_URL
+    base, _, number = REDIS_URL.rstrip("/").rpartition("/")
+    other_url = f"{base}/{(int(number) + 1) % 16 if number.isdigit() else 1}"
+    a, b, c = Recorder(), Recorder(), Recorder()
+    async with notifier(REDIS_URL, a) as sender, notifier(REDIS_URL, b), notifier(other_url, c):
+        await asyncio.sleep(0.3)  # each announces itself once connected: let that pass
+        seen, elsewhere = b.notifications, c.notifications
+        sender.notify()
+        sender.announce_revocation("api_key_01TEST")
+        await b.until(lambda: b.notifications > seen and b.revoked == ["api_key_01TEST"])
+        await asyncio.sleep(0.5)
+        assert c.notifications == elsewhere and c.revoked == []
+
+
 def test_unknown_schemes_are_refused() -> None:
     with pytest.raises(ValueError, match="unsupported scheme"):
         check_url("kafkaa://localhost")
