@@ -4,8 +4,8 @@ Data operations are plain functions over a sync ``Session`` (``scim.backend.user
 …). ``transaction`` and ``query`` run them on threads with a sync driver (the standard library's sqlite3, psycopg 3
 for PostgreSQL), writes grouped into shared transactions on one writer thread (``gateway.store.grouped_writer``),
 reads on a small pool (autocommit on PostgreSQL); ``lookup`` runs a read by index (a SCIM GET by id or by userName)
-through prebuilt statements, on SQLite straight on the event loop. ``read`` gives an ``AsyncSession`` (aiosqlite,
-asyncpg) for the few callers that want one (health checks, tests).
+through prebuilt statements on the event loop (SQLite's driver straight, PostgreSQL's through asyncpg). ``read``
+gives an ``AsyncSession`` (aiosqlite, asyncpg) for the few callers that want one (health checks, tests).
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on. Write transactions start
 with ``BEGIN IMMEDIATE``, so a transaction never fails half-way when it upgrades from reading to writing, and other
@@ -33,7 +33,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from gateway.settings import Settings
 from gateway.store.grouped_writer import WriteQueue
-from gateway.store.prepared import DbapiReader, Reader
+from gateway.store.lookup_connections import LookupConnections
+from gateway.store.prepared import Compiled, DbapiReader, Reader
 from gateway.store.serialization import dumps, loads
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ logger = logging.getLogger("dsync.db")
 
 _SQLITE_READERS = 4
 _POSTGRES_READERS = 4
+_POSTGRES_LOOKUP_CONNECTIONS = 4
 _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
 # Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
@@ -81,7 +83,9 @@ class Database:
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
         # SQLite's lookups (``lookup``): one connection, used on the event loop's thread only, and their statements.
         self._lookups: PoolProxiedConnection | None = None
-        self._prepared: dict[Any, Any] = {}
+        self._prepared: dict[Any, Compiled] = {}
+        # PostgreSQL's lookups: asyncpg connections of their own, on the event loop.
+        self._pg_lookups = None if self.is_sqlite else LookupConnections(self.engine, size=_POSTGRES_LOOKUP_CONNECTIONS)
 
     @property
     def dialect(self) -> str:
@@ -108,11 +112,11 @@ class Database:
 
         On SQLite it runs at once on the calling (event loop's) thread, straight on a connection of its own: such a
         read takes tens of microseconds, less than handing it to a reader thread and back, and WAL readers never
-        wait for the writer. PostgreSQL's reads cross the network: they go to the reader threads (``query``), on the
-        DBAPI connection of a read session (autocommit; psycopg prepares a statement run often on the server)."""
+        wait for the writer. PostgreSQL's reads cross the network: the job runs on the event loop too, each
+        statement awaited on an asyncpg connection of the lookups' own (``gateway.store.lookup_connections``)."""
+        if self._pg_lookups is not None:
+            return await self._pg_lookups.run(job)
         on_thread = partial(self._read_on_thread, lambda session: job(self._reader(session.connection())))
-        if not self.is_sqlite:
-            return await on_thread()
         if self._lookups is None:
             lookups = self.sync_engine.raw_connection()
             lookups.detach()  # its own from now on: the pool never hands it (or its busy timeout) to another
@@ -173,6 +177,8 @@ class Database:
         if self._lookups is not None:
             self._lookups.close()
             self._lookups = None
+        if self._pg_lookups is not None:
+            await self._pg_lookups.close()
         if self.is_sqlite:
             _checkpoint_wal(self.sync_engine, "TRUNCATE")
         self.sync_engine.dispose()
