@@ -64,6 +64,7 @@ class Database:
         self._on_commit: list[Callable[[], None]] = []
         self._batches_since_checkpoint = 0
         self._checkpoint: asyncio.Future[None] | None = None
+        self._write_engine: AsyncEngine | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
             self.sync_engine: Engine = _sync_sqlite_engine(settings)
@@ -76,10 +77,14 @@ class Database:
             self._sync_reads = sessionmaker(
                 self.sync_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
             )
-            writes = self.sync_engine
+            # Writes run on the event loop, each statement awaited through asyncpg (``_postgres_write_engine``).
+            self._write_engine = _postgres_write_engine(settings)
+            writes = self._write_engine.sync_engine
             readers = _POSTGRES_READERS
         self._sync_writes = sessionmaker(writes, expire_on_commit=False)
-        self._queue = WriteQueue(self._sync_writes, after_batch=self._after_write_batch)
+        self._queue = WriteQueue(
+            self._sync_writes, after_batch=self._after_write_batch, on_event_loop=not self.is_sqlite
+        )
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
         # SQLite's lookups (``lookup``): one connection, used on the event loop's thread only, and their statements.
         self._lookups: PoolProxiedConnection | None = None
@@ -91,6 +96,11 @@ class Database:
     def dialect(self) -> str:
         """The SQLAlchemy dialect's name (``sqlite``, ``postgresql``), for the few queries that differ by store."""
         return self.engine.dialect.name
+
+    @property
+    def write_engine(self) -> Engine:
+        """The (sync facade of the) engine write transactions run on, for whoever listens to its statements."""
+        return self.sync_engine if self._write_engine is None else self._write_engine.sync_engine
 
     async def transaction(self, job: Callable[[Session], T]) -> T:
         """Run ``job`` in a write transaction and return its result once committed.
@@ -182,6 +192,8 @@ class Database:
         if self.is_sqlite:
             _checkpoint_wal(self.sync_engine, "TRUNCATE")
         self.sync_engine.dispose()
+        if self._write_engine is not None:
+            await self._write_engine.dispose()
         await self.engine.dispose()
 
 
@@ -228,6 +240,19 @@ def _sync_postgres_engine(settings: Settings, *, pool_size: int) -> Engine:
     # PostgreSQL keeps a released subtransaction's id until the commit anyway, so RELEASE would only cost each job a
     # round trip. Rolling back to a job's savepoint still undoes that job alone (it is the innermost one).
     engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
+    return engine
+
+
+def _postgres_write_engine(settings: Settings) -> AsyncEngine:
+    """The engine of PostgreSQL's grouped writes (``gateway.store.grouped_writer``): asyncpg, its batches run on the
+    event loop in a greenlet, so a batch's round trips cost the network's latency only. On a writer thread each one
+    also waited for the GIL, which the busy event loop hands over only every switch interval (5 ms): under load a
+    round trip took over a millisecond, and a batch of PUTs makes about three per request."""
+    # One batch at a time; a second connection for a job run again alone. No pre-ping: it would cost a round trip
+    # per batch; a connection that broke is invalidated on its first error.
+    engine = create_async_engine(settings.database_url, pool_size=2, max_overflow=2, **_JSON_CODEC)
+    # See ``_sync_postgres_engine``: a batch's savepoints are never released.
+    engine.sync_engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
     return engine
 
 
