@@ -20,7 +20,7 @@ from gateway.store.models import Directory
 from gateway.store.prepared import Reader
 from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
 from scim.api.http import ListParams, ScimEndpoint, list_params, scim_response
-from scim.backend.lookups import Found, find_by, find_by_id, render, rendered_one
+from scim.backend.lookups import Found, find_by, find_by_id, reads_related, render, rendered_one
 from scim.backend.resources import (
     NO_CONTENT,
     Outcome,
@@ -118,8 +118,11 @@ class Collection(ScimEndpoint, Generic[R]):
         kind, dialect = self.kind, database_of(request).dialect
         view = _View(call.base_url, params.attributes, params.excluded)
 
+        related = reads_related(kind.name, view, dialect=dialect)
+
         def find(reader: Reader) -> Found:
-            return find_by(reader, kind, node, dialect=dialect, directory_id=call.directory_id, count=params.count)
+            directory_id, count = call.directory_id, params.count
+            return find_by(reader, kind, node, dialect=dialect, directory_id=directory_id, count=count, related=related)
 
         def page(reader: Reader, _directory: Directory, found: Found) -> dict[str, Any]:
             return {
@@ -127,7 +130,7 @@ class Collection(ScimEndpoint, Generic[R]):
                 "totalResults": found.total,
                 "startIndex": 1,
                 "itemsPerPage": len(found.rows),
-                "Resources": [render(reader, kind, row, view=view) for row in found.rows],
+                "Resources": [render(reader, kind, row, view=view, found=found.related) for row in found.rows],
             }
 
         return await call.lookup(find, page)
@@ -143,9 +146,10 @@ class Item(ScimEndpoint, Generic[R]):
 
     async def get(self, request: Request) -> Response:
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
+        related = reads_related(kind.name, call, dialect=database_of(request).dialect)
 
         def find(reader: Reader) -> Found:
-            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id)
+            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id, related=related)
 
         def fetch(reader: Reader, _directory: Directory, found: Found) -> Outcome | ScimError:
             if not found.rows:
@@ -153,7 +157,7 @@ class Item(ScimEndpoint, Generic[R]):
             row = found.rows[0]
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
-            return rendered_one(reader, kind, row, view=call)
+            return rendered_one(reader, kind, row, view=call, found=found.related)
 
         return respond(await call.lookup(find, fetch))
 
