@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Select, Table, and_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.visitors import replacement_traverse
-from sqlmodel import col
 
-from gateway.store.models import Directory, GroupMembership
+from gateway.store.models import Directory
 from gateway.store.prepared import Reader, Row
-from scim.backend.resources import Outcome, R, ResourceKind, View
+from scim.backend.resources import Outcome, R, ResourceKind, View, members_of_json, related_json
 from scim.protocol.filter_sql import translate_filter
 from scim.protocol.filters import AttrPath, Compare
 from scim.protocol.render import Member, etag, mentions, project, related_attribute, render_resource
@@ -57,30 +55,13 @@ def _split(kind: ResourceKind[R], rows: list[Row], *, with_related: bool = False
     resources = [kind.model.model_construct(**dict(zip(names, row[split:end], strict=True))) for row in matched]
     related = None
     if with_related:
-        pairs = (row[end] or () for row in matched)  # NULL: no related one
-        related = {r.id: [Member(id=i, display=d) for i, d in p] for r, p in zip(resources, pairs, strict=True)}
+        related = {r.id: members_of_json(row[end]) for r, row in zip(resources, matched, strict=True)}
     return Found(directory, resources, len(resources), related)
 
 
 @functools.cache
-def _related_column(kind: ResourceKind[Any]) -> Any:
-    """PostgreSQL: a resource's ``groups`` / ``members`` as one JSON array of ``[id, display]``, in id order, for
-    its own statement to read (``json_agg``: SQLite has no ordered aggregate to match)."""
-    table: Table = kind.model.__table__
-    related = kind.related_model
-    pair = func.json_build_array(col(related.id), kind.related_display)
-    return (
-        select(func.json_agg(aggregate_order_by(pair, col(related.id))))
-        .select_from(GroupMembership)
-        .join(related, col(related.id) == kind.related_key)
-        .where(kind.own_key == table.c.id)
-        .scalar_subquery()
-    )
-
-
-@functools.cache
 def _by_id_with_related(kind: ResourceKind[Any]) -> Select[Any]:
-    return kind.with_directory.add_columns(_related_column(kind))
+    return kind.with_directory.add_columns(related_json(kind))
 
 
 def find_by_id(
@@ -112,7 +93,7 @@ def _lookup_statements(
     condition: ColumnElement[bool] = replacement_traverse(template, options, parameter)
     joined = _DIRECTORIES.outerjoin(table, and_(table.c.directory_id == _DIRECTORIES.c.id, condition))
     page = (
-        select(*_DIRECTORIES.c, *table.c, *([_related_column(kind)] if related else []))
+        select(*_DIRECTORIES.c, *table.c, *([related_json(kind)] if related else []))
         .select_from(joined)
         .where(_DIRECTORIES.c.id == bindparam("directory_id"))
         .order_by(table.c.id)
