@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.store.models import Directory
+from gateway.store.models import Directory, DirectoryUser
 from gateway.store.prepared import Reader
 from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
 from scim.api.http import ListParams, ScimEndpoint, list_params, scim_response
@@ -31,6 +32,7 @@ from scim.backend.resources import (
     read_resource,
     render_resources,
 )
+from scim.backend.users import delete_user_by_id
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
@@ -163,6 +165,10 @@ class Item(ScimEndpoint, Generic[R]):
 
     async def delete(self, request: Request) -> Response:
         kind = self.kind
+        if kind.model is DirectoryUser and database_of(request).dialect == "postgresql":
+            call = Call(request)
+            if call.if_match is None:  # nothing to check against the user: delete it unread (one round trip)
+                return respond(await call.write(partial(_delete_user_unread, resource_id=request.path_params["id"])))
 
         def remove(session: Session, directory: Directory, row: R, _body: None, _call: Call) -> Outcome:
             delete_resource(session, kind, directory=directory, row=row)
@@ -245,6 +251,12 @@ class _PatchJob(Generic[R]):
         elif patched.raw is not None and row.raw_attributes != self.snapshot:
             return _CONFLICT
         return self.save(session, directory, row, patched, self.call)
+
+
+def _delete_user_unread(session: Session, directory: Directory, *, resource_id: str) -> Outcome | ScimError:
+    if delete_user_by_id(session, directory=directory, user_id=resource_id):
+        return NO_CONTENT
+    return ScimError(404, f"User {resource_id} not found")
 
 
 def _target(
