@@ -87,7 +87,9 @@ def listing(
     where = None
     if params.filter is not None:
         dialect = session.get_bind().dialect.name
-        where = translate_filter(parse_filter(params.filter), resource=kind.name, dialect=dialect)
+        where = translate_filter(
+            parse_filter(params.filter), resource=kind.name, dialect=dialect, directory_id=directory.id
+        )
     total, rows = list_resources(
         session, kind, directory_id=directory.id, where=where, start_index=params.start_index, count=params.count
     )

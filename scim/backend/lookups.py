@@ -81,7 +81,10 @@ def _lookup_statements(
     ``members`` if ``related``) and the count of all matches."""
     table: Table = kind.model.__table__
     template = translate_filter(
-        Compare(AttrPath(None, attribute), "eq", _PLACEHOLDER), resource=kind.name, dialect=dialect
+        Compare(AttrPath(None, attribute), "eq", _PLACEHOLDER),
+        resource=kind.name,
+        dialect=dialect,
+        directory_id=bindparam("directory_id"),
     )
 
     def parameter(element: Any, **_kw: Any) -> Any:
