@@ -75,7 +75,7 @@ def find_by_id(
 
 @functools.cache
 def _lookup_statements(
-    kind: ResourceKind[Any], attribute: str, dialect: str, related: bool
+    kind: ResourceKind[Any], attribute: str, dialect: str, related: bool = False
 ) -> tuple[Select[Any], Select[Any]]:
     """``attribute eq :value``: the page (LIMIT :count, from the directory's row; with each one's ``groups`` /
     ``members`` if ``related``) and the count of all matches."""
