@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.store.models import Directory
+from gateway.store.models import Directory, DirectoryUser
 from gateway.store.prepared import Reader
 from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
 from scim.api.http import ListParams, ScimEndpoint, list_params, scim_response
-from scim.backend.lookups import Found, find_by, find_by_id, render, rendered_one
+from scim.backend.lookups import Found, find_by, find_by_id, reads_related, render, rendered_one
 from scim.backend.resources import (
     NO_CONTENT,
     Outcome,
@@ -31,13 +32,14 @@ from scim.backend.resources import (
     read_resource,
     render_resources,
 )
+from scim.backend.users import delete_user_by_id
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
 from scim.protocol.filters import Compare, as_lookup, parse_filter
 from scim.protocol.limits import Limits, patch_work
 from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
-from scim.protocol.render import check_if_match, etag
+from scim.protocol.render import Member, check_if_match, etag
 
 P = TypeVar("P")
 # What a create does with a parsed body, or a replace or patch with the resource (its If-Match already checked).
@@ -66,6 +68,9 @@ class Patched:
 
 
 Save = Callable[[Session, Directory, R, Patched, Call], Outcome]
+# A PATCH that only adds members, applied without reading the resource first (its id, the members): the answer, or
+# the 404 when there is no such resource.
+AddUnread = Callable[[Session, Directory, str, list[Member]], Outcome | ScimError]
 
 
 class _Conflict:
@@ -120,8 +125,11 @@ class Collection(ScimEndpoint, Generic[R]):
         kind, dialect = self.kind, database_of(request).dialect
         view = _View(call.base_url, params.attributes, params.excluded)
 
+        related = reads_related(kind.name, view, dialect=dialect)
+
         def find(reader: Reader) -> Found:
-            return find_by(reader, kind, node, dialect=dialect, directory_id=call.directory_id, count=params.count)
+            directory_id, count = call.directory_id, params.count
+            return find_by(reader, kind, node, dialect=dialect, directory_id=directory_id, count=count, related=related)
 
         def page(reader: Reader, _directory: Directory, found: Found) -> dict[str, Any]:
             return {
@@ -129,7 +137,7 @@ class Collection(ScimEndpoint, Generic[R]):
                 "totalResults": found.total,
                 "startIndex": 1,
                 "itemsPerPage": len(found.rows),
-                "Resources": [render(reader, kind, row, view=view) for row in found.rows],
+                "Resources": [render(reader, kind, row, view=view, found=found.related) for row in found.rows],
             }
 
         return await call.lookup(find, page)
@@ -145,9 +153,10 @@ class Item(ScimEndpoint, Generic[R]):
 
     async def get(self, request: Request) -> Response:
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
+        related = reads_related(kind.name, call, dialect=database_of(request).dialect)
 
         def find(reader: Reader) -> Found:
-            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id)
+            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id, related=related)
 
         def fetch(reader: Reader, _directory: Directory, found: Found) -> Outcome | ScimError:
             if not found.rows:
@@ -155,12 +164,16 @@ class Item(ScimEndpoint, Generic[R]):
             row = found.rows[0]
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
-            return rendered_one(reader, kind, row, view=call)
+            return rendered_one(reader, kind, row, view=call, found=found.related)
 
         return respond(await call.lookup(find, fetch))
 
     async def delete(self, request: Request) -> Response:
         kind = self.kind
+        if kind.model is DirectoryUser and database_of(request).dialect == "postgresql":
+            call = Call(request)
+            if call.if_match is None:  # nothing to check against the user: delete it unread (one round trip)
+                return respond(await call.write(partial(_delete_user_unread, resource_id=request.path_params["id"])))
 
         def remove(session: Session, directory: Directory, row: R, _body: None, _call: Call) -> Outcome:
             delete_resource(session, kind, directory=directory, row=row)
@@ -182,7 +195,7 @@ class Item(ScimEndpoint, Generic[R]):
 
         return respond(await call.write(write))
 
-    async def patched(self, request: Request, save: Save[R]) -> Response:
+    async def patched(self, request: Request, save: Save[R], *, add_unread: AddUnread | None = None) -> Response:
         """PATCH (RFC 7644 §3.5.2), its CPU work kept out of the write job and off the event loop: the stored
         attributes are read, the operations applied on a thread, and the write job stores the result only if the
         attributes are still the ones read (else it all runs again: no lost update). The last attempt applies the
@@ -190,6 +203,14 @@ class Item(ScimEndpoint, Generic[R]):
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
         body = await parse_body(request, parse_patch)
         limits = limits_of(request)
+        if add_unread is not None and body.error is None and call.if_match is None and not _projected(call):
+            # One add operation (what IdPs send), nothing to check against the resource and no body to answer.
+            members = member_changes_only(body.get(), resource=kind.name)
+            if members is not None and len(members) == 1 and members[0].kind == "add":
+                added = members[0].members
+                return respond(
+                    await call.write(lambda session, directory: add_unread(session, directory, resource_id, added))
+                )
         for attempt in range(_PATCH_ATTEMPTS):
             snapshot: dict[str, Any] | None = None
             patched: Patched | None = None
@@ -243,6 +264,16 @@ class _PatchJob(Generic[R]):
         elif patched.raw is not None and row.raw_attributes != self.snapshot:
             return _CONFLICT
         return self.save(session, directory, row, patched, self.call)
+
+
+def _delete_user_unread(session: Session, directory: Directory, *, resource_id: str) -> Outcome | ScimError:
+    if delete_user_by_id(session, directory=directory, user_id=resource_id):
+        return NO_CONTENT
+    return ScimError(404, f"User {resource_id} not found")
+
+
+def _projected(call: Call) -> bool:
+    return call.attributes is not None or call.excluded is not None
 
 
 def _target(
