@@ -51,20 +51,18 @@ def record_events(
     if not events:
         return
     now = utcnow()
-    postgres = session.get_bind().dialect.name == "postgresql"
     rows = [
         {
             "id": new_id("event"),
             "event": name.value,
             "organization_id": organization_id,
             "directory_id": directory_id,
-            # On PostgreSQL already the JSON text its insert sends (see ``_insert_in_commit_order``).
-            "data": dumps(bounded(data)) if postgres else bounded(data),
+            "data": bounded(data),
             "created_at": now,
         }
         for name, data in events
     ]
-    if postgres:
+    if session.get_bind().dialect.name == "postgresql":
         defer_rows(session, _insert_in_commit_order, rows)
     else:
         insert_rows(session, _INSERT_EVENT, rows)  # SQLite has a single writer: cursors follow commits anyway
@@ -72,17 +70,17 @@ def record_events(
 
 
 _EVENT_LOCK = 0x64_73_79_6E_63  # "dsync"
-# The rows as arrays, one element per event: one statement (one round trip, prepared by the driver after a few
-# uses) for a whole batch's events, whatever their number. The advisory lock is taken in the same statement, before
-# any row exists (the join produces a row only once the lock is held), so the cursors (nextval, computed above the
+# The rows as one JSON array, one element per event: one statement and one parameter (one round trip, prepared by
+# the driver after a few uses, serialized by one ``dumps``: arrays of text were dumped element by element in Python)
+# for a whole batch's events, whatever their number. The advisory lock is taken in the same statement, before any
+# row exists (the join produces a row only once the lock is held), so the cursors (nextval, computed above the
 # join) are assigned under it, in the rows' order.
 _INSERT_EVENTS_IN_ORDER = text(
     "INSERT INTO events (id, event, organization_id, directory_id, data, created_at) "
-    "SELECT e.id, e.event, e.organization_id, e.directory_id, e.data, e.created_at "
+    "SELECT e.item->>'id', e.item->>'event', e.item->>'organization_id', e.item->>'directory_id', e.item->'data', "
+    "CAST(e.item->>'created_at' AS TIMESTAMPTZ) "
     f"FROM (SELECT pg_advisory_xact_lock({_EVENT_LOCK})) AS sequenced, "
-    "unnest(CAST(:ids AS VARCHAR[]), CAST(:events AS VARCHAR[]), CAST(:organizations AS VARCHAR[]), "
-    "CAST(:directories AS VARCHAR[]), CAST(CAST(:data AS TEXT[]) AS JSONB[]), CAST(:created AS TIMESTAMPTZ[])) "
-    "WITH ORDINALITY AS e(id, event, organization_id, directory_id, data, created_at, position) "
+    "jsonb_array_elements(CAST(:rows AS JSONB)) WITH ORDINALITY AS e(item, position) "
     "ORDER BY e.position"
 )
 
@@ -92,17 +90,8 @@ def _insert_in_commit_order(connection: Connection, rows: list[dict[str, Any]]) 
     in commit order: a reader that has seen cursor N never later meets a new event below N. (SQLite has a single
     writer already.) A grouped transaction writes its events at its very end (``defer_rows``), so the lock is held
     for that insert and the commit only, not for the whole transaction."""
-    connection.execute(
-        _INSERT_EVENTS_IN_ORDER,
-        {
-            "ids": [row["id"] for row in rows],
-            "events": [row["event"] for row in rows],
-            "organizations": [row["organization_id"] for row in rows],
-            "directories": [row["directory_id"] for row in rows],
-            "data": [row["data"] for row in rows],
-            "created": [row["created_at"] for row in rows],
-        },
-    )
+    # ``created_at`` is timezone-aware: its JSON text (RFC 3339, microseconds) is the same instant.
+    connection.execute(_INSERT_EVENTS_IN_ORDER, {"rows": dumps(rows)})
 
 
 def read_events_after(session: Session, *, after: int, where: Sequence[Any] = (), limit: int) -> list[Any]:

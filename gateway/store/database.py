@@ -4,8 +4,8 @@ Data operations are plain functions over a sync ``Session`` (``scim.backend.user
 …). ``transaction`` and ``query`` run them on threads with a sync driver (the standard library's sqlite3, psycopg 3
 for PostgreSQL), writes grouped into shared transactions on one writer thread (``gateway.store.grouped_writer``),
 reads on a small pool (autocommit on PostgreSQL); ``lookup`` runs a read by index (a SCIM GET by id or by userName)
-through prebuilt statements, on SQLite straight on the event loop. ``read`` gives an ``AsyncSession`` (aiosqlite,
-asyncpg) for the few callers that want one (health checks, tests).
+through prebuilt statements on the event loop (SQLite's driver straight, PostgreSQL's through asyncpg). ``read``
+gives an ``AsyncSession`` (aiosqlite, asyncpg) for the few callers that want one (health checks, tests).
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on. Write transactions start
 with ``BEGIN IMMEDIATE``, so a transaction never fails half-way when it upgrades from reading to writing, and other
@@ -33,7 +33,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from gateway.settings import Settings
 from gateway.store.grouped_writer import WriteQueue
-from gateway.store.prepared import DbapiReader, Reader
+from gateway.store.lookup_connections import LookupConnections
+from gateway.store.prepared import Compiled, DbapiReader, Reader
 from gateway.store.serialization import dumps, loads
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ logger = logging.getLogger("dsync.db")
 
 _SQLITE_READERS = 4
 _POSTGRES_READERS = 4
+_POSTGRES_LOOKUP_CONNECTIONS = 4
 _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
 # Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
@@ -62,6 +64,7 @@ class Database:
         self._on_commit: list[Callable[[], None]] = []
         self._batches_since_checkpoint = 0
         self._checkpoint: asyncio.Future[None] | None = None
+        self._write_engine: AsyncEngine | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
             self.sync_engine: Engine = _sync_sqlite_engine(settings)
@@ -78,21 +81,33 @@ class Database:
             self._sync_reads = sessionmaker(
                 self.sync_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
             )
-            writes = self.sync_engine
+            # Writes run on the event loop, each statement awaited through asyncpg (``_postgres_write_engine``).
+            self._write_engine = _postgres_write_engine(settings)
+            writes = self._write_engine.sync_engine
             readers = _POSTGRES_READERS
             self.inline_engine = None
             inline = None
         self._sync_writes = sessionmaker(writes, expire_on_commit=False)
-        self._queue = WriteQueue(self._sync_writes, after_batch=self._after_write_batch, inline=inline)
+        self._queue = WriteQueue(
+            self._sync_writes, after_batch=self._after_write_batch, on_event_loop=not self.is_sqlite, inline=inline
+        )
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
         # SQLite's lookups (``lookup``): one connection, used on the event loop's thread only, and their statements.
         self._lookups: PoolProxiedConnection | None = None
-        self._prepared: dict[Any, Any] = {}
+        self._prepared: dict[Any, Compiled] = {}
+        # PostgreSQL's lookups: asyncpg connections of their own, on the event loop.
+        self._pg_lookups = None if self.is_sqlite else LookupConnections(self.engine, size=_POSTGRES_LOOKUP_CONNECTIONS)
 
     @property
     def dialect(self) -> str:
         """The SQLAlchemy dialect's name (``sqlite``, ``postgresql``), for the few queries that differ by store."""
         return self.engine.dialect.name
+
+    @property
+    def write_engine(self) -> Engine:
+        """The (sync facade of the) engine write transactions run on, for whoever listens to its statements (on
+        SQLite, light batches run on ``inline_engine`` too)."""
+        return self.sync_engine if self._write_engine is None else self._write_engine.sync_engine
 
     async def transaction(self, job: Callable[[Session], T], *, light: bool = False) -> T:
         """Run ``job`` in a write transaction and return its result once committed.
@@ -115,11 +130,11 @@ class Database:
 
         On SQLite it runs at once on the calling (event loop's) thread, straight on a connection of its own: such a
         read takes tens of microseconds, less than handing it to a reader thread and back, and WAL readers never
-        wait for the writer. PostgreSQL's reads cross the network: they go to the reader threads (``query``), on the
-        DBAPI connection of a read session (autocommit; psycopg prepares a statement run often on the server)."""
+        wait for the writer. PostgreSQL's reads cross the network: the job runs on the event loop too, each
+        statement awaited on an asyncpg connection of the lookups' own (``gateway.store.lookup_connections``)."""
+        if self._pg_lookups is not None:
+            return await self._pg_lookups.run(job)
         on_thread = partial(self._read_on_thread, lambda session: job(self._reader(session.connection())))
-        if not self.is_sqlite:
-            return await on_thread()
         if self._lookups is None:
             lookups = self.sync_engine.raw_connection()
             lookups.detach()  # its own from now on: the pool never hands it (or its busy timeout) to another
@@ -180,11 +195,15 @@ class Database:
         if self._lookups is not None:
             self._lookups.close()
             self._lookups = None
+        if self._pg_lookups is not None:
+            await self._pg_lookups.close()
         if self.is_sqlite:
             _checkpoint_wal(self.sync_engine, "TRUNCATE")
         self.sync_engine.dispose()
         if self.inline_engine is not None:
             self.inline_engine.dispose()
+        if self._write_engine is not None:
+            await self._write_engine.dispose()
         await self.engine.dispose()
 
 
@@ -232,6 +251,19 @@ def _sync_postgres_engine(settings: Settings, *, pool_size: int) -> Engine:
     # PostgreSQL keeps a released subtransaction's id until the commit anyway, so RELEASE would only cost each job a
     # round trip. Rolling back to a job's savepoint still undoes that job alone (it is the innermost one).
     engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
+    return engine
+
+
+def _postgres_write_engine(settings: Settings) -> AsyncEngine:
+    """The engine of PostgreSQL's grouped writes (``gateway.store.grouped_writer``): asyncpg, its batches run on the
+    event loop in a greenlet, so a batch's round trips cost the network's latency only. On a writer thread each one
+    also waited for the GIL, which the busy event loop hands over only every switch interval (5 ms): under load a
+    round trip took over a millisecond, and a batch of PUTs makes about three per request."""
+    # One batch at a time; a second connection for a job run again alone. No pre-ping: it would cost a round trip
+    # per batch; a connection that broke is invalidated on its first error.
+    engine = create_async_engine(settings.database_url, pool_size=2, max_overflow=2, **_JSON_CODEC)
+    # See ``_sync_postgres_engine``: a batch's savepoints are never released.
+    engine.sync_engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
     return engine
 
 

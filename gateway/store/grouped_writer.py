@@ -5,7 +5,9 @@ jobs (plain functions over a sync ``Session``) are therefore queued and run back
 process, in one transaction with one commit; each caller's result is released only after that commit, so nothing
 is acknowledged before it is durable. Running the batch on a thread with the sync
 driver keeps every statement a direct call: no per-statement hop between the event loop and a database thread,
-which is what dominated the cost of a request.
+which is what dominated the cost of a request. PostgreSQL's batches run on the event loop instead, in a greenlet
+over asyncpg (``gateway.store.database``): there each statement is a network round trip, and a writer thread
+waited for the GIL after every one.
 
 A job that raises (a uniqueness conflict, say) must undo its own work only, get its error, and leave the others to
 commit as if it had not been there. A SAVEPOINT per job would do it, but on PostgreSQL each costs a round trip and
@@ -33,6 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Insert
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.util import greenlet_spawn
 
 T = TypeVar("T")
 Job = Callable[[Session], Any]  # a write operation: a plain function over the batch's sync session
@@ -257,6 +260,7 @@ class WriteQueue:
         *,
         after_batch: Callable[[], None] = lambda: None,
         max_batch: int = 64,
+        on_event_loop: bool = False,
         inline: sessionmaker[Session] | None = None,
     ) -> None:
         self._sessions = sessions
@@ -266,7 +270,9 @@ class WriteQueue:
         self._pending: collections.deque[tuple[Job, asyncio.Future[Any], bool]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
+        # Batches run on one writer thread, or (an async driver's engine: PostgreSQL) on the event loop in a greenlet,
+        # each statement awaited.
+        self._thread = None if on_event_loop else ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
         self._careful = Careful()
 
     async def run(self, job: Callable[[Session], T], *, light: bool = False) -> T:
@@ -290,10 +296,15 @@ class WriteQueue:
             _job, future, _light = self._pending.popleft()
             if not future.done():
                 future.set_exception(RuntimeError("the database is shutting down"))
-        self._thread.shutdown(wait=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+    def _start(self, jobs: list[Job]) -> asyncio.Future[list[Any]]:
+        if self._thread is None:
+            return asyncio.ensure_future(greenlet_spawn(run_batch, self._sessions, jobs, self._careful))
+        return asyncio.get_running_loop().run_in_executor(self._thread, run_batch, self._sessions, jobs, self._careful)
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             if not self._pending:
@@ -306,9 +317,7 @@ class WriteQueue:
                     results = await self._run_inline(jobs)
                 else:
                     # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
-                    results = await asyncio.shield(
-                        loop.run_in_executor(self._thread, run_batch, self._sessions, jobs, self._careful)
-                    )
+                    results = await asyncio.shield(self._start(jobs))
             except BaseException as exc:
                 for _job, future, _light in batch:
                     if not future.done():

@@ -7,8 +7,8 @@ connection, BEGIN and ROLLBACK through the engine's events, the statement's cach
 connection, and converts their columns with the very result processors the engine would use (timestamps, JSON
 through the store's codec): same SQL, same values, a fraction of the cost.
 
-``Database.lookup`` hands a job a ``DbapiReader``: on SQLite over a connection of its own on the event loop, on
-PostgreSQL over a read session's psycopg connection on a reader thread; the code that reads is the same on both.
+``Database.lookup`` hands a job a ``DbapiReader`` on SQLite (over a connection of its own, on the event loop), and on
+PostgreSQL an asyncpg one (``gateway.store.lookup_connections``); the code that reads is the same on both.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Reader(Protocol):
     def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[Row]: ...
 
 
-class _Compiled:
+class Compiled:
     """One statement compiled for one dialect: its SQL, how its parameters are passed, its columns' converters."""
 
     __slots__ = ("sql", "names", "positional", "defaults", "converters")
@@ -49,6 +49,31 @@ class _Compiled:
                 converters.append((index, convert))
         self.converters = converters
 
+    def bound(self, parameters: Mapping[str, Any]) -> Any:
+        """The parameters as the driver takes them: a tuple in the SQL's order, or a mapping by name."""
+        values = {**self.defaults, **parameters}
+        return tuple(values[name] for name in self.names) if self.positional else values
+
+    def convert(self, fetched: Sequence[Any]) -> list[Row]:
+        """The driver's rows as plain tuples of the values the engine would give."""
+        if not self.converters:
+            return [tuple(row) for row in fetched]
+        result: list[Row] = []
+        for row in fetched:
+            columns = list(row)
+            for index, convert in self.converters:
+                columns[index] = convert(columns[index])
+            result.append(tuple(columns))
+        return result
+
+
+def compiled_for(statement: Select[Any], dialect: Dialect, cache: dict[Select[Any], Compiled]) -> Compiled:
+    """``statement`` compiled for ``dialect``, once per ``cache`` (one cache per dialect)."""
+    compiled = cache.get(statement)
+    if compiled is None:
+        compiled = cache[statement] = Compiled(statement, dialect)
+    return compiled
+
 
 class DbapiReader:
     """A ``Reader`` straight on a DBAPI connection (the caller owns its transaction); statements are compiled on
@@ -57,25 +82,11 @@ class DbapiReader:
 
     __slots__ = ("_connection", "_dialect", "_cache")
 
-    def __init__(self, connection: Any, dialect: Dialect, cache: dict[Select[Any], _Compiled]) -> None:
+    def __init__(self, connection: Any, dialect: Dialect, cache: dict[Select[Any], Compiled]) -> None:
         self._connection = connection
         self._dialect = dialect
         self._cache = cache
 
     def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[Row]:
-        compiled = self._cache.get(statement)
-        if compiled is None:
-            compiled = self._cache[statement] = _Compiled(statement, self._dialect)
-        values = {**compiled.defaults, **parameters}
-        bound: Any = tuple(values[name] for name in compiled.names) if compiled.positional else values
-        cursor = self._connection.execute(compiled.sql, bound)
-        fetched = cursor.fetchall()
-        if not compiled.converters:
-            return [tuple(row) for row in fetched]
-        result: list[Row] = []
-        for row in fetched:
-            columns = list(row)
-            for index, convert in compiled.converters:
-                columns[index] = convert(columns[index])
-            result.append(tuple(columns))
-        return result
+        compiled = compiled_for(statement, self._dialect, self._cache)
+        return compiled.convert(self._connection.execute(compiled.sql, compiled.bound(parameters)).fetchall())

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.store.models import Directory
+from gateway.store.models import Directory, DirectoryUser
 from gateway.store.prepared import Reader
 from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
 from scim.api.http import ListParams, ScimEndpoint, list_params, scim_response
-from scim.backend.lookups import Found, find_by, find_by_id, render, rendered_one
+from scim.backend.lookups import Found, find_by, find_by_id, reads_related, render, rendered_one
 from scim.backend.resources import (
     NO_CONTENT,
     Outcome,
@@ -32,6 +32,7 @@ from scim.backend.resources import (
     read_resource,
     render_resources,
 )
+from scim.backend.users import delete_user_by_id
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
@@ -119,8 +120,11 @@ class Collection(ScimEndpoint, Generic[R]):
         kind, dialect = self.kind, database_of(request).dialect
         view = _View(call.base_url, params.attributes, params.excluded)
 
+        related = reads_related(kind.name, view, dialect=dialect)
+
         def find(reader: Reader) -> Found:
-            return find_by(reader, kind, node, dialect=dialect, directory_id=call.directory_id, count=params.count)
+            directory_id, count = call.directory_id, params.count
+            return find_by(reader, kind, node, dialect=dialect, directory_id=directory_id, count=count, related=related)
 
         def page(reader: Reader, _directory: Directory, found: Found) -> dict[str, Any]:
             return {
@@ -128,7 +132,7 @@ class Collection(ScimEndpoint, Generic[R]):
                 "totalResults": found.total,
                 "startIndex": 1,
                 "itemsPerPage": len(found.rows),
-                "Resources": [render(reader, kind, row, view=view) for row in found.rows],
+                "Resources": [render(reader, kind, row, view=view, found=found.related) for row in found.rows],
             }
 
         return await call.lookup(find, page)
@@ -145,9 +149,10 @@ class Item(ScimEndpoint, Generic[R]):
 
     async def get(self, request: Request) -> Response:
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
+        related = reads_related(kind.name, call, dialect=database_of(request).dialect)
 
         def find(reader: Reader) -> Found:
-            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id)
+            return find_by_id(reader, kind, directory_id=call.directory_id, resource_id=resource_id, related=related)
 
         def fetch(reader: Reader, _directory: Directory, found: Found) -> Outcome | ScimError:
             if not found.rows:
@@ -155,12 +160,16 @@ class Item(ScimEndpoint, Generic[R]):
             row = found.rows[0]
             if call.if_none_match == etag(row.version):
                 return Outcome(None, 304, etag(row.version))
-            return rendered_one(reader, kind, row, view=call)
+            return rendered_one(reader, kind, row, view=call, found=found.related)
 
         return respond(await call.lookup(find, fetch))
 
     async def delete(self, request: Request) -> Response:
         kind = self.kind
+        if kind.model is DirectoryUser and database_of(request).dialect == "postgresql":
+            call = Call(request)
+            if call.if_match is None:  # nothing to check against the user: delete it unread (one round trip)
+                return respond(await call.write(partial(_delete_user_unread, resource_id=request.path_params["id"])))
 
         def remove(session: Session, directory: Directory, row: R, _body: None, _call: Call) -> Outcome:
             delete_resource(session, kind, directory=directory, row=row)
@@ -253,6 +262,12 @@ class _PatchJob(Generic[R]):
 
 def _create(create: Create[P], body: Parsed[P], call: Call, session: Session, directory: Directory) -> Outcome:
     return create(session, directory, body.get(), call)
+
+
+def _delete_user_unread(session: Session, directory: Directory, *, resource_id: str) -> Outcome | ScimError:
+    if delete_user_by_id(session, directory=directory, user_id=resource_id):
+        return NO_CONTENT
+    return ScimError(404, f"User {resource_id} not found")
 
 
 def _target(

@@ -4,6 +4,7 @@ that touches the other side of its memberships, and the rendered ``Outcome`` a r
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session
 from sqlmodel import col
@@ -159,11 +161,52 @@ def new_row(*, directory: Directory, resource_id: str, columns: dict[str, Any]) 
     }
 
 
+@functools.cache
+def related_json(kind: ResourceKind[Any]) -> Any:
+    """PostgreSQL: a resource's ``groups`` / ``members`` as one JSON array of ``[id, display]``, in id order, as a
+    column of a statement that reads the resource (``json_agg``: SQLite has no ordered aggregate to match)."""
+    table: Table = kind.model.__table__
+    related = kind.related_model
+    pair = func.json_build_array(col(related.id), kind.related_display)
+    return (
+        select(func.json_agg(aggregate_order_by(pair, col(related.id))).label("related"))
+        .select_from(GroupMembership)
+        .join(related, col(related.id) == kind.related_key)
+        .where(kind.own_key == table.c.id)
+        .scalar_subquery()
+    )
+
+
+def members_of_json(pairs: list[list[Any]] | None) -> list[Member]:
+    """What ``related_json`` read (NULL: none)."""
+    return [Member(id=i, display=d) for i, d in pairs or ()]
+
+
+# A user's snapshot on PostgreSQL carries its groups, read in the same statement, under this key of its
+# ``__dict__``: no job that writes a user changes its groups, so they are still the ones to answer (``rendered``).
+_GROUPS_SEEN = "dsync_groups_seen"
+
+
+@functools.cache
+def _user_snapshot_with_groups(kind: ResourceKind[Any]) -> Select[Any]:
+    return kind._snapshot.add_columns(related_json(kind).label(_GROUPS_SEEN))
+
+
 def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> R:
     """One resource as a snapshot: a Core row made into the model without the ORM's loading (no ORM state, not in
     the session). A write changes it with Core statements and records what they wrote with ``written``."""
     parameters = {"resource_id": resource_id, "directory_id": directory_id}
-    row = session.connection().execute(kind._snapshot, parameters).mappings().first()
+    connection = session.connection()
+    if kind.model is DirectoryUser and connection.dialect.name == "postgresql":
+        found = connection.execute(_user_snapshot_with_groups(kind), parameters).mappings().first()
+        if found is None:
+            raise ScimError(404, f"{kind.name} {resource_id} not found")
+        values = dict(found)
+        groups = members_of_json(values.pop(_GROUPS_SEEN))
+        snapshot = kind.model.model_construct(**values)
+        snapshot.__dict__[_GROUPS_SEEN] = groups
+        return snapshot
+    row = connection.execute(kind._snapshot, parameters).mappings().first()
     if row is None:
         raise ScimError(404, f"{kind.name} {resource_id} not found")
     return kind.model.model_construct(**row)
@@ -223,18 +266,30 @@ def save_resource(
 def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Directory, row: R) -> None:
     """Delete it; its memberships go with it (``ON DELETE CASCADE``), so the other side of each one changed."""
     payload = kind.payload(row, organization_id=directory.organization_id)
+    row.__dict__.pop(_GROUPS_SEEN, None)  # its memberships go
     # A mapped group's members lose its role: read them before the cascade forgets them.
     regrouped = (
         members_to_regroup(session, directory=directory, group_id=row.id) if kind.model is DirectoryGroup else []
     )
     connection = session.connection()
-    # Before the delete, while its memberships still name them.
-    connection.execute(kind._touch_related, {"resource_id": row.id, "now": utcnow()})
-    connection.execute(kind._delete, {"resource_id": row.id})
+    parameters = {"resource_id": row.id, "now": utcnow()}
+    if connection.dialect.name == "postgresql":
+        connection.execute(_touch_and_delete(kind), parameters)  # one round trip
+    else:
+        # Before the delete, while its memberships still name them.
+        connection.execute(kind._touch_related, parameters)
+        connection.execute(kind._delete, parameters)
     record_event(
         session, event=kind.deleted, organization_id=directory.organization_id, directory_id=directory.id, data=payload
     )
     reevaluate_users(session, directory=directory, user_ids=regrouped, attributes=False)
+
+
+@functools.cache
+def _touch_and_delete(kind: ResourceKind[Any]) -> Delete:
+    """PostgreSQL: the other side of the memberships touched and the resource deleted in one statement. Both parts
+    see the same snapshot, so the touch finds the memberships the delete's cascade removes."""
+    return kind._delete.add_cte(kind._touch_related.cte("touched"))
 
 
 def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str]) -> dict[str, list[Member]]:
@@ -287,8 +342,10 @@ def rendered(
     status: int = 200,
     related: list[Member] | None = None,
 ) -> Outcome:
-    """One resource as answered; ``related`` when already known (a new user is in no group), else read. A 201
-    carries its ``Location``."""
+    """One resource as answered; ``related`` when already known (a new user is in no group, a snapshot may carry
+    its groups), else read. A 201 carries its ``Location``."""
+    if related is None:
+        related = row.__dict__.get(_GROUPS_SEEN)
     if related is not None:
         body = render_resource(row, resource=kind.name, base_url=view.base_url, related=related)
         body = project(body, resource=kind.name, attributes=view.attributes, excluded=view.excluded)
