@@ -166,10 +166,11 @@ class Item(ScimEndpoint, Generic[R]):
 
     async def delete(self, request: Request) -> Response:
         kind = self.kind
-        if kind.model is DirectoryUser and database_of(request).dialect == "postgresql":
+        if kind.model is DirectoryUser:
             call = Call(request)
-            if call.if_match is None:  # nothing to check against the user: delete it unread (one round trip)
-                return respond(await call.write(partial(_delete_user_unread, resource_id=request.path_params["id"])))
+            if call.if_match is None:  # nothing to check against the user: delete it unread
+                unread = partial(_delete_user_unread, resource_id=request.path_params["id"])
+                return respond(await call.write(unread, light=True))
 
         def remove(session: Session, directory: Directory, row: R, _body: None, _call: Call) -> Outcome:
             delete_resource(session, kind, directory=directory, row=row)
