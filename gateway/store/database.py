@@ -42,7 +42,7 @@ logger = logging.getLogger("dsync.db")
 
 _SQLITE_READERS = 4
 _POSTGRES_READERS = 4
-_POSTGRES_LOOKUP_CONNECTIONS = 4
+_POSTGRES_LOOKUP_CONNECTIONS = 8  # opened on demand: at a client's usual concurrency (up to 8) a lookup never waits
 _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
 # Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
@@ -76,7 +76,7 @@ class Database:
             inline = sessionmaker(self.inline_engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
             readers = _SQLITE_READERS
         else:
-            self.sync_engine = _sync_postgres_engine(settings, pool_size=_POSTGRES_READERS + 1)
+            self.sync_engine = _sync_postgres_engine(settings, pool_size=_POSTGRES_READERS)
             # A read job is one or two statements: autocommit spares it the BEGIN and COMMIT round trips.
             self._sync_reads = sessionmaker(
                 self.sync_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False

@@ -297,6 +297,7 @@ class WriteQueue:
         # Batches run on one writer thread, or (an async driver's engine: PostgreSQL) on the event loop in a greenlet,
         # each statement awaited.
         self._thread = None if on_event_loop else ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
+        self._batch: asyncio.Future[list[Any]] | None = None  # the last batch run on the event loop
         self._careful = Careful()
 
     async def run(self, job: Callable[[Session], T], *, light: bool = False) -> T:
@@ -322,10 +323,13 @@ class WriteQueue:
                 future.set_exception(RuntimeError("the database is shutting down"))
         if self._thread is not None:
             self._thread.shutdown(wait=True)
+        elif self._batch is not None:
+            await asyncio.wait([self._batch])  # on the event loop: the batch under way finishes too
 
     def _start(self, jobs: list[Job]) -> asyncio.Future[list[Any]]:
         if self._thread is None:
-            return asyncio.ensure_future(greenlet_spawn(run_batch, self._sessions, jobs, self._careful))
+            self._batch = asyncio.ensure_future(greenlet_spawn(run_batch, self._sessions, jobs, self._careful))
+            return self._batch
         return asyncio.get_running_loop().run_in_executor(self._thread, run_batch, self._sessions, jobs, self._careful)
 
     async def _work(self) -> None:

@@ -25,6 +25,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import configure_mappers
 from sqlmodel import Field, SQLModel
 
+from gateway.store.email_index import install_on_create
+
 # JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -157,6 +159,21 @@ class DirectoryUser(SQLModel, table=True):
     version: int = _version()
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class DirectoryUserEmail(SQLModel, table=True):
+    """One row per distinct address (lowercased) in a user's ``emails``: the index behind ``emails eq "…"``
+    filters, which would otherwise walk every user's JSON. Triggers in the database keep it
+    (``gateway.store.email_index``), so every write path, ORM, Core or SQL, keeps it current."""
+
+    __tablename__ = "directory_user_emails"
+    __table_args__ = (Index("ix_directory_user_emails_directory_value", "directory_id", "value"),)
+
+    user_id: str = Field(
+        sa_column=Column(String, ForeignKey("directory_users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    value: str = Field(sa_column=Column(String, primary_key=True))
+    directory_id: str = Field(sa_column=Column(String, nullable=False))
 
 
 class DirectoryGroup(SQLModel, table=True):
@@ -446,6 +463,8 @@ class RuleEvaluation(SQLModel, table=True):
     after_user_id: str = Field(default="", sa_column=Column(String, nullable=False, server_default=text("''")))
     created_at: datetime = _timestamp()
 
+
+install_on_create(SQLModel.metadata.tables[DirectoryUserEmail.__tablename__])
 
 # Configure the mappers now, not on first query: read-only snapshots built with ``model_construct`` (the hot SCIM
 # paths use them) read their attributes through the instrumented descriptors, which need configured mappers.

@@ -39,7 +39,7 @@ from scim.protocol.filter_sql import translate_filter
 from scim.protocol.filters import Compare, as_lookup, parse_filter
 from scim.protocol.limits import Limits, patch_work
 from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
-from scim.protocol.render import check_if_match, etag
+from scim.protocol.render import Member, check_if_match, etag
 
 P = TypeVar("P")
 # What a create does with a parsed body, or a replace or patch with the resource (its If-Match already checked).
@@ -68,6 +68,9 @@ class Patched:
 
 
 Save = Callable[[Session, Directory, R, Patched, Call], Outcome]
+# A PATCH that only adds members, applied without reading the resource first (its id, the members): the answer, or
+# the 404 when there is no such resource.
+AddUnread = Callable[[Session, Directory, str, list[Member]], Outcome | ScimError]
 
 
 class _Conflict:
@@ -84,7 +87,9 @@ def listing(
     where = None
     if params.filter is not None:
         dialect = session.get_bind().dialect.name
-        where = translate_filter(parse_filter(params.filter), resource=kind.name, dialect=dialect)
+        where = translate_filter(
+            parse_filter(params.filter), resource=kind.name, dialect=dialect, directory_id=directory.id
+        )
     total, rows = list_resources(
         session, kind, directory_id=directory.id, where=where, start_index=params.start_index, count=params.count
     )
@@ -196,7 +201,7 @@ class Item(ScimEndpoint, Generic[R]):
 
         return respond(await call.write(write, light=light and body.small))
 
-    async def patched(self, request: Request, save: Save[R]) -> Response:
+    async def patched(self, request: Request, save: Save[R], *, add_unread: AddUnread | None = None) -> Response:
         """PATCH (RFC 7644 §3.5.2), its CPU work kept out of the write job and off the event loop: the stored
         attributes are read, the operations applied on a thread, and the write job stores the result only if the
         attributes are still the ones read (else it all runs again: no lost update). The last attempt applies the
@@ -204,6 +209,14 @@ class Item(ScimEndpoint, Generic[R]):
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
         body = await parse_body(request, parse_patch)
         limits = limits_of(request)
+        if add_unread is not None and body.error is None and call.if_match is None and not _projected(call):
+            # One add operation (what IdPs send), nothing to check against the resource and no body to answer.
+            members = member_changes_only(body.get(), resource=kind.name)
+            if members is not None and len(members) == 1 and members[0].kind == "add":
+                added = members[0].members
+                return respond(
+                    await call.write(lambda session, directory: add_unread(session, directory, resource_id, added))
+                )
         for attempt in range(_PATCH_ATTEMPTS):
             snapshot: dict[str, Any] | None = None
             patched: Patched | None = None
@@ -269,6 +282,10 @@ def _delete_user_unread(session: Session, directory: Directory, *, resource_id: 
     if delete_user_by_id(session, directory=directory, user_id=resource_id):
         return NO_CONTENT
     return ScimError(404, f"User {resource_id} not found")
+
+
+def _projected(call: Call) -> bool:
+    return call.attributes is not None or call.excluded is not None
 
 
 def _target(

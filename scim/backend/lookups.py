@@ -75,13 +75,16 @@ def find_by_id(
 
 @functools.cache
 def _lookup_statements(
-    kind: ResourceKind[Any], attribute: str, dialect: str, related: bool
+    kind: ResourceKind[Any], attribute: str, dialect: str, related: bool = False
 ) -> tuple[Select[Any], Select[Any]]:
     """``attribute eq :value``: the page (LIMIT :count, from the directory's row; with each one's ``groups`` /
     ``members`` if ``related``) and the count of all matches."""
     table: Table = kind.model.__table__
     template = translate_filter(
-        Compare(AttrPath(None, attribute), "eq", _PLACEHOLDER), resource=kind.name, dialect=dialect
+        Compare(AttrPath(None, attribute), "eq", _PLACEHOLDER),
+        resource=kind.name,
+        dialect=dialect,
+        directory_id=bindparam("directory_id"),
     )
 
     def parameter(element: Any, **_kw: Any) -> Any:

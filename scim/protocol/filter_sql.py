@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from gateway.store.models import DirectoryGroup, DirectoryUser, GroupMembership, UserState
+from gateway.store.models import DirectoryGroup, DirectoryUser, DirectoryUserEmail, GroupMembership, UserState
 from scim.protocol.filters import (
     TEXT_TYPES,
     And,
@@ -83,6 +83,7 @@ def _table(model: type[Any]) -> FromClause:
 
 
 _USERS, _GROUPS, _MEMBERSHIPS = _table(DirectoryUser), _table(DirectoryGroup), _table(GroupMembership)
+_EMAILS = _table(DirectoryUserEmail)
 _Columns = dict[tuple[str, str | None], _Operand]
 
 
@@ -233,9 +234,14 @@ _SQL_TESTS: dict[str, Callable[[ColumnElement[Any], Any], ColumnElement[bool]]] 
 }
 
 
+def _is_value(path: AttrPath) -> bool:
+    return path.uri is None and path.sub is None and path.name.lower() == "value"
+
+
 class _Compiler:
-    def __init__(self, resource: Resource, dialect: str) -> None:
+    def __init__(self, resource: Resource, dialect: str, directory_id: ColumnElement[str]) -> None:
         self.resource = resource
+        self.directory_id = directory_id
         self.json = _Json(dialect)
         self.raw = (_USERS if resource == "User" else _GROUPS).c.raw_attributes
         self.columns = _resource_columns(resource)
@@ -296,7 +302,10 @@ class _Compiler:
                 sub = attribute.sub_attribute("value")  # RFC 7644 §3.4.2.2: ``emails eq "x"`` tests emails.value
                 if sub is None:
                     raise filter_error(f"'{node.path}' is complex: compare one of its sub-attributes instead")
-            return scope.exists(true() if sub is None else self.test(node, *scope.operand(sub.name)))
+            exists = scope.exists(true() if sub is None else self.test(node, *scope.operand(sub.name)))
+            if isinstance(node, Compare) and node.op == "eq" and sub is not None and sub.name == "value":
+                return self.narrowed(resolved, node.value, exists)
+            return exists
         if attribute.type == "complex" and sub is None:
             if isinstance(node, Compare):
                 check_operator(node, attribute)
@@ -309,10 +318,27 @@ class _Compiler:
         resolved = self.resolve(node.path)
         if resolved.sub is None and resolved.attribute.multi_valued:
             scope = self.collection(resolved)
-            return scope.exists(self.condition(node.filter, scope))
+            exists = scope.exists(self.condition(node.filter, scope))
+            operands = node.filter.operands if isinstance(node.filter, And) else [node.filter]
+            for operand in operands:  # ``[value eq "…"]``, alone or with others under an ``and``
+                if isinstance(operand, Compare) and operand.op == "eq" and _is_value(operand.path):
+                    return self.narrowed(resolved, operand.value, exists)
+            return exists
         if resolved.sub is None and resolved.attribute.type == "complex":
             return self.condition(_rebase(node.filter, node.path))
         raise filter_error(f"'{node.path}' is not a complex attribute, so it takes no '[...]' filter")
+
+    def narrowed(self, resolved: ResolvedPath, value: Any, exists: ColumnElement[bool]) -> ColumnElement[bool]:
+        """``exists`` (some email's value equals ``value``), first narrowed through the index of addresses: the
+        users it names are a superset of those the comparison keeps, found without reading any JSON."""
+        if not (self.resource == "User" and resolved.is_core and resolved.attribute.name == "emails"):
+            return exists
+        if not isinstance(value, str) or value == "":
+            return exists
+        addresses = select(_EMAILS.c.user_id).where(
+            _EMAILS.c.directory_id == self.directory_id, _EMAILS.c.value == func.lower(literal(value, String))
+        )
+        return and_(_USERS.c.id.in_(addresses), exists)
 
     def test(self, node: Compare | Present, attribute: Attribute, operand: _Operand) -> ColumnElement[bool]:
         """The comparison, two-valued: an absent attribute equals nothing, so ``ne`` and ``not`` match it."""
@@ -360,10 +386,21 @@ class _Compiler:
         return lhs.like(pattern if case_exact else func.lower(pattern), escape="/")
 
 
-def translate_filter(filter: Filter, *, resource: Resource, dialect: str) -> ColumnElement[bool]:
+def translate_filter(
+    filter: Filter, *, resource: Resource, dialect: str, directory_id: str | ColumnElement[str] | None = None
+) -> ColumnElement[bool]:
     """Compile ``filter`` to a WHERE condition on ``directory_users`` or ``directory_groups``.
 
     ``dialect`` is the engine's dialect name ("sqlite" or "postgresql"): JSON arrays are walked with
     ``json_each`` or ``jsonb_array_elements``. Unknown attributes and meaningless comparisons are invalidFilter.
+    ``directory_id``, the directory the rows are read from (a value or a bound parameter), lets index lookups
+    that are not on the table itself (email addresses) start from that directory's entries.
     """
-    return _Compiler(resource, dialect).condition(filter)
+    directory: ColumnElement[str]
+    if directory_id is None:
+        directory = (_USERS if resource == "User" else _GROUPS).c.directory_id
+    elif isinstance(directory_id, str):
+        directory = literal(directory_id, String)
+    else:
+        directory = directory_id
+    return _Compiler(resource, dialect, directory).condition(filter)

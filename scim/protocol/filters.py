@@ -309,7 +309,7 @@ def parse_filter(text: str) -> Filter:
 
 # Attributes a filter finds a resource by through an index of its own (``scim.protocol.filter_sql``'s columns).
 _LOOKUP_ATTRIBUTES: dict[Resource, frozenset[str]] = {
-    "User": frozenset({"id", "username", "externalid"}),
+    "User": frozenset({"id", "username", "externalid", "emails"}),
     "Group": frozenset({"id", "externalid"}),
 }
 _CORE_URNS = frozenset({"urn:ietf:params:scim:schemas:core:2.0:user", "urn:ietf:params:scim:schemas:core:2.0:group"})
@@ -328,7 +328,7 @@ def as_lookup(text: str | None, *, resource: Resource) -> Compare | None:
         isinstance(node, Compare)
         and node.op == "eq"
         and isinstance(node.value, str)
-        and node.path.sub is None
+        and (node.path.sub is None or (node.path.name.lower() == "emails" and node.path.sub.lower() == "value"))
         and (node.path.uri is None or node.path.uri.lower() in _CORE_URNS)
         and node.path.name.lower() in _LOOKUP_ATTRIBUTES[resource]
     ):

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel, col
 
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, Organization
+from scim.backend.columns import user_columns
 from scim.protocol import urns
 from scim.protocol.errors import ScimError
 from scim.protocol.filter_sql import translate_filter
@@ -57,13 +58,16 @@ def user(
     raw: dict[str, Any] | None = None,
     **columns: Any,
 ) -> DirectoryUser:
+    raw_attributes = {"userName": user_name, **(raw or {})}
     return DirectoryUser(
         id=id,
         directory_id=directory,
         user_name=user_name,
         created_at=created,
         updated_at=updated,
-        raw_attributes={"userName": user_name, **(raw or {})},
+        raw_attributes=raw_attributes,
+        # The emails column as the store derives it (its addresses feed the email index filters start from).
+        emails=user_columns(raw_attributes)["emails"],
         **columns,
     )
 
