@@ -365,10 +365,7 @@ class WriteQueue:
         results = run_batch(self._inline, jobs, self._careful)
         locked = [i for i, result in enumerate(results) if isinstance(result, _Failed) and _locked(result.error)]
         if locked:
-            loop = asyncio.get_running_loop()
-            again = await asyncio.shield(
-                loop.run_in_executor(self._thread, run_batch, self._sessions, [jobs[i] for i in locked], self._careful)
-            )
+            again = await asyncio.shield(self._start([jobs[i] for i in locked]))
             for i, result in zip(locked, again, strict=True):
                 results[i] = result
         return results

@@ -187,7 +187,7 @@ _BUMP_USER = (
     .values(version=_users.c.version + 1, updated_at=bindparam("now"))
     .returning(*_users.c)
 )
-_USER_COLUMNS = tuple(column.name for column in _users.c)
+_USER_COLUMN_NAMES = tuple(column.name for column in _users.c)
 
 # Ids per statement: an expanding IN list binds one parameter per id, and both stores stop near 32,767 of them.
 _CHUNK = 5000
@@ -372,7 +372,7 @@ def _add_one_member_sqlite(
     if direct is not None:
         if not direct.rows(_ADD_ONE_MEMBER_SQLITE, parameters):
             return 0  # not a user of this directory, or already a member
-        bumped: Any = dict(zip(_USER_COLUMNS, direct.rows(_BUMP_USER, bump)[0], strict=True))
+        bumped: Any = dict(zip(_USER_COLUMN_NAMES, direct.rows(_BUMP_USER, bump)[0], strict=True))
         if touch:
             direct.rows(_TOUCH_GROUP, touching)
     else:
