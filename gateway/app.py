@@ -93,12 +93,20 @@ class Gateway(Starlette):
 
     def __init__(self, *, scim_routes: list[Route], **kwargs: Any) -> None:
         self.scim_routes = scim_routes
+        self.scim_shortcut = Shortcut(scim_routes) if scim_routes else None
         super().__init__(**kwargs)
 
     # GET/POST/OPTIONS /graphql (its Route, for the metrics' label; its app: CORS, JsonErrors, Strawberry).
     graphql_route: Route | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scim = self.scim_shortcut
+        if scim is not None and scope["type"] == "http":
+            provisioning = scim.route_for(scope)
+            if provisioning is not None:
+                scope["app"] = self
+                await _http_request(provisioning.app, scope, receive, send)
+                return
         route = self.graphql_route
         if (
             route is not None
@@ -108,7 +116,7 @@ class Gateway(Starlette):
         ):
             scope["app"] = self
             scope["route"] = route
-            await _graphql_http_request(route.app, scope, receive, send)
+            await _http_request(route.app, scope, receive, send)
             return
         if scope["type"] == "websocket":
             # WebSocket handlers get the server's own ``send`` (gateway.graphql.live_frames writes event frames with
@@ -121,12 +129,9 @@ class Gateway(Starlette):
         await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
-        # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id;
-        # SCIM's provisioning routes are dispatched ahead of Starlette's (``scim.api.routes.Shortcut``).
-        app = super().build_middleware_stack()
-        if self.scim_routes:
-            app = Shortcut(app, self.scim_routes)
-        return RequestIds(metrics.HttpMetrics(_foreground(app)))
+        # Outside Starlette's own error handling, so a request that failed with a 500 is counted and carries its id.
+        # (SCIM's provisioning routes and GraphQL's HTTP requests never come here: see ``__call__``.)
+        return RequestIds(metrics.HttpMetrics(_foreground(super().build_middleware_stack())))
 
 
 def _foreground(app: ASGIApp) -> ASGIApp:
@@ -147,12 +152,13 @@ def _foreground(app: ASGIApp) -> ASGIApp:
 _GRAPHQL_METHODS = frozenset({"GET", "POST", "OPTIONS"})
 
 
-async def _graphql_http_request(endpoint: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """A GraphQL HTTP request, straight to its endpoint with what the stack does for it, in this one frame: its id
-    (``RequestIds``), its count and time (``HttpMetrics``), foreground while it runs (``_foreground``), a plain 500 if
-    the endpoint fails before answering (Starlette's ``ServerErrorMiddleware``). Through the whole stack (those, the
-    SCIM shortcut, Starlette's two error middlewares, the router, the route) a page of users spent about a tenth of
-    its server time in layers that have nothing to do for it."""
+async def _http_request(endpoint: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """A GraphQL HTTP request or a SCIM provisioning request (``scim.api.routes.Shortcut``), straight to its endpoint
+    with what the stack does for it, in this one frame: its id (``RequestIds``), its count and time
+    (``HttpMetrics``), foreground while it runs (``_foreground``), a plain 500 if the endpoint fails before answering
+    (Starlette's ``ServerErrorMiddleware``). Through the whole stack (those, Starlette's two error middlewares, the
+    router, the route) a page of users spent about a tenth of its server time in layers that have nothing to do for
+    it; a SCIM write, three coroutine frames and three wrappers of every message it sends."""
     request_id, header = request_id_of(scope)
     started = perf_counter()
     status = 500  # unless a response starts

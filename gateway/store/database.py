@@ -70,6 +70,10 @@ class Database:
             self.sync_engine: Engine = _sync_sqlite_engine(settings)
             self._sync_reads = sessionmaker(self.sync_engine, expire_on_commit=False)
             writes: Engine = self.sync_engine.execution_options(sqlite_immediate=True)
+            # Light write batches run on the event loop (``WriteQueue``): on a connection that never waits for a
+            # lock, so the loop never blocks on another process; a job that meets one runs again on the thread.
+            self.inline_engine: Engine | None = _sync_sqlite_engine(settings, busy_timeout_ms=0)
+            inline = sessionmaker(self.inline_engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
             readers = _SQLITE_READERS
         else:
             self.sync_engine = _sync_postgres_engine(settings, pool_size=_POSTGRES_READERS)
@@ -81,9 +85,11 @@ class Database:
             self._write_engine = _postgres_write_engine(settings)
             writes = self._write_engine.sync_engine
             readers = _POSTGRES_READERS
+            self.inline_engine = None
+            inline = None
         self._sync_writes = sessionmaker(writes, expire_on_commit=False)
         self._queue = WriteQueue(
-            self._sync_writes, after_batch=self._after_write_batch, on_event_loop=not self.is_sqlite
+            self._sync_writes, after_batch=self._after_write_batch, on_event_loop=not self.is_sqlite, inline=inline
         )
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
         # SQLite's lookups (``lookup``): one connection, used on the event loop's thread only, and their statements.
@@ -99,15 +105,17 @@ class Database:
 
     @property
     def write_engine(self) -> Engine:
-        """The (sync facade of the) engine write transactions run on, for whoever listens to its statements."""
+        """The (sync facade of the) engine write transactions run on, for whoever listens to its statements (on
+        SQLite, light batches run on ``inline_engine`` too)."""
         return self.sync_engine if self._write_engine is None else self._write_engine.sync_engine
 
-    async def transaction(self, job: Callable[[Session], T]) -> T:
+    async def transaction(self, job: Callable[[Session], T], *, light: bool = False) -> T:
         """Run ``job`` in a write transaction and return its result once committed.
 
         Concurrent jobs share one transaction and one commit, so a job must do all its work through the session it
-        is given and may not commit or roll back itself; raising rolls back its work."""
-        return await self._queue.run(job)
+        is given and may not commit or roll back itself; raising rolls back its work. ``light``: the job is a few
+        statements by index (a SCIM write of one small resource): on SQLite it may run on the event loop."""
+        return await self._queue.run(job, light=light)
 
     async def query(self, job: Callable[[Session], T]) -> T:
         """Run the read-only ``job`` and return its result."""
@@ -192,6 +200,8 @@ class Database:
         if self.is_sqlite:
             _checkpoint_wal(self.sync_engine, "TRUNCATE")
         self.sync_engine.dispose()
+        if self.inline_engine is not None:
+            self.inline_engine.dispose()
         if self._write_engine is not None:
             await self._write_engine.dispose()
         await self.engine.dispose()
@@ -222,11 +232,12 @@ def _run_read(sessions: sessionmaker[Session], job: Callable[[Session], T]) -> T
         return job(session)
 
 
-def _sync_sqlite_engine(settings: Settings) -> Engine:
+def _sync_sqlite_engine(settings: Settings, *, busy_timeout_ms: int | None = None) -> Engine:
     # The same file through the standard library driver: the embedded store's jobs run on threads.
     url = make_url(settings.database_url).set(drivername="sqlite+pysqlite")
     engine = create_engine(url, connect_args={"check_same_thread": False}, **_JSON_CODEC)
-    _configure_sqlite(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms, autocheckpoint=False)
+    timeout = settings.sqlite_busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
+    _configure_sqlite(engine, busy_timeout_ms=timeout, autocheckpoint=False)
     return engine
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Insert
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import greenlet_spawn
+
+from gateway.store.prepared import Compiled, DbapiReader
 
 T = TypeVar("T")
 Job = Callable[[Session], Any]  # a write operation: a plain function over the batch's sync session
@@ -89,6 +92,28 @@ def _write(connection: Connection, key: Insert | RowsWriter, rows: list[dict[str
         connection.execute(key, rows)
     else:
         key(connection, rows)
+
+
+_DIRECT = "dsync.direct_statements"
+# Every batch's statements, compiled once per process (SQLite has one dialect).
+_DIRECT_COMPILED: dict[Any, Compiled] = {}
+
+
+def direct_statements(session: Session) -> DbapiReader | None:
+    """On SQLite, in a grouped batch: a ``DbapiReader`` on the batch's own DBAPI connection, in its transaction, for
+    a job's prebuilt statements that can fail only as the batch fails (a lookup, a touch, a delete …
+    ``RETURNING``): run without SQLAlchemy's per-statement machinery, which cost more than SQLite's own work for
+    them. None elsewhere (PostgreSQL, a session outside a batch): run them through the session then."""
+    if _DIRECT in session.info:
+        direct: DbapiReader | None = session.info[_DIRECT]
+        return direct
+    # Only in a batch's session: it runs one transaction, so the connection stays the same throughout.
+    connection = session.connection() if _DEFERRED in session.info else None
+    direct = None
+    if connection is not None and connection.dialect.name == "sqlite":
+        direct = DbapiReader(connection.connection.driver_connection, connection.dialect, _DIRECT_COMPILED)
+    session.info[_DIRECT] = direct
+    return direct
 
 
 def batch_memo(session: Session) -> dict[str, Any]:
@@ -243,8 +268,15 @@ def _run_in_savepoint(session: Session, job: Job) -> Any:
 
 
 class WriteQueue:
-    """The embedded store's single writer: queues write jobs from the event loop and commits them in batches on one
-    thread (see the module's docstring)."""
+    """A process's single writer: queues write jobs from the event loop and commits them in batches on one thread
+    (see the module's docstring).
+
+    With ``inline`` sessions (SQLite: connections that never wait for a lock), a batch of light jobs (a few
+    statements by index each: a SCIM write of one small resource) runs on the event loop itself: SQLite answers them
+    in microseconds, less than handing the batch to the writer thread and its results back (two thread switches,
+    a wakeup of the loop, and the two threads taking the GIL from each other). A job of such a batch that met
+    another connection's lock (another process writing, a WAL checkpoint) runs again on the thread, which waits for
+    it."""
 
     def __init__(
         self,
@@ -253,11 +285,13 @@ class WriteQueue:
         after_batch: Callable[[], None] = lambda: None,
         max_batch: int = 64,
         on_event_loop: bool = False,
+        inline: sessionmaker[Session] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._inline = inline
         self._after_batch = after_batch
         self._max_batch = max_batch
-        self._pending: collections.deque[tuple[Job, asyncio.Future[Any]]] = collections.deque()
+        self._pending: collections.deque[tuple[Job, asyncio.Future[Any], bool]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         # Batches run on one writer thread, or (an async driver's engine: PostgreSQL) on the event loop in a greenlet,
@@ -266,10 +300,11 @@ class WriteQueue:
         self._batch: asyncio.Future[list[Any]] | None = None  # the last batch run on the event loop
         self._careful = Careful()
 
-    async def run(self, job: Callable[[Session], T]) -> T:
-        """Queue ``job`` and return its result once its batch has committed (or raise its own error)."""
+    async def run(self, job: Callable[[Session], T], *, light: bool = False) -> T:
+        """Queue ``job`` and return its result once its batch has committed (or raise its own error). ``light``: a
+        few statements by index, which may run on the event loop (see the class's docstring)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, future))
+        self._pending.append((job, future, light))
         self._wakeup.set()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="dsync-write-queue")
@@ -283,7 +318,7 @@ class WriteQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         while self._pending:
-            _job, future = self._pending.popleft()
+            _job, future, _light = self._pending.popleft()
             if not future.done():
                 future.set_exception(RuntimeError("the database is shutting down"))
         if self._thread is not None:
@@ -304,19 +339,42 @@ class WriteQueue:
                 self._wakeup.clear()
                 continue
             batch = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
+            jobs = [job for job, _, _ in batch]
             try:
-                # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
-                results = await asyncio.shield(self._start([job for job, _ in batch]))
+                if self._inline is not None and all(light for _, _, light in batch):
+                    results = await self._run_inline(jobs)
+                else:
+                    # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
+                    results = await asyncio.shield(self._start(jobs))
             except BaseException as exc:
-                for _job, future in batch:
+                for _job, future, _light in batch:
                     if not future.done():
                         future.set_exception(RuntimeError(f"write batch failed: {exc!r}"))
                 raise
             self._after_batch()
-            for (_job, future), result in zip(batch, results, strict=True):
+            for (_job, future, _light), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, _Failed):
                     future.set_exception(result.error)
                 else:
                     future.set_result(result)
+
+    async def _run_inline(self, jobs: list[Job]) -> list[Any]:
+        assert self._inline is not None
+        results = run_batch(self._inline, jobs, self._careful)
+        locked = [i for i, result in enumerate(results) if isinstance(result, _Failed) and _locked(result.error)]
+        if locked:
+            again = await asyncio.shield(self._start([jobs[i] for i in locked]))
+            for i, result in zip(locked, again, strict=True):
+                results[i] = result
+        return results
+
+
+def _locked(error: BaseException) -> bool:
+    """SQLite's refusal to wait for another connection's lock (``busy_timeout=0``)."""
+    driver_error = error if isinstance(error, sqlite3.OperationalError) else getattr(error, "orig", None)
+    if not isinstance(driver_error, sqlite3.OperationalError):
+        return False
+    text = str(driver_error)
+    return "locked" in text or "busy" in text

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import ReturnsRows
 
 Row = tuple[Any, ...]
 
@@ -29,11 +30,13 @@ class Reader(Protocol):
 
 
 class Compiled:
-    """One statement compiled for one dialect: its SQL, how its parameters are passed, its columns' converters."""
+    """One statement compiled for one dialect: its SQL, how its parameters are passed (and converted: timestamps,
+    JSON), its columns' converters. A ``SELECT``, or an ``INSERT``/``UPDATE``/``DELETE`` (its columns: what it
+    returns)."""
 
-    __slots__ = ("sql", "names", "positional", "defaults", "converters")
+    __slots__ = ("sql", "names", "positional", "defaults", "processors", "converters")
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: ReturnsRows, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self.positional = compiled.positional
@@ -42,8 +45,14 @@ class Compiled:
             raise ValueError("a prepared statement takes no expanding (IN list) parameters")
         # The values of the statement's own literals (``lower(:param_1)``…), under the names the SQL gives them.
         self.defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+        processors: list[tuple[str, Callable[[Any], Any]]] = []
+        for name, bind in compiled.binds.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None and bind.required:
+                processors.append((name, process))
+        self.processors = processors
         converters: list[tuple[int, Callable[[Any], Any]]] = []
-        for index, column in enumerate(statement.selected_columns):
+        for index, column in enumerate(statement.exported_columns):
             convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
             if convert is not None:
                 converters.append((index, convert))
@@ -52,6 +61,9 @@ class Compiled:
     def bound(self, parameters: Mapping[str, Any]) -> Any:
         """The parameters as the driver takes them: a tuple in the SQL's order, or a mapping by name."""
         values = {**self.defaults, **parameters}
+        for name, process in self.processors:
+            if values[name] is not None:
+                values[name] = process(values[name])
         return tuple(values[name] for name in self.names) if self.positional else values
 
     def convert(self, fetched: Sequence[Any]) -> list[Row]:
@@ -67,7 +79,7 @@ class Compiled:
         return result
 
 
-def compiled_for(statement: Select[Any], dialect: Dialect, cache: dict[Select[Any], Compiled]) -> Compiled:
+def compiled_for(statement: ReturnsRows, dialect: Dialect, cache: dict[Any, Compiled]) -> Compiled:
     """``statement`` compiled for ``dialect``, once per ``cache`` (one cache per dialect)."""
     compiled = cache.get(statement)
     if compiled is None:
@@ -77,16 +89,17 @@ def compiled_for(statement: Select[Any], dialect: Dialect, cache: dict[Select[An
 
 class DbapiReader:
     """A ``Reader`` straight on a DBAPI connection (the caller owns its transaction); statements are compiled on
-    first use and kept (``cache``, shared by the readers of one engine). Parameters are passed as they are (no
-    type's bind processing): plain strings and numbers."""
+    first use and kept (``cache``, shared by the readers of one engine). It runs a write job's statements too
+    (``gateway.store.grouped_writer.direct_statements``): ``rows`` answers what they return (none without
+    ``RETURNING``), and its errors are the driver's own (``sqlite3.IntegrityError``…), not SQLAlchemy's."""
 
     __slots__ = ("_connection", "_dialect", "_cache")
 
-    def __init__(self, connection: Any, dialect: Dialect, cache: dict[Select[Any], Compiled]) -> None:
+    def __init__(self, connection: Any, dialect: Dialect, cache: dict[Any, Compiled]) -> None:
         self._connection = connection
         self._dialect = dialect
         self._cache = cache
 
-    def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[Row]:
+    def rows(self, statement: ReturnsRows, parameters: Mapping[str, Any]) -> list[Row]:
         compiled = compiled_for(statement, self._dialect, self._cache)
         return compiled.convert(self._connection.execute(compiled.sql, compiled.bound(parameters)).fetchall())

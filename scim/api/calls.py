@@ -133,8 +133,9 @@ class Call:
         finally:
             await self._link(activated=False)
 
-    async def write(self, work: Work[T | ScimError]) -> T:
-        """Run ``work`` in a write transaction; its outcome is answered only after the commit.
+    async def write(self, work: Work[T | ScimError], *, light: bool = False) -> T:
+        """Run ``work`` in a write transaction; its outcome is answered only after the commit. ``light``: it writes
+        one small resource, by index (``Database.transaction``).
 
         A refusal ``work`` finds before writing anything (not found, a failed precondition, an unparsable body) is
         best returned, not raised: on SQLite the job shares its transaction with other requests' jobs, and though a
@@ -149,7 +150,7 @@ class Call:
         self._door()
         committed = False
         try:
-            result = await self._database().transaction(write)
+            result = await self._database().transaction(write, light=light)
             committed = not isinstance(result, ScimError)
         finally:
             await self._link(activated=committed)
@@ -204,12 +205,13 @@ def respond(outcome: Outcome) -> Response:
 
 class Parsed(Generic[T]):
     """A request body parsed before the transaction (keeping CPU work out of it); a parse error is answered only
-    after authentication, so an unauthorized caller learns nothing about its body."""
+    after authentication, so an unauthorized caller learns nothing about its body. ``small``: it was parsed on the
+    event loop (see ``parse_body``), so what it asks for is small too."""
 
-    __slots__ = ("_value", "error")
+    __slots__ = ("_value", "error", "small")
 
-    def __init__(self, value: T | None = None, error: ScimError | None = None) -> None:
-        self._value, self.error = value, error
+    def __init__(self, value: T | None = None, error: ScimError | None = None, *, small: bool = True) -> None:
+        self._value, self.error, self.small = value, error, small
 
     def get(self) -> T:
         if self.error is not None:
@@ -227,10 +229,12 @@ async def parse_body(request: Request, parse: Callable[[dict[str, Any], Limits],
     body = await read_body(request, limit=settings_of(request).scim_max_body_bytes)
     limits = limits_of(request)
 
+    small = len(body) <= _PARSE_INLINE_BYTES
+
     def parsed() -> Parsed[T]:
         try:
-            return Parsed(parse(parse_json(request, body), limits))
+            return Parsed(parse(parse_json(request, body), limits), small=small)
         except ScimError as exc:
-            return Parsed(error=exc)
+            return Parsed(error=exc, small=small)
 
-    return parsed() if len(body) <= _PARSE_INLINE_BYTES else await asyncio.to_thread(parsed)
+    return parsed() if small else await asyncio.to_thread(parsed)

@@ -96,6 +96,7 @@ class GroupEndpoint(Item[DirectoryGroup]):
     kind = GROUPS
 
     async def put(self, request: Request) -> Response:
+        # Not light: asserted members are compared with every stored one, as many as the group is large.
         return await self.change(request, _replacement, _replace)
 
     async def patch(self, request: Request) -> Response:

@@ -145,7 +145,8 @@ class Collection(ScimEndpoint, Generic[R]):
     async def create(self, request: Request, parse: Parse[P], create: Create[P]) -> Response:
         call = Call(request)
         body = await parse_body(request, parse)
-        return respond(await call.write(lambda session, directory: create(session, directory, body.get(), call)))
+        work = partial(_create, create, body, call)
+        return respond(await call.write(work, light=body.small))
 
 
 class Item(ScimEndpoint, Generic[R]):
@@ -170,20 +171,25 @@ class Item(ScimEndpoint, Generic[R]):
 
     async def delete(self, request: Request) -> Response:
         kind = self.kind
-        if kind.model is DirectoryUser and database_of(request).dialect == "postgresql":
+        if kind.model is DirectoryUser:
             call = Call(request)
-            if call.if_match is None:  # nothing to check against the user: delete it unread (one round trip)
-                return respond(await call.write(partial(_delete_user_unread, resource_id=request.path_params["id"])))
+            if call.if_match is None:  # nothing to check against the user: delete it unread
+                unread = partial(_delete_user_unread, resource_id=request.path_params["id"])
+                return respond(await call.write(unread, light=True))
 
         def remove(session: Session, directory: Directory, row: R, _body: None, _call: Call) -> Outcome:
             delete_resource(session, kind, directory=directory, row=row)
             return NO_CONTENT
 
-        return await self.change(request, None, remove)
+        # A user's deletion touches the few groups it is in; a group's, every one of its members.
+        return await self.change(request, None, remove, light=kind.name == "User")
 
-    async def change(self, request: Request, parse: Parse[P] | None, change: Change[R, P]) -> Response:
+    async def change(
+        self, request: Request, parse: Parse[P] | None, change: Change[R, P], *, light: bool = False
+    ) -> Response:
         """The skeleton of PUT, PATCH and DELETE: the body parsed (if any), then in one write transaction the
-        resource (or 404), its ``If-Match`` checked, and ``change`` applied."""
+        resource (or 404), its ``If-Match`` checked, and ``change`` applied. ``light``: a change of one resource
+        that stays small with a small body (``Call.write``)."""
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
         body: Parsed[P] = _NO_BODY if parse is None else await parse_body(request, parse)
 
@@ -193,7 +199,7 @@ class Item(ScimEndpoint, Generic[R]):
                 return row
             return body.error or change(session, directory, row, body.get(), call)
 
-        return respond(await call.write(write))
+        return respond(await call.write(write, light=light and body.small))
 
     async def patched(self, request: Request, save: Save[R], *, add_unread: AddUnread | None = None) -> Response:
         """PATCH (RFC 7644 §3.5.2), its CPU work kept out of the write job and off the event loop: the stored
@@ -229,7 +235,9 @@ class Item(ScimEndpoint, Generic[R]):
                     _charge_work(call, snapshot, body.get(), settings_of(request).scim_patch_values_per_request)
                 patched = await asyncio.to_thread(_apply, snapshot, body.get(), kind=kind, limits=limits)
             job = _PatchJob(kind, resource_id, call, body, limits, save, snapshot=snapshot, patched=patched)
-            outcome: Outcome | _Conflict = await call.write(job.write)
+            # Light unless it may replace or empty a group's members, which are as many as the group is large.
+            light = body.small and patched is not None and all(c.kind in ("add", "remove") for c in patched.changes)
+            outcome: Outcome | _Conflict = await call.write(job.write, light=light)
             if not isinstance(outcome, _Conflict):
                 return respond(outcome)
         raise AssertionError("the last attempt applies the PATCH in its write job")  # pragma: no cover
@@ -264,6 +272,10 @@ class _PatchJob(Generic[R]):
         elif patched.raw is not None and row.raw_attributes != self.snapshot:
             return _CONFLICT
         return self.save(session, directory, row, patched, self.call)
+
+
+def _create(create: Create[P], body: Parsed[P], call: Call, session: Session, directory: Directory) -> Outcome:
+    return create(session, directory, body.get(), call)
 
 
 def _delete_user_unread(session: Session, directory: Directory, *, resource_id: str) -> Outcome | ScimError:

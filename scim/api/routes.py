@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route, request_response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from scim.api.discovery import ResourceTypes, Schemas, ServiceProviderConfig
 from scim.api.groups import GroupEndpoint, GroupsEndpoint
@@ -109,8 +109,9 @@ def routes() -> list[Route]:
 
 
 class Shortcut:
-    """ASGI: the provisioning routes (``/Users``, ``/Users/{id}``, ``/Groups``, ``/Groups/{id}``, the paths nearly all
-    of an IdP's requests take) answered straight from their path, ahead of Starlette's router and error middlewares.
+    """The provisioning routes (``/Users``, ``/Users/{id}``, ``/Groups``, ``/Groups/{id}``, the paths nearly all of an
+    IdP's requests take) found straight from their path, ahead of Starlette's router and error middlewares (the
+    application, ``gateway.app``, sends them to their endpoint itself).
 
     The route table above is still what answers: the matching ``Route``'s endpoint is called as the router would call
     it, with the same ``path_params`` and ``route`` in the scope (the metrics label requests by it). Only the generic
@@ -118,27 +119,29 @@ class Shortcut:
     never raises (``scim.api.http.answer`` answers every failure in SCIM's shape). Anything else (another verb, a
     ``.search``, a path in another case or with a trailing slash, a root path) goes the usual way."""
 
-    def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
-        self.app = app
+    def __init__(self, routes: list[Route]) -> None:
         by_path = {route.path: route for route in routes}
         # parts[4] of the path -> (the collection's route, the item's route)
         self._routes = {
             name: (by_path[f"{_PREFIX}/{name}"], by_path[f"{_PREFIX}/{name}/{{id}}"]) for name in ("Users", "Groups")
         }
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/scim/v2/") and not scope.get("root_path"):
-            parts = scope["path"].split("/")  # ["", "scim", "v2", directory_id, endpoint, id?]
-            pair = self._routes.get(parts[4]) if len(parts) in (5, 6) else None
-            if pair is not None and parts[3]:
-                route = pair[len(parts) - 5]
-                params = {"directory_id": parts[3]}
-                if len(parts) == 6:
-                    params["id"] = parts[5]
-                if route.methods is not None and scope["method"] in route.methods and (len(parts) == 5 or parts[5]):
-                    scope["path_params"] = params
-                    scope["endpoint"] = route.endpoint
-                    scope["route"] = route
-                    await route.app(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    def route_for(self, scope: Scope) -> Route | None:
+        """The provisioning route of this HTTP request, its ``path_params``, ``endpoint`` and ``route`` set in
+        ``scope`` as the router would; None: the request goes the usual way."""
+        if not scope["path"].startswith("/scim/v2/") or scope.get("root_path"):
+            return None
+        parts = scope["path"].split("/")  # ["", "scim", "v2", directory_id, endpoint, id?]
+        pair = self._routes.get(parts[4]) if len(parts) in (5, 6) else None
+        if pair is None or not parts[3]:
+            return None
+        route = pair[len(parts) - 5]
+        if route.methods is None or scope["method"] not in route.methods or (len(parts) == 6 and not parts[5]):
+            return None
+        params = {"directory_id": parts[3]}
+        if len(parts) == 6:
+            params["id"] = parts[5]
+        scope["path_params"] = params
+        scope["endpoint"] = route.endpoint
+        scope["route"] = route
+        return route

@@ -13,7 +13,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, directory_payload, iso
 from gateway.store.credentials import hash_secret, secret_matches
-from gateway.store.grouped_writer import batch_memo, keep_batch_memo
+from gateway.store.grouped_writer import batch_memo, direct_statements, keep_batch_memo
 from gateway.store.models import Directory, DirectoryState, utcnow
 from scim.protocol.errors import ScimError
 
@@ -68,7 +68,14 @@ def authorized(row: Mapping[str, Any] | None, token: str) -> Directory:
     return Directory.model_construct(**row)
 
 
+_DIRECTORY_COLUMNS = tuple(column.name for column in _GET_DIRECTORY.selected_columns)
+
+
 def _read_directory(session: Session, *, directory_id: str, token: str, lock: bool) -> Any:
+    direct = direct_statements(session)  # SQLite's write batches
+    if direct is not None:
+        rows = direct.rows(_GET_DIRECTORY, {"id": directory_id})
+        return dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True)) if rows else None
     connection = session.connection()
     row = None
     if lock and session.get_bind().dialect.name == "postgresql":

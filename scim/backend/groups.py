@@ -18,6 +18,7 @@ from sqlmodel import col
 from gateway.events.log import record_event, record_events
 from gateway.events.payloads import EventName, group_payload, membership_payload, user_payload
 from gateway.ops.rule_evaluation import regroup
+from gateway.store.grouped_writer import direct_statements
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.backend.columns import group_columns
@@ -186,6 +187,7 @@ _BUMP_USER = (
     .values(version=_users.c.version + 1, updated_at=bindparam("now"))
     .returning(*_users.c)
 )
+_USER_COLUMN_NAMES = tuple(column.name for column in _users.c)
 
 # Ids per statement: an expanding IN list binds one parameter per id, and both stores stop near 32,767 of them.
 _CHUNK = 5000
@@ -356,7 +358,6 @@ def _add_one_member_sqlite(
     session: Session, *, directory: Directory, group: DirectoryGroup, user_id: str, display: str | None, touch: bool
 ) -> int:
     """``add_members`` of one member on SQLite (see ``_ADD_ONE_MEMBER_SQLITE``): the same rows, events and order."""
-    connection = session.connection()
     now = utcnow()
     parameters = {
         "group_id": group.id,
@@ -365,11 +366,23 @@ def _add_one_member_sqlite(
         "display": display,
         "now": now,
     }
-    if connection.execute(_ADD_ONE_MEMBER_SQLITE, parameters).first() is None:
-        return 0  # not a user of this directory, or already a member
-    bumped = connection.execute(_BUMP_USER, {"user_id": user_id, "now": now}).mappings().one()
+    # (An UPDATE's parameters name no column: SQLAlchemy would take it as one more column to set.)
+    bump, touching = {"user_id": user_id, "now": now}, {"group_id": group.id, "now": now}
+    direct = direct_statements(session)
+    if direct is not None:
+        if not direct.rows(_ADD_ONE_MEMBER_SQLITE, parameters):
+            return 0  # not a user of this directory, or already a member
+        bumped: Any = dict(zip(_USER_COLUMN_NAMES, direct.rows(_BUMP_USER, bump)[0], strict=True))
+        if touch:
+            direct.rows(_TOUCH_GROUP, touching)
+    else:
+        connection = session.connection()
+        if connection.execute(_ADD_ONE_MEMBER_SQLITE, parameters).first() is None:
+            return 0
+        bumped = connection.execute(_BUMP_USER, bump).mappings().one()
+        if touch:
+            connection.execute(_TOUCH_GROUP, touching)
     if touch:
-        connection.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
         written(group, {"version": group.version + 1, "updated_at": now})
     org = directory.organization_id
     user = user_payload(DirectoryUser.model_construct(**bumped), organization_id=org)

@@ -32,6 +32,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
 from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
+from gateway.store.grouped_writer import direct_statements
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.protocol.errors import ScimError
 from scim.protocol.render import Member, etag, location, mentions, project, related_attribute, render_resource
@@ -196,6 +197,12 @@ def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str,
     """One resource as a snapshot: a Core row made into the model without the ORM's loading (no ORM state, not in
     the session). A write changes it with Core statements and records what they wrote with ``written``."""
     parameters = {"resource_id": resource_id, "directory_id": directory_id}
+    direct = direct_statements(session)
+    if direct is not None:
+        found_rows = direct.rows(kind._snapshot, parameters)
+        if not found_rows:
+            raise ScimError(404, f"{kind.name} {resource_id} not found")
+        return kind.model.model_construct(**dict(zip(kind.columns, found_rows[0], strict=True)))
     connection = session.connection()
     if kind.model is DirectoryUser and connection.dialect.name == "postgresql":
         found = connection.execute(_user_snapshot_with_groups(kind), parameters).mappings().first()
@@ -297,11 +304,17 @@ def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str])
     result: dict[str, list[Member]] = defaultdict(list)
     if not ids:
         return result
-    connection = session.connection()
     if len(ids) == 1:  # one resource (a write's answer): a plain equality, no IN list to expand per execution
         [own] = ids
-        result[own] = [Member(id=i, display=d) for i, d in connection.execute(kind.related_one, {"resource_id": own})]
+        direct = direct_statements(session)
+        parameters = {"resource_id": own}
+        if direct is not None:
+            pairs: Any = direct.rows(kind.related_one, parameters)
+        else:
+            pairs = session.connection().execute(kind.related_one, parameters)
+        result[own] = [Member(id=i, display=d) for i, d in pairs]
         return result
+    connection = session.connection()
     for own_id, related_id, display in connection.execute(kind._related, {"ids": list(ids)}):
         result[own_id].append(Member(id=related_id, display=display))
     return result

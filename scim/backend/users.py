@@ -12,7 +12,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, user_payload
 from gateway.ops.rule_evaluation import apply_rules
-from gateway.store.grouped_writer import insert_new_rows
+from gateway.store.grouped_writer import direct_statements, insert_new_rows
 from gateway.store.ids import new_id
 from gateway.store.models import (
     DeprovisionPolicy,
@@ -106,11 +106,40 @@ _DELETE_USER_POSTGRES = select(_gone).add_cte(
 )
 
 
+# SQLite (no DML in a CTE): two statements. First the groups touched, while the memberships still name them: only
+# groups of this directory, so only for a user of this directory (whose memberships link to its groups only); then
+# the user deleted, its row returned for the event.
+_TOUCH_GROUPS_OF_USER_SQLITE = (
+    update(_groups)
+    .where(
+        _groups.c.id.in_(select(_memberships.c.group_id).where(_memberships.c.user_id == bindparam("doomed_id"))),
+        _groups.c.directory_id == bindparam("doomed_directory_id"),
+    )
+    .values(version=_groups.c.version + 1, updated_at=bindparam("now"))
+)
+_DELETE_USER_SQLITE = (
+    delete(_users)
+    .where(_users.c.id == bindparam("doomed_id"), _users.c.directory_id == bindparam("doomed_directory_id"))
+    .returning(*_users.c)
+)
+_USER_COLUMNS = tuple(column.name for column in _users.c)
+
+
 def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -> bool:
-    """``delete_user`` on PostgreSQL in one round trip, for a DELETE without ``If-Match``; False: no such user."""
+    """``delete_user`` for a DELETE without ``If-Match``, the user unread: one round trip on PostgreSQL, two
+    statements on SQLite. False: no such user (in this directory)."""
     # (No parameter named as a column: an UPDATE would take it as one more column to set.)
     parameters = {"doomed_id": user_id, "doomed_directory_id": directory.id, "now": utcnow()}
-    row = session.connection().execute(_DELETE_USER_POSTGRES, parameters).mappings().first()
+    direct = direct_statements(session)
+    if direct is not None:
+        direct.rows(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
+        deleted = direct.rows(_DELETE_USER_SQLITE, parameters)
+        row: Any = dict(zip(_USER_COLUMNS, deleted[0], strict=True)) if deleted else None
+    elif session.connection().dialect.name == "sqlite":
+        session.connection().execute(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
+        row = session.connection().execute(_DELETE_USER_SQLITE, parameters).mappings().first()
+    else:
+        row = session.connection().execute(_DELETE_USER_POSTGRES, parameters).mappings().first()
     if row is None:
         return False
     user = DirectoryUser.model_construct(**row)
