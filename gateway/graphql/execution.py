@@ -208,9 +208,8 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
             def job(session: Any) -> dict[str, Any] | None:
                 return answer(session, plan, variables=variables, principal=principal, public_url=public_url)
 
-            scheduled = scheduling.get()  # a costly operation's answer is built in the costly lane, not on a reader
             try:
-                data = await context.database.query(job, costly=scheduled is not None and scheduled[1])
+                data = await context.database.query(job)
             except Exception:  # the store failed, or the plan did: graphql-core answers (and reports the failure)
                 logger.warning("read plan failed; the operation runs through graphql-core", exc_info=True)
                 data = None

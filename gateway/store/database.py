@@ -41,8 +41,6 @@ logger = logging.getLogger("dsync.db")
 
 _SQLITE_READERS = 4
 _POSTGRES_READERS = 4
-# Costly work (``costly``) runs on this many threads, one at a time: see ``Database.costly``.
-_COSTLY_LANES = 1
 _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
 # Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
@@ -71,7 +69,7 @@ class Database:
             writes: Engine = self.sync_engine.execution_options(sqlite_immediate=True)
             readers = _SQLITE_READERS
         else:
-            self.sync_engine = _sync_postgres_engine(settings, pool_size=_POSTGRES_READERS + _COSTLY_LANES + 1)
+            self.sync_engine = _sync_postgres_engine(settings, pool_size=_POSTGRES_READERS + 1)
             # A read job is one or two statements: autocommit spares it the BEGIN and COMMIT round trips.
             self._sync_reads = sessionmaker(
                 self.sync_engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
@@ -81,7 +79,6 @@ class Database:
         self._sync_writes = sessionmaker(writes, expire_on_commit=False)
         self._queue = WriteQueue(self._sync_writes, after_batch=self._after_write_batch)
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
-        self._costly = ThreadPoolExecutor(max_workers=_COSTLY_LANES, thread_name_prefix="dsync-costly")
         # SQLite's lookups (``lookup``): one connection, used on the event loop's thread only, and their statements.
         self._lookups: PoolProxiedConnection | None = None
         self._prepared: dict[Any, Any] = {}
@@ -98,22 +95,9 @@ class Database:
         is given and may not commit or roll back itself; raising rolls back its work."""
         return await self._queue.run(job)
 
-    async def query(self, job: Callable[[Session], T], *, costly: bool = False) -> T:
-        """Run the read-only ``job`` and return its result; a ``costly`` one (a GraphQL query over its background
-        cost) in the costly lane (``costly``)."""
-        if costly:
-            return await self.costly(partial(_run_read, self._sync_reads, job))
+    async def query(self, job: Callable[[Session], T]) -> T:
+        """Run the read-only ``job`` and return its result."""
         return await self._read_on_thread(job)
-
-    async def costly(self, work: Callable[[], T]) -> T:
-        """Run CPU-heavy ``work`` (a large PATCH applied, a costly query's answer built) off the event loop, in the
-        one costly lane: such jobs wait for each other, never for cheap ones.
-
-        Why one lane: a thread running Python holds the GIL, and the event loop takes it back only after
-        ``sys.getswitchinterval()``; with several such threads (two costly queries answered on reader threads and two
-        large PATCHes on the default executor, all one tenant's) the loop lost the GIL to each in turn and every other
-        tenant's request waited 15-30 ms at each hand-over. One lane bounds it to one."""
-        return await asyncio.get_running_loop().run_in_executor(self._costly, work)
 
     async def _read_on_thread(self, job: Callable[[Session], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, _run_read, self._sync_reads, job)
@@ -186,7 +170,6 @@ class Database:
         if self._checkpoint is not None:
             await self._checkpoint
         self._readers.shutdown(wait=True)
-        self._costly.shutdown(wait=True)
         if self._lookups is not None:
             self._lookups.close()
             self._lookups = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -203,14 +202,9 @@ class Item(ScimEndpoint, Generic[R]):
                     return row if isinstance(row, ScimError) else row.raw_attributes
 
                 snapshot = await call.read(read)
-                values = 0 if body.error else patch_work(snapshot, body.get())
-                if attempt == 0:
-                    _charge_work(call, values, settings_of(request).scim_patch_values_per_request)
-                apply = partial(_apply, snapshot, body.get(), kind=kind, limits=limits)
-                if values > _COSTLY_PATCH_VALUES:  # in the store's costly lane (``Database.costly`` says why)
-                    patched = await database_of(request).costly(apply)
-                else:
-                    patched = await asyncio.to_thread(apply)
+                if attempt == 0 and body.error is None:
+                    _charge_work(call, snapshot, body.get(), settings_of(request).scim_patch_values_per_request)
+                patched = await asyncio.to_thread(_apply, snapshot, body.get(), kind=kind, limits=limits)
             job = _PatchJob(kind, resource_id, call, body, limits, save, snapshot=snapshot, patched=patched)
             outcome: Outcome | _Conflict = await call.write(job.write)
             if not isinstance(outcome, _Conflict):
@@ -262,10 +256,10 @@ def _target(
     return row
 
 
-def _charge_work(call: Call, values: int, values_per_request: int) -> None:
+def _charge_work(call: Call, raw: dict[str, Any], operations: list[Operation], values_per_request: int) -> None:
     """A PATCH pays one request per ``values_per_request`` values it reads, the one it was admitted with included."""
-    if values_per_request > 0 and values > 0:
-        call.charge(values / values_per_request - 1)
+    if values_per_request > 0:
+        call.charge(patch_work(raw, operations) / values_per_request - 1)
 
 
 def _apply(raw: dict[str, Any], operations: list[Operation], *, kind: ResourceKind[R], limits: Limits) -> Patched:
@@ -277,6 +271,3 @@ def _apply(raw: dict[str, Any], operations: list[Operation], *, kind: ResourceKi
 
 
 _NO_BODY: Parsed[Any] = Parsed(None)
-# A PATCH reading more values than this (``patch_work``; an IdP's usual PATCH reads a few dozen, the largest allowed
-# ~10,000, ~20 ms of CPU) is applied in the costly lane.
-_COSTLY_PATCH_VALUES = 1_000

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from typing import Any
 
 import httpx
@@ -68,23 +66,3 @@ async def test_concurrent_member_adds_to_one_group(
     assert edges == 50 and added == 50
     listed = (await client.get(f"{directory.path}/Groups/{group}", headers=directory.headers)).json()
     assert sorted(m["value"] for m in listed["members"]) == sorted(users)
-
-
-async def test_costly_work_runs_in_one_lane(app: Any) -> None:
-    """Costly work (a large PATCH applied, a costly query answered) runs one job at a time on the costly thread, so
-    one tenant's costly requests hold the GIL against the event loop from one thread at most."""
-    database = app.state.database
-    running: list[str] = []
-    overlapped = False
-
-    def work() -> str:
-        nonlocal overlapped
-        overlapped = overlapped or bool(running)
-        running.append("x")
-        time.sleep(0.02)
-        running.pop()
-        return threading.current_thread().name
-
-    names = await asyncio.gather(*(database.costly(work) for _ in range(4)))
-    assert not overlapped and all(name.startswith("dsync-costly") for name in names)
-    assert await database.query(lambda session: threading.current_thread().name, costly=True) == names[0]
