@@ -180,7 +180,7 @@ async def answer(request: Request, handler: Handler) -> Response:
             raise ScimError(404, f"No SCIM endpoint at {request.url.path}")
         response = await handler(request)
     except ScimError as exc:
-        error = exc
+        error = _without_frames(exc)
         response = error_response(exc)
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.url.path)
@@ -192,6 +192,17 @@ async def answer(request: Request, handler: Handler) -> Response:
         if delay > 0:
             await asyncio.sleep(delay / 1000)
     return response
+
+
+def _without_frames(error: ScimError) -> ScimError:
+    """The error without its traceback: its frames hold the request (body, parsed operations) and, where it was
+    raised from a local or a ``Call``'s refusal, the error itself. Kept, that cycle leaves every refused request to
+    the cyclic collector: a client that ignores its refusals (hundreds a second, each with a parsed PATCH) made
+    collections of ~17,000 dead objects that stopped every thread for 5-15 ms. Nothing reads the frames: a
+    ``ScimError`` is an answer, never logged with its traceback."""
+    error.__traceback__ = None
+    error.__context__ = None
+    return error
 
 
 def _is_refusal(error: ScimError) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from sqlmodel import col
 from gateway.ops import directories
 from gateway.store.database import Database
 from gateway.store.models import DirectoryGroup, DirectoryUser, Event, GroupMembership
+from scim.protocol.errors import ScimError
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -350,3 +352,26 @@ async def test_an_unknown_directory_answers_exactly_like_a_wrong_token(
     assert existing.status_code == unknown.status_code == with_real_token.status_code == 401
     assert existing.json() == unknown.json() == with_real_token.json()
     assert existing.headers.get("www-authenticate") == unknown.headers.get("www-authenticate")
+
+
+async def test_refused_requests_leave_no_reference_cycles(
+    client: httpx.AsyncClient, directory: DirectoryFixture, seeded: dict[str, Any]
+) -> None:
+    """A refusal's traceback holds the request (and the error itself): kept, every refused request became work for
+    the cyclic collector, whose collections then paused every request of every tenant."""
+    user_path = f"{directory.path}/Users/{seeded['user']['id']}"
+    too_many = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "title", "value": "x"}] * 101}
+    wrong = {**directory.headers, "Authorization": "Bearer dsync_scim_wrong"}
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            assert_error(await client.patch(user_path, headers=directory.headers, json=too_many), 400, "tooMany")
+            assert_error(await client.post(f"{directory.path}/Users", headers=wrong, json={"userName": "x"}), 401)
+            assert_error(await client.get(f"{directory.path}/Users/nobody", headers=directory.headers), 404)
+        gc.collect()
+        kept = [thing for thing in gc.garbage if isinstance(thing, ScimError)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert kept == []
