@@ -149,17 +149,7 @@ def add_members_unread(
         return group
     # In the order asked, as ``add_members`` does; the rows are already bumped (version, updated_at).
     snapshots = [bumped[i] for i in display if i in bumped]
-    org = directory.organization_id
-    group_data = group_payload(group, organization_id=org)
-    record_events(
-        session,
-        organization_id=org,
-        directory_id=directory.id,
-        events=[
-            (EventName.GROUP_USER_ADDED, membership_payload(user_payload(u, organization_id=org), group_data))
-            for u in snapshots
-        ],
-    )
+    _record_edge_events(session, directory=directory, group=group, users=snapshots, event=EventName.GROUP_USER_ADDED)
     regroup(session, directory=directory, group_id=group.id, user_ids=[u.id for u in snapshots])
     return group
 
@@ -239,6 +229,20 @@ def _users_in_directory(session: Session, *, directory_id: str, ids: list[str]) 
     return [by_id[i] for i in ids if i in by_id]
 
 
+def _record_edge_events(
+    session: Session, *, directory: Directory, group: DirectoryGroup, users: list[DirectoryUser], event: EventName
+) -> None:
+    """One ``event`` per (group, user) edge, each with the user's snapshot as it is after the change."""
+    org = directory.organization_id
+    group_data = group_payload(group, organization_id=org)
+    record_events(
+        session,
+        organization_id=org,
+        directory_id=directory.id,
+        events=[(event, membership_payload(user_payload(u, organization_id=org), group_data)) for u in users],
+    )
+
+
 def _membership_changed(
     session: Session,
     *,
@@ -257,16 +261,9 @@ def _membership_changed(
     if touch_group:
         session.execute(_TOUCH_GROUP, {"group_id": group.id, "now": now})
         written(group, {"version": group.version + 1, "updated_at": now})  # by the UPDATE above
-    org = directory.organization_id
-    group_data = group_payload(group, organization_id=org)
     # Snapshots for the payloads only: model_construct skips validation and ORM instrumentation.
     snapshots = [DirectoryUser.model_construct(**{**u, "version": u["version"] + 1, "updated_at": now}) for u in users]
-    record_events(
-        session,
-        organization_id=org,
-        directory_id=directory.id,
-        events=[(event, membership_payload(user_payload(u, organization_id=org), group_data)) for u in snapshots],
-    )
+    _record_edge_events(session, directory=directory, group=group, users=snapshots, event=event)
 
 
 def add_members(
@@ -338,17 +335,7 @@ def _add_members_postgres(
         written(group, {"version": group.version + 1, "updated_at": now})
     # In the order asked, as the other store does; the rows are already bumped (version, updated_at).
     snapshots = [DirectoryUser.model_construct(**bumped[i]) for i in display if i in bumped]
-    org = directory.organization_id
-    group_data = group_payload(group, organization_id=org)
-    record_events(
-        session,
-        organization_id=org,
-        directory_id=directory.id,
-        events=[
-            (EventName.GROUP_USER_ADDED, membership_payload(user_payload(u, organization_id=org), group_data))
-            for u in snapshots
-        ],
-    )
+    _record_edge_events(session, directory=directory, group=group, users=snapshots, event=EventName.GROUP_USER_ADDED)
     changed = [u.id for u in snapshots]
     regroup(session, directory=directory, group_id=group.id, user_ids=changed)
     return len(changed)
