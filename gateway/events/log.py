@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
-from gateway.events.payloads import EventData, EventName, bounded
+from gateway.events.payloads import EventData, EventName, stored
 from gateway.store.grouped_writer import defer_rows, insert_rows
 from gateway.store.ids import new_id
 from gateway.store.models import Event, utcnow
@@ -57,7 +57,7 @@ def record_events(
             "event": name.value,
             "organization_id": organization_id,
             "directory_id": directory_id,
-            "data": bounded(data),
+            "data": stored(data),  # encoded once: the insert writes it as it is
             "created_at": now,
         }
         for name, data in events

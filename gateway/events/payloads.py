@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, Organization
-from gateway.store.serialization import dumps_bytes
+from gateway.store.serialization import Encoded, dumps_bytes, encoded
 
 # The most one event stores (its data as JSON). A SCIM body may be 2 MiB, and an update used to carry it whole (and
 # its changed keys again in previous_attributes): above this the raw attributes are left out (see ``bounded``).
@@ -238,13 +238,16 @@ def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
     return trimmed
 
 
-def bounded(data: EventData) -> EventData:
-    """The payload as the log stores it: whole when it fits ``MAX_EVENT_BYTES``; else without the raw attributes
-    (``raw_attributes`` then reads ``{}``, as WorkOS itself sends it since it deprecated the field), then without
-    the custom attributes. The typed fields (names, emails, state, ...) and their previous values always stay."""
-    if len(dumps_bytes(data)) <= MAX_EVENT_BYTES:
-        return data
+def stored(data: EventData) -> Encoded:
+    """The payload as the log stores it, encoded once (the insert writes these bytes as they are): whole when it fits
+    ``MAX_EVENT_BYTES``; else without the raw attributes (``raw_attributes`` then reads ``{}``, as WorkOS itself
+    sends it since it deprecated the field), then without the custom attributes. The typed fields (names, emails,
+    state, ...) and their previous values always stay."""
+    whole = dumps_bytes(data)
+    if len(whole) <= MAX_EVENT_BYTES:
+        return encoded(whole)
     trimmed = _without(cast(dict[str, Any], data), "raw_attributes")
-    if len(dumps_bytes(trimmed)) > MAX_EVENT_BYTES:
-        trimmed = _without(trimmed, "custom_attributes")
-    return cast(EventData, trimmed)
+    text = dumps_bytes(trimmed)
+    if len(text) > MAX_EVENT_BYTES:
+        text = dumps_bytes(_without(trimmed, "custom_attributes"))
+    return encoded(text)

@@ -15,6 +15,16 @@ def dumps_bytes(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+# JSON already encoded: ``dumps`` (and so a JSON column's insert) writes its bytes as they are, without encoding the
+# value again.
+Encoded = orjson.Fragment
+
+
+def encoded(json_bytes: bytes) -> Encoded:
+    """``json_bytes`` (valid JSON, from ``dumps_bytes``) to be written as they are by ``dumps``."""
+    return orjson.Fragment(json_bytes)
+
+
 def dumps(value: Any) -> str:
     """JSON text for the store's JSON columns (the engines' ``json_serializer``)."""
     # JSON columns want text (SQLite would store bytes as a BLOB).

@@ -49,14 +49,19 @@ def authenticate(session: Session, *, directory_id: str, authorization: str | No
     # (PostgreSQL) or the database is (SQLite's single writer) until the commit, so no other process can change it
     # meanwhile, and any other kind of job in the batch makes the next one read it again (``batch_memo``).
     memo: dict[str, Any] | None = batch_memo(session) if lock else None
-    row = None if memo is None else memo.get(directory_id)
-    if row is None:
-        row = _read_directory(session, directory_id=directory_id, token=token, lock=lock)
-        if memo is not None and row is not None and secret_matches(token, row["token_hash"]):
-            memo[directory_id] = row
-    if memo is not None:
+    seen: Directory | None = None if memo is None else memo.get(directory_id)
+    if seen is not None:
         keep_batch_memo(session)
-    return authorized(row, token)
+        # The snapshot the first job made (read-only, like every one): only this job's token is left to check.
+        if not secret_matches(token, seen.token_hash):
+            raise _invalid_token()
+        return seen
+    row = _read_directory(session, directory_id=directory_id, token=token, lock=lock)
+    directory = authorized(row, token)
+    if memo is not None:
+        memo[directory_id] = directory
+        keep_batch_memo(session)
+    return directory
 
 
 def authorized(row: Mapping[str, Any] | None, token: str) -> Directory:
@@ -64,8 +69,12 @@ def authorized(row: Mapping[str, Any] | None, token: str) -> Directory:
     # An unknown (or deleted) directory answers exactly like a wrong token: whoever holds no valid token learns
     # nothing, not even which directory ids exist.
     if row is None or not secret_matches(token, row["token_hash"]):
-        raise ScimError(401, "Invalid bearer token for this directory")
+        raise _invalid_token()
     return Directory.model_construct(**row)
+
+
+def _invalid_token() -> ScimError:
+    return ScimError(401, "Invalid bearer token for this directory")
 
 
 _DIRECTORY_COLUMNS = tuple(column.name for column in _GET_DIRECTORY.selected_columns)
