@@ -85,7 +85,7 @@ class _OneWriteCycle(RequestResponseCycle):
             await super().send(message)
         finally:
             self.transport = transport
-            # Not written with a body (a HEAD's is never written, an empty one may not be): on its own, as uvicorn would.
+            # Not written with a body (a HEAD's never is): on its own, as uvicorn would have.
             if prefixed.head is not None and not self.disconnected and not transport.is_closing():
                 transport.write(prefixed.head)
 

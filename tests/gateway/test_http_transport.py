@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.http_transport import HttpProtocol
 from tests.redis_server import free_port
@@ -33,9 +34,7 @@ async def _stream(_request: Request) -> Response:
     return StreamingResponse(chunks())
 
 
-_APP = Starlette(
-    routes=[Route("/item", _item, methods=["GET", "HEAD", "PUT", "DELETE"]), Route("/stream", _stream)]
-)
+_APP = Starlette(routes=[Route("/item", _item, methods=["GET", "HEAD", "PUT", "DELETE"]), Route("/stream", _stream)])
 
 
 class _CountingTransport:
@@ -64,7 +63,9 @@ async def _exchange(protocol: type[asyncio.Protocol], request: bytes) -> tuple[b
     )
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        for _ in range(1000):  # up to 10 s
+            if server.started:
+                break
             await asyncio.sleep(0.01)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request)
@@ -96,7 +97,7 @@ _REQUESTS = {
 @pytest.mark.parametrize("name", sorted(_REQUESTS))
 async def test_answers_as_uvicorn_does(name: str) -> None:
     ours, _ = await _exchange(HttpProtocol, _REQUESTS[name])
-    theirs, _ = await _exchange(uvicorn.protocols.http.httptools_impl.HttpToolsProtocol, _REQUESTS[name])
+    theirs, _ = await _exchange(HttpToolsProtocol, _REQUESTS[name])
     assert _without_dates(ours) == _without_dates(theirs)
     assert ours.startswith(b"HTTP/1.1 ")
 
