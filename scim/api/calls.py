@@ -72,7 +72,8 @@ class Call:
         self.authorization = headers.get("authorization")
         self.base_url = f"{settings_of(request).public_url}/scim/v2/{self.directory_id}"
         # Most requests have no query string: not even an empty QueryParams is built for them.
-        self.attributes, self.excluded = projection_params(request) if request.scope.get("query_string") else (None, None)
+        projected = request.scope.get("query_string")
+        self.attributes, self.excluded = projection_params(request) if projected else (None, None)
         self.if_match = headers.get("if-match")
         self.if_none_match = headers.get("if-none-match")
         # The directory the request authenticated as, once it has (set on the database's thread).
