@@ -3,8 +3,8 @@
 
 uvicorn writes the status line and headers when the application sends ``http.response.start``, and the body when it
 sends ``http.response.body``: two ``write`` calls, two TCP segments and two wake-ups of the client for every
-response. A SCIM request is answered by one body right after its start, and on this 2-core machine those writes were
-about a quarter of the event loop's time in a GET by id (py-spy, see README's Performance). Here the head of a
+response. A SCIM request is answered by one body right after its start; under wrk (8 keep-alive connections, 2
+cores) one write instead of two took a bare Starlette route from ~7,300 to ~8,600 responses/s. Here the head of a
 response whose length is known (``Content-Length``, or no body at all) is held until its first body message and
 goes out with it. A streamed (chunked) response still gets its head at once: its first chunk may be long coming.
 """
