@@ -61,6 +61,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         get_settings.cache_clear()
         settings = get_settings()
     from gateway.app import check_role
+    from gateway.http_transport import HttpProtocol
     from gateway.ws_transport import ws_protocol
 
     try:
@@ -98,6 +99,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_config=None,  # configure_logging above set up every logger, uvicorn's included
         access_log=settings.access_log,
+        http=HttpProtocol,  # httptools, each response's head and body in one socket write
         # Event frames are small and go to many sockets: per-connection deflate cost ~100 KB of memory per
         # connection and a tenth of the fan-out's CPU for little gain.
         ws_per_message_deflate=False,

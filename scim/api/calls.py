@@ -71,7 +71,9 @@ class Call:
         self.directory_id: str = request.path_params["directory_id"]
         self.authorization = headers.get("authorization")
         self.base_url = f"{settings_of(request).public_url}/scim/v2/{self.directory_id}"
-        self.attributes, self.excluded = projection_params(request)
+        # Most requests have no query string: not even an empty QueryParams is built for them.
+        projected = request.scope.get("query_string")
+        self.attributes, self.excluded = projection_params(request) if projected else (None, None)
         self.if_match = headers.get("if-match")
         self.if_none_match = headers.get("if-none-match")
         # The directory the request authenticated as, once it has (set on the database's thread).

@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 
 from gateway.app import create_app
+from gateway.http_transport import HttpProtocol
 from gateway.ops import api_keys
 from gateway.settings import Settings
 from gateway.ws_transport import ws_protocol
@@ -30,6 +31,7 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[int, Any]]:
         port=port,
         log_level="warning",
         lifespan="on",
+        http=HttpProtocol,  # as `dsync serve` does
         ws=ws_protocol(settings.ws_implementation),  # as `dsync serve` does
         ws_per_message_deflate=False,
     )
