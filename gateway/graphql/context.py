@@ -18,8 +18,8 @@ from gateway.graphql.errors import ApiError
 from gateway.graphql.key_use import note_key_use
 from gateway.graphql.loaders import Loaders
 from gateway.ops import principals
-from gateway.ops.principals import Principal
 from gateway.ops.costly_work import CostlyWork
+from gateway.ops.principals import Principal
 from gateway.ops.priority import Scheduler
 from gateway.ops.token_buckets import TokenBuckets
 from gateway.settings import Settings

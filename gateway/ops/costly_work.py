@@ -4,10 +4,11 @@
 Why: in the server such work competes with the event loop, on a thread for the GIL (which changes hands only every
 switch interval, 5 ms), on the loop for its turns: measured with tenant A's worst allowed PATCHes and queries
 (bench/noisy_neighbour.py), the loop got no turn for 13-27 ms at a time and tenant B's SCIM p99 more than doubled,
-although each of A's requests had its own thread or background priority (gateway.ops.priority) and its rate limit. A worker process holds no GIL of the server's, and at ``DSYNC_COSTLY_NICE`` the
-kernel gives the loop the CPU first. What crosses the boundary is plain data (a resource's attributes and the
-operations in, the patched attributes out; a query's text and variables in, its JSON out), pickled: the callables
-must be module-level functions, their arguments and results picklable.
+although each of A's requests had its own thread or background priority (gateway.ops.priority) and its rate limit.
+A worker process holds no GIL of the server's, and at ``DSYNC_COSTLY_NICE`` the kernel gives the loop the CPU first.
+What crosses the boundary is plain data (a resource's attributes and the operations in, the patched attributes out;
+a query's text and variables in, its JSON out), pickled: the callables must be module-level functions, their
+arguments and results picklable.
 
 ``CostlyWork.run`` falls back to a thread when there is no pool (``DSYNC_COSTLY_WORKERS=0``: tests and library use)
 or the pool broke (a worker killed): the work is then done as before, never refused.

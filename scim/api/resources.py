@@ -41,6 +41,7 @@ from scim.protocol.filters import Compare, as_lookup, parse_filter
 from scim.protocol.limits import Limits, patch_work
 from scim.protocol.patch import MemberChange, Operation, apply_patch, member_changes_only, parse_patch
 from scim.protocol.render import Member, check_if_match, etag
+from scim.protocol.schemas import Resource
 
 P = TypeVar("P")
 # What a create does with a parsed body, or a replace or patch with the resource (its If-Match already checked).
@@ -334,7 +335,7 @@ def _apply(raw: dict[str, Any], operations: list[Operation], *, kind: ResourceKi
     return _apply_to(raw, operations, resource=kind.name, limits=limits)
 
 
-def _apply_to(raw: dict[str, Any], operations: list[Operation], *, resource: str, limits: Limits) -> Patched:
+def _apply_to(raw: dict[str, Any], operations: list[Operation], *, resource: Resource, limits: Limits) -> Patched:
     new_raw, changes = apply_patch(raw, operations, resource=resource)
     if new_raw == raw:
         return Patched(None, changes)
