@@ -272,6 +272,8 @@ def run(args: argparse.Namespace, tmp: Path, store: str, database_url: str) -> F
             for kind, query in (("gql", WORST_QUERY), ("gql", WORST_QUERY), ("gql-over", TOO_COSTLY_QUERY)):
                 targets.append(("gql", (port, key, query, str(a["id"]), kind)))
             targets.append(("gql-ws", (port, key, str(a["id"]), "gql-ws")))
+        if args.attacks:  # one attack (or a few) alone: which one reaches B's slowest requests
+            targets = [target for target in targets if target[1][-1] in args.attacks.split(",")]
         # A runs in a process of its own, as a client on another machine would: A's threads in B's process would
         # make B wait for the client's own GIL (A parses answers of ~7,200 users), which is no measure of the server.
         stop = multiprocessing.Event()
@@ -347,6 +349,11 @@ def main() -> int:
         type=float,
         default=150.0,
         help="B's requests per second at most (its directory's limit is 200/s, bursts of 400); 0: back to back",
+    )
+    parser.add_argument(
+        "--attacks",
+        default="",
+        help="only these of A's attacks, comma-separated (default all): worst flood deep over gql gql-ws gql-over",
     )
     parser.add_argument(
         "--a-nice",
