@@ -32,6 +32,8 @@ def execute_encoded(
 ) -> list[tuple[str, bytes]] | None:
     """In a worker: each root field's response name and JSON, or None when the server must execute it itself."""
     global _runner
+    if worker_settings() is None:  # run on a thread of the server (the pool broke): the server executes it
+        return None
     if _runner is None:
         _runner = asyncio.Runner()
     return _runner.run(_execute(query, operation_name, variables, principal))
@@ -49,6 +51,7 @@ async def _execute(
     from gateway.graphql.schema import schema  # the schema's module imports the server's execution, and so this one
 
     settings = worker_settings()
+    assert settings is not None
     if _database is None:
         _database = Database(settings)
     context = Context(database=_database, settings=settings, hub=None, _principal=principal)

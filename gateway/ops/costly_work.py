@@ -112,8 +112,7 @@ def _import(modules: list[str]) -> None:
         importlib.import_module(name)
 
 
-def worker_settings() -> Settings:
-    """In a worker process: the settings of the server that started it."""
-    if _settings is None:
-        raise RuntimeError("not in a costly-work process")
+def worker_settings() -> Settings | None:
+    """In a worker process: the settings of the server that started it; None elsewhere (a job run on a thread of the
+    server because the pool broke)."""
     return _settings
