@@ -22,6 +22,8 @@ import importlib
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +34,7 @@ from gateway.settings import Settings
 
 T = TypeVar("T")
 logger = logging.getLogger("dsync.costly")
+_PARENT_POLL_SECONDS = 1.0
 
 __all__ = ["CostlyWork", "worker_settings"]
 
@@ -92,7 +95,7 @@ def _new_pool(settings: Settings) -> ProcessPoolExecutor:
         max_workers=settings.costly_workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_initialize,
-        initargs=(settings,),
+        initargs=(settings, os.getpid()),
     )
 
 
@@ -100,11 +103,19 @@ def _new_pool(settings: Settings) -> ProcessPoolExecutor:
 _settings: Settings | None = None
 
 
-def _initialize(settings: Settings) -> None:
+def _initialize(settings: Settings, server_pid: int) -> None:
     global _settings
     _settings = settings
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), settings.costly_nice))
+    threading.Thread(target=_exit_with, args=(server_pid,), name="dsync-costly-parent", daemon=True).start()
+
+
+def _exit_with(server_pid: int) -> None:
+    # A server killed outright (SIGKILL) never shuts its pool down, and a worker waiting for jobs would wait forever.
+    while os.getppid() == server_pid:
+        time.sleep(_PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 def _import(modules: list[str]) -> None:
