@@ -29,6 +29,7 @@ from gateway.observe import metrics
 from gateway.observe.logs import REQUEST_ID, RequestIds, request_id_of
 from gateway.observe.request_log import RequestLog
 from gateway.ops import api_keys
+from gateway.ops.costly_work import CostlyWork
 from gateway.ops.priority import Scheduler
 from gateway.ops.rule_evaluator import RuleEvaluator
 from gateway.ops.token_buckets import TokenBuckets
@@ -232,6 +233,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database(settings)
         app.state.database = database
+        costly: CostlyWork = app.state.costly_work
+        costly.start()
+        costly.warm(["gateway.graphql.plans.remote", "scim.api.resources"])
         if settings.admin_key:
             key = settings.admin_key
             await database.transaction(lambda session: api_keys.ensure_admin_key(session, key=key))
@@ -278,6 +282,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # After the hub: the last flush's commit then only flags a notification. Before it, the notifier could be
             # stopped mid-publish, which redis-py may not let it leave (shutdown waited forever).
             await request_log.stop()
+            costly.stop()
             await database.dispose()
 
     scim = scim_routes() if ingest else []
@@ -307,6 +312,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.scim_rate_limiter = RateLimiter(rate=settings.scim_rate_limit, burst=settings.scim_rate_burst)
     app.state.graphql_rate_limiter = TokenBuckets(rate=settings.graphql_rate_limit, burst=settings.graphql_rate_burst)
     app.state.graphql_cost_limiter = TokenBuckets(rate=settings.graphql_cost_rate, burst=settings.graphql_cost_burst)
+    app.state.costly_work = CostlyWork(settings)
     app.state.scheduler = Scheduler(foreground_seconds=settings.graphql_foreground_ms / 1000)
     app.state.scim_doorman = Doorman(rate=settings.scim_unauthenticated_rate_limit)
     return app

@@ -152,6 +152,12 @@ class Settings:
     # burst's fan-out takes the CPU SCIM leaves instead of half of it (subscribers then get the events in fewer,
     # larger batches once the burst is in). Not applied to role "all", whose one process also serves SCIM.
     realtime_nice: int = 10
+    # Costly work known before it runs (a large PATCH's application, a GraphQL query over
+    # `graphql_background_cost` answered by a read plan) goes to this many worker processes at this nice level, so it
+    # never competes with the event loop for the GIL (gateway/ops/costly_work.py); 0 does it on threads of the server
+    # process (tests, library use). `dsync serve` starts one by default.
+    costly_workers: int = 0
+    costly_nice: int = 10
     # uvicorn's WebSocket implementation for `dsync serve`: "websockets-sansio" delivered 41,000 events/s to 1,000
     # subscribers where "websockets" (the legacy protocol: three tasks per connection) delivered 31,000, and holds
     # less per connection (bench/subscriptions.py --scenario a, README's Performance).
@@ -214,6 +220,8 @@ class Settings:
             webhook_poll_seconds=_float("DSYNC_WEBHOOK_POLL_SECONDS", 0.25),
             role=_choice("DSYNC_ROLE", ROLES, "all"),
             realtime_nice=min(19, max(0, _int("DSYNC_REALTIME_NICE", 10))),
+            costly_workers=max(0, _int("DSYNC_COSTLY_WORKERS", 1)),
+            costly_nice=min(19, max(0, _int("DSYNC_COSTLY_NICE", 10))),
             ws_implementation=_choice("DSYNC_WS_IMPLEMENTATION", WS_IMPLEMENTATIONS, "websockets-sansio"),
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLError
@@ -30,16 +31,31 @@ from gateway.ops.token_buckets import TokenBuckets, retry_after
 scheduling: ContextVar[tuple[Scheduler, bool] | None] = ContextVar("dsync_scheduling", default=None)
 
 
+@dataclass(frozen=True)
+class CostlyOperation:
+    """An admitted operation over the background cost, as the client sent it: what a costly-work process needs to
+    execute it again (gateway.graphql.remote)."""
+
+    query: str
+    operation_name: str | None
+    variables: dict[str, Any] | None
+
+
+# Set with ``scheduling`` for an operation that starts in the background; None for any other.
+costly_operation: ContextVar[CostlyOperation | None] = ContextVar("dsync_costly_operation", default=None)
+
+
 async def admit(context: ExecutionContext) -> None:
     """Called once the document is validated (gateway.graphql.schema's extension): it sees the validation's verdict
     and refuses only what that let through, by setting the refusal as the operation's pre-execution error."""
     scheduling.set(None)
+    costly_operation.set(None)
     if context.pre_execution_errors or context.graphql_document is None:
         return
     request = context.context
     cost, refusal = _refusal(context, request)
     if refusal is None:
-        _schedule(request, cost)
+        _schedule(context, request, cost)
         return
     context.pre_execution_errors = [refusal]
     # A client ignoring refusals (over HTTP or a WebSocket) gets them at this pace, not the CPU's.
@@ -49,13 +65,17 @@ async def admit(context: ExecutionContext) -> None:
         await asyncio.sleep(delay / 1000)
 
 
-def _schedule(request: Any, cost: int) -> None:
+def _schedule(context: ExecutionContext, request: Any, cost: int) -> None:
     settings = getattr(request, "settings", None)
     scheduler: Scheduler | None = getattr(request, "scheduler", None)
     if settings is None or scheduler is None:
         return
     threshold = settings.graphql_background_cost
-    scheduling.set((scheduler, threshold > 0 and cost > threshold))
+    costly = threshold > 0 and cost > threshold
+    scheduling.set((scheduler, costly))
+    if costly and context.query is not None:
+        variables = context.variables if isinstance(context.variables, dict) else None
+        costly_operation.set(CostlyOperation(context.query, context.operation_name, variables))
 
 
 def _refusal(context: ExecutionContext, request: Any) -> tuple[int, GraphQLError | None]:

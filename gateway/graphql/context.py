@@ -18,6 +18,7 @@ from gateway.graphql.errors import ApiError
 from gateway.graphql.key_use import note_key_use
 from gateway.graphql.loaders import Loaders
 from gateway.ops import principals
+from gateway.ops.costly_work import CostlyWork
 from gateway.ops.principals import Principal
 from gateway.ops.priority import Scheduler
 from gateway.ops.token_buckets import TokenBuckets
@@ -41,6 +42,8 @@ class Context:
     cost_limiter: TokenBuckets | None = None
     # Where operations above ``graphql_background_cost`` take their turns (gateway.graphql.budget).
     scheduler: Scheduler | None = None
+    # Where a costly operation's read plan runs (gateway.graphql.plans.remote); None: on the store's reader threads.
+    costly_work: CostlyWork | None = None
 
     def start_operation(self) -> None:
         """Fresh DataLoaders for the operation (or subscription event) that starts executing in this task, built
@@ -117,6 +120,7 @@ async def build_context(request: Request | WebSocket) -> Context:
     limiter: TokenBuckets = request.app.state.graphql_rate_limiter
     cost_limiter: TokenBuckets | None = getattr(request.app.state, "graphql_cost_limiter", None)
     scheduler: Scheduler | None = getattr(request.app.state, "scheduler", None)
+    costly_work: CostlyWork | None = getattr(request.app.state, "costly_work", None)
     principal, error = None, "Send an API key"
     # Over WebSocket the key comes in connection_init (see ``authenticate_connection``).
     if not isinstance(request, WebSocket):
@@ -128,6 +132,7 @@ async def build_context(request: Request | WebSocket) -> Context:
         rate_limiter=limiter,
         cost_limiter=cost_limiter,
         scheduler=scheduler,
+        costly_work=costly_work,
         _principal=principal,
         _auth_error=error,
     )

@@ -40,10 +40,11 @@ from graphql.execution.values import VariableValues
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway.graphql.budget import scheduling
+from gateway.graphql.budget import costly_operation, scheduling
 from gateway.graphql.context import Context
 from gateway.graphql.errors import ApiError
 from gateway.graphql.plans import Plan, answer, plan_for
+from gateway.graphql.remote import execute_encoded, fragments_of
 
 logger = logging.getLogger("dsync.graphql")
 
@@ -183,7 +184,11 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         plan = self._read_plan()
-        result = self._execute_shared(serially) if plan is None else self._answer(plan, serially)
+        elsewhere = self._elsewhere()
+        if elsewhere is not None:
+            result = self._answer_elsewhere(elsewhere, plan, serially)
+        else:
+            result = self._execute_shared(serially) if plan is None else self._answer(plan, serially)
         settings = getattr(self.context_value, "settings", None)
         if settings is None or not isawaitable(result):
             return result
@@ -192,6 +197,36 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
             scheduler, costly = scheduled  # gateway.ops.priority: the deadline covers its waits for turns too
             result = scheduler.run(result, background=costly)
         return _within(settings.graphql_timeout_seconds, result)
+
+    def _elsewhere(self) -> Awaitable[list[tuple[str, bytes]] | None] | None:
+        """A costly query's answer from a costly-work process (gateway.graphql.remote), where its CPU takes neither
+        the event loop's turns nor its GIL; None: execute it here (a cheap one, or no worker process)."""
+        operation, context = costly_operation.get(), self.context_value
+        if operation is None or self.operation.operation is not OperationType.QUERY or not isinstance(context, Context):
+            return None
+        costly, principal = context.costly_work, context.authenticated
+        if costly is None or not costly.started or principal is None:
+            return None
+        return costly.run(
+            execute_encoded,
+            query=operation.query,
+            operation_name=operation.operation_name,
+            variables=operation.variables,
+            principal=principal,
+        )
+
+    async def _answer_elsewhere(
+        self, elsewhere: Awaitable[list[tuple[str, bytes]] | None], plan: Plan | None, serially: bool | None
+    ) -> Any:
+        try:
+            encoded = await elsewhere
+        except Exception:  # the worker failed: this process executes it (and reports what fails here too)
+            logger.warning("a costly-work process failed an operation; it runs here", exc_info=True)
+            encoded = None
+        if encoded is not None:
+            return ExecutionResult(data=fragments_of(encoded))
+        result = self._execute_shared(serially) if plan is None else self._answer(plan, serially)
+        return await result if isawaitable(result) else result
 
     def _read_plan(self) -> Plan | None:
         """The operation's read plan (gateway.graphql.plans), if it has one and is a query with a request's context."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from scim.protocol import urns
 
@@ -34,8 +34,16 @@ class ScimError(Exception):
         if status == 401:
             self.headers.setdefault("WWW-Authenticate", 'Bearer realm="scim"')
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a costly-work process (gateway.ops.costly_work), it is pickled back to the server's.
+        return (_rebuilt, (self.status, self.detail, self.scim_type, self.headers))
+
     def body(self) -> dict[str, object]:
         body: dict[str, object] = {"schemas": [urns.ERROR], "status": str(self.status), "detail": self.detail}
         if self.scim_type:
             body["scimType"] = self.scim_type
         return body
+
+
+def _rebuilt(status: int, detail: str, scim_type: ScimType | None, headers: dict[str, str]) -> ScimError:
+    return ScimError(status, detail, scim_type, headers=headers)

@@ -1,0 +1,129 @@
+"""Costly work known before it runs (a PATCH's application to a large resource, a GraphQL query whose cost is over
+``DSYNC_GRAPHQL_BACKGROUND_COST``) done in a small pool of worker processes at a lower CPU priority, not in the server.
+
+Why: in the server such work competes with the event loop, on a thread for the GIL (which changes hands only every
+switch interval, 5 ms), on the loop for its turns: measured with tenant A's worst allowed PATCHes and queries
+(bench/noisy_neighbour.py), the loop got no turn for 13-27 ms at a time and tenant B's SCIM p99 more than doubled,
+although each of A's requests had its own thread or background priority (gateway.ops.priority) and its rate limit.
+A worker process holds no GIL of the server's, and at ``DSYNC_COSTLY_NICE`` the kernel gives the loop the CPU first.
+What crosses the boundary is plain data (a resource's attributes and the operations in, the patched attributes out;
+a query's text and variables in, its JSON out), pickled: the callables must be module-level functions, their
+arguments and results picklable.
+
+``CostlyWork.run`` falls back to a thread when there is no pool (``DSYNC_COSTLY_WORKERS=0``: tests and library use)
+or the pool broke (a worker killed): the work is then done as before, never refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import Any, TypeVar
+
+from gateway.settings import Settings
+
+T = TypeVar("T")
+logger = logging.getLogger("dsync.costly")
+_PARENT_POLL_SECONDS = 1.0
+
+__all__ = ["CostlyWork", "worker_settings"]
+
+
+class CostlyWork:
+    """The worker processes of one server process (none until ``start``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool: ProcessPoolExecutor | None = None
+        self.runs = 0  # for tests and metrics: jobs sent to a worker process
+        self.fallbacks = 0  # jobs done on a thread because the pool broke
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def start(self) -> None:
+        """Start the pool (its processes start with the first job: ``warm`` sends one)."""
+        if self._settings.costly_workers > 0 and self._pool is None:
+            self._pool = _new_pool(self._settings)
+
+    def warm(self, modules: list[str]) -> None:
+        """Have every worker start and import ``modules`` (those of the jobs it will run) now, not on the first
+        costly request."""
+        pool = self._pool
+        if pool is not None:
+            for _ in range(self._settings.costly_workers):
+                pool.submit(_import, modules)
+
+    async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)`` in a worker process, or on a thread when there is no (working) pool."""
+        pool = self._pool
+        if pool is not None:
+            self.runs += 1
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, partial(function, *args, **kwargs))
+            except BrokenProcessPool:
+                self._replace(pool)
+                self.fallbacks += 1
+        return await asyncio.to_thread(function, *args, **kwargs)
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        logger.warning("a costly-work process died; the pool is restarted and the job runs on a thread")
+        if self._pool is broken:
+            self._pool = _new_pool(self._settings)
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _new_pool(settings: Settings) -> ProcessPoolExecutor:
+    # spawn: a fork of the server would copy its threads' locks (the store's pools, the loop) in whatever state.
+    return ProcessPoolExecutor(
+        max_workers=settings.costly_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_initialize,
+        initargs=(settings, os.getpid()),
+    )
+
+
+# The worker process's settings (those of the server that started it).
+_settings: Settings | None = None
+
+
+def _initialize(settings: Settings, server_pid: int) -> None:
+    global _settings
+    _settings = settings
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), settings.costly_nice))
+    threading.Thread(target=_exit_with, args=(server_pid,), name="dsync-costly-parent", daemon=True).start()
+
+
+def _exit_with(server_pid: int) -> None:
+    # A server killed outright (SIGKILL) never shuts its pool down, and a worker waiting for jobs would wait forever.
+    while os.getppid() == server_pid:
+        time.sleep(_PARENT_POLL_SECONDS)
+    os._exit(0)
+
+
+def _import(modules: list[str]) -> None:
+    for name in modules:
+        importlib.import_module(name)
+
+
+def worker_settings() -> Settings | None:
+    """In a worker process: the settings of the server that started it; None elsewhere (a job run on a thread of the
+    server because the pool broke)."""
+    return _settings

@@ -1,0 +1,135 @@
+"""Costly work in worker processes (gateway.ops.costly_work): the largest allowed PATCH and a costly query's read
+plan answer exactly what the server's threads answer, from a worker process; a dead worker costs no request."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from gateway.app import create_app
+from gateway.ops import api_keys
+from gateway.ops.costly_work import CostlyWork
+from gateway.settings import Settings
+from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
+
+pytestmark = pytest.mark.slow
+
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+# Cost 1 + 1 + 100 x 3 x 2 = 602: above the background cost (300), so a costly-work process answers it.
+COSTLY = (
+    "query($id: ID!) { directory(id: $id) { groups(first: 100) { edges { node { name "
+    + " ".join(f"m{i}: members(first: 100) {{ totalCount edges {{ node {{ id userName }} }} }}" for i in range(3))
+    + " } } } } }"
+)
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, DirectoryFixture]]:
+    application = create_app(dataclasses.replace(settings, costly_workers=1))
+    async with application.router.lifespan_context(application):
+        directory = await make_directory(application.state.database)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL, timeout=60) as http:
+            yield application, http, directory
+
+
+def _worst_patch(operations: int, values: int) -> dict[str, Any]:
+    ops = [
+        {"op": "replace", "path": f'emails[value co "e{i % values}@"].type', "value": f"t{i}"}
+        for i in range(operations)
+    ]
+    return {"schemas": [PATCH], "Operations": ops}
+
+
+async def test_largest_patch_is_applied_in_a_worker_process(
+    gateway: tuple[Starlette, httpx.AsyncClient, DirectoryFixture], settings: Settings
+) -> None:
+    application, http, directory = gateway
+    costly: CostlyWork = application.state.costly_work
+    values = settings.scim_max_multi_values
+    emails = [{"value": f"e{i}@a.test", "type": "work"} for i in range(values)]
+    created = await http.post(
+        f"{directory.path}/Users", json={"userName": "big@a.test", "emails": emails}, headers=directory.headers
+    )
+    url = f"{directory.path}/Users/{created.json()['id']}"
+    runs = costly.runs
+    patched = await http.patch(
+        url, json=_worst_patch(settings.scim_max_patch_operations, values), headers=directory.headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert costly.runs == runs + 1
+    assert [e["type"] for e in patched.json()["emails"]] == [f"t{i}" for i in range(values)]
+    stored = (await http.get(url, headers=directory.headers)).json()
+    assert stored["emails"] == patched.json()["emails"]
+
+    # A refusal raised in the worker comes back as the same SCIM error, nothing written.
+    too_many = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "emails", "value": [{"value": "n@a.test"}]}]}
+    too_many["Operations"] += _worst_patch(50, values)["Operations"]
+    refused = await http.patch(url, json=too_many, headers=directory.headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["scimType"] == "invalidValue"
+    assert "at most 100 values" in refused.json()["detail"]
+    assert costly.runs == runs + 2
+    assert (await http.get(url, headers=directory.headers)).json()["emails"] == stored["emails"]
+
+
+async def test_costly_query_answers_the_same_from_a_worker_process(
+    gateway: tuple[Starlette, httpx.AsyncClient, DirectoryFixture],
+) -> None:
+    application, http, directory = gateway
+    costly: CostlyWork = application.state.costly_work
+    ids = []
+    for i in range(5):
+        response = await http.post(
+            f"{directory.path}/Users", json={"userName": f"u{i}@a.test"}, headers=directory.headers
+        )
+        ids.append(response.json()["id"])
+    for g in range(3):
+        group = {"displayName": f"G{g}", "members": [{"value": user_id} for user_id in ids[g:]]}
+        assert (await http.post(f"{directory.path}/Groups", json=group, headers=directory.headers)).status_code == 201
+    database = application.state.database
+    key = (
+        await database.transaction(lambda s: api_keys.create_api_key(s, organization_id=directory.organization_id))
+    ).key
+    body = {"query": COSTLY, "variables": {"id": directory.id}}
+    headers = {"Authorization": f"Bearer {key}"}
+    runs = costly.runs
+    remote = await http.post("/graphql", json=body, headers=headers)
+    assert remote.status_code == 200 and "errors" not in remote.json(), remote.text
+    assert costly.runs == runs + 1 and costly.fallbacks == 0
+    for pid in list(costly._pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(2):  # the job the dead worker held is executed here; the next one by its replacement
+        assert (await http.post("/graphql", json=body, headers=headers)).json() == remote.json()
+    costly.stop()  # no pool: the store's reader threads answer
+    local = await http.post("/graphql", json=body, headers=headers)
+    assert costly.runs == runs + 3 and costly.fallbacks == 1
+    assert remote.json() == local.json()
+    assert remote.json()["data"]["directory"]["groups"]["edges"][2]["node"]["m1"]["totalCount"] == 3
+
+
+async def test_a_killed_worker_costs_no_request(
+    gateway: tuple[Starlette, httpx.AsyncClient, DirectoryFixture], settings: Settings
+) -> None:
+    application, http, directory = gateway
+    costly: CostlyWork = application.state.costly_work
+    values = settings.scim_max_multi_values
+    emails = [{"value": f"e{i}@a.test"} for i in range(values)]
+    created = await http.post(
+        f"{directory.path}/Users", json={"userName": "big@a.test", "emails": emails}, headers=directory.headers
+    )
+    url = f"{directory.path}/Users/{created.json()['id']}"
+    patch = _worst_patch(20, values)
+    assert (await http.patch(url, json=patch, headers=directory.headers)).status_code == 200
+    for pid in list(costly._pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(3):
+        assert (await http.patch(url, json=patch, headers=directory.headers)).status_code == 200
+    assert costly.started
