@@ -41,10 +41,11 @@ def _env(database_url: str) -> dict[str, str]:
 
 
 def _children(pid: int) -> list[int]:
+    """The server's delivery processes (it has other children: the costly-work pool's workers)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         found += [int(child) for child in task.read_text().split()]
-    return found
+    return [child for child in found if b"webhooks\x00deliver" in _cmdline(Path(f"/proc/{child}"))]
 
 
 async def _users(base: str, directory: dict[str, Any], prefix: str) -> None:
