@@ -47,13 +47,14 @@ _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
 # Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
 _JSON_CODEC: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": loads, "hide_parameters": True}
-# Plan every execution of a prepared statement for its parameters and the tables as they are now. A generic plan is
-# kept until the next ANALYZE: one made while a directory was small (an IdP's first minutes, before autovacuum has
-# analyzed its initial sync) kept scanning the whole table after it grew (a member add: 45 ms at 20,000 users,
-# 200 ms at 100,000). A custom plan sizes each table by its current number of pages.
+# The grouped writes plan every execution for its parameters and the tables as they are now. A generic plan is kept
+# until the next ANALYZE: one made while a directory was small (an IdP's first minutes, before autovacuum has analyzed
+# its initial sync, or never with autovacuum off) kept scanning the whole directory after it grew (a member add:
+# 45 ms at 20,000 users, 200 ms at 100,000). A custom plan sizes each table by its current number of pages; the
+# member add was re-planned at every execution anyway (its custom plan always looks cheaper). Lookups keep cached
+# plans: planning GET by id's statement each time cost more than running it (+350-440 us).
 _PLAN_PER_EXECUTION = "force_custom_plan"
 _ASYNCPG_ARGS: dict[str, Any] = {"connect_args": {"server_settings": {"plan_cache_mode": _PLAN_PER_EXECUTION}}}
-_PSYCOPG_ARGS: dict[str, Any] = {"connect_args": {"options": f"-c plan_cache_mode={_PLAN_PER_EXECUTION}"}}
 
 
 class Database:
@@ -65,7 +66,7 @@ class Database:
         self.is_sqlite = settings.is_sqlite
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, **_ASYNCPG_ARGS)
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(settings.database_url, **_JSON_CODEC, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._on_commit: list[Callable[[], None]] = []
@@ -253,7 +254,7 @@ def _sync_postgres_engine(settings: Settings, *, pool_size: int) -> Engine:
     # ``run_sync`` hopped between the event loop and a greenlet for every one).
     url = make_url(settings.database_url).set(drivername="postgresql+psycopg")
     # No pre-ping: it would cost a round trip per job; a connection that broke is invalidated on its first error.
-    engine = create_engine(url, pool_size=pool_size, max_overflow=4, **_JSON_CODEC, **_PSYCOPG_ARGS)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=4, **_JSON_CODEC)
     # A grouped batch's savepoints (one per job) are never released: the batch commits or rolls back as a whole, and
     # PostgreSQL keeps a released subtransaction's id until the commit anyway, so RELEASE would only cost each job a
     # round trip. Rolling back to a job's savepoint still undoes that job alone (it is the innermost one).
