@@ -75,9 +75,7 @@ _TOUCH_GROUP = (
 # join), the directory checked after. With the directory in the join, a plan made while the directory was small (an
 # IdP adds members right after its initial sync, before autovacuum has analyzed the new rows) read every user of the
 # directory: a one-member add took 45 ms at 20,000 users and 200 ms at 100,000.
-_USER_BY_ID = (
-    "LATERAL (SELECT id, directory_id FROM directory_users WHERE id = wanted.id OFFSET 0) AS u"
-)
+_USER_BY_ID = "LATERAL (SELECT id, directory_id FROM directory_users WHERE id = wanted.id OFFSET 0) AS u"
 
 # PostgreSQL: a member add in one statement (one round trip instead of four): the users of this directory among the
 # ids, their new edges (re-adds are no-ops), and a version bump for each user really added and, if any was and
