@@ -48,17 +48,23 @@ def _worst_patch(operations: int, values: int) -> dict[str, Any]:
     return {"schemas": [PATCH], "Operations": ops}
 
 
+async def _big_user(http: httpx.AsyncClient, directory: DirectoryFixture, values: int) -> str:
+    """A user with ``values`` emails (the most allowed); its URL."""
+    emails = [{"value": f"e{i}@a.test", "type": "work"} for i in range(values)]
+    created = await http.post(
+        f"{directory.path}/Users", json={"userName": "big@a.test", "emails": emails}, headers=directory.headers
+    )
+    assert created.status_code == 201, created.text
+    return f"{directory.path}/Users/{created.json()['id']}"
+
+
 async def test_largest_patch_is_applied_in_a_worker_process(
     gateway: tuple[Starlette, httpx.AsyncClient, DirectoryFixture], settings: Settings
 ) -> None:
     application, http, directory = gateway
     costly: CostlyWork = application.state.costly_work
     values = settings.scim_max_multi_values
-    emails = [{"value": f"e{i}@a.test", "type": "work"} for i in range(values)]
-    created = await http.post(
-        f"{directory.path}/Users", json={"userName": "big@a.test", "emails": emails}, headers=directory.headers
-    )
-    url = f"{directory.path}/Users/{created.json()['id']}"
+    url = await _big_user(http, directory, values)
     runs = costly.runs
     patched = await http.patch(
         url, json=_worst_patch(settings.scim_max_patch_operations, values), headers=directory.headers
@@ -121,11 +127,7 @@ async def test_a_killed_worker_costs_no_request(
     application, http, directory = gateway
     costly: CostlyWork = application.state.costly_work
     values = settings.scim_max_multi_values
-    emails = [{"value": f"e{i}@a.test"} for i in range(values)]
-    created = await http.post(
-        f"{directory.path}/Users", json={"userName": "big@a.test", "emails": emails}, headers=directory.headers
-    )
-    url = f"{directory.path}/Users/{created.json()['id']}"
+    url = await _big_user(http, directory, values)
     patch = _worst_patch(20, values)
     assert (await http.patch(url, json=patch, headers=directory.headers)).status_code == 200
     for pid in list(costly._pool._processes):  # type: ignore[union-attr]
