@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from gateway.settings import Settings
-from gateway.store.grouped_writer import WriteQueue
+from gateway.store.grouped_writer import InlineSessions, WriteQueue
 from gateway.store.lookup_connections import LookupConnections
 from gateway.store.prepared import Compiled, DbapiReader, Reader
 from gateway.store.serialization import dumps, loads
@@ -81,7 +81,7 @@ class Database:
             # Light write batches run on the event loop (``WriteQueue``): on a connection that never waits for a
             # lock, so the loop never blocks on another process; a job that meets one runs again on the thread.
             self.inline_engine: Engine | None = _sync_sqlite_engine(settings, busy_timeout_ms=0)
-            inline = sessionmaker(self.inline_engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+            inline = InlineSessions(self.inline_engine.execution_options(sqlite_immediate=True))
             readers = _SQLITE_READERS
         else:
             self.sync_engine = _sync_postgres_engine(settings, pool_size=_POSTGRES_READERS)
@@ -313,5 +313,7 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, autocheckpoint: b
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.connection.driver_connection.in_transaction:
+            return  # begun through the driver (``grouped_writer.InlineSessions``): the session joins it
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -36,8 +36,9 @@ class Compiled:
 
     __slots__ = ("sql", "names", "positional", "defaults", "processors", "converters")
 
-    def __init__(self, statement: ReturnsRows, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: ReturnsRows, dialect: Dialect, *, column_keys: Sequence[str] | None = None) -> None:
+        # ``column_keys``: an INSERT's columns (those of its rows), as an ``executemany`` of them binds them.
+        compiled = statement.compile(dialect=dialect, column_keys=None if column_keys is None else list(column_keys))
         self.sql = compiled.string
         self.positional = compiled.positional
         self.names: Sequence[str] = compiled.positiontup or ()
@@ -79,11 +80,15 @@ class Compiled:
         return result
 
 
-def compiled_for(statement: ReturnsRows, dialect: Dialect, cache: dict[Any, Compiled]) -> Compiled:
-    """``statement`` compiled for ``dialect``, once per ``cache`` (one cache per dialect)."""
-    compiled = cache.get(statement)
+def compiled_for(
+    statement: ReturnsRows, dialect: Dialect, cache: dict[Any, Compiled], *, column_keys: tuple[str, ...] | None = None
+) -> Compiled:
+    """``statement`` compiled for ``dialect`` (and an INSERT's ``column_keys``), once per ``cache`` (one cache per
+    dialect)."""
+    key = statement if column_keys is None else (statement, column_keys)
+    compiled = cache.get(key)
     if compiled is None:
-        compiled = cache[statement] = Compiled(statement, dialect)
+        compiled = cache[key] = Compiled(statement, dialect, column_keys=column_keys)
     return compiled
 
 

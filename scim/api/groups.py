@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.store.models import Directory, DirectoryGroup
-from scim.api.calls import Call, database_of
+from scim.api.calls import Call
 from scim.api.resources import Collection, Item, Patched
 from scim.backend.groups import (
     GROUPS,
     add_members_unread,
+    add_one_member_unread,
     apply_member_changes,
     create_group,
     replace_members,
@@ -78,8 +79,12 @@ def _patch(session: Session, directory: Directory, group: DirectoryGroup, patche
 
 
 def _add_unread(session: Session, directory: Directory, group_id: str, members: list[Member]) -> Outcome | ScimError:
-    """PostgreSQL: a PATCH adding members in one statement (``add_members_unread``); 204 as ``_patch`` answers."""
-    group = add_members_unread(session, directory=directory, group_id=group_id, members=members)
+    """A PATCH adding members without reading the group first (``add_members_unread`` on PostgreSQL: one statement;
+    ``add_one_member_unread`` on SQLite); 204 as ``_patch`` answers."""
+    if session.get_bind().dialect.name == "postgresql":
+        group = add_members_unread(session, directory=directory, group_id=group_id, members=members)
+    else:
+        group = add_one_member_unread(session, directory=directory, group_id=group_id, members=members)
     if group is None:
         return ScimError(404, f"Group {group_id} not found")
     return Outcome(None, 204, etag(group.version))
@@ -100,5 +105,4 @@ class GroupEndpoint(Item[DirectoryGroup]):
         return await self.change(request, _replacement, _replace)
 
     async def patch(self, request: Request) -> Response:
-        unread = _add_unread if database_of(request).dialect == "postgresql" else None
-        return await self.patched(request, _patch, add_unread=unread)
+        return await self.patched(request, _patch, add_unread=_add_unread)

@@ -219,9 +219,8 @@ class Item(ScimEndpoint, Generic[R]):
             members = member_changes_only(body.get(), resource=kind.name)
             if members is not None and len(members) == 1 and members[0].kind == "add":
                 added = members[0].members
-                return respond(
-                    await call.write(lambda session, directory: add_unread(session, directory, resource_id, added))
-                )
+                unread = partial(_add_unread_job, add_unread, resource_id, added)
+                return respond(await call.write(unread, light=body.small))
         for attempt in range(_PATCH_ATTEMPTS):
             snapshot: dict[str, Any] | None = None
             patched: Patched | None = None
@@ -283,6 +282,12 @@ class _PatchJob(Generic[R]):
 
 def _create(create: Create[P], body: Parsed[P], call: Call, session: Session, directory: Directory) -> Outcome:
     return create(session, directory, body.get(), call)
+
+
+def _add_unread_job(
+    add_unread: AddUnread, resource_id: str, added: list[Member], session: Session, directory: Directory
+) -> Outcome | ScimError:
+    return add_unread(session, directory, resource_id, added)
 
 
 def _delete_user_unread(session: Session, directory: Directory, *, resource_id: str) -> Outcome | ScimError:

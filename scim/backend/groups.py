@@ -25,11 +25,13 @@ from scim.backend.columns import group_columns
 from scim.backend.resources import (
     ResourceKind,
     new_row,
+    read_resource,
     related_members,
     save_resource,
     uniqueness_error,
     written,
 )
+from scim.protocol.errors import ScimError
 from scim.protocol.filters import matches
 from scim.protocol.patch import MemberChange
 from scim.protocol.render import Member
@@ -184,6 +186,32 @@ _BUMP_USER = (
     .returning(*_users.c)
 )
 _USER_COLUMN_NAMES = tuple(column.name for column in _users.c)
+
+# SQLite, a PATCH adding one member without If-Match (``add_one_member_unread``): the edge inserted only when both the
+# group and the user are of this directory, without reading the group first; then the group touched and the user
+# bumped, each returning its new row for the event. Three statements instead of four.
+_ADD_ONE_MEMBER_UNREAD_SQLITE = (
+    sqlite.insert(_memberships)
+    .from_select(
+        ["group_id", "user_id", "directory_id", "display", "created_at"],
+        select(
+            _groups.c.id,
+            _users.c.id,
+            _users.c.directory_id,
+            bindparam("display", type_=_memberships.c.display.type),
+            bindparam("now", type_=_memberships.c.created_at.type),
+        ).where(
+            _groups.c.id == bindparam("group_id"),
+            _groups.c.directory_id == bindparam("directory_id"),
+            _users.c.id == bindparam("user_id"),
+            _users.c.directory_id == bindparam("directory_id"),
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(_memberships.c.user_id)
+)
+_TOUCH_GROUP_RETURNING = _TOUCH_GROUP.returning(*_groups.c)
+_GROUP_COLUMN_NAMES = tuple(column.name for column in _groups.c)
 
 # Ids per statement: an expanding IN list binds one parameter per id, and both stores stop near 32,767 of them.
 _CHUNK = 5000
@@ -388,6 +416,40 @@ def _add_one_member_sqlite(
     )
     regroup(session, directory=directory, group_id=group.id, user_ids=[user_id])
     return 1
+
+
+def add_one_member_unread(
+    session: Session, *, directory: Directory, group_id: str, members: Sequence[Member]
+) -> DirectoryGroup | None:
+    """``add_members`` (the group touched) on SQLite for a group not read before; returns the group as it now is, or
+    None when this directory has no such group (nothing changed). One member (an IdP's usual PATCH) in three
+    statements on the batch's connection (``_ADD_ONE_MEMBER_UNREAD_SQLITE``); else the group is read first."""
+    direct = direct_statements(session)
+    display = {m.id: m.display for m in members}
+    if direct is None or len(display) != 1:
+        try:
+            group = read_resource(session, GROUPS, directory_id=directory.id, resource_id=group_id)
+        except ScimError:
+            return None
+        add_members(session, directory=directory, group=group, members=members)
+        return group
+    [(user_id, shown)] = display.items()
+    now = utcnow()
+    parameters = {"group_id": group_id, "user_id": user_id, "directory_id": directory.id, "display": shown, "now": now}
+    if not direct.rows(_ADD_ONE_MEMBER_UNREAD_SQLITE, parameters):
+        # Not added: no such group, not a user of this directory, or already a member (a no-op).
+        try:
+            return read_resource(session, GROUPS, directory_id=directory.id, resource_id=group_id)
+        except ScimError:
+            return None
+    # (An UPDATE's parameters name no column: SQLAlchemy would take it as one more column to set.)
+    touched = direct.rows(_TOUCH_GROUP_RETURNING, {"group_id": group_id, "now": now})
+    group = DirectoryGroup.model_construct(**dict(zip(_GROUP_COLUMN_NAMES, touched[0], strict=True)))
+    bumped = direct.rows(_BUMP_USER, {"user_id": user_id, "now": now})
+    user = DirectoryUser.model_construct(**dict(zip(_USER_COLUMN_NAMES, bumped[0], strict=True)))
+    _record_edge_events(session, directory=directory, group=group, users=[user], event=EventName.GROUP_USER_ADDED)
+    regroup(session, directory=directory, group_id=group_id, user_ids=[user_id])
+    return group
 
 
 def remove_members(session: Session, *, directory: Directory, group: DirectoryGroup, user_ids: Iterable[str]) -> int:

@@ -15,12 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
-from gateway.ops import directories
+from gateway.ops import directories, organizations
 from gateway.settings import Settings
+from gateway.store import grouped_writer
 from gateway.store.database import Database
+from gateway.store.models import Organization
 from tests.conftest import PUBLIC_URL, make_directory, recorded_events
 
 
@@ -197,3 +201,40 @@ async def test_a_light_write_that_meets_another_writer_runs_again_on_the_thread(
     created = await post
     assert created.status_code == 201
     assert await _names(app, directory.id) == ["dsync.activated", "dsync.user.created"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite's light writes only
+async def test_light_jobs_through_the_driver_and_the_session_commit_as_one(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's light batches are begun and committed through the driver (``grouped_writer.InlineSessions``): a job
+    that writes through its session joins that transaction, and one that raises leaves the others to commit."""
+    database: Database = app.state.database
+    direct: list[int] = []
+    original = grouped_writer._run_direct
+
+    def counting(connection: Any, jobs: list[Any]) -> Any:
+        direct.append(len(jobs))
+        return original(connection, jobs)
+
+    monkeypatch.setattr(grouped_writer, "_run_direct", counting)
+
+    def create(name: str) -> Callable[[Session], str]:
+        return lambda session: organizations.create_organization(session, name=name).id
+
+    def fail(_session: Session) -> None:
+        raise RuntimeError("this job fails alone")
+
+    results = await asyncio.gather(
+        database.transaction(create("Alpha"), light=True),
+        database.transaction(fail, light=True),
+        database.transaction(create("Gamma"), light=True),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], RuntimeError)
+    assert direct[0] == 3  # the three together, through the driver (then again with savepoints)
+    names = await database.query(lambda s: sorted(s.scalars(select(col(Organization.name)))))
+    assert names == ["Alpha", "Gamma"]
+    both = await database.transaction(create("Delta"), light=True)
+    assert both.startswith("org_")
+    assert await database.query(lambda s: s.scalar(select(func.count()).select_from(Organization))) == 3
