@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from sqlmodel import SQLModel, col
 
 from gateway.store.database import Database
 from gateway.store.models import Directory, ScimErrorCount, ScimRequest, utcnow
+from gateway.store.serialization import dumps
 
 logger = logging.getLogger("dsync.request_log")
 
@@ -167,10 +168,27 @@ _SQLITE_INSERT = f"INSERT INTO scim_requests ({', '.join(_COLUMNS)}) VALUES ({',
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
+# PostgreSQL: a flush's rows as one JSON array, one statement and one parameter. An executemany sent a bind and an
+# execute per row, and the server's cost per logged request (~170 µs, about a third of what a PUT's own statements
+# cost it) went mostly to those messages, not to the insert. Ids (the trim's order) follow the array's.
+_POSTGRES_INSERT = text(
+    f"INSERT INTO scim_requests ({', '.join(_COLUMNS)}) "  # noqa: S608
+    "SELECT r.item->>'directory_id', CAST(r.item->>'at' AS TIMESTAMPTZ), r.item->>'method', r.item->>'path', "
+    "r.item->>'filter', CAST(r.item->>'status' AS INTEGER), r.item->>'scim_type', r.item->>'detail', "
+    "CAST(r.item->>'duration_ms' AS DOUBLE PRECISION), r.item->>'resource_id' "
+    "FROM jsonb_array_elements(CAST(:rows AS JSONB)) WITH ORDINALITY AS r(item, position) ORDER BY r.position"
+)
+
+
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    """One executemany. On SQLite, the embedded store whose single writer every SCIM write waits for, straight to
-    the driver: SQLAlchemy's per-row parameter handling doubled the writer's cost per logged request (~22 µs)."""
+    """One statement for all rows. On SQLite, the embedded store whose single writer every SCIM write waits for,
+    straight to the driver: SQLAlchemy's per-row parameter handling doubled the writer's cost per logged request
+    (~22 µs)."""
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # ``at`` is timezone-aware: its JSON text (RFC 3339, microseconds) is the same instant.
+        connection.execute(_POSTGRES_INSERT, {"rows": dumps(rows)})
+        return
     if connection.dialect.name != "sqlite":
         connection.execute(_INSERT, rows)
         return

@@ -34,6 +34,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from gateway.settings import Settings
 from gateway.store.grouped_writer import InlineSessions, WriteQueue
 from gateway.store.lookup_connections import LookupConnections
+from gateway.store.plan_age import keep_plans_young
 from gateway.store.prepared import Compiled, DbapiReader, Reader
 from gateway.store.serialization import dumps, loads
 
@@ -47,14 +48,7 @@ _CHECKPOINT_EVERY_BATCHES = 200
 _WAL_RESTART_FRAMES = 8192  # pages: 32 MiB at SQLite's default page size
 # Statement parameters are directory data (names, emails): keep them out of errors and so out of logs.
 _JSON_CODEC: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": loads, "hide_parameters": True}
-# The grouped writes plan every execution for its parameters and the tables as they are now. A generic plan is kept
-# until the next ANALYZE: one made while a directory was small (an IdP's first minutes, before autovacuum has analyzed
-# its initial sync, or never with autovacuum off) kept scanning the whole directory after it grew (a member add:
-# 45 ms at 20,000 users, 200 ms at 100,000). A custom plan sizes each table by its current number of pages; the
-# member add was re-planned at every execution anyway (its custom plan always looks cheaper). Lookups keep cached
-# plans: planning GET by id's statement each time cost more than running it (+350-440 us).
-_PLAN_PER_EXECUTION = "force_custom_plan"
-_ASYNCPG_ARGS: dict[str, Any] = {"connect_args": {"server_settings": {"plan_cache_mode": _PLAN_PER_EXECUTION}}}
+# The grouped writes, as the lookups, keep cached plans, no older than a few seconds (``gateway.store.plan_age``).
 
 
 class Database:
@@ -269,7 +263,8 @@ def _postgres_write_engine(settings: Settings) -> AsyncEngine:
     round trip took over a millisecond, and a batch of PUTs makes about three per request."""
     # One batch at a time; a second connection for a job run again alone. No pre-ping: it would cost a round trip
     # per batch; a connection that broke is invalidated on its first error.
-    engine = create_async_engine(settings.database_url, pool_size=2, max_overflow=2, **_JSON_CODEC, **_ASYNCPG_ARGS)
+    engine = create_async_engine(settings.database_url, pool_size=2, max_overflow=2, **_JSON_CODEC)
+    keep_plans_young(engine)
     # See ``_sync_postgres_engine``: a batch's savepoints are never released.
     engine.sync_engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
     return engine

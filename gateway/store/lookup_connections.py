@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_, greenlet_spawn
 
+from gateway.store.plan_age import discard_plans, stale
 from gateway.store.prepared import Compiled, Row, compiled_for
 
 T = TypeVar("T")
@@ -51,12 +53,13 @@ class _AsyncpgReader:
 class _Connection:
     """One of the lookups' connections: SQLAlchemy's (detached) handle, to close it, and asyncpg's, to use it."""
 
-    __slots__ = ("handle", "driver")
+    __slots__ = ("handle", "driver", "plans_since")
 
     def __init__(self, handle: PoolProxiedConnection) -> None:
         self.handle = handle
         self.driver: Any = handle.driver_connection
         handle.detach()  # its own from now on: the engine's pool never hands it to anyone else
+        self.plans_since = time.monotonic()
 
 
 class LookupConnections:
@@ -75,6 +78,8 @@ class LookupConnections:
         """Run ``job`` (a function of a ``gateway.store.prepared.Reader``) on a free connection."""
         connection = await self._acquire()
         try:
+            if stale(connection.plans_since):  # no plan made on a small directory outlives it (``plan_age``)
+                connection.plans_since = await discard_plans(connection.driver)
             reader = _AsyncpgReader(connection.driver, self._engine, self._cache)
             result: T = await greenlet_spawn(job, reader)
         except BaseException as error:
