@@ -117,10 +117,11 @@ class Call:
         finally:
             await self._link(activated=False)
 
-    async def lookup(self, work: Callable[[Reader], Found], then: Lookup[T | ScimError]) -> T:
+    async def lookup(self, work: Callable[[Reader], Found], then: Lookup[T | ScimError], *, planned: bool = False) -> T:
         """A read by index (``Database.lookup``): ``work`` reads the directory's row together with what the request
         is about (``scim.backend.lookups``), the request is authenticated and admitted by that row, then ``then``
-        makes the answer from the resources read. No statement of its own for authentication; 401 before 404."""
+        makes the answer from the resources read. No statement of its own for authentication; 401 before 404.
+        ``planned``: by a filter, which more than one index could serve (``Database.lookup``)."""
 
         def read(reader: Reader) -> T | ScimError:
             found = work(reader)
@@ -131,7 +132,7 @@ class Call:
 
         self._door()
         try:
-            return self._answer(await self._database().lookup(read))
+            return self._answer(await self._database().lookup(read, planned=planned))
         finally:
             await self._link(activated=False)
 

@@ -145,7 +145,7 @@ class Collection(ScimEndpoint, Generic[R]):
                 "Resources": [render(reader, kind, row, view=view, found=found.related) for row in found.rows],
             }
 
-        return await call.lookup(find, page)
+        return await call.lookup(find, page, planned=True)
 
     async def create(self, request: Request, parse: Parse[P], create: Create[P]) -> Response:
         call = Call(request)
