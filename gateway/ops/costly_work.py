@@ -106,9 +106,27 @@ _settings: Settings | None = None
 def _initialize(settings: Settings, server_pid: int) -> None:
     global _settings
     _settings = settings
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), settings.costly_nice))
+    _lower_priority(settings.costly_nice)
     threading.Thread(target=_exit_with, args=(server_pid,), name="dsync-costly-parent", daemon=True).start()
+
+
+def _lower_priority(nice: int) -> None:
+    """This process at ``nice``, in a scheduling group of its own at ``nice`` too; each step best effort.
+
+    With Linux's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``, on by default on many
+    distributions, for processes outside a CPU cgroup of their own) the kernel first shares the CPU between
+    sessions, and a nice level only orders the processes of one session. In the server's session a worker's CPU
+    time was the server's: the worker yielded to the server, but the session as a whole had used its share, and the
+    server then waited behind PostgreSQL's backends and every other session. In a session of its own, its group
+    niced too, the worker takes only CPU that nothing else wants."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), nice))
+    if nice <= 0:
+        return
+    with contextlib.suppress(OSError):
+        os.setsid()  # a new session, and so a new autogroup (the worker is never a process group leader)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write(str(nice))
 
 
 def _exit_with(server_pid: int) -> None:

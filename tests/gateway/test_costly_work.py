@@ -1,5 +1,6 @@
 """Costly work in worker processes (gateway.ops.costly_work): the largest allowed PATCH and a costly query's read
-plan answer exactly what the server's threads answer, from a worker process; a dead worker costs no request."""
+plan answer exactly what the server's threads answer, from a worker process; a dead worker costs no request; a worker
+runs below the server, in a session (and so a Linux autogroup) of its own."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.ops import api_keys
-from gateway.ops.costly_work import CostlyWork
+from gateway.ops.costly_work import CostlyWork, _lower_priority
 from gateway.settings import Settings
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 
@@ -135,3 +136,37 @@ async def test_a_killed_worker_costs_no_request(
     for _ in range(3):
         assert (await http.patch(url, json=patch, headers=directory.headers)).status_code == 200
     assert costly.started
+
+
+def _priority_of_a_child(nice: int) -> tuple[int, bool, str]:
+    """A forked child's nice level, whether it leads a session of its own, and its autogroup, after
+    ``_lower_priority(nice)``."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave at once
+        try:
+            _lower_priority(nice)
+            autogroup = ""
+            if os.path.exists("/proc/self/autogroup"):
+                with open("/proc/self/autogroup") as file:
+                    autogroup = file.read().strip()
+            report = f"{os.getpriority(os.PRIO_PROCESS, 0)}|{os.getsid(0) == os.getpid()}|{autogroup}"
+            os.write(write, report.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        level, leader, autogroup = pipe.read().split("|")
+    os.waitpid(pid, 0)
+    return int(level), leader == "True", autogroup
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_worker_runs_below_the_server_in_a_group_of_its_own() -> None:
+    level, leader, autogroup = _priority_of_a_child(10)
+    assert level == max(10, os.getpriority(os.PRIO_PROCESS, 0))
+    assert leader  # its own session: the server's CPU share is not what the worker spends
+    if autogroup:  # Linux with autogroup scheduling built in: the group is niced too
+        assert autogroup.endswith("nice 10")
+    level, leader, _ = _priority_of_a_child(0)  # DSYNC_COSTLY_NICE=0: as the server, in its session
+    assert level == os.getpriority(os.PRIO_PROCESS, 0) and not leader
