@@ -10,6 +10,11 @@ What crosses the boundary is plain data (a resource's attributes and the operati
 a query's text and variables in, its JSON out), pickled: the callables must be module-level functions, their
 arguments and results picklable.
 
+One owner (an organization: the tenant whose PATCH or query it is) has at most one job sent at a time; its others
+wait in the server, where they cost nothing, until that one is answered (a query's wait counts against its deadline).
+Without it a tenant sending costly requests side by side filled the pool's queue, and another tenant's costly work
+waited for all of them; now for at most one job of each other owner.
+
 ``CostlyWork.run`` falls back to a thread when there is no pool (``DSYNC_COSTLY_WORKERS=0``: tests and library use)
 or the pool broke (a worker killed): the work is then done as before, never refused.
 """
@@ -45,6 +50,7 @@ class CostlyWork:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pool: ProcessPoolExecutor | None = None
+        self._owners: dict[str, _Turn] = {}  # owners with a job sent or waiting
         self.runs = 0  # for tests and metrics: jobs sent to a worker process
         self.fallbacks = 0  # jobs done on a thread because the pool broke
 
@@ -65,8 +71,24 @@ class CostlyWork:
             for _ in range(self._settings.costly_workers):
                 pool.submit(_import, modules)
 
-    async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``function(*args, **kwargs)`` in a worker process, or on a thread when there is no (working) pool."""
+    async def run(self, function: Callable[..., T], /, *args: Any, owner: str | None = None, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)`` in a worker process, or on a thread when there is no (working) pool; after
+        ``owner``'s previous jobs (``owner`` is not passed on)."""
+        if owner is None:
+            return await self._run(function, *args, **kwargs)
+        turn = self._owners.get(owner)
+        if turn is None:
+            turn = self._owners[owner] = _Turn()
+        turn.holders += 1
+        try:
+            async with turn.lock:
+                return await self._run(function, *args, **kwargs)
+        finally:
+            turn.holders -= 1
+            if turn.holders == 0:
+                del self._owners[owner]
+
+    async def _run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         pool = self._pool
         if pool is not None:
             self.runs += 1
@@ -87,6 +109,16 @@ class CostlyWork:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Turn:
+    """One owner's place: its lock, and how many of its jobs hold or wait for it."""
+
+    __slots__ = ("lock", "holders")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.holders = 0
 
 
 def _new_pool(settings: Settings) -> ProcessPoolExecutor:
