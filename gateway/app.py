@@ -235,7 +235,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.database = database
         costly: CostlyWork = app.state.costly_work
         costly.start()
-        costly.warm(["gateway.graphql.plans.remote", "scim.api.resources"])
+        costly.warm(["gateway.graphql.schema", "scim.api.resources"])  # what gateway.graphql.remote runs
         if settings.admin_key:
             key = settings.admin_key
             await database.transaction(lambda session: api_keys.ensure_admin_key(session, key=key))

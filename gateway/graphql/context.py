@@ -42,7 +42,7 @@ class Context:
     cost_limiter: TokenBuckets | None = None
     # Where operations above ``graphql_background_cost`` take their turns (gateway.graphql.budget).
     scheduler: Scheduler | None = None
-    # Where a costly operation's read plan runs (gateway.graphql.plans.remote); None: on the store's reader threads.
+    # Where a costly operation runs (gateway.graphql.remote); None: in this process.
     costly_work: CostlyWork | None = None
 
     def start_operation(self) -> None:

@@ -213,6 +213,7 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
             operation_name=operation.operation_name,
             variables=operation.variables,
             principal=principal,
+            owner=principal.organization_id or principal.api_key_id,  # one costly operation of a tenant at a time
         )
 
     async def _answer_elsewhere(

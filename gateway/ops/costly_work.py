@@ -10,6 +10,11 @@ What crosses the boundary is plain data (a resource's attributes and the operati
 a query's text and variables in, its JSON out), pickled: the callables must be module-level functions, their
 arguments and results picklable.
 
+One owner (an organization: the tenant whose PATCH or query it is) has at most one job sent at a time; its others
+wait in the server, where they cost nothing, until that one is answered (a query's wait counts against its deadline).
+Without it a tenant sending costly requests side by side filled the pool's queue, and another tenant's costly work
+waited for all of them; now for at most one job of each other owner.
+
 ``CostlyWork.run`` falls back to a thread when there is no pool (``DSYNC_COSTLY_WORKERS=0``: tests and library use)
 or the pool broke (a worker killed): the work is then done as before, never refused.
 """
@@ -45,6 +50,7 @@ class CostlyWork:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pool: ProcessPoolExecutor | None = None
+        self._owners: dict[str, _Turn] = {}  # owners with a job sent or waiting
         self.runs = 0  # for tests and metrics: jobs sent to a worker process
         self.fallbacks = 0  # jobs done on a thread because the pool broke
 
@@ -65,8 +71,24 @@ class CostlyWork:
             for _ in range(self._settings.costly_workers):
                 pool.submit(_import, modules)
 
-    async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``function(*args, **kwargs)`` in a worker process, or on a thread when there is no (working) pool."""
+    async def run(self, function: Callable[..., T], /, *args: Any, owner: str | None = None, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)`` in a worker process, or on a thread when there is no (working) pool; after
+        ``owner``'s previous jobs (``owner`` is not passed on)."""
+        if owner is None:
+            return await self._run(function, *args, **kwargs)
+        turn = self._owners.get(owner)
+        if turn is None:
+            turn = self._owners[owner] = _Turn()
+        turn.holders += 1
+        try:
+            async with turn.lock:
+                return await self._run(function, *args, **kwargs)
+        finally:
+            turn.holders -= 1
+            if turn.holders == 0:
+                del self._owners[owner]
+
+    async def _run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         pool = self._pool
         if pool is not None:
             self.runs += 1
@@ -89,6 +111,16 @@ class CostlyWork:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+class _Turn:
+    """One owner's place: its lock, and how many of its jobs hold or wait for it."""
+
+    __slots__ = ("lock", "holders")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.holders = 0
+
+
 def _new_pool(settings: Settings) -> ProcessPoolExecutor:
     # spawn: a fork of the server would copy its threads' locks (the store's pools, the loop) in whatever state.
     return ProcessPoolExecutor(
@@ -106,9 +138,27 @@ _settings: Settings | None = None
 def _initialize(settings: Settings, server_pid: int) -> None:
     global _settings
     _settings = settings
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), settings.costly_nice))
+    _lower_priority(settings.costly_nice)
     threading.Thread(target=_exit_with, args=(server_pid,), name="dsync-costly-parent", daemon=True).start()
+
+
+def _lower_priority(nice: int) -> None:
+    """This process at ``nice``, in a scheduling group of its own at ``nice`` too; each step best effort.
+
+    With Linux's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``, on by default on many
+    distributions, for processes outside a CPU cgroup of their own) the kernel first shares the CPU between
+    sessions, and a nice level only orders the processes of one session. In the server's session a worker's CPU
+    time was the server's: the worker yielded to the server, but the session as a whole had used its share, and the
+    server then waited behind PostgreSQL's backends and every other session. In a session of its own, its group
+    niced too, the worker takes only CPU that nothing else wants."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), nice))
+    if nice <= 0:
+        return
+    with contextlib.suppress(OSError):
+        os.setsid()  # a new session, and so a new autogroup (the worker is never a process group leader)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write(str(nice))
 
 
 def _exit_with(server_pid: int) -> None:

@@ -239,7 +239,9 @@ class Item(ScimEndpoint, Generic[R]):
                 work = patch_work(snapshot, operations)
                 if attempt == 0:
                     _charge_work(call, work, settings_of(request).scim_patch_values_per_request)
-                patched = await _apply_off_loop(request, snapshot, operations, kind=kind, limits=limits, work=work)
+                patched = await _apply_off_loop(
+                    request, call, snapshot, operations, kind=kind, limits=limits, work=work
+                )
             job = _PatchJob(kind, resource_id, call, body, limits, save, snapshot=snapshot, patched=patched)
             # Light unless it may replace or empty a group's members, which are as many as the group is large.
             light = body.small and patched is not None and all(c.kind in ("add", "remove") for c in patched.changes)
@@ -321,6 +323,7 @@ def _charge_work(call: Call, work: int, values_per_request: int) -> None:
 
 async def _apply_off_loop(
     request: Request,
+    call: Call,
     raw: dict[str, Any],
     operations: list[Operation],
     *,
@@ -332,7 +335,9 @@ async def _apply_off_loop(
     a thread, its CPU would hold the GIL the loop needs for every other request: gateway.ops.costly_work)."""
     costly: CostlyWork | None = getattr(request.app.state, "costly_work", None)
     if costly is not None and costly.started and work >= _PROCESS_WORK:
-        return await costly.run(_apply_to, raw, operations, resource=kind.name, limits=limits)
+        directory = call.directory  # authenticated by the read: its organization waits for its own costly work
+        owner = directory.organization_id if directory is not None else None
+        return await costly.run(_apply_to, raw, operations, resource=kind.name, limits=limits, owner=owner)
     return await asyncio.to_thread(_apply, raw, operations, kind=kind, limits=limits)
 
 

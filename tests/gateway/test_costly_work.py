@@ -1,11 +1,15 @@
 """Costly work in worker processes (gateway.ops.costly_work): the largest allowed PATCH and a costly query's read
-plan answer exactly what the server's threads answer, from a worker process; a dead worker costs no request."""
+plan answer exactly what the server's threads answer, from a worker process; a dead worker costs no request; a worker
+runs below the server, in a session (and so a Linux autogroup) of its own; one owner has one job sent at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +19,7 @@ from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.ops import api_keys
-from gateway.ops.costly_work import CostlyWork
+from gateway.ops.costly_work import CostlyWork, _lower_priority
 from gateway.settings import Settings
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory
 
@@ -135,3 +139,69 @@ async def test_a_killed_worker_costs_no_request(
     for _ in range(3):
         assert (await http.patch(url, json=patch, headers=directory.headers)).status_code == 200
     assert costly.started
+
+
+def _priority_of_a_child(nice: int) -> tuple[int, bool, str]:
+    """A forked child's nice level, whether it leads a session of its own, and its autogroup, after
+    ``_lower_priority(nice)``."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave at once
+        try:
+            _lower_priority(nice)
+            autogroup = ""
+            if os.path.exists("/proc/self/autogroup"):
+                with open("/proc/self/autogroup") as file:
+                    autogroup = file.read().strip()
+            report = f"{os.getpriority(os.PRIO_PROCESS, 0)}|{os.getsid(0) == os.getpid()}|{autogroup}"
+            os.write(write, report.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        level, leader, autogroup = pipe.read().split("|")
+    os.waitpid(pid, 0)
+    return int(level), leader == "True", autogroup
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_worker_runs_below_the_server_in_a_group_of_its_own() -> None:
+    level, leader, autogroup = _priority_of_a_child(10)
+    assert level == max(10, os.getpriority(os.PRIO_PROCESS, 0))
+    assert leader  # its own session: the server's CPU share is not what the worker spends
+    if autogroup:  # Linux with autogroup scheduling built in: the group is niced too
+        assert autogroup.endswith("nice 10")
+    level, leader, _ = _priority_of_a_child(0)  # DSYNC_COSTLY_NICE=0: as the server, in its session
+    assert level == os.getpriority(os.PRIO_PROCESS, 0) and not leader
+
+
+class _Overlap:
+    """How many jobs of each owner ran at once, at most (jobs on threads: ``DSYNC_COSTLY_WORKERS=0``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+
+    def job(self, owner: str) -> str:
+        with self._lock:
+            self.running[owner] = self.running.get(owner, 0) + 1
+            self.most[owner] = max(self.most.get(owner, 0), self.running[owner])
+            self.most["all"] = max(self.most.get("all", 0), sum(self.running.values()))
+        time.sleep(0.05)
+        with self._lock:
+            self.running[owner] -= 1
+        return owner
+
+
+async def test_one_owner_has_one_job_at_a_time(settings: Settings) -> None:
+    costly = CostlyWork(dataclasses.replace(settings, costly_workers=0))
+    overlap = _Overlap()
+    jobs = [costly.run(overlap.job, owner, owner=owner) for owner in ("org_a", "org_a", "org_a", "org_b")]
+    assert await asyncio.gather(*jobs) == ["org_a", "org_a", "org_a", "org_b"]
+    assert overlap.most["org_a"] == 1 and overlap.most["org_b"] == 1
+    assert overlap.most["all"] == 2  # another owner's job did not wait for org_a's
+    assert costly._owners == {}  # nothing kept for owners with nothing to run
+    unowned = [costly.run(overlap.job, "anyone") for _ in range(2)]
+    await asyncio.gather(*unowned)
+    assert overlap.most["anyone"] == 2
