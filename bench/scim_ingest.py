@@ -249,6 +249,7 @@ class LoadResult:
     client_cpu_s: float
     server_cpu_s: float
     other_cpu_s: float = 0.0
+    postgres_cpu_s: float = math.nan  # the local PostgreSQL server's processes (nan: none, or not local)
     ids: list[str] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     counted: bool = True
@@ -274,12 +275,18 @@ class LoadResult:
     def server_cpu_pct(self) -> float:
         return self._pct(self.server_cpu_s)
 
+    @property
+    def postgres_cpu_pct(self) -> float:
+        return self._pct(self.postgres_cpu_s)
+
     def line(self) -> str:
         text = (
             f"  {self.phase:<34} {self.target:<9} {self.requests:>6} req  {self.rate:>8.1f} req/s  "
             f"p50 {self.p50_ms:>7.2f} ms  p99 {self.p99_ms:>7.2f} ms  errors {self.errors:<4} CPU client "
             f"{self.client_cpu_pct:>3.0f}% server {self.server_cpu_pct:>3.0f}% other {self.other_cpu_pct:>3.0f}%"
         )
+        if not math.isnan(self.postgres_cpu_s):
+            text += f" (postgres {self.postgres_cpu_pct:.0f}%)"
         for sample in self.error_samples[:3]:
             text += f"\n      error sample: {sample}"
         return text
@@ -295,6 +302,9 @@ class LoadClient:
         self.max_seconds = max_seconds
         self._n = 0
         self._lock = threading.Lock()
+        # The local PostgreSQL server's postmaster, when a store under test is PostgreSQL: its processes' CPU is
+        # shown apart within 'other' (all of its databases': other users of the server count there too).
+        self.postgres_pid: int | None = None
         if kind == "wrk":
             (workdir / "replay.lua").write_text(WRK_LUA)
 
@@ -325,6 +335,7 @@ class LoadClient:
     ) -> LoadResult:
         """Send `reqs` (pads are extra requests wrk may send past the end while the last responses are in flight)."""
         cpu_server0 = tree_cpu_seconds(server_pid)
+        cpu_postgres0 = tree_cpu_seconds(self.postgres_pid)
         busy0 = harness.machine_busy_seconds()
         if self.kind == "wrk":
             res = self._run_wrk(phase, target, host, port, token, reqs, pads)
@@ -333,6 +344,9 @@ class LoadClient:
         res.server_cpu_s = tree_cpu_seconds(server_pid) - cpu_server0
         busy = harness.machine_busy_seconds() - busy0
         res.other_cpu_s = max(0.0, busy - res.client_cpu_s - res.server_cpu_s)
+        if self.postgres_pid is not None:
+            # Backends that exit during the phase take their CPU with them: a lower bound.
+            res.postgres_cpu_s = max(0.0, tree_cpu_seconds(self.postgres_pid) - cpu_postgres0)
         res.counted = counted
         return res
 
@@ -550,6 +564,26 @@ def create_postgres_database(admin_url: str, name: str) -> str:
     engine.dispose()
     url = _admin_postgres_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
     return str(url.render_as_string(hide_password=False))
+
+
+def local_postgres_pid(admin_url: str) -> int | None:
+    """The postmaster of the PostgreSQL server of ``admin_url`` if it runs on this machine (the parent of the
+    backend serving this query, readable in /proc), else None."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_admin_postgres_url(admin_url))
+    try:
+        with engine.connect() as connection:
+            backend = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            stat = Path(f"/proc/{backend}/stat").read_text()
+            cmdline = Path(f"/proc/{backend}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    finally:
+        engine.dispose()
+    if b"postgres" not in cmdline:  # a same-numbered process of this machine, not the server's backend
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])  # field 4: the parent's pid
 
 
 def drop_postgres_database(admin_url: str, name: str) -> None:
@@ -853,12 +887,12 @@ def check_group_size(target: Target, group_id: str, expected: int) -> str:
 def summary_table(results: list[LoadResult]) -> str:
     head = (
         f"{'phase':<34} {'target':<9} {'client':<6} {'reqs':>6} {'errors':>6} {'req/s':>8} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'client CPU':>10} {'server CPU':>10} {'other CPU':>9}"
+        f"{'p99 ms':>8} {'client CPU':>10} {'server CPU':>10} {'other CPU':>9} {'(postgres)':>10}"
     )
     rows = [
         f"{r.phase:<34} {r.target:<9} {r.client:<6} {r.requests:>6} {r.errors:>6} {r.rate:>8.1f} "
         f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.client_cpu_pct:>9.0f}% {r.server_cpu_pct:>9.0f}% "
-        f"{r.other_cpu_pct:>8.0f}%"
+        f"{r.other_cpu_pct:>8.0f}% {'' if math.isnan(r.postgres_cpu_s) else f'{r.postgres_cpu_pct:.0f}%':>10}"
         for r in results
         if r.counted
     ]
@@ -1012,6 +1046,7 @@ def main() -> int:
                 url = f"sqlite+aiosqlite:///{tmp / 'dsync.db'}"
             else:
                 url = create_postgres_database(args.postgres_url, pg_database)
+                client.postgres_pid = local_postgres_pid(args.postgres_url)
             target = start_ours(args, tmp, run_id, store=store, database_url=url, name=store)
             targets.append(target)
             print(f"{store}: dsync serve on {harness.LOOPBACK}:{target.port}, {store} store, endpoint {target.base}")
@@ -1071,7 +1106,8 @@ def main() -> int:
         harness.summary_heading(
             118,
             f"SUMMARY (client: {client.kind}; CPU columns are % of one core over the phase; 'other' is the machine's "
-            "CPU use outside the client and the server under test: noise)",
+            "CPU use outside the client and the server under test: noise, and the local PostgreSQL server's "
+            "processes, shown as '(postgres)')",
         )
     )
     print(summary_table(bench.results))
