@@ -53,16 +53,15 @@ def create_user(session: Session, *, directory: Directory, raw: dict[str, Any]) 
         insert_new_rows(session, _INSERT_USER, [row])
     except IntegrityError as exc:
         raise uniqueness_error(exc, "User") from None
-    # Only read from here on (payload, response): skip validation and ORM instrumentation, ~10x cheaper.
-    user = DirectoryUser.model_construct(**row)
     record_event(
         session,
         event=EventName.USER_CREATED,
         organization_id=directory.organization_id,
         directory_id=directory.id,
-        data=user_payload(user, organization_id=directory.organization_id),
+        data=user_payload(row, organization_id=directory.organization_id),
     )
-    return user
+    # Only read from here on (the response): skip validation and ORM instrumentation, ~10x cheaper.
+    return DirectoryUser.model_construct(**row)
 
 
 def save_user(session: Session, *, directory: Directory, user: DirectoryUser, raw: dict[str, Any]) -> bool:
@@ -142,13 +141,12 @@ def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -
         row = session.connection().execute(_DELETE_USER_POSTGRES, parameters).mappings().first()
     if row is None:
         return False
-    user = DirectoryUser.model_construct(**row)
     organization_id = directory.organization_id
     record_event(
         session,
         event=EventName.USER_DELETED,
         organization_id=organization_id,
         directory_id=directory.id,
-        data=user_payload(user, organization_id=organization_id),
+        data=user_payload(dict(row), organization_id=organization_id),  # the row itself: no model needed
     )
     return True
