@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import attrgetter, itemgetter
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, Organization
@@ -118,9 +119,12 @@ _MEMBERSHIP_EVENTS = frozenset({EventName.GROUP_USER_ADDED, EventName.GROUP_USER
 
 def iso(value: datetime) -> str:
     """A timestamp as WorkOS writes it: UTC, milliseconds, ``Z``."""
-    # SQLite hands back naive datetimes; everything is stored in UTC.
+    # SQLite hands back naive datetimes; everything is stored in UTC. Naive and UTC values (every event payload has
+    # two) are formatted as they are: converting them first cost more than the formatting.
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+        return f"{value.isoformat(timespec='milliseconds')}Z"
+    if value.tzinfo is UTC:
+        return f"{value.isoformat(timespec='milliseconds')[:-6]}Z"  # without its "+00:00"
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -141,28 +145,71 @@ def directory_payload(directory: Directory, *, organization: Organization | None
     return payload
 
 
-def user_payload(user: DirectoryUser, *, organization_id: str) -> UserData:
-    """The user as its events (and membership events) carry it."""
+_USER_FIELDS = (
+    "id",
+    "directory_id",
+    "idp_id",
+    "user_name",
+    "email",
+    "emails",
+    "first_name",
+    "last_name",
+    "display_name",
+    "job_title",
+    "state",
+    "role",
+    "roles",
+    "custom_attributes",
+    "raw_attributes",
+    "created_at",
+    "updated_at",
+)
+_user_row = itemgetter(*_USER_FIELDS)
+_user_model = attrgetter(*_USER_FIELDS)
+
+
+def user_payload(user: DirectoryUser | dict[str, Any], *, organization_id: str) -> UserData:
+    """The user as its events (and membership events) carry it; ``user`` may be its row (by column name) as a write
+    has it at hand: no model built just to be read here."""
+    (
+        user_id,
+        directory_id,
+        idp_id,
+        user_name,
+        email,
+        emails,
+        first_name,
+        last_name,
+        display_name,
+        job_title,
+        state,
+        role,
+        roles,
+        custom_attributes,
+        raw_attributes,
+        created_at,
+        updated_at,
+    ) = _user_row(user) if isinstance(user, dict) else _user_model(user)
     return {
         "object": "directory_user",
-        "id": user.id,
-        "directory_id": user.directory_id,
+        "id": user_id,
+        "directory_id": directory_id,
         "organization_id": organization_id,
-        "idp_id": user.idp_id,
-        "username": user.user_name,
-        "email": user.email,
-        "emails": user.emails,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "display_name": user.display_name,
-        "job_title": user.job_title,
-        "state": user.state,
-        "role": {"slug": user.role} if user.role else None,
-        "roles": [{"slug": slug} for slug in user.roles or ()],
-        "custom_attributes": user.custom_attributes,
-        "raw_attributes": user.raw_attributes,
-        "created_at": iso(user.created_at),
-        "updated_at": iso(user.updated_at),
+        "idp_id": idp_id,
+        "username": user_name,
+        "email": email,
+        "emails": emails,
+        "first_name": first_name,
+        "last_name": last_name,
+        "display_name": display_name,
+        "job_title": job_title,
+        "state": state,
+        "role": {"slug": role} if role else None,
+        "roles": [{"slug": slug} for slug in roles or ()],
+        "custom_attributes": custom_attributes,
+        "raw_attributes": raw_attributes,
+        "created_at": iso(created_at),
+        "updated_at": iso(updated_at),
     }
 
 

@@ -86,11 +86,25 @@ def _split(rest: str) -> list[str]:
     return parts
 
 
-def _get(container: Any, name: str) -> Any:
-    if not isinstance(container, Mapping):
+def lowered(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw``'s top-level attributes by their names in lower case (the first of names that differ only in case):
+    for ``resolve`` to find many paths in one user's attributes without comparing every name for each."""
+    view: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(key, str):
+            view.setdefault(key.lower(), value)
+    return view
+
+
+def _get(container: Any, name: str, view: Mapping[str, Any] | None = None) -> Any:
+    """``container``'s attribute ``name`` (lower case), its name matched case-insensitively; ``view``: the
+    container ``lowered``."""
+    if type(container) is not dict and not isinstance(container, Mapping):  # (a dict's check is the cheap one)
         return None
     if name in container:
         return container[name]
+    if view is not None:
+        return view.get(name)
     return next((v for k, v in container.items() if isinstance(k, str) and k.lower() == name), None)
 
 
@@ -111,14 +125,16 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def resolve(raw: Mapping[str, Any], path: AttributePath) -> Any:
-    """The value ``path`` names in a user's raw SCIM attributes, or None."""
-    current: Any = raw if path.urn is None else _get(raw, path.urn.lower())
+def resolve(raw: Mapping[str, Any], path: AttributePath, *, view: Mapping[str, Any] | None = None) -> Any:
+    """The value ``path`` names in a user's raw SCIM attributes, or None; ``view``: ``raw`` ``lowered``."""
+    current: Any = raw if path.urn is None else _get(raw, path.urn.lower(), view)
+    names = view if path.urn is None else None  # for the first segment only, when it is read from ``raw``
     last = len(path.segments) - 1
     for index, segment in enumerate(path.segments):
         if isinstance(current, str) and index == last and segment.name == "value":
             return _scalar(current)  # a reference sent as a bare id (Entra's manager in a PATCH)
-        current = _get(current, segment.name)
+        current = _get(current, segment.name, names)
+        names = None
         if isinstance(current, list):
             if segment.where is not None:
                 where = segment.where

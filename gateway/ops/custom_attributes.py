@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.ops.attribute_paths import AttributePath, resolve
+from gateway.ops.attribute_paths import AttributePath, lowered, resolve
 from gateway.store.models import DirectoryType
 
 # WorkOS's standard custom attributes: defined in every organization.
@@ -55,8 +55,9 @@ def default_paths(directory_type: str) -> dict[str, str]:
 def evaluate_attributes(raw: Mapping[str, Any], paths: Mapping[str, AttributePath]) -> dict[str, Any]:
     """The user's custom attributes: each mapped name whose path holds a value (absent ones are left out)."""
     values: dict[str, Any] = {}
+    view = lowered(raw) if paths else None
     for name, path in paths.items():
-        value = resolve(raw, path)
+        value = resolve(raw, path, view=view)
         if value is not None:
             values[name] = value
     return values

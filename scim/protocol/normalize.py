@@ -93,15 +93,25 @@ def normalise_value(value: Any, attribute: Attribute, path: str, *, element: boo
     return _scalar(value, attribute, path)
 
 
+# Per resource type: its extensions by lowercased URN, and its core schema's URN prefix in lower case (each key of
+# every body is compared with them).
+_EXTENSIONS: dict[Resource, dict[str, Schema]] = {
+    resource: {extension.id.lower(): extension for extension in schemas[1:]}
+    for resource, schemas in RESOURCE_SCHEMAS.items()
+}
+_CORE_PREFIX: dict[Resource, str] = {
+    resource: schemas[0].id.lower() + ":" for resource, schemas in RESOURCE_SCHEMAS.items()
+}
+
+
 def _top_level(resource: Resource, key: str) -> tuple[Schema | None, Attribute | None]:
     """The schema and attribute a top-level key names: core or common attribute, or a whole extension."""
-    schemas = RESOURCE_SCHEMAS[resource]
     lowered = key.lower()
-    for extension in schemas[1:]:
-        if lowered == extension.id.lower():
-            return extension, extension.as_attribute()
-    core = schemas[0]
-    if lowered.startswith(core.id.lower() + ":"):
+    extension = _EXTENSIONS[resource].get(lowered)
+    if extension is not None:
+        return extension, extension.as_attribute()
+    core = RESOURCE_SCHEMAS[resource][0]
+    if lowered.startswith(_CORE_PREFIX[resource]):
         key = key[len(core.id) + 1 :]
         lowered = key.lower()
     attribute = core.attribute(key) or next((a for a in COMMON_ATTRIBUTES if a.name.lower() == lowered), None)

@@ -83,6 +83,11 @@ class Schema:
 
     def as_attribute(self) -> Attribute:
         """The extension seen as one complex attribute keyed by its URN, as it appears in a resource (§3.3)."""
+        return self._as_attribute
+
+    @cached_property
+    def _as_attribute(self) -> Attribute:
+        # Made once: a new one per request also rebuilt its sub-attribute index (``Attribute._sub_by_name``).
         return Attribute(self.id, "complex", sub_attributes=self.attributes, description=self.description)
 
 
