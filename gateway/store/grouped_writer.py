@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine, Insert
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
+from gateway.store.batch_driver import AsyncpgStatements, asyncpg_statements
 from gateway.store.prepared import Compiled, DbapiReader, compiled_for
 
 T = TypeVar("T")
@@ -69,7 +70,9 @@ def insert_new_rows(session: Session, statement: Insert, rows: list[dict[str, An
     makes the batch run again with savepoints, where they are inserted at once, so their own job gets the error."""
     if session.info.get(_PLAIN):
         _defer(session, statement, rows)
-    else:
+        return
+    postgres = postgres_statements(session)
+    if postgres is None or not postgres.insert_many(statement, rows):
         session.execute(statement, rows)
 
 
@@ -116,6 +119,21 @@ def direct_statements(session: Session) -> DbapiReader | None:
     return direct
 
 
+_ASYNCPG = "dsync.asyncpg_statements"
+
+
+def postgres_statements(session: Session) -> AsyncpgStatements | None:
+    """On PostgreSQL, in a grouped batch: ``AsyncpgStatements`` on the batch's own asyncpg connection, in its
+    transaction, for a job's prebuilt statements (``gateway.store.batch_driver``). None elsewhere (SQLite, a session
+    outside a batch)."""
+    if _ASYNCPG in session.info:
+        statements: AsyncpgStatements | None = session.info[_ASYNCPG]
+        return statements
+    statements = asyncpg_statements(session.connection()) if _DEFERRED in session.info else None
+    session.info[_ASYNCPG] = statements
+    return statements
+
+
 def batch_memo(session: Session) -> dict[str, Any]:
     """What jobs of one write transaction may remember for the next ones (rows they locked, say). It lasts only while
     every job calls :func:`keep_batch_memo`: a job that does not (any other kind of write) or that fails forgets it
@@ -140,6 +158,13 @@ def _write_deferred_inserts(session: Session) -> None:
     if not pending:
         return
     connection = session.connection()
+    statements = asyncpg_statements(connection)
+    if statements is not None:
+        for key, rows in pending:
+            if isinstance(key, Insert) and statements.insert_many(key, rows):
+                continue
+            _write(connection, key, rows)
+        return
     with _pipelined(connection, len(pending) > 1):
         for key, rows in pending:
             _write(connection, key, rows)
@@ -351,6 +376,7 @@ def _run_in_savepoint(session: Session, job: Job) -> Any:
     marks = {statement: len(rows) for statement, rows in deferred.items()}
     noted = {key: value for key, value in session.info.items() if key != _DEFERRED}
     savepoint = session.begin_nested()
+    session.connection()  # the SAVEPOINT itself, now: a job's statements may go straight to the driver
     try:
         result = job(session)
         savepoint.commit()
