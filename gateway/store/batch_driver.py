@@ -36,14 +36,22 @@ class AsyncpgStatements:
     """A ``gateway.store.prepared.Reader`` on a write batch's asyncpg connection, in its transaction (begun here if
     no statement began it yet): ``rows`` answers what a statement returns (none without ``RETURNING``)."""
 
-    __slots__ = ("_adapted", "_driver", "_dialect")
+    __slots__ = ("_adapted", "_driver", "_dialect", "_later", "_later_rows", "failed")
 
-    def __init__(self, adapted: Any, dialect: Dialect) -> None:
+    def __init__(self, adapted: Any, dialect: Dialect, *, updates_later: bool = False) -> None:
         self._adapted = adapted  # SQLAlchemy's adapter: it owns the transaction (commit, rollback, savepoints)
         self._driver: Any = adapted.driver_connection
         self._dialect = dialect
+        # ``update_later``'s statements (None: run at once), in the order first used, and the rows they change.
+        self._later: dict[Compiled, list[Any]] | None = {} if updates_later else None
+        self._later_rows: set[str] = set()
+        self.failed: BaseException | None = None  # what ``flush`` met: the batch must not commit
 
-    def rows(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> list[Row]:
+    def rows(self, statement: ClauseElement, parameters: Mapping[str, Any], *, reads: str | None = None) -> list[Row]:
+        """``reads``: the statement reads the row of this id (and nothing that ``update_later`` may have changed but
+        that row), so updates of other rows may still wait."""
+        if self._later and (reads is None or reads in self._later_rows):
+            self.flush()
         compiled = compiled_for(statement, self._dialect, _COMPILED)
         self._begun()
         try:
@@ -70,6 +78,7 @@ class AsyncpgStatements:
         if defaults:
             rows = [{**row, **defaults} for row in rows]
             names = tuple(rows[0])
+        self.flush()
         compiled = compiled_for(statement, self._dialect, _COMPILED, column_keys=names)
         self._begun()
         try:
@@ -77,6 +86,34 @@ class AsyncpgStatements:
         except PostgresError as error:
             raise _translated(error, compiled.sql, self._dialect) from error
         return True
+
+    def update_later(self, statement: ClauseElement, parameters: Mapping[str, Any], *, row: str) -> bool:
+        """Keep an UPDATE of the row ``row`` (that returns nothing) for ``flush``, which sends every kept one in one
+        round trip per statement (a batch of PUTs: one, not one per request); False, and nothing done, when this
+        batch runs statements at once (``updates_later`` off: with a savepoint per job, so each job meets its own
+        errors). Any statement that may read what one changed (``rows`` without a ``reads`` elsewhere, a statement
+        through SQLAlchemy: ``flush_before``) flushes them first, and so does the batch before its commit; an
+        error there (a uniqueness conflict) fails the whole batch, which then runs again with savepoints."""
+        if self._later is None:
+            return False
+        compiled = compiled_for(statement, self._dialect, _COMPILED)
+        self._later.setdefault(compiled, []).append(compiled.bound(parameters))
+        self._later_rows.add(row)
+        return True
+
+    def flush(self) -> None:
+        """Send the updates kept by ``update_later``."""
+        if not self._later:
+            return
+        later, self._later = self._later, {}
+        self._later_rows.clear()
+        self._begun()
+        for compiled, arguments in later.items():
+            try:
+                await_(self._driver.executemany(compiled.sql, arguments))
+            except PostgresError as error:
+                self.failed = _translated(error, compiled.sql, self._dialect)
+                raise self.failed from error
 
     def _begun(self) -> None:
         # The adapter begins its transaction lazily, with its first statement: this may be the batch's first.

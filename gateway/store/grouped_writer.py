@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Insert
+from sqlalchemy import Connection, Engine, Insert, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
@@ -213,12 +213,18 @@ class InlineSessions:
     per batch, the driver's BEGIN and COMMIT ~10 us: more than the statements of a light batch of one or two jobs.
     A batch run again with a savepoint per job goes through ``sessions`` (the same engine, another connection)."""
 
-    __slots__ = ("sessions", "_engine", "_connection")
+    __slots__ = ("sessions", "_engine", "_connection", "running")
 
     def __init__(self, engine: Engine) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._engine = engine
         self._connection: Connection | None = None
+        self.running: AsyncpgStatements | None = None  # the batch under way's: its kept updates go before others
+
+    def _before_statement(self, *_args: Any) -> None:
+        # A statement through SQLAlchemy on the kept connection may read what a kept update changed.
+        if self.running is not None:
+            self.running.flush()
 
     def connection(self) -> Connection:
         """The writer's own connection (opened on first use, used on the event loop's thread only)."""
@@ -240,12 +246,18 @@ class PostgresSessions:
     batch's critical path. A batch run again with a savepoint per job, or a job run again alone after it failed,
     goes through ``sessions`` (the same engine, pooled connections)."""
 
-    __slots__ = ("sessions", "_engine", "_connection")
+    __slots__ = ("sessions", "_engine", "_connection", "running")
 
     def __init__(self, engine: Engine) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._engine = engine
         self._connection: Connection | None = None
+        self.running: AsyncpgStatements | None = None  # the batch under way's: its kept updates go before others
+
+    def _before_statement(self, *_args: Any) -> None:
+        # A statement through SQLAlchemy on the kept connection may read what a kept update changed.
+        if self.running is not None:
+            self.running.flush()
 
     def connection(self) -> Connection:
         """The writer's own connection (opened on first use, again after it broke; called from the batch's
@@ -256,6 +268,7 @@ class PostgresSessions:
             kept = None
         if kept is None:
             kept = self._connection = self._engine.connect()
+            event.listen(kept, "before_cursor_execute", self._before_statement)
         keep_young(kept.connection)
         return kept
 
@@ -299,7 +312,7 @@ def _run_together(sessions: Sessions, jobs: list[Job], careful: Careful) -> list
         if len(jobs) == 1 and inline is not None and (lone := _run_direct(inline.connection(), jobs)) is not None:
             return lone
         if len(jobs) == 1 and postgres is not None:
-            lone = _run_on_kept_connection(postgres.connection(), jobs)
+            lone = _run_on_kept_connection(postgres, jobs)
             if lone is not None:
                 return lone
         if len(jobs) == 1:  # a lone job (a rerun above all) needs no savepoint: it fails alone anyway
@@ -315,7 +328,7 @@ def _run_together(sessions: Sessions, jobs: list[Job], careful: Careful) -> list
             if inline is not None:
                 plain = _run_direct(inline.connection(), jobs)
             elif postgres is not None:
-                plain = _run_on_kept_connection(postgres.connection(), jobs)
+                plain = _run_on_kept_connection(postgres, jobs)
             else:
                 plain = _run_without_savepoints(makers, jobs)
             if plain is not None:
@@ -391,12 +404,14 @@ def _run_direct(connection: Connection, jobs: list[Job]) -> list[Any] | None:
             driver.execute("ROLLBACK")
 
 
-def _run_on_kept_connection(connection: Connection, jobs: list[Job]) -> list[Any] | None:
+def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list[Any] | None:
     """``PostgresSessions``' batch, without savepoints: every job's result, committed together; or None, all rolled
-    back, as soon as one job raises or the deferred inserts are refused (the caller runs the jobs again through a
-    session, where each gets its own error)."""
+    back, as soon as one job raises or the deferred inserts or updates are refused (the caller runs the jobs again
+    through a session, where each gets its own error)."""
+    connection = postgres.connection()
     adapted: Any = connection.connection.dbapi_connection  # SQLAlchemy's asyncpg adapter: it owns the transaction
-    statements = AsyncpgStatements(adapted, connection.dialect)
+    statements = AsyncpgStatements(adapted, connection.dialect, updates_later=True)
+    postgres.running = statements
     # Bound to the kept connection: a job that runs a statement through the session joins this very transaction
     # (the adapter's, begun by the first statement whoever sends it), which the session then commits.
     session = Session(bind=connection, expire_on_commit=False)
@@ -411,8 +426,11 @@ def _run_on_kept_connection(connection: Connection, jobs: list[Job]) -> list[Any
             except Exception:
                 return None
             _job_done(session)
+        if statements.failed is not None:  # a kept update was refused (and a job went on)
+            return None
         deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
         try:
+            statements.flush()
             for key, rows in deferred.items():
                 if rows and not (isinstance(key, Insert) and statements.insert_many(key, rows)):
                     _write(connection, key, rows)
@@ -429,6 +447,7 @@ def _run_on_kept_connection(connection: Connection, jobs: list[Job]) -> list[Any
             session.dispatch.after_commit(session)
         return results
     finally:
+        postgres.running = None
         session.close()  # rolls back what a job ran through it, if the batch did not commit
         if connection.in_transaction():
             connection.rollback()

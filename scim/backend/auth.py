@@ -88,9 +88,10 @@ def _read_directory(session: Session, *, directory_id: str, token: str, lock: bo
     postgres = postgres_statements(session) if lock else None  # PostgreSQL's write batches
     if postgres is not None:
         # Locked if the token matches; else read unlocked, which tells a wrong token from an unknown directory.
-        rows = postgres.rows(_LOCK_DIRECTORY, {"id": directory_id, "token_hash": hash_secret(token)})
+        parameters = {"id": directory_id, "token_hash": hash_secret(token)}
+        rows = postgres.rows(_LOCK_DIRECTORY, parameters, reads=directory_id)
         if not rows:
-            rows = postgres.rows(_GET_DIRECTORY, {"id": directory_id})
+            rows = postgres.rows(_GET_DIRECTORY, {"id": directory_id}, reads=directory_id)
         return dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True)) if rows else None
     connection = session.connection()
     row = None

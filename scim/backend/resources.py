@@ -33,6 +33,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
 from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
+from gateway.store.batch_driver import AsyncpgStatements
 from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.protocol.errors import ScimError
@@ -208,7 +209,8 @@ def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str,
     if postgres is not None:
         with_groups = kind.model is DirectoryUser
         statement = _user_snapshot_with_groups(kind) if with_groups else kind._snapshot
-        found_rows = postgres.rows(statement, parameters)
+        # A user's row and its groups (whose updates never wait: ``save_resource``).
+        found_rows = postgres.rows(statement, parameters, reads=resource_id if with_groups else None)
         if not found_rows:
             raise ScimError(404, f"{kind.name} {resource_id} not found")
         if not with_groups:
@@ -274,9 +276,16 @@ def save_resource(
     try:
         # One prebuilt UPDATE by id. No lost update: the write job read ``row`` in this very transaction, which
         # SQLite's single writer (or the directory's row lock on PostgreSQL, ``scim.backend.auth``) keeps exclusive
-        # until the commit.
+        # until the commit. On PostgreSQL a user's update may wait for the batch's others (``update_later``): one
+        # round trip for all; a conflict there runs the batch again with savepoints, where it is raised here.
         if direct is not None:
-            direct.rows(_update_of(kind, tuple(values)), {"b_id": row.id, **{f"v_{k}": v for k, v in values.items()}})
+            update = _update_of(kind, tuple(values))
+            parameters = {"b_id": row.id, **{f"v_{k}": v for k, v in values.items()}}
+            user = kind.model is DirectoryUser
+            if not (
+                user and isinstance(direct, AsyncpgStatements) and direct.update_later(update, parameters, row=row.id)
+            ):
+                direct.rows(update, parameters)
         else:
             session.connection().execute(kind._update, {"b_id": row.id, **values})
     except (IntegrityError, sqlite3.IntegrityError) as exc:
