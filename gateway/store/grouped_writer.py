@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Insert, event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_, greenlet_spawn
 
 from gateway.store.batch_driver import AsyncpgStatements, asyncpg_statements
 from gateway.store.plan_age import keep_young
@@ -244,15 +244,33 @@ class PostgresSessions:
     to it and touching it only if a job uses it beyond ``postgres_statements`` (a rare path). A pooled ORM session's
     transaction (its checkout, its events, its commit) cost ~200 us of CPU per batch on the event loop, in the
     batch's critical path. A batch run again with a savepoint per job, or a job run again alone after it failed,
-    goes through ``sessions`` (the same engine, pooled connections)."""
+    goes through ``sessions`` (the same engine, pooled connections).
 
-    __slots__ = ("sessions", "_engine", "_connection", "running")
+    Once a batch has committed, the next one's transaction is begun at once (``begin_next``), while the answers
+    go out and the next requests come in: its BEGIN's round trip is off the next batch's path. A transaction that
+    has run no statement holds no lock and no snapshot (READ COMMITTED), and every timestamp the store writes
+    comes from the application, not from the transaction's start."""
+
+    __slots__ = ("sessions", "_engine", "_connection", "_beginning", "running")
 
     def __init__(self, engine: Engine) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._engine = engine
         self._connection: Connection | None = None
+        self._beginning: asyncio.Task[None] | None = None  # the next batch's BEGIN, under way
         self.running: AsyncpgStatements | None = None  # the batch under way's: its kept updates go before others
+
+    def begin_next(self, connection: Connection) -> None:
+        """Begin the next batch's transaction on the kept ``connection`` now, without waiting for it (on the event
+        loop's thread, its transaction just committed)."""
+        adapted: Any = connection.connection.dbapi_connection
+        self._beginning = asyncio.get_running_loop().create_task(adapted._start_transaction())
+
+    def _settle(self) -> None:
+        """Wait for ``begin_next``'s BEGIN (raising its error): nothing else may use the connection meanwhile."""
+        beginning, self._beginning = self._beginning, None
+        if beginning is not None:
+            await_(beginning)
 
     def _before_statement(self, *_args: Any) -> None:
         # A statement through SQLAlchemy on the kept connection may read what a kept update changed.
@@ -263,6 +281,11 @@ class PostgresSessions:
         """The writer's own connection (opened on first use, again after it broke; called from the batch's
         greenlet), its cached plans kept young (``gateway.store.plan_age``)."""
         kept = self._connection
+        try:
+            self._settle()
+        except Exception:  # the connection broke meanwhile: another one
+            kept = None
+            self.close()
         if kept is not None and (kept.closed or kept.invalidated or _driver(kept).is_closed()):
             self.close()
             kept = None
@@ -274,6 +297,8 @@ class PostgresSessions:
 
     def close(self) -> None:
         """Close (or, if broken, drop) the kept connection; from a greenlet."""
+        with contextlib.suppress(Exception):
+            self._settle()
         kept, self._connection = self._connection, None
         if kept is None:
             return
@@ -415,6 +440,7 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
     # Bound to the kept connection: a job that runs a statement through the session joins this very transaction
     # (the adapter's, begun by the first statement whoever sends it), which the session then commits.
     session = Session(bind=connection, expire_on_commit=False)
+    committed = False
     try:
         session.info[_DEFERRED] = {}
         session.info[_PLAIN] = True
@@ -445,6 +471,7 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
                 adapted.commit()
             # What a session's commit announces (the events it recorded, counted by ``gateway.observe``).
             session.dispatch.after_commit(session)
+        committed = True
         return results
     finally:
         postgres.running = None
@@ -453,6 +480,8 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
             connection.rollback()
         if adapted._transaction is not None:
             adapted.rollback()
+        if committed:
+            postgres.begin_next(connection)
 
 
 # Deferred inserts compiled for the rows' columns (SQLite), per statement and set of columns.
