@@ -445,6 +445,7 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
         session.info[_DEFERRED] = {}
         session.info[_PLAIN] = True
         session.info[_ASYNCPG] = statements
+        session.info[_DIRECT] = None  # (asking for it would begin the session on the connection)
         results = []
         for job in jobs:
             try:

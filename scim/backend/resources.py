@@ -315,10 +315,9 @@ def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Direc
     )
     parameters = {"resource_id": row.id, "now": utcnow()}
     postgres = postgres_statements(session)
-    connection = session.connection()
     if postgres is not None:
         postgres.rows(_touch_and_delete(kind), parameters)  # one round trip
-    elif connection.dialect.name == "postgresql":
+    elif (connection := session.connection()).dialect.name == "postgresql":
         connection.execute(_touch_and_delete(kind), parameters)
     else:
         # Before the delete, while its memberships still name them.

@@ -135,12 +135,12 @@ def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -
         direct.rows(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
         deleted = direct.rows(_DELETE_USER_SQLITE, parameters)
         row: Any = dict(zip(_USER_COLUMNS, deleted[0], strict=True)) if deleted else None
-    elif session.connection().dialect.name == "sqlite":
-        session.connection().execute(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
-        row = session.connection().execute(_DELETE_USER_SQLITE, parameters).mappings().first()
     elif (postgres := postgres_statements(session)) is not None:
         deleted = postgres.rows(_DELETE_USER_POSTGRES, parameters)
         row = dict(zip(_USER_COLUMNS, deleted[0], strict=True)) if deleted else None
+    elif session.connection().dialect.name == "sqlite":
+        session.connection().execute(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
+        row = session.connection().execute(_DELETE_USER_SQLITE, parameters).mappings().first()
     else:
         row = session.connection().execute(_DELETE_USER_POSTGRES, parameters).mappings().first()
     if row is None:
