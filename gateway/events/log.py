@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from gateway.events.payloads import EventData, EventName, stored
+from gateway.store.batch_driver import asyncpg_statements
 from gateway.store.grouped_writer import defer_rows, insert_rows
 from gateway.store.ids import new_id
 from gateway.store.models import Event, utcnow
@@ -91,7 +92,11 @@ def _insert_in_commit_order(connection: Connection, rows: list[dict[str, Any]]) 
     writer already.) A grouped transaction writes its events at its very end (``defer_rows``), so the lock is held
     for that insert and the commit only, not for the whole transaction."""
     # ``created_at`` is timezone-aware: its JSON text (RFC 3339, microseconds) is the same instant.
-    connection.execute(_INSERT_EVENTS_IN_ORDER, {"rows": dumps(rows)})
+    statements = asyncpg_statements(connection)  # straight on the batch's asyncpg connection when it is one
+    if statements is not None:
+        statements.rows(_INSERT_EVENTS_IN_ORDER, {"rows": dumps(rows)})
+    else:
+        connection.execute(_INSERT_EVENTS_IN_ORDER, {"rows": dumps(rows)})
 
 
 def read_events_after(session: Session, *, after: int, where: Sequence[Any] = (), limit: int) -> list[Any]:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from gateway.settings import Settings
-from gateway.store.grouped_writer import InlineSessions, WriteQueue
+from gateway.store.grouped_writer import InlineSessions, PostgresSessions, WriteQueue
 from gateway.store.lookup_connections import LookupConnections
 from gateway.store.plan_age import keep_plans_young
 from gateway.store.prepared import Compiled, DbapiReader, Reader
@@ -90,8 +90,10 @@ class Database:
             self.inline_engine = None
             inline = None
         self._sync_writes = sessionmaker(writes, expire_on_commit=False)
+        # PostgreSQL's batches run on a connection the writer keeps (``grouped_writer.PostgresSessions``).
+        batches = self._sync_writes if self.is_sqlite else PostgresSessions(writes)
         self._queue = WriteQueue(
-            self._sync_writes, after_batch=self._after_write_batch, on_event_loop=not self.is_sqlite, inline=inline
+            batches, after_batch=self._after_write_batch, on_event_loop=not self.is_sqlite, inline=inline
         )
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
         # SQLite's lookups (``lookup``): one connection, used on the event loop's thread only, and their statements.

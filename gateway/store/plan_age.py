@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import await_
 
 PLANS_KEPT_SECONDS = 10.0
@@ -49,3 +49,11 @@ def keep_plans_young(engine: AsyncEngine) -> None:
     def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
         if stale(record.info.get(_SINCE, 0.0)):
             record.info[_SINCE] = await_(discard_plans(dbapi_connection.driver_connection))
+
+
+def keep_young(connection: PoolProxiedConnection) -> None:
+    """``keep_plans_young`` for a connection kept checked out (PostgreSQL's write batches): called before each use,
+    from a greenlet."""
+    info = connection.record_info
+    if info is not None and stale(info.get(_SINCE, 0.0)):
+        info[_SINCE] = await_(discard_plans(connection.driver_connection))

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.expression import ReturnsRows
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement, ReturnsRows
 
 Row = tuple[Any, ...]
 
@@ -36,9 +37,10 @@ class Compiled:
 
     __slots__ = ("sql", "names", "positional", "defaults", "processors", "converters")
 
-    def __init__(self, statement: ReturnsRows, dialect: Dialect, *, column_keys: Sequence[str] | None = None) -> None:
+    def __init__(self, statement: ClauseElement, dialect: Dialect, *, column_keys: Sequence[str] | None = None) -> None:
         # ``column_keys``: an INSERT's columns (those of its rows), as an ``executemany`` of them binds them.
         compiled = statement.compile(dialect=dialect, column_keys=None if column_keys is None else list(column_keys))
+        assert isinstance(compiled, SQLCompiler)
         self.sql = compiled.string
         self.positional = compiled.positional
         self.names: Sequence[str] = compiled.positiontup or ()
@@ -53,7 +55,8 @@ class Compiled:
                 processors.append((name, process))
         self.processors = processors
         converters: list[tuple[int, Callable[[Any], Any]]] = []
-        for index, column in enumerate(statement.exported_columns):
+        # (A ``text()`` statement has no columns of its own: its rows, if any, are taken as they come.)
+        for index, column in enumerate(getattr(statement, "exported_columns", ())):
             convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
             if convert is not None:
                 converters.append((index, convert))
@@ -81,7 +84,11 @@ class Compiled:
 
 
 def compiled_for(
-    statement: ReturnsRows, dialect: Dialect, cache: dict[Any, Compiled], *, column_keys: tuple[str, ...] | None = None
+    statement: ClauseElement,
+    dialect: Dialect,
+    cache: dict[Any, Compiled],
+    *,
+    column_keys: tuple[str, ...] | None = None,
 ) -> Compiled:
     """``statement`` compiled for ``dialect`` (and an INSERT's ``column_keys``), once per ``cache`` (one cache per
     dialect)."""

@@ -13,7 +13,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, directory_payload, iso
 from gateway.store.credentials import hash_secret, secret_matches
-from gateway.store.grouped_writer import batch_memo, direct_statements, keep_batch_memo
+from gateway.store.grouped_writer import batch_memo, direct_statements, keep_batch_memo, postgres_statements
 from gateway.store.models import Directory, DirectoryState, utcnow
 from scim.protocol.errors import ScimError
 
@@ -84,6 +84,14 @@ def _read_directory(session: Session, *, directory_id: str, token: str, lock: bo
     direct = direct_statements(session)  # SQLite's write batches
     if direct is not None:
         rows = direct.rows(_GET_DIRECTORY, {"id": directory_id})
+        return dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True)) if rows else None
+    postgres = postgres_statements(session) if lock else None  # PostgreSQL's write batches
+    if postgres is not None:
+        # Locked if the token matches; else read unlocked, which tells a wrong token from an unknown directory.
+        parameters = {"id": directory_id, "token_hash": hash_secret(token)}
+        rows = postgres.rows(_LOCK_DIRECTORY, parameters, reads=directory_id)
+        if not rows:
+            rows = postgres.rows(_GET_DIRECTORY, {"id": directory_id}, reads=directory_id)
         return dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True)) if rows else None
     connection = session.connection()
     row = None

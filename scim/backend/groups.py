@@ -18,7 +18,7 @@ from sqlmodel import col
 from gateway.events.log import record_event, record_events
 from gateway.events.payloads import EventName, group_payload, membership_payload, user_payload
 from gateway.ops.rule_evaluation import regroup
-from gateway.store.grouped_writer import direct_statements
+from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.backend.columns import group_columns
@@ -154,7 +154,11 @@ def add_members_unread(
     else:
         parameters.update(ids=list(display), displays=list(display.values()))
         statement = _ADD_MEMBERS_UNREAD_POSTGRES
-    rows = session.connection().execute(statement, parameters).all()
+    postgres = postgres_statements(session)
+    if postgres is not None:
+        rows: Sequence[Any] = postgres.rows(statement, parameters)
+    else:
+        rows = session.connection().execute(statement, parameters).all()
     if not rows:
         return None
     split = len(_groups.c)

@@ -33,7 +33,8 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
 from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
-from gateway.store.grouped_writer import direct_statements
+from gateway.store.batch_driver import AsyncpgStatements
+from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.protocol.errors import ScimError
 from scim.protocol.render import Member, etag, location, mentions, project, related_attribute, render_resource
@@ -204,6 +205,20 @@ def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str,
         if not found_rows:
             raise ScimError(404, f"{kind.name} {resource_id} not found")
         return kind.model.model_construct(**dict(zip(kind.columns, found_rows[0], strict=True)))
+    postgres = postgres_statements(session)
+    if postgres is not None:
+        with_groups = kind.model is DirectoryUser
+        statement = _user_snapshot_with_groups(kind) if with_groups else kind._snapshot
+        # A user's row and its groups (whose updates never wait: ``save_resource``).
+        found_rows = postgres.rows(statement, parameters, reads=resource_id if with_groups else None)
+        if not found_rows:
+            raise ScimError(404, f"{kind.name} {resource_id} not found")
+        if not with_groups:
+            return kind.model.model_construct(**dict(zip(kind.columns, found_rows[0], strict=True)))
+        *columns, seen = found_rows[0]
+        user = kind.model.model_construct(**dict(zip(kind.columns, columns, strict=True)))
+        user.__dict__[_GROUPS_SEEN] = members_of_json(seen)
+        return user
     connection = session.connection()
     if kind.model is DirectoryUser and connection.dialect.name == "postgresql":
         found = connection.execute(_user_snapshot_with_groups(kind), parameters).mappings().first()
@@ -257,13 +272,20 @@ def save_resource(
     organization_id = directory.organization_id
     before = kind.payload(row, organization_id=organization_id)
     values = {**columns, "version": row.version + 1, "updated_at": utcnow()}
-    direct = direct_statements(session)
+    direct = direct_statements(session) or postgres_statements(session)
     try:
         # One prebuilt UPDATE by id. No lost update: the write job read ``row`` in this very transaction, which
         # SQLite's single writer (or the directory's row lock on PostgreSQL, ``scim.backend.auth``) keeps exclusive
-        # until the commit.
+        # until the commit. On PostgreSQL a user's update may wait for the batch's others (``update_later``): one
+        # round trip for all; a conflict there runs the batch again with savepoints, where it is raised here.
         if direct is not None:
-            direct.rows(_update_of(kind, tuple(values)), {"b_id": row.id, **{f"v_{k}": v for k, v in values.items()}})
+            update = _update_of(kind, tuple(values))
+            parameters = {"b_id": row.id, **{f"v_{k}": v for k, v in values.items()}}
+            user = kind.model is DirectoryUser
+            if not (
+                user and isinstance(direct, AsyncpgStatements) and direct.update_later(update, parameters, row=row.id)
+            ):
+                direct.rows(update, parameters)
         else:
             session.connection().execute(kind._update, {"b_id": row.id, **values})
     except (IntegrityError, sqlite3.IntegrityError) as exc:
@@ -291,10 +313,12 @@ def delete_resource(session: Session, kind: ResourceKind[R], *, directory: Direc
     regrouped = (
         members_to_regroup(session, directory=directory, group_id=row.id) if kind.model is DirectoryGroup else []
     )
-    connection = session.connection()
     parameters = {"resource_id": row.id, "now": utcnow()}
-    if connection.dialect.name == "postgresql":
-        connection.execute(_touch_and_delete(kind), parameters)  # one round trip
+    postgres = postgres_statements(session)
+    if postgres is not None:
+        postgres.rows(_touch_and_delete(kind), parameters)  # one round trip
+    elif (connection := session.connection()).dialect.name == "postgresql":
+        connection.execute(_touch_and_delete(kind), parameters)
     else:
         # Before the delete, while its memberships still name them.
         connection.execute(kind._touch_related, parameters)
@@ -319,7 +343,7 @@ def related_members(session: Session, kind: ResourceKind[R], ids: Sequence[str])
         return result
     if len(ids) == 1:  # one resource (a write's answer): a plain equality, no IN list to expand per execution
         [own] = ids
-        direct = direct_statements(session)
+        direct = direct_statements(session) or postgres_statements(session)
         parameters = {"resource_id": own}
         if direct is not None:
             pairs: Any = direct.rows(kind.related_one, parameters)

@@ -12,7 +12,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, user_payload
 from gateway.ops.rule_evaluation import apply_rules
-from gateway.store.grouped_writer import direct_statements, insert_new_rows
+from gateway.store.grouped_writer import direct_statements, insert_new_rows, postgres_statements
 from gateway.store.ids import new_id
 from gateway.store.models import (
     DeprovisionPolicy,
@@ -146,6 +146,9 @@ def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -
         direct.rows(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
         deleted = direct.rows(_DELETE_USER_SQLITE, parameters)
         row: Any = _deleted_sqlite(deleted[0]) if deleted else None
+    elif (postgres := postgres_statements(session)) is not None:
+        deleted = postgres.rows(_DELETE_USER_POSTGRES, parameters)
+        row = dict(zip(_USER_COLUMNS, deleted[0], strict=True)) if deleted else None
     elif session.connection().dialect.name == "sqlite":
         session.connection().execute(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
         returned = session.connection().execute(_DELETE_USER_SQLITE, parameters).first()
