@@ -153,6 +153,19 @@ def _job_done(session: Session) -> None:
         session.info.pop(_MEMO, None)
 
 
+def _each_job(session: Session, jobs: list[Job]) -> list[Any] | None:
+    """Every job's result, in order, in a batch without savepoints; None as soon as one raises (the caller rolls the
+    whole batch back)."""
+    results = []
+    for job in jobs:
+        try:
+            results.append(job(session))
+        except Exception:
+            return None
+        _job_done(session)
+    return results
+
+
 def _write_deferred_inserts(session: Session) -> None:
     deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
     pending = [(key, rows) for key, rows in deferred.items() if rows]
@@ -377,13 +390,9 @@ def _run_without_savepoints(sessions: sessionmaker[Session], jobs: list[Job]) ->
     with sessions() as session:
         session.info[_DEFERRED] = {}
         session.info[_PLAIN] = True
-        results = []
-        for job in jobs:
-            try:
-                results.append(job(session))
-            except Exception:
-                return None  # closing the session rolls the whole transaction back
-            _job_done(session)
+        results = _each_job(session, jobs)
+        if results is None:
+            return None  # closing the session rolls the whole transaction back
         try:
             _write_deferred_inserts(session)
         except Exception:
@@ -405,13 +414,9 @@ def _run_direct(connection: Connection, jobs: list[Job]) -> list[Any] | None:
         session.info[_DEFERRED] = {}
         session.info[_PLAIN] = True
         session.info[_DIRECT] = DbapiReader(driver, connection.dialect, _DIRECT_COMPILED)
-        results = []
-        for job in jobs:
-            try:
-                results.append(job(session))
-            except Exception:
-                return None
-            _job_done(session)
+        results = _each_job(session, jobs)
+        if results is None:
+            return None
         try:
             _write_deferred_direct(session, driver)
         except Exception:
@@ -446,13 +451,9 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
         session.info[_PLAIN] = True
         session.info[_ASYNCPG] = statements
         session.info[_DIRECT] = None  # (asking for it would begin the session on the connection)
-        results = []
-        for job in jobs:
-            try:
-                results.append(job(session))
-            except Exception:
-                return None
-            _job_done(session)
+        results = _each_job(session, jobs)
+        if results is None:
+            return None
         if statements.failed is not None:  # a kept update was refused (and a job went on)
             return None
         deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
