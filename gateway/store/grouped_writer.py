@@ -226,18 +226,13 @@ class InlineSessions:
     per batch, the driver's BEGIN and COMMIT ~10 us: more than the statements of a light batch of one or two jobs.
     A batch run again with a savepoint per job goes through ``sessions`` (the same engine, another connection)."""
 
-    __slots__ = ("sessions", "_engine", "_connection", "running")
+    __slots__ = ("sessions", "_engine", "_connection", "shut")
 
     def __init__(self, engine: Engine) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._engine = engine
         self._connection: Connection | None = None
-        self.running: AsyncpgStatements | None = None  # the batch under way's: its kept updates go before others
-
-    def _before_statement(self, *_args: Any) -> None:
-        # A statement through SQLAlchemy on the kept connection may read what a kept update changed.
-        if self.running is not None:
-            self.running.flush()
+        self.shut = False  # the store is closing: batches still coming go through ``sessions``
 
     def connection(self) -> Connection:
         """The writer's own connection (opened on first use, used on the event loop's thread only)."""
@@ -246,6 +241,9 @@ class InlineSessions:
         return self._connection
 
     def close(self) -> None:
+        """At shutdown: release the kept connection for good (a write still arriving would otherwise open another
+        that nothing closes)."""
+        self.shut = True
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -264,7 +262,7 @@ class PostgresSessions:
     has run no statement holds no lock and no snapshot (READ COMMITTED), and every timestamp the store writes
     comes from the application, not from the transaction's start."""
 
-    __slots__ = ("sessions", "_engine", "_connection", "_beginning", "running")
+    __slots__ = ("sessions", "_engine", "_connection", "_beginning", "running", "shut")
 
     def __init__(self, engine: Engine) -> None:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
@@ -272,6 +270,7 @@ class PostgresSessions:
         self._connection: Connection | None = None
         self._beginning: asyncio.Task[None] | None = None  # the next batch's BEGIN, under way
         self.running: AsyncpgStatements | None = None  # the batch under way's: its kept updates go before others
+        self.shut = False  # the store is closing (``shut_down``): batches still coming go through ``sessions``
 
     def begin_next(self, connection: Connection) -> None:
         """Begin the next batch's transaction on the kept ``connection`` now, without waiting for it (on the event
@@ -308,6 +307,12 @@ class PostgresSessions:
         keep_young(kept.connection)
         return kept
 
+    def shut_down(self) -> None:
+        """At shutdown, from a greenlet: release the kept connection for good (a write still arriving, the webhook
+        worker's last record say, would otherwise open another that nothing closes)."""
+        self.shut = True
+        self.close()
+
     def close(self) -> None:
         """Close (or, if broken, drop) the kept connection; from a greenlet."""
         with contextlib.suppress(Exception):
@@ -343,8 +348,8 @@ def run_batch(sessions: Sessions, jobs: list[Job], careful: Careful) -> list[Any
 
 
 def _run_together(sessions: Sessions, jobs: list[Job], careful: Careful) -> list[Any]:
-    inline = sessions if isinstance(sessions, InlineSessions) else None
-    postgres = sessions if isinstance(sessions, PostgresSessions) else None
+    inline = sessions if isinstance(sessions, InlineSessions) and not sessions.shut else None
+    postgres = sessions if isinstance(sessions, PostgresSessions) and not sessions.shut else None
     makers = sessions if isinstance(sessions, sessionmaker) else sessions.sessions
     try:
         if len(jobs) == 1 and inline is not None and (lone := _run_direct(inline.connection(), jobs)) is not None:
@@ -603,7 +608,7 @@ class WriteQueue:
         elif self._batch is not None:
             await asyncio.wait([self._batch])  # on the event loop: the batch under way finishes too
         if isinstance(self._sessions, PostgresSessions):
-            await greenlet_spawn(self._sessions.close)
+            await greenlet_spawn(self._sessions.shut_down)
 
     def _start(self, jobs: list[Job]) -> asyncio.Future[list[Any]]:
         if self._thread is None:
