@@ -46,6 +46,7 @@ Job = Callable[[Session], Any]  # a write operation: a plain function over the b
 
 # Writes a table's deferred rows (of the whole batch) in as few statements as it can.
 RowsWriter = Callable[[Connection, list[dict[str, Any]]], None]
+_Deferred = tuple[Insert | RowsWriter, list[dict[str, Any]]]  # a statement (or writer) and the rows it is to write
 
 _DEFERRED = "dsync.deferred_inserts"
 _PLAIN = "dsync.batch_without_savepoints"
@@ -174,13 +175,18 @@ def _write_deferred_inserts(session: Session) -> None:
     connection = session.connection()
     statements = asyncpg_statements(connection)
     if statements is not None:
-        for key, rows in pending:
-            if isinstance(key, Insert) and statements.insert_many(key, rows):
-                continue
-            _write(connection, key, rows)
+        _write_on_asyncpg(statements, connection, pending)
         return
     with _pipelined(connection, len(pending) > 1):
         for key, rows in pending:
+            _write(connection, key, rows)
+
+
+def _write_on_asyncpg(statements: AsyncpgStatements, connection: Connection, pending: list[_Deferred]) -> None:
+    """Deferred rows on PostgreSQL: an INSERT's rows in one ``executemany`` where they can go that way, the rest
+    (a writer function, rows left to a computed default) through ``_write``."""
+    for key, rows in pending:
+        if not (isinstance(key, Insert) and statements.insert_many(key, rows)):
             _write(connection, key, rows)
 
 
@@ -464,9 +470,7 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
         deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
         try:
             statements.flush()
-            for key, rows in deferred.items():
-                if rows and not (isinstance(key, Insert) and statements.insert_many(key, rows)):
-                    _write(connection, key, rows)
+            _write_on_asyncpg(statements, connection, [(key, rows) for key, rows in deferred.items() if rows])
         except Exception:
             return None
         if session.in_transaction() or session.new or session.dirty or session.deleted:
