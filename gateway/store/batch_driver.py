@@ -10,14 +10,19 @@ the engine's own processors (``gateway.store.prepared.Compiled``), the statement
 asyncpg (whose plans ``gateway.store.plan_age`` keeps young: it discards a connection's plans, whoever prepared
 them).
 
+In a batch that runs without savepoints, jobs whose one statement is the same (a DELETE of a user, a member added to
+a group, each by key) may send it together (``rows_together``): one round trip for the batch's run of them, in job
+order, as if each had waited for its own answer. Each job's rest (its events) runs once the answers are in, still in
+job order; every other use of the connection, and every row deferred for the commit, waits for that first.
+
 Errors keep the shape the rest of the store expects: asyncpg's are raised as SQLAlchemy's (``IntegrityError`` for a
 uniqueness conflict, with ``.orig.sqlstate``, so a deadlock or a serialization failure is still retried).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 from asyncpg import PostgresError
 from sqlalchemy import Connection, Insert
@@ -28,15 +33,68 @@ from sqlalchemy.util import await_
 
 from gateway.store.prepared import Compiled, Row, compiled_for
 
+T = TypeVar("T")
+U = TypeVar("U")
+
 # The batches' statements, compiled once per process (one PostgreSQL dialect), and INSERTs per set of columns.
 _COMPILED: dict[Any, Compiled] = {}
+
+
+class Later(Generic[T]):
+    """A job's answer that waits for its statement sent with others (``AsyncpgStatements.rows_together``): given
+    once the batch has their answers, before its commit. ``map`` makes the answer built from it."""
+
+    __slots__ = ("_value", "_done", "_then")
+
+    def __init__(self) -> None:
+        self._value: Any = None
+        self._done = False
+        self._then: list[Callable[[Any], None]] = []
+
+    def map(self, function: Callable[[T], U]) -> Later[U]:
+        mapped: Later[U] = Later()
+        self._then.append(lambda value: mapped.give(function(value)))
+        return mapped
+
+    def give(self, value: T) -> None:
+        self._value, self._done = value, True
+        for then in self._then:
+            then(value)
+
+    @property
+    def value(self) -> T:
+        if not self._done:
+            raise RuntimeError("a statement sent together with others was never answered")
+        value: T = self._value
+        return value
+
+
+def settled(result: Any) -> Any:
+    """A job's result as given: a ``Later``'s value once the batch has it."""
+    return result.value if isinstance(result, Later) else result
+
+
+class Reordered(RuntimeError):
+    """A job's rest used the connection after statements of later jobs had run (``rows_together``): the batch must
+    run again, each job on its own."""
+
+
+class _Together:
+    """Jobs' calls of one statement waiting to go together: each call's parameters, key, and what makes its answer."""
+
+    __slots__ = ("compiled", "key_column", "calls")
+
+    def __init__(self, compiled: Compiled, key_column: int) -> None:
+        self.compiled = compiled
+        self.key_column = key_column
+        self.calls: dict[str, tuple[Any, Callable[[list[Row]], Any], Later[Any]]] = {}
 
 
 class AsyncpgStatements:
     """A ``gateway.store.prepared.Reader`` on a write batch's asyncpg connection, in its transaction (begun here if
     no statement began it yet): ``rows`` answers what a statement returns (none without ``RETURNING``)."""
 
-    __slots__ = ("_adapted", "_driver", "_dialect", "_later", "_later_rows", "failed")
+    __slots__ = ("_adapted", "_driver", "_dialect", "_later", "_later_rows", "failed", "_together", "_rest")
 
     def __init__(self, adapted: Any, dialect: Dialect, *, updates_later: bool = False) -> None:
         self._adapted = adapted  # SQLAlchemy's adapter: it owns the transaction (commit, rollback, savepoints)
@@ -46,10 +104,81 @@ class AsyncpgStatements:
         self._later: dict[Compiled, list[Any]] | None = {} if updates_later else None
         self._later_rows: set[str] = set()
         self.failed: BaseException | None = None  # what ``flush`` met: the batch must not commit
+        # ``rows_together``'s calls waiting (only in a batch without savepoints: the one that keeps updates).
+        self._together: _Together | None = None
+        self._rest = False  # running a job's rest while later jobs' statements have run already
+
+    def rows_together(
+        self,
+        statement: ClauseElement,
+        parameters: Mapping[str, Any],
+        *,
+        key: str,
+        key_column: int,
+        then: Callable[[list[Row]], T],
+    ) -> T | Later[T]:
+        """``then`` of the rows ``statement`` returns, where every row it returns holds ``key`` in column
+        ``key_column``; in a batch without savepoints, a ``Later`` instead: the statement goes with the next jobs'
+        calls of the same statement (other keys) in one round trip, and ``then`` runs once their answers are in, in
+        job order. ``then`` may record events but must run no statement (else the batch runs again job by job)."""
+        if self._later is None:
+            return then(self.rows(statement, parameters))
+        compiled = compiled_for(statement, self._dialect, _COMPILED)
+        waiting = self._together
+        if waiting is not None and (waiting.compiled is not compiled or key in waiting.calls):
+            self.settle()
+            waiting = None
+        if waiting is None:
+            self._guard()
+            waiting = self._together = _Together(compiled, key_column)
+        later: Later[T] = Later()
+        waiting.calls[key] = (compiled.bound(parameters), then, later)
+        return later
+
+    def settle(self) -> None:
+        """Send the statements waiting to go together and run each job's rest, in job order."""
+        waiting, self._together = self._together, None
+        if waiting is None:
+            return
+        if self._later:
+            self.flush()  # (a statement of theirs may read what an update kept for later changes)
+        self._begun()
+        compiled = waiting.compiled
+        calls = list(waiting.calls.values())
+        try:
+            if len(calls) == 1:
+                fetched = await_(self._driver.fetch(compiled.sql, *calls[0][0]))
+            else:
+                fetched = await_(self._driver.fetchmany(compiled.sql, [arguments for arguments, _, _ in calls]))
+        except PostgresError as error:
+            raise _translated(error, compiled.sql, self._dialect) from error
+        found: dict[str, list[Row]] = {}
+        for row in compiled.convert(fetched):
+            found.setdefault(row[waiting.key_column], []).append(row)
+        last = len(calls) - 1
+        try:
+            for index, (key, (_arguments, then, later)) in enumerate(zip(waiting.calls, calls, strict=True)):
+                self._rest = index < last
+                later.give(then(found.get(key, [])))
+        finally:
+            self._rest = False
+
+    def before_statement(self) -> None:
+        """Before a statement sent some other way (through SQLAlchemy) on the batch's connection: what waits goes
+        first."""
+        self.settle()
+        self._guard()
+        self.flush()
+
+    def _guard(self) -> None:
+        if self._rest:
+            raise Reordered("a statement after later jobs' statements had run")
 
     def rows(self, statement: ClauseElement, parameters: Mapping[str, Any], *, reads: str | None = None) -> list[Row]:
         """``reads``: the statement reads the row of this id (and nothing that ``update_later`` may have changed but
         that row), so updates of other rows may still wait."""
+        self.settle()
+        self._guard()
         if self._later and (reads is None or reads in self._later_rows):
             self.flush()
         compiled = compiled_for(statement, self._dialect, _COMPILED)
@@ -78,6 +207,8 @@ class AsyncpgStatements:
         if defaults:
             rows = [{**row, **defaults} for row in rows]
             names = tuple(rows[0])
+        self.settle()
+        self._guard()
         self.flush()
         compiled = compiled_for(statement, self._dialect, _COMPILED, column_keys=names)
         self._begun()
@@ -96,6 +227,8 @@ class AsyncpgStatements:
         error there (a uniqueness conflict) fails the whole batch, which then runs again with savepoints."""
         if self._later is None:
             return False
+        self.settle()
+        self._guard()
         compiled = compiled_for(statement, self._dialect, _COMPILED)
         self._later.setdefault(compiled, []).append(compiled.bound(parameters))
         self._later_rows.add(row)
@@ -105,6 +238,7 @@ class AsyncpgStatements:
         """Send the updates kept by ``update_later``."""
         if not self._later:
             return
+        self._guard()
         later, self._later = self._later, {}
         self._later_rows.clear()
         self._begun()

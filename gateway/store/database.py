@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from gateway.settings import Settings
+from gateway.store.batch_driver import Later
 from gateway.store.grouped_writer import InlineSessions, PostgresSessions, WriteQueue
 from gateway.store.lookup_connections import LookupConnections
 from gateway.store.plan_age import keep_plans_young
@@ -113,12 +114,13 @@ class Database:
         SQLite, light batches run on ``inline_engine`` too)."""
         return self.sync_engine if self._write_engine is None else self._write_engine.sync_engine
 
-    async def transaction(self, job: Callable[[Session], T], *, light: bool = False) -> T:
+    async def transaction(self, job: Callable[[Session], T | Later[T]], *, light: bool = False) -> T:
         """Run ``job`` in a write transaction and return its result once committed.
 
         Concurrent jobs share one transaction and one commit, so a job must do all its work through the session it
         is given and may not commit or roll back itself; raising rolls back its work. ``light``: the job is a few
-        statements by index (a SCIM write of one small resource): on SQLite it may run on the event loop."""
+        statements by index (a SCIM write of one small resource): on SQLite it may run on the event loop. A ``Later``
+        the job returns (``gateway.store.batch_driver``) is answered with its value."""
         return await self._queue.run(job, light=light)
 
     async def query(self, job: Callable[[Session], T]) -> T:

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, Insert, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import await_, greenlet_spawn
 
-from gateway.store.batch_driver import AsyncpgStatements, asyncpg_statements
+from gateway.store.batch_driver import AsyncpgStatements, Later, asyncpg_statements, settled
 from gateway.store.plan_age import keep_young
 from gateway.store.prepared import Compiled, DbapiReader, compiled_for
 
@@ -85,6 +85,9 @@ def defer_rows(session: Session, writer: RowsWriter, rows: list[dict[str, Any]])
 
 
 def _defer(session: Session, key: Insert | RowsWriter, rows: list[dict[str, Any]]) -> None:
+    statements: AsyncpgStatements | None = session.info.get(_ASYNCPG)
+    if statements is not None:
+        statements.settle()  # earlier jobs' rest (their events) first: the rows keep the jobs' order
     deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] | None = session.info.get(_DEFERRED)
     if deferred is None:
         _write(session.connection(), key, rows)
@@ -291,9 +294,10 @@ class PostgresSessions:
             await_(beginning)
 
     def _before_statement(self, *_args: Any) -> None:
-        # A statement through SQLAlchemy on the kept connection may read what a kept update changed.
+        # A statement through SQLAlchemy on the kept connection may read what a kept update changed, or come after
+        # statements still waiting to go together.
         if self.running is not None:
-            self.running.flush()
+            self.running.before_statement()
 
     def connection(self) -> Connection:
         """The writer's own connection (opened on first use, again after it broke; called from the batch's
@@ -465,8 +469,13 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
         results = _each_job(session, jobs)
         if results is None:
             return None
+        try:
+            statements.settle()  # the jobs' statements sent together, and their rest
+        except Exception:
+            return None
         if statements.failed is not None:  # a kept update was refused (and a job went on)
             return None
+        results = [settled(result) for result in results]
         deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
         try:
             statements.flush()
@@ -584,7 +593,7 @@ class WriteQueue:
         self._batch: asyncio.Future[list[Any]] | None = None  # the last batch run on the event loop
         self._careful = Careful()
 
-    async def run(self, job: Callable[[Session], T], *, light: bool = False) -> T:
+    async def run(self, job: Callable[[Session], T | Later[T]], *, light: bool = False) -> T:
         """Queue ``job`` and return its result once its batch has committed (or raise its own error). ``light``: a
         few statements by index, which may run on the event loop (see the class's docstring)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.settings import Settings
+from gateway.store.batch_driver import Later
 from gateway.store.credentials import hash_secret
 from gateway.store.database import Database
 from gateway.store.models import Directory, DirectoryState
@@ -135,7 +136,7 @@ class Call:
         finally:
             await self._link(activated=False)
 
-    async def write(self, work: Work[T | ScimError], *, light: bool = False) -> T:
+    async def write(self, work: Work[T | ScimError | Later[T | ScimError]], *, light: bool = False) -> T:
         """Run ``work`` in a write transaction; its outcome is answered only after the commit. ``light``: it writes
         one small resource, by index (``Database.transaction``).
 
@@ -143,7 +144,7 @@ class Call:
         best returned, not raised: on SQLite the job shares its transaction with other requests' jobs, and though a
         raising job only rolls back its own savepoint, a returned refusal costs nothing at all."""
 
-        def write(session: Session) -> T | ScimError:
+        def write(session: Session) -> T | ScimError | Later[T | ScimError]:
             entered = enter(
                 session, directory_id=self.directory_id, authorization=self.authorization, admit=self.admit, write=True
             )
@@ -152,7 +153,7 @@ class Call:
         self._door()
         committed = False
         try:
-            result = await self._database().transaction(write, light=light)
+            result: T | ScimError = await self._database().transaction(write, light=light)
             committed = not isinstance(result, ScimError)
         finally:
             await self._link(activated=committed)

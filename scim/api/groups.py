@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.store.batch_driver import Later
 from gateway.store.models import Directory, DirectoryGroup
 from scim.api.calls import Call
 from scim.api.resources import Collection, Item, Patched
@@ -78,16 +79,21 @@ def _patch(session: Session, directory: Directory, group: DirectoryGroup, patche
     return rendered(session, GROUPS, group, view=call)
 
 
-def _add_unread(session: Session, directory: Directory, group_id: str, members: list[Member]) -> Outcome | ScimError:
-    """A PATCH adding members without reading the group first (``add_members_unread`` on PostgreSQL: one statement;
-    ``add_one_member_unread`` on SQLite); 204 as ``_patch`` answers."""
+def _add_unread(
+    session: Session, directory: Directory, group_id: str, members: list[Member]
+) -> Outcome | ScimError | Later[Outcome | ScimError]:
+    """A PATCH adding members without reading the group first (``add_members_unread`` on PostgreSQL: one statement,
+    perhaps sent with others; ``add_one_member_unread`` on SQLite); 204 as ``_patch`` answers."""
+
+    def answer(group: DirectoryGroup | None) -> Outcome | ScimError:
+        if group is None:
+            return ScimError(404, f"Group {group_id} not found")
+        return Outcome(None, 204, etag(group.version))
+
     if session.get_bind().dialect.name == "postgresql":
-        group = add_members_unread(session, directory=directory, group_id=group_id, members=members)
-    else:
-        group = add_one_member_unread(session, directory=directory, group_id=group_id, members=members)
-    if group is None:
-        return ScimError(404, f"Group {group_id} not found")
-    return Outcome(None, 204, etag(group.version))
+        added = add_members_unread(session, directory=directory, group_id=group_id, members=members)
+        return added.map(answer) if isinstance(added, Later) else answer(added)
+    return answer(add_one_member_unread(session, directory=directory, group_id=group_id, members=members))
 
 
 class GroupsEndpoint(Collection[DirectoryGroup]):

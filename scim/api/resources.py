@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.ops.costly_work import CostlyWork
+from gateway.store.batch_driver import Later
 from gateway.store.models import Directory, DirectoryUser
 from gateway.store.prepared import Reader
 from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
@@ -75,7 +76,7 @@ class Patched:
 Save = Callable[[Session, Directory, R, Patched, Call], Outcome]
 # A PATCH that only adds members, applied without reading the resource first (its id, the members): the answer, or
 # the 404 when there is no such resource.
-AddUnread = Callable[[Session, Directory, str, list[Member]], Outcome | ScimError]
+AddUnread = Callable[[Session, Directory, str, list[Member]], Outcome | ScimError | Later[Outcome | ScimError]]
 
 
 class _Conflict:
@@ -288,14 +289,18 @@ def _create(create: Create[P], body: Parsed[P], call: Call, session: Session, di
 
 def _add_unread_job(
     add_unread: AddUnread, resource_id: str, added: list[Member], session: Session, directory: Directory
-) -> Outcome | ScimError:
+) -> Outcome | ScimError | Later[Outcome | ScimError]:
     return add_unread(session, directory, resource_id, added)
 
 
-def _delete_user_unread(session: Session, directory: Directory, *, resource_id: str) -> Outcome | ScimError:
-    if delete_user_by_id(session, directory=directory, user_id=resource_id):
-        return NO_CONTENT
-    return ScimError(404, f"User {resource_id} not found")
+def _delete_user_unread(
+    session: Session, directory: Directory, *, resource_id: str
+) -> Outcome | ScimError | Later[Outcome | ScimError]:
+    def answer(found: bool) -> Outcome | ScimError:
+        return NO_CONTENT if found else ScimError(404, f"User {resource_id} not found")
+
+    deleted = delete_user_by_id(session, directory=directory, user_id=resource_id)
+    return deleted.map(answer) if isinstance(deleted, Later) else answer(deleted)
 
 
 def _projected(call: Call) -> bool:

@@ -17,7 +17,9 @@ from sqlmodel import col
 
 from gateway.events.log import record_event, record_events
 from gateway.events.payloads import EventName, group_payload, membership_payload, user_payload
+from gateway.ops.directory_rules import rules_of
 from gateway.ops.rule_evaluation import regroup
+from gateway.store.batch_driver import Later
 from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
@@ -143,9 +145,10 @@ _ADD_ONE_MEMBER_UNREAD_POSTGRES = _add_members_unread_postgres(_WANTED_ONE)
 
 def add_members_unread(
     session: Session, *, directory: Directory, group_id: str, members: Sequence[Member]
-) -> DirectoryGroup | None:
-    """``add_members`` (the group touched) on PostgreSQL for a group not read before, in one statement; returns the
-    group as it now is, or None when this directory has no such group (nothing changed)."""
+) -> DirectoryGroup | None | Later[DirectoryGroup | None]:
+    """``add_members`` (the group touched) on PostgreSQL for a group not read before, in one statement (shared with
+    the batch's other such adds: a ``Later``); returns the group as it now is, or None when this directory has no
+    such group (nothing changed)."""
     display = {m.id: m.display for m in members}
     parameters: dict[str, Any] = {"group_id": group_id, "directory_id": directory.id, "now": utcnow()}
     if len(display) == 1:
@@ -154,11 +157,23 @@ def add_members_unread(
     else:
         parameters.update(ids=list(display), displays=list(display.values()))
         statement = _ADD_MEMBERS_UNREAD_POSTGRES
+
+    def added(rows: Sequence[Any]) -> DirectoryGroup | None:
+        return _added_unread(session, directory=directory, display=display, rows=rows)
+
     postgres = postgres_statements(session)
-    if postgres is not None:
-        rows: Sequence[Any] = postgres.rows(statement, parameters)
-    else:
-        rows = session.connection().execute(statement, parameters).all()
+    if postgres is None:
+        return added(session.connection().execute(statement, parameters).all())
+    if group_id in rules_of(session, directory=directory).mapped_groups:
+        # Its new members' roles are computed again (``regroup``): statements of their own, so not sent together.
+        return added(postgres.rows(statement, parameters))
+    return postgres.rows_together(statement, parameters, key=group_id, key_column=0, then=added)
+
+
+def _added_unread(
+    session: Session, *, directory: Directory, display: dict[str, str | None], rows: Sequence[Any]
+) -> DirectoryGroup | None:
+    """The group ``add_members_unread`` touched (None: not found) and the events of the members it added."""
     if not rows:
         return None
     split = len(_groups.c)

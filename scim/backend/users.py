@@ -12,6 +12,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, user_payload
 from gateway.ops.rule_evaluation import apply_rules
+from gateway.store.batch_driver import Later
 from gateway.store.grouped_writer import direct_statements, insert_new_rows, postgres_statements
 from gateway.store.ids import new_id
 from gateway.store.models import (
@@ -136,9 +137,10 @@ def _deleted_sqlite(values: Any) -> dict[str, Any]:
     return row
 
 
-def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -> bool:
-    """``delete_user`` for a DELETE without ``If-Match``, the user unread: one round trip on PostgreSQL, two
-    statements on SQLite. False: no such user (in this directory)."""
+def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -> bool | Later[bool]:
+    """``delete_user`` for a DELETE without ``If-Match``, the user unread: one round trip on PostgreSQL (shared with
+    the batch's other such DELETEs: a ``Later``), two statements on SQLite. False: no such user (in this
+    directory)."""
     # (No parameter named as a column: an UPDATE would take it as one more column to set.)
     parameters = {"doomed_id": user_id, "doomed_directory_id": directory.id, "now": utcnow()}
     direct = direct_statements(session)
@@ -147,14 +149,23 @@ def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -
         deleted = direct.rows(_DELETE_USER_SQLITE, parameters)
         row: Any = _deleted_sqlite(deleted[0]) if deleted else None
     elif (postgres := postgres_statements(session)) is not None:
-        deleted = postgres.rows(_DELETE_USER_POSTGRES, parameters)
-        row = dict(zip(_USER_COLUMNS, deleted[0], strict=True)) if deleted else None
+
+        def gone(deleted: list[Any]) -> bool:
+            row = dict(zip(_USER_COLUMNS, deleted[0], strict=True)) if deleted else None
+            return _deleted(session, directory=directory, row=row)
+
+        return postgres.rows_together(_DELETE_USER_POSTGRES, parameters, key=user_id, key_column=0, then=gone)
     elif session.connection().dialect.name == "sqlite":
         session.connection().execute(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
         returned = session.connection().execute(_DELETE_USER_SQLITE, parameters).first()
         row = None if returned is None else _deleted_sqlite(returned)
     else:
         row = session.connection().execute(_DELETE_USER_POSTGRES, parameters).mappings().first()
+    return _deleted(session, directory=directory, row=row)
+
+
+def _deleted(session: Session, *, directory: Directory, row: Any) -> bool:
+    """The event of a user ``delete_user_by_id`` deleted (its row), if it found one."""
     if row is None:
         return False
     organization_id = directory.organization_id

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from gateway.ops import directories
 from gateway.settings import Settings
-from gateway.store import grouped_writer
+from gateway.store import batch_driver, grouped_writer
 from scim.backend import auth
 from tests.conftest import PUBLIC_URL, DirectoryFixture, recorded_events
 
@@ -300,3 +300,76 @@ async def test_refusals_that_only_read_leave_the_batch_running_without_savepoint
     assert in_savepoints == []  # the refusals read only: the others were not rolled back and run again
     names = {u["userName"] for u in (await client.get(f"{path}/Users", headers=headers)).json()["Resources"]}
     assert names == {"kept@acme.test", "a@acme.test", "b@acme.test"}
+
+
+async def test_deletes_and_member_adds_of_one_batch_answer_and_record_in_request_order(
+    app: Any,
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    batches: list[int],
+    in_savepoints: list[object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL a batch's DELETEs (and its member adds) go to the database together, one round trip for a run
+    of them: each still gets its own answer, a user deleted twice or never there is a 404, an add to a group the
+    run already touched waits for it, and the events come out in the requests' order, as if each had run alone."""
+    path, headers = directory.path, directory.headers
+    ids = [
+        (await client.post(f"{path}/Users", json=_user(f"d{i}@acme.test"), headers=headers)).json()["id"]
+        for i in range(5)
+    ]
+    groups = [
+        (await client.post(f"{path}/Groups", json={"displayName": f"G{i}"}, headers=headers)).json()["id"]
+        for i in range(2)
+    ]
+
+    def add(group: str, user: str) -> Any:
+        body = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}
+        return client.patch(f"{path}/Groups/{group}", json=body, headers=headers)
+
+    sent: list[int] = []  # how many calls went together, each time some did
+    settle = batch_driver.AsyncpgStatements.settle
+
+    def counted(statements: batch_driver.AsyncpgStatements) -> None:
+        if statements._together is not None:
+            sent.append(len(statements._together.calls))
+        settle(statements)
+
+    monkeypatch.setattr(batch_driver.AsyncpgStatements, "settle", counted)
+    batches.clear()
+    before = len(await recorded_events(app.state.database, directory.id))
+    responses = await _in_one_batch(
+        app,
+        [
+            client.delete(f"{path}/Users/{ids[0]}", headers=headers),
+            client.delete(f"{path}/Users/{ids[1]}", headers=headers),
+            client.delete(f"{path}/Users/directory_user_missing", headers=headers),
+            client.delete(f"{path}/Users/{ids[0]}", headers=headers),  # the same user again: gone by then
+            add(groups[0], ids[2]),
+            add(groups[1], ids[2]),
+            add(groups[0], ids[3]),  # the same group again
+            add("directory_group_missing", ids[3]),
+            add(groups[1], ids[0]),  # a user deleted earlier in the batch: nothing to add
+            client.delete(f"{path}/Users/{ids[2]}", headers=headers),  # leaves the two groups it just joined
+            client.delete(f"{path}/Users/{ids[4]}", headers=headers),
+        ],
+    )
+    assert [r.status_code for r in responses] == [204, 204, 404, 404, 204, 204, 204, 404, 204, 204, 204]
+    assert batches == [1, 11] and in_savepoints == []
+    # A run ends where another statement or a key already in it comes.
+    assert sent == ([3, 1, 2, 3, 2] if app.state.database.dialect == "postgresql" else [])
+    events = (await recorded_events(app.state.database, directory.id))[before:]
+    named = [(name, data.get("user", data).get("id"), data.get("group", {}).get("id")) for name, data in events]
+    assert named == [
+        ("dsync.user.deleted", ids[0], None),
+        ("dsync.user.deleted", ids[1], None),
+        ("dsync.group.user_added", ids[2], groups[0]),
+        ("dsync.group.user_added", ids[2], groups[1]),
+        ("dsync.group.user_added", ids[3], groups[0]),
+        ("dsync.user.deleted", ids[2], None),
+        ("dsync.user.deleted", ids[4], None),
+    ]
+    listed = await client.get(f"{path}/Users", headers=headers)
+    assert [u["id"] for u in listed.json()["Resources"]] == [ids[3]]
+    members = [(await client.get(f"{path}/Groups/{g}", headers=headers)).json().get("members", []) for g in groups]
+    assert [[m["value"] for m in group] for group in members] == [[ids[3]], []]
