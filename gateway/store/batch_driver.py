@@ -82,11 +82,12 @@ class Reordered(RuntimeError):
 class _Together:
     """Jobs' calls of one statement waiting to go together: each call's parameters, key, and what makes its answer."""
 
-    __slots__ = ("compiled", "key_column", "calls")
+    __slots__ = ("compiled", "key_column", "key_rows", "calls")
 
-    def __init__(self, compiled: Compiled, key_column: int) -> None:
+    def __init__(self, compiled: Compiled, key_column: int, key_rows: bool) -> None:
         self.compiled = compiled
         self.key_column = key_column
+        self.key_rows = key_rows
         self.calls: dict[str, tuple[Any, Callable[[list[Row]], Any], Later[Any]]] = {}
 
 
@@ -94,7 +95,17 @@ class AsyncpgStatements:
     """A ``gateway.store.prepared.Reader`` on a write batch's asyncpg connection, in its transaction (begun here if
     no statement began it yet): ``rows`` answers what a statement returns (none without ``RETURNING``)."""
 
-    __slots__ = ("_adapted", "_driver", "_dialect", "_later", "_later_rows", "failed", "_together", "_rest")
+    __slots__ = (
+        "_adapted",
+        "_driver",
+        "_dialect",
+        "_later",
+        "_later_rows",
+        "failed",
+        "_together",
+        "_rest",
+        "_rest_rows",
+    )
 
     def __init__(self, adapted: Any, dialect: Dialect, *, updates_later: bool = False) -> None:
         self._adapted = adapted  # SQLAlchemy's adapter: it owns the transaction (commit, rollback, savepoints)
@@ -106,7 +117,10 @@ class AsyncpgStatements:
         self.failed: BaseException | None = None  # what ``flush`` met: the batch must not commit
         # ``rows_together``'s calls waiting (only in a batch without savepoints: the one that keeps updates).
         self._together: _Together | None = None
-        self._rest = False  # running a job's rest while later jobs' statements have run already
+        # Running a job's rest while later jobs' statements have run already: their keys (else None), and whether
+        # each of them read its key's row only (``key_rows``).
+        self._rest: frozenset[str] | None = None
+        self._rest_rows = False
 
     def rows_together(
         self,
@@ -116,11 +130,14 @@ class AsyncpgStatements:
         key: str,
         key_column: int,
         then: Callable[[list[Row]], T],
+        key_rows: bool = False,
     ) -> T | Later[T]:
         """``then`` of the rows ``statement`` returns, where every row it returns holds ``key`` in column
         ``key_column``; in a batch without savepoints, a ``Later`` instead: the statement goes with the next jobs'
         calls of the same statement (other keys) in one round trip, and ``then`` runs once their answers are in, in
-        job order. ``then`` may record events but must run no statement (else the batch runs again job by job)."""
+        job order. ``then`` may record events but must run no statement (else the batch runs again job by job).
+        ``key_rows``: the statement reads the row of ``key`` and nothing an ``update_later`` may change but that row;
+        then ``then`` may keep an update of that row for later too."""
         if self._later is None:
             return then(self.rows(statement, parameters))
         compiled = compiled_for(statement, self._dialect, _COMPILED)
@@ -130,7 +147,7 @@ class AsyncpgStatements:
             waiting = None
         if waiting is None:
             self._guard()
-            waiting = self._together = _Together(compiled, key_column)
+            waiting = self._together = _Together(compiled, key_column, key_rows)
         later: Later[T] = Later()
         waiting.calls[key] = (compiled.bound(parameters), then, later)
         return later
@@ -140,7 +157,7 @@ class AsyncpgStatements:
         waiting, self._together = self._together, None
         if waiting is None:
             return
-        if self._later:
+        if self._later and (not waiting.key_rows or not self._later_rows.isdisjoint(waiting.calls)):
             self.flush()  # (a statement of theirs may read what an update kept for later changes)
         self._begun()
         compiled = waiting.compiled
@@ -155,13 +172,14 @@ class AsyncpgStatements:
         found: dict[str, list[Row]] = {}
         for row in compiled.convert(fetched):
             found.setdefault(row[waiting.key_column], []).append(row)
-        last = len(calls) - 1
+        keys = list(waiting.calls)
+        self._rest_rows = waiting.key_rows
         try:
-            for index, (key, (_arguments, then, later)) in enumerate(zip(waiting.calls, calls, strict=True)):
-                self._rest = index < last
+            for index, (key, (_arguments, then, later)) in enumerate(zip(keys, calls, strict=True)):
+                self._rest = frozenset(keys[index + 1 :]) or None
                 later.give(then(found.get(key, [])))
         finally:
-            self._rest = False
+            self._rest = None
 
     def before_statement(self) -> None:
         """Before a statement sent some other way (through SQLAlchemy) on the batch's connection: what waits goes
@@ -171,7 +189,7 @@ class AsyncpgStatements:
         self.flush()
 
     def _guard(self) -> None:
-        if self._rest:
+        if self._rest is not None:
             raise Reordered("a statement after later jobs' statements had run")
 
     def rows(self, statement: ClauseElement, parameters: Mapping[str, Any], *, reads: str | None = None) -> list[Row]:
@@ -228,7 +246,9 @@ class AsyncpgStatements:
         if self._later is None:
             return False
         self.settle()
-        self._guard()
+        if self._rest is not None and (not self._rest_rows or row in self._rest):
+            # (Later jobs' statements, run already, read only their own keys' rows: not this one.)
+            raise Reordered("an update kept for later, after later jobs' statements had run")
         compiled = compiled_for(statement, self._dialect, _COMPILED)
         self._later.setdefault(compiled, []).append(compiled.bound(parameters))
         self._later_rows.add(row)

@@ -32,6 +32,7 @@ from scim.backend.resources import (
     delete_resource,
     list_resources,
     read_resource,
+    read_resource_together,
     render_resources,
 )
 from scim.backend.users import delete_user_by_id
@@ -191,19 +192,37 @@ class Item(ScimEndpoint, Generic[R]):
         return await self.change(request, None, remove, light=kind.name == "User")
 
     async def change(
-        self, request: Request, parse: Parse[P] | None, change: Change[R, P], *, light: bool = False
+        self,
+        request: Request,
+        parse: Parse[P] | None,
+        change: Change[R, P],
+        *,
+        light: bool = False,
+        together: bool = False,
     ) -> Response:
         """The skeleton of PUT, PATCH and DELETE: the body parsed (if any), then in one write transaction the
         resource (or 404), its ``If-Match`` checked, and ``change`` applied. ``light``: a change of one resource
-        that stays small with a small body (``Call.write``)."""
+        that stays small with a small body (``Call.write``). ``together``: ``change`` writes nothing but the
+        resource's own row (and events), so the resource may be read together with other jobs' reads
+        (``read_resource_together``)."""
         call, kind, resource_id = Call(request), self.kind, request.path_params["id"]
         body: Parsed[P] = _NO_BODY if parse is None else await parse_body(request, parse)
 
-        def write(session: Session, directory: Directory) -> Outcome | ScimError:
-            row = _target(session, kind, directory, resource_id, call)
+        def apply(session: Session, directory: Directory, read: R | ScimError) -> Outcome | ScimError:
+            row = _matching(read, call)
             if isinstance(row, ScimError):
                 return row
             return body.error or change(session, directory, row, body.get(), call)
+
+        def write(session: Session, directory: Directory) -> Outcome | ScimError | Later[Outcome | ScimError]:
+            read = (
+                read_resource_together(session, kind, directory_id=directory.id, resource_id=resource_id)
+                if together
+                else _read(session, kind, directory, resource_id)
+            )
+            if isinstance(read, Later):
+                return read.map(partial(apply, session, directory))
+            return apply(session, directory, read)
 
         return respond(await call.write(write, light=light and body.small))
 
@@ -312,8 +331,21 @@ def _target(
 ) -> R | ScimError:
     """The resource a change is about, if it exists and its ``If-Match`` holds; else the refusal (returned, not
     raised: see ``Call.write``). A Core snapshot, not an ORM entity: changes are Core statements too."""
+    return _matching(_read(session, kind, directory, resource_id), call)
+
+
+def _read(session: Session, kind: ResourceKind[R], directory: Directory, resource_id: str) -> R | ScimError:
     try:
-        row = read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+        return read_resource(session, kind, directory_id=directory.id, resource_id=resource_id)
+    except ScimError as refusal:
+        return refusal
+
+
+def _matching(row: R | ScimError, call: Call) -> R | ScimError:
+    """``row`` if its ``If-Match`` holds; else the refusal."""
+    if isinstance(row, ScimError):
+        return row
+    try:
         check_if_match(call.if_match, etag(row.version))
     except ScimError as refusal:
         return refusal

@@ -50,7 +50,7 @@ class UserEndpoint(Item[DirectoryUser]):
     kind = USERS
 
     async def put(self, request: Request) -> Response:
-        return await self.change(request, _user, _replace, light=True)
+        return await self.change(request, _user, _replace, light=True, together=True)
 
     async def patch(self, request: Request) -> Response:
         return await self.patched(request, _patch)

@@ -33,7 +33,7 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
 from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
-from gateway.store.batch_driver import AsyncpgStatements
+from gateway.store.batch_driver import AsyncpgStatements, Later
 from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
 from scim.protocol.errors import ScimError
@@ -233,6 +233,31 @@ def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str,
     if row is None:
         raise ScimError(404, f"{kind.name} {resource_id} not found")
     return kind.model.model_construct(**row)
+
+
+def read_resource_together(
+    session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str
+) -> R | ScimError | Later[R | ScimError]:
+    """``read_resource`` with its refusal returned (not raised); a user's, on PostgreSQL in a batch, read together
+    with the batch's next such reads (``rows_together``: a ``Later``)."""
+    postgres = postgres_statements(session)
+    if postgres is None or kind.model is not DirectoryUser:
+        try:
+            return read_resource(session, kind, directory_id=directory_id, resource_id=resource_id)
+        except ScimError as refusal:
+            return refusal
+
+    def snapshot(found_rows: list[Any]) -> R | ScimError:
+        if not found_rows:
+            return ScimError(404, f"{kind.name} {resource_id} not found")
+        *columns, seen = found_rows[0]
+        user = kind.model.model_construct(**dict(zip(kind.columns, columns, strict=True)))
+        user.__dict__[_GROUPS_SEEN] = members_of_json(seen)
+        return user
+
+    parameters = {"resource_id": resource_id, "directory_id": directory_id}
+    statement = _user_snapshot_with_groups(kind)
+    return postgres.rows_together(statement, parameters, key=resource_id, key_column=0, then=snapshot, key_rows=True)
 
 
 def written(row: R, values: dict[str, Any]) -> None:

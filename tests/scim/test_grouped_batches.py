@@ -71,6 +71,21 @@ def in_savepoints(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return jobs
 
 
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many jobs' calls of one statement went to PostgreSQL together, each time some did (``rows_together``)."""
+    runs: list[int] = []
+    settle = batch_driver.AsyncpgStatements.settle
+
+    def counted(statements: batch_driver.AsyncpgStatements) -> None:
+        if statements._together is not None:
+            runs.append(len(statements._together.calls))
+        settle(statements)
+
+    monkeypatch.setattr(batch_driver.AsyncpgStatements, "settle", counted)
+    return runs
+
+
 def _hold_the_writer(session: Session) -> None:
     """Half a second in the writer. PostgreSQL's batches run on the event loop, which a sleeping job would stop (no
     request would arrive meanwhile): there a statement waits in the database instead."""
@@ -308,7 +323,7 @@ async def test_deletes_and_member_adds_of_one_batch_answer_and_record_in_request
     directory: DirectoryFixture,
     batches: list[int],
     in_savepoints: list[object],
-    monkeypatch: pytest.MonkeyPatch,
+    sent: list[int],
 ) -> None:
     """On PostgreSQL a batch's DELETEs (and its member adds) go to the database together, one round trip for a run
     of them: each still gets its own answer, a user deleted twice or never there is a 404, an add to a group the
@@ -327,15 +342,6 @@ async def test_deletes_and_member_adds_of_one_batch_answer_and_record_in_request
         body = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}
         return client.patch(f"{path}/Groups/{group}", json=body, headers=headers)
 
-    sent: list[int] = []  # how many calls went together, each time some did
-    settle = batch_driver.AsyncpgStatements.settle
-
-    def counted(statements: batch_driver.AsyncpgStatements) -> None:
-        if statements._together is not None:
-            sent.append(len(statements._together.calls))
-        settle(statements)
-
-    monkeypatch.setattr(batch_driver.AsyncpgStatements, "settle", counted)
     batches.clear()
     before = len(await recorded_events(app.state.database, directory.id))
     responses = await _in_one_batch(
@@ -373,3 +379,63 @@ async def test_deletes_and_member_adds_of_one_batch_answer_and_record_in_request
     assert [u["id"] for u in listed.json()["Resources"]] == [ids[3]]
     members = [(await client.get(f"{path}/Groups/{g}", headers=headers)).json().get("members", []) for g in groups]
     assert [[m["value"] for m in group] for group in members] == [[ids[3]], []]
+
+
+async def test_puts_of_one_batch_read_together_and_keep_each_requests_answer(
+    app: Any,
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    batches: list[int],
+    in_savepoints: list[object],
+    sent: list[int],
+) -> None:
+    """On PostgreSQL a batch's PUTs of users read them together (one round trip for a run): a second PUT of one
+    user still starts from the first one's result, a refusal (404, 412) stays with its request, and a rename onto
+    another user's userName is that request's 409 only (the batch runs again with savepoints)."""
+    path, headers = directory.path, directory.headers
+    ids = [
+        (await client.post(f"{path}/Users", json=_user(f"p{i}@acme.test"), headers=headers)).json()["id"]
+        for i in range(3)
+    ]
+
+    def put(user: str, body: dict[str, Any], **extra: str) -> Any:
+        return client.put(f"{path}/Users/{user}", json=body, headers={**headers, **extra})
+
+    batches.clear()
+    before = len(await recorded_events(app.state.database, directory.id))
+    responses = await _in_one_batch(
+        app,
+        [
+            put(ids[0], {**_user("p0@acme.test"), "title": "First"}),
+            put(ids[1], {**_user("p1@acme.test"), "title": "Second"}),
+            put(ids[0], {**_user("p0@acme.test"), "title": "Third"}),  # after the first one's change
+            put("directory_user_missing", _user("x@acme.test")),
+            put(ids[2], _user("p2@acme.test"), **{"If-Match": 'W/"9"'}),
+            put(ids[2], {**_user("p2@acme.test"), "title": "Fourth"}),
+        ],
+    )
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 412, 200]
+    assert [r.json().get("title") for r in responses if r.status_code == 200] == ["First", "Second", "Third", "Fourth"]
+    assert responses[2].json()["meta"]["version"] == 'W/"3"'  # created 1, first PUT 2, this one 3
+    assert batches == [1, 6] and in_savepoints == []
+    assert sent == ([2, 3, 1] if app.state.database.dialect == "postgresql" else [])
+    events = (await recorded_events(app.state.database, directory.id))[before:]
+    assert [(name, data["id"], data["previous_attributes"].get("job_title")) for name, data in events] == [
+        ("dsync.user.updated", ids[0], None),
+        ("dsync.user.updated", ids[1], None),
+        ("dsync.user.updated", ids[0], "First"),
+        ("dsync.user.updated", ids[2], None),
+    ]
+    batches.clear()
+    responses = await _in_one_batch(
+        app,
+        [
+            put(ids[0], {**_user("p0@acme.test"), "title": "Fifth"}),
+            put(ids[1], _user("P2@acme.test")),  # another user's userName (case-insensitive)
+            put(ids[2], {**_user("p2@acme.test"), "title": "Sixth"}),
+        ],
+    )
+    assert [r.status_code for r in responses] == [200, 409, 200]
+    assert responses[1].json()["scimType"] == "uniqueness"
+    titles = {u["id"]: u.get("title") for u in (await client.get(f"{path}/Users", headers=headers)).json()["Resources"]}
+    assert titles == {ids[0]: "Fifth", ids[1]: "Second", ids[2]: "Sixth"}
