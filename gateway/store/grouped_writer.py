@@ -57,6 +57,10 @@ _RETRYABLE = frozenset({"40P01", "40001"})
 _RETRIES = 3
 # After a batch in which a job raised, this many batches run with a savepoint per job straight away.
 _CAREFUL_BATCHES = 8
+# PostgreSQL: batches under way at once, each on a connection of its own. The next batch begins as soon as the one
+# before sends its COMMIT (``WriteQueue``): its first statements (the directory's row lock…) wait in the database, not
+# in this process, and go on the moment that commit lands.
+OVERLAPPING = 2
 
 
 def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
@@ -258,32 +262,26 @@ class InlineSessions:
             self._connection = None
 
 
-class PostgresSessions:
-    """PostgreSQL's batches (run on the event loop in a greenlet): on one connection the writer keeps checked out,
-    whose transaction is begun and committed straight through SQLAlchemy's asyncpg adapter, the jobs' session bound
-    to it and touching it only if a job uses it beyond ``postgres_statements`` (a rare path). A pooled ORM session's
-    transaction (its checkout, its events, its commit) cost ~200 us of CPU per batch on the event loop, in the
-    batch's critical path. A batch run again with a savepoint per job, or a job run again alone after it failed,
-    goes through ``sessions`` (the same engine, pooled connections).
+class KeptConnection:
+    """One connection ``PostgresSessions`` keeps checked out for batches, one batch at a time: its transaction begun
+    and committed straight through SQLAlchemy's asyncpg adapter.
 
     Once a batch has committed, the next one's transaction is begun at once (``begin_next``), while the answers
     go out and the next requests come in: its BEGIN's round trip is off the next batch's path. A transaction that
     has run no statement holds no lock and no snapshot (READ COMMITTED), and every timestamp the store writes
     comes from the application, not from the transaction's start."""
 
-    __slots__ = ("sessions", "_engine", "_connection", "_beginning", "running", "shut")
+    __slots__ = ("_engine", "_connection", "_beginning", "running")
 
     def __init__(self, engine: Engine) -> None:
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._engine = engine
         self._connection: Connection | None = None
         self._beginning: asyncio.Task[None] | None = None  # the next batch's BEGIN, under way
         self.running: AsyncpgStatements | None = None  # the batch under way's: its kept updates go before others
-        self.shut = False  # the store is closing (``shut_down``): batches still coming go through ``sessions``
 
     def begin_next(self, connection: Connection) -> None:
-        """Begin the next batch's transaction on the kept ``connection`` now, without waiting for it (on the event
-        loop's thread, its transaction just committed)."""
+        """Begin the next batch's transaction on ``connection`` now, without waiting for it (on the event loop's
+        thread, its transaction just committed)."""
         adapted: Any = connection.connection.dbapi_connection
         self._beginning = asyncio.get_running_loop().create_task(adapted._start_transaction())
 
@@ -300,8 +298,8 @@ class PostgresSessions:
             self.running.before_statement()
 
     def connection(self) -> Connection:
-        """The writer's own connection (opened on first use, again after it broke; called from the batch's
-        greenlet), its cached plans kept young (``gateway.store.plan_age``)."""
+        """The connection (opened on first use, again after it broke; called from the batch's greenlet), its
+        cached plans kept young (``gateway.store.plan_age``)."""
         kept = self._connection
         try:
             self._settle()
@@ -317,14 +315,8 @@ class PostgresSessions:
         keep_young(kept.connection)
         return kept
 
-    def shut_down(self) -> None:
-        """At shutdown, from a greenlet: release the kept connection for good (a write still arriving, the webhook
-        worker's last record say, would otherwise open another that nothing closes)."""
-        self.shut = True
-        self.close()
-
     def close(self) -> None:
-        """Close (or, if broken, drop) the kept connection; from a greenlet."""
+        """Close (or, if broken, drop) the connection; from a greenlet."""
         with contextlib.suppress(Exception):
             self._settle()
         kept, self._connection = self._connection, None
@@ -337,6 +329,37 @@ class PostgresSessions:
                 kept.invalidate()
 
 
+class PostgresSessions:
+    """PostgreSQL's batches (run on the event loop in a greenlet): each on one of ``OVERLAPPING`` connections the
+    writer keeps checked out (``KeptConnection``), the jobs' session bound to it and touching it only if a job uses
+    it beyond ``postgres_statements`` (a rare path). A pooled ORM session's transaction (its checkout, its events,
+    its commit) cost ~200 us of CPU per batch on the event loop, in the batch's critical path. A batch run again
+    with a savepoint per job, or a job run again alone after it failed, goes through ``sessions`` (the same engine,
+    pooled connections)."""
+
+    __slots__ = ("sessions", "_free", "_all", "shut")
+
+    def __init__(self, engine: Engine) -> None:
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self._all = [KeptConnection(engine) for _ in range(OVERLAPPING)]
+        self._free = list(self._all)
+        self.shut = False  # the store is closing (``shut_down``): batches still coming go through ``sessions``
+
+    def take(self) -> KeptConnection:
+        """A kept connection for a batch (one is free for each batch under way: ``WriteQueue`` runs no more)."""
+        return self._free.pop()
+
+    def give_back(self, kept: KeptConnection) -> None:
+        self._free.append(kept)
+
+    def shut_down(self) -> None:
+        """At shutdown, from a greenlet, once no batch runs: release the kept connections for good (a write still
+        arriving, the webhook worker's last record say, would otherwise open another that nothing closes)."""
+        self.shut = True
+        for kept in self._all:
+            kept.close()
+
+
 def _driver(connection: Connection) -> Any:
     return connection.connection.driver_connection
 
@@ -344,20 +367,29 @@ def _driver(connection: Connection) -> Any:
 Sessions = sessionmaker[Session] | InlineSessions | PostgresSessions
 
 
-def run_batch(sessions: Sessions, jobs: list[Job], careful: Careful) -> list[Any]:
+def _nothing() -> None:
+    pass
+
+
+def run_batch(
+    sessions: Sessions, jobs: list[Job], careful: Careful, committing: Callable[[], None] = _nothing
+) -> list[Any]:
     """Run ``jobs`` in one transaction; if one raises, again each in a savepoint; if the batch itself fails, each
-    alone. Returns each job's result or ``_Failed``."""
-    results = _run_together(sessions, jobs, careful)
+    alone. Returns each job's result or ``_Failed``. ``committing`` is called when a PostgreSQL batch on a kept
+    connection is about to send its COMMIT (``WriteQueue`` may then begin the next batch)."""
+    results = _run_together(sessions, jobs, careful, committing)
     for index, result in enumerate(results):
         for _attempt in range(_RETRIES):
             if not (isinstance(result, _Failed) and _retryable(result.error)):
                 break
-            result = _run_together(sessions, [jobs[index]], careful)[0]
+            result = _run_together(sessions, [jobs[index]], careful, committing)[0]
         results[index] = result
     return results
 
 
-def _run_together(sessions: Sessions, jobs: list[Job], careful: Careful) -> list[Any]:
+def _run_together(
+    sessions: Sessions, jobs: list[Job], careful: Careful, committing: Callable[[], None] = _nothing
+) -> list[Any]:
     inline = sessions if isinstance(sessions, InlineSessions) and not sessions.shut else None
     postgres = sessions if isinstance(sessions, PostgresSessions) and not sessions.shut else None
     makers = sessions if isinstance(sessions, sessionmaker) else sessions.sessions
@@ -365,7 +397,7 @@ def _run_together(sessions: Sessions, jobs: list[Job], careful: Careful) -> list
         if len(jobs) == 1 and inline is not None and (lone := _run_direct(inline.connection(), jobs)) is not None:
             return lone
         if len(jobs) == 1 and postgres is not None:
-            lone = _run_on_kept_connection(postgres, jobs)
+            lone = _run_on_kept_connection(postgres, jobs, committing)
             if lone is not None:
                 return lone
         if len(jobs) == 1:  # a lone job (a rerun above all) needs no savepoint: it fails alone anyway
@@ -381,7 +413,7 @@ def _run_together(sessions: Sessions, jobs: list[Job], careful: Careful) -> list
             if inline is not None:
                 plain = _run_direct(inline.connection(), jobs)
             elif postgres is not None:
-                plain = _run_on_kept_connection(postgres, jobs)
+                plain = _run_on_kept_connection(postgres, jobs, committing)
             else:
                 plain = _run_without_savepoints(makers, jobs)
             if plain is not None:
@@ -396,7 +428,7 @@ def _run_together(sessions: Sessions, jobs: list[Job], careful: Careful) -> list
     except Exception as exc:
         if len(jobs) == 1:
             return [_Failed(exc)]
-    return [_run_together(sessions, [job], careful)[0] for job in jobs]
+    return [_run_together(sessions, [job], careful, committing)[0] for job in jobs]
 
 
 def _run_without_savepoints(sessions: sessionmaker[Session], jobs: list[Job]) -> list[Any] | None:
@@ -449,14 +481,24 @@ def _run_direct(connection: Connection, jobs: list[Job]) -> list[Any] | None:
             driver.execute("ROLLBACK")
 
 
-def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list[Any] | None:
+def _run_on_kept_connection(
+    postgres: PostgresSessions, jobs: list[Job], committing: Callable[[], None]
+) -> list[Any] | None:
     """``PostgresSessions``' batch, without savepoints: every job's result, committed together; or None, all rolled
     back, as soon as one job raises or the deferred inserts or updates are refused (the caller runs the jobs again
     through a session, where each gets its own error)."""
-    connection = postgres.connection()
+    kept = postgres.take()
+    try:
+        return _run_on(kept, jobs, committing)
+    finally:
+        postgres.give_back(kept)
+
+
+def _run_on(kept: KeptConnection, jobs: list[Job], committing: Callable[[], None]) -> list[Any] | None:
+    connection = kept.connection()
     adapted: Any = connection.connection.dbapi_connection  # SQLAlchemy's asyncpg adapter: it owns the transaction
     statements = AsyncpgStatements(adapted, connection.dialect, updates_later=True)
-    postgres.running = statements
+    kept.running = statements
     # Bound to the kept connection: a job that runs a statement through the session joins this very transaction
     # (the adapter's, begun by the first statement whoever sends it), which the session then commits.
     session = Session(bind=connection, expire_on_commit=False)
@@ -482,6 +524,7 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
             _write_on_asyncpg(statements, connection, [(key, rows) for key, rows in deferred.items() if rows])
         except Exception:
             return None
+        committing()
         if session.in_transaction() or session.new or session.dirty or session.deleted:
             session.commit()
         else:
@@ -494,14 +537,14 @@ def _run_on_kept_connection(postgres: PostgresSessions, jobs: list[Job]) -> list
         committed = True
         return results
     finally:
-        postgres.running = None
+        kept.running = None
         session.close()  # rolls back what a job ran through it, if the batch did not commit
         if connection.in_transaction():
             connection.rollback()
         if adapted._transaction is not None:
             adapted.rollback()
         if committed:
-            postgres.begin_next(connection)
+            kept.begin_next(connection)
 
 
 # Deferred inserts compiled for the rows' columns (SQLite), per statement and set of columns.
@@ -569,7 +612,14 @@ class WriteQueue:
     in microseconds, less than handing the batch to the writer thread and its results back (two thread switches,
     a wakeup of the loop, and the two threads taking the GIL from each other). A job of such a batch that met
     another connection's lock (another process writing, a WAL checkpoint) runs again on the thread, which waits for
-    it."""
+    it.
+
+    On PostgreSQL (``PostgresSessions``) the next batch begins once the one under way sends its COMMIT, on another
+    kept connection: up to ``OVERLAPPING`` batches at once. A commit waits for the WAL flush and for its answer to
+    come back; meanwhile the next batch's first statement is already in the database (where a lock the committing
+    batch holds, its directory's row, makes it wait just until that commit). Each batch still answers its requests
+    only after its own commit, and cursors still follow commits: events are written under one advisory lock held to
+    the commit (``gateway.events.log``), which the committing batch holds already."""
 
     def __init__(
         self,
@@ -592,6 +642,9 @@ class WriteQueue:
         self._thread = None if on_event_loop else ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
         self._batch: asyncio.Future[list[Any]] | None = None  # the last batch run on the event loop
         self._careful = Careful()
+        self._overlapping = isinstance(sessions, PostgresSessions)
+        self._slots = asyncio.Semaphore(OVERLAPPING)  # batches under way (PostgreSQL)
+        self._answering: set[asyncio.Future[None]] = set()
 
     async def run(self, job: Callable[[Session], T | Later[T]], *, light: bool = False) -> T:
         """Queue ``job`` and return its result once its batch has committed (or raise its own error). ``light``: a
@@ -618,14 +671,20 @@ class WriteQueue:
             self._inline.close()
         if self._thread is not None:
             self._thread.shutdown(wait=True)
-        elif self._batch is not None:
-            await asyncio.wait([self._batch])  # on the event loop: the batch under way finishes too
+        elif self._answering or self._batch is not None:
+            # On the event loop: the batches under way finish too.
+            under_way: list[asyncio.Future[Any]] = [*self._answering]
+            if self._batch is not None:
+                under_way.append(self._batch)
+            await asyncio.wait(under_way)
         if isinstance(self._sessions, PostgresSessions):
             await greenlet_spawn(self._sessions.shut_down)
 
-    def _start(self, jobs: list[Job]) -> asyncio.Future[list[Any]]:
+    def _start(self, jobs: list[Job], committing: Callable[[], None] = _nothing) -> asyncio.Future[list[Any]]:
         if self._thread is None:
-            self._batch = asyncio.ensure_future(greenlet_spawn(run_batch, self._sessions, jobs, self._careful))
+            self._batch = asyncio.ensure_future(
+                greenlet_spawn(run_batch, self._sessions, jobs, self._careful, committing)
+            )
             return self._batch
         return asyncio.get_running_loop().run_in_executor(self._thread, run_batch, self._sessions, jobs, self._careful)
 
@@ -635,27 +694,60 @@ class WriteQueue:
             if not self._pending:
                 self._wakeup.clear()
                 continue
-            batch = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
-            jobs = [job for job, _, _ in batch]
-            try:
-                if self._inline is not None and all(light for _, _, light in batch):
-                    results = await self._run_inline(jobs)
-                else:
-                    # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
-                    results = await asyncio.shield(self._start(jobs))
-            except BaseException as exc:
-                for _job, future, _light in batch:
-                    if not future.done():
-                        future.set_exception(RuntimeError(f"write batch failed: {exc!r}"))
-                raise
-            self._after_batch()
-            for (_job, future, _light), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, _Failed):
-                    future.set_exception(result.error)
-                else:
-                    future.set_result(result)
+            if self._overlapping:
+                await self._overlap()
+                continue
+            await self._answer(self._take())
+
+    def _take(self) -> list[tuple[Job, asyncio.Future[Any], bool]]:
+        return [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
+
+    async def _overlap(self) -> None:
+        """Begin a batch on PostgreSQL once a slot is free; return once it sends its COMMIT (or ends)."""
+        await self._slots.acquire()
+        if not self._pending:
+            self._slots.release()
+            return
+        committing = asyncio.Event()
+        answering = asyncio.ensure_future(self._answer(self._take(), committing.set))
+        self._answering.add(answering)
+        answering.add_done_callback(self._answered)
+        sent = asyncio.ensure_future(committing.wait())
+        try:
+            await asyncio.wait([answering, sent], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sent.cancel()
+
+    def _answered(self, answering: asyncio.Future[None]) -> None:
+        self._answering.discard(answering)
+        self._slots.release()
+        if not answering.cancelled():
+            answering.exception()  # (its requests got it already)
+
+    async def _answer(
+        self, batch: list[tuple[Job, asyncio.Future[Any], bool]], committing: Callable[[], None] = _nothing
+    ) -> None:
+        """Run ``batch`` and give each request its result (or error) once it has committed."""
+        jobs = [job for job, _, _ in batch]
+        try:
+            if self._inline is not None and all(light for _, _, light in batch):
+                results = await self._run_inline(jobs)
+            else:
+                # Shielded: once started, a batch finishes (commit or rollback) even while shutting down.
+                results = await asyncio.shield(self._start(jobs, committing))
+        except BaseException as exc:
+            for _job, future, _light in batch:
+                if not future.done():
+                    future.set_exception(RuntimeError(f"write batch failed: {exc!r}"))
+            raise
+        self._after_batch()
+        for (_job, future, _light), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, _Failed):
+                future.set_exception(result.error)
+            else:
+                future.set_result(result)
 
     async def _run_inline(self, jobs: list[Job]) -> list[Any]:
         assert self._inline is not None

@@ -49,9 +49,9 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     sizes: list[int] = []
     original = grouped_writer.run_batch
 
-    def counting(sessions: Any, jobs: list[Any], careful: grouped_writer.Careful) -> list[Any]:
+    def counting(sessions: Any, jobs: list[Any], careful: grouped_writer.Careful, *more: Any) -> list[Any]:
         sizes.append(len(jobs))
-        return original(sessions, jobs, careful)
+        return original(sessions, jobs, careful, *more)
 
     monkeypatch.setattr(grouped_writer, "run_batch", counting)
     yield sizes
