@@ -153,10 +153,19 @@ class AsyncpgStatements:
         return later
 
     def settle(self) -> None:
-        """Send the statements waiting to go together and run each job's rest, in job order."""
+        """Send the statements waiting to go together and run each job's rest, in job order (and so on, while a last
+        rest began another run). Whatever fails here fails the batch (``failed``): an error of a job's rest may reach
+        another job, whose statement made it settle, and must not pass for that one's own."""
+        while self._together is not None:
+            try:
+                self._settle_run()
+            except BaseException as error:
+                self.failed = self.failed or error
+                raise
+
+    def _settle_run(self) -> None:
         waiting, self._together = self._together, None
-        if waiting is None:
-            return
+        assert waiting is not None
         if self._later and (not waiting.key_rows or not self._later_rows.isdisjoint(waiting.calls)):
             self.flush()  # (a statement of theirs may read what an update kept for later changes)
         self._begun()

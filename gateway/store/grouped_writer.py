@@ -513,19 +513,22 @@ def _run_on(kept: KeptConnection, jobs: list[Job], committing: Callable[[], None
             return None
         try:
             statements.settle()  # the jobs' statements sent together, and their rest
+            results = [settled(result) for result in results]
         except Exception:
             return None
-        if statements.failed is not None:  # a kept update was refused (and a job went on)
+        if statements.failed is not None:  # a kept update was refused, or a rest failed (and a job went on)
             return None
-        results = [settled(result) for result in results]
         deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
         try:
             statements.flush()
             _write_on_asyncpg(statements, connection, [(key, rows) for key, rows in deferred.items() if rows])
         except Exception:
             return None
+        through_session = bool(session.in_transaction() or session.new or session.dirty or session.deleted)
+        if through_session:
+            session.flush()  # (its statements before the next batch may begin)
         committing()
-        if session.in_transaction() or session.new or session.dirty or session.deleted:
+        if through_session:
             session.commit()
         else:
             if connection.in_transaction():  # begun by a deferred insert run through the connection
@@ -722,7 +725,7 @@ class WriteQueue:
         self._answering.discard(answering)
         self._slots.release()
         if not answering.cancelled():
-            answering.exception()  # (its requests got it already)
+            answering.exception()  # (its requests got their answers or this error already)
 
     async def _answer(
         self, batch: list[tuple[Job, asyncio.Future[Any], bool]], committing: Callable[[], None] = _nothing
@@ -740,14 +743,16 @@ class WriteQueue:
                 if not future.done():
                     future.set_exception(RuntimeError(f"write batch failed: {exc!r}"))
             raise
-        self._after_batch()
-        for (_job, future, _light), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, _Failed):
-                future.set_exception(result.error)
-            else:
-                future.set_result(result)
+        try:
+            self._after_batch()
+        finally:  # (committed: every request gets its answer, whatever the notification met)
+            for (_job, future, _light), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, _Failed):
+                    future.set_exception(result.error)
+                else:
+                    future.set_result(result)
 
     async def _run_inline(self, jobs: list[Job]) -> list[Any]:
         assert self._inline is not None

@@ -100,3 +100,23 @@ async def test_a_rest_that_raises_fails_its_own_job_only(app: Any, in_savepoints
     assert results[0] == ["a"] and results[2] == ["c"]
     assert isinstance(results[1], ValueError)
     assert len(in_savepoints) == 3
+
+
+async def test_a_rest_failing_inside_another_jobs_statement_is_not_that_jobs_error(
+    app: Any, in_savepoints: list[object]
+) -> None:
+    """A later job's statement sends the run first, so a rest's error surfaces there: caught by that job as its own,
+    it would answer the wrong request. The batch runs again with savepoints instead, each job getting its own."""
+
+    def catching(session: Session) -> Any:
+        statements = grouped_writer.postgres_statements(session)
+        assert statements is not None
+        try:
+            return statements.rows(_ONE, {})[0][0]
+        except ValueError as error:
+            return f"caught {error}"
+
+    results = await _in_one_batch(app, [_job("a"), _job("b", _raises), catching, _job("c")])
+    assert results[0] == ["a"] and isinstance(results[1], ValueError)
+    assert results[2] == 1 and results[3] == ["c"]
+    assert len(in_savepoints) == 4
