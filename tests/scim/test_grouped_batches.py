@@ -58,20 +58,6 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 
 @pytest.fixture
-def in_savepoints(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every job the writer ran in a savepoint: a batch run again with savepoints after one of its jobs raised."""
-    jobs: list[object] = []
-    original = grouped_writer._run_in_savepoint
-
-    def counting(session: Any, job: Any) -> Any:
-        jobs.append(job)
-        return original(session, job)
-
-    monkeypatch.setattr(grouped_writer, "_run_in_savepoint", counting)
-    return jobs
-
-
-@pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many jobs' calls of one statement went to PostgreSQL together, each time some did (``rows_together``)."""
     runs: list[int] = []

@@ -56,19 +56,6 @@ async def _in_one_batch(app: Any, jobs: list[Callable[[Session], Any]]) -> list[
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@pytest.fixture
-def in_savepoints(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    jobs: list[object] = []
-    original = grouped_writer._run_in_savepoint
-
-    def counting(session: Any, job: Any) -> Any:
-        jobs.append(job)
-        return original(session, job)
-
-    monkeypatch.setattr(grouped_writer, "_run_in_savepoint", counting)
-    return jobs
-
-
 async def test_a_run_of_calls_answers_each_job_its_own_rows(app: Any, in_savepoints: list[object]) -> None:
     results = await _in_one_batch(app, [_job("a"), _job("b"), _job("a"), _job("c", _uses_the_connection)])
     assert results == [["a"], ["b"], ["a"], ["c", 1]]
