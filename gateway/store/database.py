@@ -265,10 +265,10 @@ def _postgres_write_engine(settings: Settings) -> AsyncEngine:
     event loop in a greenlet, so a batch's round trips cost the network's latency only. On a writer thread each one
     also waited for the GIL, which the busy event loop hands over only every switch interval (5 ms): under load a
     round trip took over a millisecond, and a batch of PUTs makes about three per request."""
-    # The writer's kept connections (two batches overlap: ``grouped_writer.OVERLAPPING``), and as many again for
+    # The writer's kept connections (batches overlap: ``grouped_writer.OVERLAPPING``), and as many again for
     # batches run again with savepoints or jobs run again alone, with room to spare. No pre-ping: it would cost a
     # round trip per batch; a connection that broke is invalidated on its first error.
-    engine = create_async_engine(settings.database_url, pool_size=2, max_overflow=4, **_JSON_CODEC)
+    engine = create_async_engine(settings.database_url, pool_size=3, max_overflow=5, **_JSON_CODEC)
     keep_plans_young(engine)
     # See ``_sync_postgres_engine``: a batch's savepoints are never released.
     engine.sync_engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]

@@ -100,7 +100,7 @@ async def test_overlapping_batches_keep_cursor_order_equal_to_commit_order(
     polls = await watcher
     assert all(s == [201] * 40 + [200] * 20 + [204] * 20 for s in statuses)
     assert violations == [] and polls > 2
-    assert most == grouped_writer.OVERLAPPING  # the batches did overlap
+    assert most >= 2  # the batches did overlap
     async with database.read() as session:
         rows = (await session.execute(select(_EVENTS.c.directory_id, _EVENTS.c.event).order_by(_EVENTS.c.cursor))).all()
     for place in places:
