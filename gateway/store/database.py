@@ -33,6 +33,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from gateway.settings import Settings
 from gateway.store.batch_driver import Later
+from gateway.store.database_url import async_url
 from gateway.store.grouped_writer import InlineSessions, PostgresSessions, WriteQueue
 from gateway.store.lookup_connections import LookupConnections
 from gateway.store.plan_age import keep_plans_young
@@ -62,7 +63,7 @@ class Database:
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(settings.database_url, **_JSON_CODEC, **kwargs)
+        self.engine: AsyncEngine = create_async_engine(async_url(settings.database_url), **_JSON_CODEC, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._on_commit: list[Callable[[], None]] = []
         self._batches_since_checkpoint = 0
@@ -268,7 +269,7 @@ def _postgres_write_engine(settings: Settings) -> AsyncEngine:
     # The writer's kept connections (batches overlap: ``grouped_writer.OVERLAPPING``), and as many again for
     # batches run again with savepoints or jobs run again alone, with room to spare. No pre-ping: it would cost a
     # round trip per batch; a connection that broke is invalidated on its first error.
-    engine = create_async_engine(settings.database_url, pool_size=3, max_overflow=5, **_JSON_CODEC)
+    engine = create_async_engine(async_url(settings.database_url), pool_size=3, max_overflow=5, **_JSON_CODEC)
     keep_plans_young(engine)
     # See ``_sync_postgres_engine``: a batch's savepoints are never released.
     engine.sync_engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]

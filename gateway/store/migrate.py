@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 import migrations
+from gateway.store.database_url import async_url
 
 _SCRIPT_LOCATION = Path(migrations.__file__).parent
 
@@ -17,7 +18,8 @@ def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(_SCRIPT_LOCATION))
     # ConfigParser interpolation would choke on '%' in passwords.
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    url = async_url(database_url).render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
