@@ -69,6 +69,11 @@ class Later(Generic[T]):
         return value
 
 
+def mapped(result: T | Later[T], function: Callable[[T], U]) -> U | Later[U]:
+    """``function`` of a job's result: now, or once a ``Later`` has its value."""
+    return result.map(function) if isinstance(result, Later) else function(result)
+
+
 def settled(result: Any) -> Any:
     """A job's result as given: a ``Later``'s value once the batch has it."""
     return result.value if isinstance(result, Later) else result

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.store.batch_driver import Later
+from gateway.store.batch_driver import Later, mapped
 from gateway.store.models import Directory, DirectoryGroup
 from scim.api.calls import Call
 from scim.api.resources import Collection, Item, Patched
@@ -91,8 +91,7 @@ def _add_unread(
         return Outcome(None, 204, etag(group.version))
 
     if session.get_bind().dialect.name == "postgresql":
-        added = add_members_unread(session, directory=directory, group_id=group_id, members=members)
-        return added.map(answer) if isinstance(added, Later) else answer(added)
+        return mapped(add_members_unread(session, directory=directory, group_id=group_id, members=members), answer)
     return answer(add_one_member_unread(session, directory=directory, group_id=group_id, members=members))
 
 

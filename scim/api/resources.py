@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.ops.costly_work import CostlyWork
-from gateway.store.batch_driver import Later
+from gateway.store.batch_driver import Later, mapped
 from gateway.store.models import Directory, DirectoryUser
 from gateway.store.prepared import Reader
 from scim.api.calls import Call, Parsed, database_of, limits_of, parse_body, respond, settings_of
@@ -220,9 +220,7 @@ class Item(ScimEndpoint, Generic[R]):
                 if together
                 else _read(session, kind, directory, resource_id)
             )
-            if isinstance(read, Later):
-                return read.map(partial(apply, session, directory))
-            return apply(session, directory, read)
+            return mapped(read, partial(apply, session, directory))
 
         return respond(await call.write(write, light=light and body.small))
 
@@ -318,8 +316,7 @@ def _delete_user_unread(
     def answer(found: bool) -> Outcome | ScimError:
         return NO_CONTENT if found else ScimError(404, f"User {resource_id} not found")
 
-    deleted = delete_user_by_id(session, directory=directory, user_id=resource_id)
-    return deleted.map(answer) if isinstance(deleted, Later) else answer(deleted)
+    return mapped(delete_user_by_id(session, directory=directory, user_id=resource_id), answer)
 
 
 def _projected(call: Call) -> bool:
