@@ -215,10 +215,7 @@ def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str,
             raise ScimError(404, f"{kind.name} {resource_id} not found")
         if not with_groups:
             return kind.model.model_construct(**dict(zip(kind.columns, found_rows[0], strict=True)))
-        *columns, seen = found_rows[0]
-        user = kind.model.model_construct(**dict(zip(kind.columns, columns, strict=True)))
-        user.__dict__[_GROUPS_SEEN] = members_of_json(seen)
-        return user
+        return _user_with_groups(kind, found_rows[0])
     connection = session.connection()
     if kind.model is DirectoryUser and connection.dialect.name == "postgresql":
         found = connection.execute(_user_snapshot_with_groups(kind), parameters).mappings().first()
@@ -250,14 +247,19 @@ def read_resource_together(
     def snapshot(found_rows: list[Any]) -> R | ScimError:
         if not found_rows:
             return ScimError(404, f"{kind.name} {resource_id} not found")
-        *columns, seen = found_rows[0]
-        user = kind.model.model_construct(**dict(zip(kind.columns, columns, strict=True)))
-        user.__dict__[_GROUPS_SEEN] = members_of_json(seen)
-        return user
+        return _user_with_groups(kind, found_rows[0])
 
     parameters = {"resource_id": resource_id, "directory_id": directory_id}
     statement = _user_snapshot_with_groups(kind)
     return postgres.rows_together(statement, parameters, key=resource_id, key_column=0, then=snapshot, key_rows=True)
+
+
+def _user_with_groups(kind: ResourceKind[R], row: Any) -> R:
+    """A user's snapshot from a row of ``_user_snapshot_with_groups``: its columns, then its groups (JSON)."""
+    *columns, seen = row
+    user = kind.model.model_construct(**dict(zip(kind.columns, columns, strict=True)))
+    user.__dict__[_GROUPS_SEEN] = members_of_json(seen)
+    return user
 
 
 def written(row: R, values: dict[str, Any]) -> None:
