@@ -175,12 +175,12 @@ class AsyncpgStatements:
             self.flush()  # (a statement of theirs may read what an update kept for later changes)
         self._begun()
         compiled = waiting.compiled
-        calls = list(waiting.calls.values())
+        arguments = [bound for bound, _, _ in waiting.calls.values()]
         try:
-            if len(calls) == 1:
-                fetched = await_(self._driver.fetch(compiled.sql, *calls[0][0]))
+            if len(arguments) == 1:
+                fetched = await_(self._driver.fetch(compiled.sql, *arguments[0]))
             else:
-                fetched = await_(self._driver.fetchmany(compiled.sql, [arguments for arguments, _, _ in calls]))
+                fetched = await_(self._driver.fetchmany(compiled.sql, arguments))
         except PostgresError as error:
             raise _translated(error, compiled.sql, self._dialect) from error
         found: dict[str, list[Row]] = {}
@@ -189,7 +189,7 @@ class AsyncpgStatements:
         keys = list(waiting.calls)
         self._rest_rows = waiting.key_rows
         try:
-            for index, (key, (_arguments, then, later)) in enumerate(zip(keys, calls, strict=True)):
+            for index, (key, (_arguments, then, later)) in enumerate(waiting.calls.items()):
                 self._rest = frozenset(keys[index + 1 :]) or None
                 later.give(then(found.get(key, [])))
         finally:
