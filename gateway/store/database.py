@@ -94,9 +94,7 @@ class Database:
         self._sync_writes = sessionmaker(writes, expire_on_commit=False)
         # PostgreSQL's batches run on a connection the writer keeps (``grouped_writer.PostgresSessions``).
         batches = self._sync_writes if self.is_sqlite else PostgresSessions(writes)
-        self._queue = WriteQueue(
-            batches, after_batch=self._after_write_batch, on_event_loop=not self.is_sqlite, inline=inline
-        )
+        self._queue = WriteQueue(batches, after_batch=self._after_write_batch, inline=inline)
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="dsync-reader")
         # SQLite's lookups (``lookup``): one connection, used on the event loop's thread only, and their statements.
         self._lookups: PoolProxiedConnection | None = None

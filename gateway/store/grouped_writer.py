@@ -631,7 +631,6 @@ class WriteQueue:
         *,
         after_batch: Callable[[], None] = lambda: None,
         max_batch: int = 64,
-        on_event_loop: bool = False,
         inline: InlineSessions | None = None,
     ) -> None:
         self._sessions = sessions
@@ -641,12 +640,13 @@ class WriteQueue:
         self._pending: collections.deque[tuple[Job, asyncio.Future[Any], bool]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
-        # Batches run on one writer thread, or (an async driver's engine: PostgreSQL) on the event loop in a greenlet,
-        # each statement awaited.
-        self._thread = None if on_event_loop else ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
-        self._batch: asyncio.Future[list[Any]] | None = None  # the last batch run on the event loop
-        self._careful = Careful()
+        # Batches run on one writer thread, or (PostgreSQL, an async driver's engine) on the event loop in a greenlet,
+        # each statement awaited, overlapping (see the class's docstring).
         self._overlapping = isinstance(sessions, PostgresSessions)
+        self._thread = (
+            None if self._overlapping else ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsync-writer")
+        )
+        self._careful = Careful()
         self._slots = asyncio.Semaphore(OVERLAPPING)  # batches under way (PostgreSQL)
         self._answering: set[asyncio.Future[None]] = set()
 
@@ -675,21 +675,14 @@ class WriteQueue:
             self._inline.close()
         if self._thread is not None:
             self._thread.shutdown(wait=True)
-        elif self._answering or self._batch is not None:
-            # On the event loop: the batches under way finish too.
-            under_way: list[asyncio.Future[Any]] = [*self._answering]
-            if self._batch is not None:
-                under_way.append(self._batch)
-            await asyncio.wait(under_way)
+        elif self._answering:
+            await asyncio.wait(self._answering)  # on the event loop: the batches under way finish too
         if isinstance(self._sessions, PostgresSessions):
             await greenlet_spawn(self._sessions.shut_down)
 
     def _start(self, jobs: list[Job], committing: Callable[[], None] = _nothing) -> asyncio.Future[list[Any]]:
         if self._thread is None:
-            self._batch = asyncio.ensure_future(
-                greenlet_spawn(run_batch, self._sessions, jobs, self._careful, committing)
-            )
-            return self._batch
+            return asyncio.ensure_future(greenlet_spawn(run_batch, self._sessions, jobs, self._careful, committing))
         return asyncio.get_running_loop().run_in_executor(self._thread, run_batch, self._sessions, jobs, self._careful)
 
     async def _work(self) -> None:
