@@ -40,6 +40,16 @@ class _SubscribedRedisBackend(RedisBackend):
         await self._pubsub.subscribe(channel)
         self._ready.set()
 
+    async def lost(self) -> None:
+        """Raise once the subscription's reader has stopped (Redis went away under it). redis-py reconnects the
+        connection that publishes by itself, so a process whose heartbeats all fell outside an outage would go on
+        publishing to the restarted server while hearing nothing, until the silence timeout: watch the reader."""
+        if self._listener is not None:
+            await asyncio.wait({self._listener})
+            if not self._listener.cancelled() and (error := self._listener.exception()) is not None:
+                raise ConnectionError(f"the subscription's reader stopped: {_describe(error)}") from error
+        raise ConnectionError("the subscription's reader stopped")
+
 
 def _backend(url: str) -> BroadcastBackend:
     scheme = urlparse(url).scheme
@@ -92,8 +102,8 @@ class Notifier:
         self._on_reconnect = on_reconnect
         self._on_revocation = on_revocation
         self._heartbeat_seconds = heartbeat_seconds
-        # A failed publish is noticed at once; silence (a subscription that died quietly) only after this long, so
-        # an event loop busy with a fan-out burst is not mistaken for a dead connection.
+        # A failed publish, or on Redis a stopped reader, is noticed at once; silence (a subscription that died
+        # quietly) only after this long, so an event loop busy with a fan-out burst is not mistaken for a dead one.
         self._silence_seconds = silence_seconds
         self._connect_timeout_seconds = connect_timeout_seconds
         self._sender = secrets.token_hex(8)  # this process: its own notifications come back and are skipped
@@ -161,6 +171,8 @@ class Notifier:
                     async with asyncio.TaskGroup() as tasks:
                         tasks.create_task(self._publish_loop(broadcast))
                         tasks.create_task(self._receive_loop(subscriber))
+                        if isinstance(backend, _SubscribedRedisBackend):
+                            tasks.create_task(backend.lost())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure of the backend: drop it and build a new connection

@@ -161,3 +161,22 @@ async def test_a_dropped_postgres_listen_connection_is_re_established() -> None:
         before = b.notifications
         sender.notify()
         await b.until(lambda: b.notifications > before)
+
+
+@pytest.mark.slow
+async def test_a_quiet_process_notices_a_redis_restart_without_waiting_for_silence() -> None:
+    # The receiver publishes nothing during the outage (its heartbeat is far off), and redis-py reconnects its
+    # publishing connection by itself: only its stopped subscription reader can tell it to subscribe again.
+    with private_redis() as redis:
+        a, b = Recorder(), Recorder()
+        async with notifier(redis.url, a) as sender, notifier(redis.url, b, heartbeat=60) as receiver:
+            sender.notify()
+            await b.until(lambda: b.notifications >= 1)
+            await asyncio.sleep(1.0)  # past the receiver's first announcement: from here on it publishes nothing
+            redis.stop()
+            await asyncio.sleep(1.0)
+            redis.start()
+            await eventually(lambda: b.reconnects >= 2 and receiver.connected and sender.connected, within=15)
+            before = b.notifications
+            sender.notify()
+            await b.until(lambda: b.notifications > before)
