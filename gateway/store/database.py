@@ -267,7 +267,7 @@ def _postgres_write_engine(settings: Settings) -> AsyncEngine:
     # The writer's kept connections (batches overlap: ``grouped_writer.OVERLAPPING``), and as many again for
     # batches run again with savepoints or jobs run again alone, with room to spare. No pre-ping: it would cost a
     # round trip per batch; a connection that broke is invalidated on its first error.
-    engine = create_async_engine(async_url(settings.database_url), pool_size=2, max_overflow=4, **_JSON_CODEC)
+    engine = create_async_engine(async_url(settings.database_url), pool_size=3, max_overflow=5, **_JSON_CODEC)
     keep_plans_young(engine)
     # See ``_sync_postgres_engine``: a batch's savepoints are never released.
     engine.sync_engine.dialect.do_release_savepoint = _keep_savepoint  # type: ignore[method-assign]
