@@ -1,0 +1,131 @@
+"""PostgreSQL's lookups share round trips (``gateway.store.lookup_connections``): calls of one statement that wait for
+a connection go together, and each still gets exactly its own rows, or its own error."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asyncpg import PostgresError
+from sqlalchemy import text
+
+from gateway.store.database import Database
+from gateway.store.lookup_connections import LookupConnections
+from scim.backend.lookups import Found, find_by_id
+from scim.backend.users import USERS
+from tests.conftest import make_directory
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("postgres_schema_url")
+    return url
+
+
+_ADD_USERS = text(
+    "INSERT INTO directory_users (id, directory_id, idp_id, user_name, emails, state, custom_attributes,"
+    " raw_attributes, version, created_at, updated_at)"
+    " SELECT :prefix || lpad(g::text, 4, '0'), :directory_id, 'x' || g, :prefix || g, '[]', 'active', '{}', '{}', 1,"
+    " now(), now() FROM generate_series(1, CAST(:count AS INTEGER)) AS g"
+)
+
+
+def _lookups(database: Database) -> LookupConnections:
+    lookups = database._pg_lookups
+    assert lookups is not None
+    return lookups
+
+
+def _round_trip_sizes(monkeypatch: pytest.MonkeyPatch, lookups: LookupConnections) -> list[int]:
+    sizes: list[int] = []
+    original = LookupConnections._round_trip
+
+    async def counted(self: LookupConnections, reserved: Any, numbered: Any, calls: list[Any]) -> None:
+        sizes.append(len(calls))
+        await original(self, reserved, numbered, calls)
+
+    monkeypatch.setattr(LookupConnections, "_round_trip", counted)
+    monkeypatch.setattr(lookups, "_size", 1)  # one connection: every call made while it is busy waits
+    return sizes
+
+
+async def _find(database: Database, directory_id: str, user_id: str) -> Found:
+    return await database.lookup(
+        lambda reader: find_by_id(reader, USERS, directory_id=directory_id, resource_id=user_id, related=True)
+    )
+
+
+async def test_waiting_calls_share_a_round_trip_and_each_gets_its_own_rows(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = await make_directory(database), await make_directory(database)
+    async with database.engine.begin() as connection:
+        for directory in (first, second):
+            prefix = f"u{directory.id[-8:]}-"
+            await connection.execute(_ADD_USERS, {"prefix": prefix, "directory_id": directory.id, "count": 40})
+    sizes = _round_trip_sizes(monkeypatch, _lookups(database))
+
+    def user(directory_id: str, number: int) -> str:
+        return f"u{directory_id[-8:]}-{number:04d}"
+
+    asks = [(first.id, user(first.id, n)) for n in range(1, 41)]
+    asks += [
+        (first.id, "no-such-user"),
+        (first.id, user(second.id, 1)),  # another directory's user: not found here
+        ("no-such-directory", user(first.id, 1)),  # no directory row at all
+        (second.id, user(second.id, 7)),
+        (first.id, user(first.id, 3)),  # asked twice at once
+    ]
+    found = await asyncio.gather(*(_find(database, directory_id, user_id) for directory_id, user_id in asks))
+
+    assert max(sizes) > 1, sizes  # calls did go together
+    for (directory_id, user_id), result in zip(asks, found, strict=True):
+        if directory_id == "no-such-directory":
+            assert result.directory is None and result.rows == []
+            continue
+        assert result.directory is not None and result.directory["id"] == directory_id
+        expected = [user_id] if user_id.startswith(f"u{directory_id[-8:]}-") else []
+        assert [row.id for row in result.rows] == expected
+        assert result.related == {user_id: []} if expected else result.related == {}
+
+
+async def test_a_call_that_fails_in_a_shared_round_trip_fails_alone(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = await make_directory(database)
+    async with database.engine.begin() as connection:
+        prefix = f"u{directory.id[-8:]}-"
+        await connection.execute(_ADD_USERS, {"prefix": prefix, "directory_id": directory.id, "count": 10})
+    sizes = _round_trip_sizes(monkeypatch, _lookups(database))
+    asks = [f"{prefix}{n:04d}" for n in range(1, 11)]
+    asks.insert(4, "bad\x00id")  # PostgreSQL refuses a NUL in text: this call's own error
+
+    found = await asyncio.gather(*(_find(database, directory.id, ask) for ask in asks), return_exceptions=True)
+
+    assert max(sizes) > 1, sizes
+    for ask, result in zip(asks, found, strict=True):
+        if ask == "bad\x00id":
+            assert isinstance(result, PostgresError), result
+        else:
+            assert isinstance(result, Found) and [row.id for row in result.rows] == [ask], result
+    assert [row.id for row in (await _find(database, directory.id, asks[0])).rows] == [asks[0]]
+
+
+async def test_a_dropped_connection_is_replaced(database: Database) -> None:
+    directory = await make_directory(database)
+    lookups = _lookups(database)
+    await asyncio.gather(*(_find(database, directory.id, "nobody") for _ in range(8)))
+    pids = [connection.driver.get_server_pid() for connection in lookups._idle]
+    assert pids
+    async with database.engine.begin() as connection:
+        for pid in pids:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    # Calls on a terminated connection fail (as any statement on a lost connection would); the connection is dropped
+    # and the next calls open new ones.
+    await asyncio.gather(*(_find(database, directory.id, "nobody") for _ in range(8)), return_exceptions=True)
+    found = await asyncio.gather(*(_find(database, directory.id, "nobody") for _ in range(8)))
+    assert all(result.directory is not None and result.rows == [] for result in found)
+    assert lookups._opened <= lookups._size
