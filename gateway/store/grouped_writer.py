@@ -650,10 +650,13 @@ class WriteQueue:
         self._careful = Careful()
         self._slots = asyncio.Semaphore(OVERLAPPING)  # batches under way (PostgreSQL)
         self._answering: set[asyncio.Future[None]] = set()
+        self._closed = False
 
     async def run(self, job: Callable[[Session], T | Later[T]], *, light: bool = False) -> T:
         """Queue ``job`` and return its result once its batch has committed (or raise its own error). ``light``: a
         few statements by index, which may run on the event loop (see the class's docstring)."""
+        if self._closed:  # (its writer thread, or its connections, are gone: it would fail in the worker instead)
+            raise RuntimeError("the database is shutting down")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future, light))
         self._wakeup.set()
@@ -663,7 +666,9 @@ class WriteQueue:
         return await asyncio.shield(future)
 
     async def close(self) -> None:
-        """Stop at shutdown: the batch under way finishes, jobs still queued fail, the writer thread ends."""
+        """Stop at shutdown: the batch under way finishes, jobs still queued fail, the writer thread ends; jobs
+        queued from now on fail at once."""
+        self._closed = True
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

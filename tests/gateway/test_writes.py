@@ -6,9 +6,13 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from gateway.settings import Settings
+from gateway.store.database import Database
 from gateway.store.models import DirectoryUser, Event, GroupMembership
 from tests.conftest import DirectoryFixture
 
@@ -66,3 +70,15 @@ async def test_concurrent_member_adds_to_one_group(
     assert edges == 50 and added == 50
     listed = (await client.get(f"{directory.path}/Groups/{group}", headers=directory.headers)).json()
     assert sorted(m["value"] for m in listed["members"]) == sorted(users)
+
+
+async def test_a_write_after_the_store_is_closed_fails_at_once(settings: Settings) -> None:
+    database = Database(settings)
+    await database.dispose()
+
+    def rename(session: Session) -> None:
+        raise AssertionError("a write job ran after the store was closed")
+
+    for light in (False, True):
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await database.transaction(rename, light=light)
