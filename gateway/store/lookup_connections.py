@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from asyncpg import PostgresError
@@ -128,8 +128,12 @@ class LookupConnections:
     def _reserve(self) -> _Connection | None:
         """A free connection, or None: a place to open one (the caller saw one or the other), taken at once so that
         no other round trip takes it meanwhile."""
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.driver.is_closed():
+                return connection
+            self._closing(connection)  # ended while idle (a restart, an idle timeout): its place is free
+            self._opened -= 1
         self._opened += 1
         return None
 
@@ -164,12 +168,19 @@ class LookupConnections:
         """Send each waiting statement's calls, the oldest first, while a connection is free or may be opened."""
         while self._waiting and (self._idle or self._opened < self._size):
             numbered = next(iter(self._waiting))
-            self._start(self._round_trip(self._reserve(), numbered, self._waiting.pop(numbered)))
+            calls = self._waiting.pop(numbered)
+            self._start(self._round_trip(self._reserve(), numbered, calls), calls)
 
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+    def _start(self, work: Coroutine[Any, Any, None], calls: Sequence[_Call] = ()) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():  # (perhaps before it began: its calls must not wait forever)
+                _fail(calls, asyncio.CancelledError())
+
+        task.add_done_callback(done)
 
     def _closing(self, connection: _Connection) -> None:
         self._start(self._close(connection))
@@ -196,6 +207,8 @@ class LookupConnections:
                     raise
                 # A call's own error (a value out of range…) failed them all: each again alone, for its own answer.
                 for call in calls:
+                    if call[1].done():  # (its job cancelled meanwhile)
+                        continue
                     try:
                         _answer(numbered, [call], await driver.fetch(sql, *call[0]))
                     except PostgresError as error:
@@ -219,15 +232,15 @@ class LookupConnections:
 
     async def close(self) -> None:
         """Close the idle connections (at shutdown, once no job runs), and any being dropped."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:  # (including any a finishing one started)
+            await asyncio.wait(set(self._tasks))
         idle, self._idle = self._idle, []
         self._opened -= len(idle)
         for connection in idle:
             await self._close(connection)
 
 
-def _fail(calls: list[_Call], error: BaseException) -> None:
+def _fail(calls: Sequence[_Call], error: BaseException) -> None:
     for _arguments, answer in calls:
         if answer.done():
             continue

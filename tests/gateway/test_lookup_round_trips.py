@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 from asyncpg import PostgresError
+from asyncpg.exceptions import DataError
 from sqlalchemy import text
 
 from gateway.store.database import Database
 from gateway.store.lookup_connections import LookupConnections
-from scim.backend.lookups import Found, find_by_id
+from scim.backend.lookups import Found, find_by, find_by_id
 from scim.backend.users import USERS
+from scim.protocol.filters import as_lookup
 from tests.conftest import make_directory
 
 pytestmark = pytest.mark.postgres
@@ -114,6 +116,36 @@ async def test_a_call_that_fails_in_a_shared_round_trip_fails_alone(
     assert [row.id for row in (await _find(database, directory.id, asks[0])).rows] == [asks[0]]
 
 
+async def test_a_value_the_driver_refuses_fails_only_its_own_call(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = await make_directory(database)
+    async with database.engine.begin() as connection:
+        prefix = f"u{directory.id[-8:]}-"
+        await connection.execute(_ADD_USERS, {"prefix": prefix, "directory_id": directory.id, "count": 6})
+    sizes = _round_trip_sizes(monkeypatch, _lookups(database))
+
+    async def by_name(number: int, count: int) -> Found:
+        node = as_lookup(f'userName eq "{prefix}{number}"', resource="User")
+        assert node is not None
+        return await database.lookup(
+            lambda reader: find_by(
+                reader, USERS, node, dialect="postgresql", directory_id=directory.id, count=count, related=True
+            )
+        )
+
+    asks = [(n, 100) for n in range(1, 7)]
+    asks.insert(3, (2, 10**20))  # out of a LIMIT's range: asyncpg refuses it (a PostgresError) before sending
+    found = await asyncio.gather(*(by_name(n, count) for n, count in asks), return_exceptions=True)
+
+    assert max(sizes) > 1, sizes
+    for (number, count), result in zip(asks, found, strict=True):
+        if count == 10**20:
+            assert isinstance(result, DataError), result
+        else:
+            assert isinstance(result, Found) and [row.user_name for row in result.rows] == [f"{prefix}{number}"]
+
+
 async def test_a_dropped_connection_is_replaced(database: Database) -> None:
     directory = await make_directory(database)
     lookups = _lookups(database)
@@ -123,9 +155,8 @@ async def test_a_dropped_connection_is_replaced(database: Database) -> None:
     async with database.engine.begin() as connection:
         for pid in pids:
             await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    # Calls on a terminated connection fail (as any statement on a lost connection would); the connection is dropped
-    # and the next calls open new ones.
-    await asyncio.gather(*(_find(database, directory.id, "nobody") for _ in range(8)), return_exceptions=True)
+    await asyncio.sleep(0.5)  # the connections' ends are seen by the event loop
+    # Connections that ended while idle are dropped, not used: the next calls open new ones.
     found = await asyncio.gather(*(_find(database, directory.id, "nobody") for _ in range(8)))
     assert all(result.directory is not None and result.rows == [] for result in found)
     assert lookups._opened <= lookups._size
