@@ -64,7 +64,7 @@ def record_events(
         for name, data in events
     ]
     if session.get_bind().dialect.name == "postgresql":
-        defer_rows(session, _insert_in_commit_order, rows)
+        defer_rows(session, _insert_in_commit_order, rows, table=_EVENTS)
     else:
         insert_rows(session, _INSERT_EVENT, rows)  # SQLite has a single writer: cursors follow commits anyway
     session.info[EVENTS_RECORDED] = session.info.get(EVENTS_RECORDED, 0) + len(rows)

@@ -14,7 +14,9 @@ commit as if it had not been there. A SAVEPOINT per job would do it, but on Post
 most batches have no failing job: a batch therefore first runs without savepoints, and only if one of its jobs
 raises is it rolled back and run again with a savepoint per job (as are the next few batches: where one request
 failed, more may follow). Only a failure outside the jobs (the deferred inserts, the commit itself) rolls back the
-whole batch, whose jobs then run again one by one.
+whole batch, whose jobs then run again one by one; but a PostgreSQL COMMIT whose answer was lost with the connection
+may have landed: once its backend is gone, one of the batch's rows tells, and a batch that did commit keeps its
+answers (its jobs run again would meet their own work: a 409, a 404).
 
 Inserts that nothing in the same job reads back and that cannot conflict (events) may be deferred with
 :func:`insert_rows` / :func:`defer_rows`: the batch writes each table's rows in one statement just before its commit.
@@ -28,18 +30,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Insert, event
+from asyncpg import PostgresConnectionError, PostgresError
+from sqlalchemy import Connection, Engine, Insert, Table, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import await_, greenlet_spawn
 
 from gateway.store.batch_driver import AsyncpgStatements, Later, asyncpg_statements, settled
 from gateway.store.plan_age import keep_young
 from gateway.store.prepared import Compiled, DbapiReader, compiled_for
+
+logger = logging.getLogger("dsync.store")
 
 T = TypeVar("T")
 Job = Callable[[Session], Any]  # a write operation: a plain function over the batch's sync session
@@ -84,10 +90,16 @@ def insert_new_rows(session: Session, statement: Insert, rows: list[dict[str, An
         session.execute(statement, rows)
 
 
-def defer_rows(session: Session, writer: RowsWriter, rows: list[dict[str, Any]]) -> None:
-    """Like :func:`insert_rows`, for rows that ``writer`` (the same function object for every job) writes itself:
-    called now, or once just before the commit with the rows of every job of the batch."""
+def defer_rows(session: Session, writer: RowsWriter, rows: list[dict[str, Any]], *, table: Table) -> None:
+    """Like :func:`insert_rows`, for rows that ``writer`` (the same function object for every job) writes itself
+    into ``table`` (the rows' ``id`` its key): called now, or once just before the commit with the rows of every job
+    of the batch."""
+    _WRITTEN_INTO[writer] = table
     _defer(session, writer, rows)
+
+
+# Where each deferred rows writer writes: a batch whose COMMIT lost its answer looks one of its rows up there.
+_WRITTEN_INTO: dict[RowsWriter, Table] = {}
 
 
 def _defer(session: Session, key: Insert | RowsWriter, rows: list[dict[str, Any]]) -> None:
@@ -324,6 +336,13 @@ class KeptConnection:
         kept, self._connection = self._connection, None
         if kept is None:
             return
+        if kept.invalidated or _driver(kept).is_closed():
+            # Lost (a COMMIT whose answer never came, say, sent past SQLAlchemy): never back into the pool, where the
+            # next session would meet it closed.
+            with contextlib.suppress(Exception):
+                kept.invalidate()
+                kept.close()
+            return
         try:
             kept.close()
         except Exception:  # already broken: nothing left to release
@@ -491,12 +510,14 @@ def _run_on_kept_connection(
     through a session, where each gets its own error)."""
     kept = postgres.take()
     try:
-        return _run_on(kept, jobs, committing)
+        return _run_on(kept, jobs, committing, postgres.sessions)
     finally:
         postgres.give_back(kept)
 
 
-def _run_on(kept: KeptConnection, jobs: list[Job], committing: Callable[[], None]) -> list[Any] | None:
+def _run_on(
+    kept: KeptConnection, jobs: list[Job], committing: Callable[[], None], sessions: sessionmaker[Session]
+) -> list[Any] | None:
     connection = kept.connection()
     adapted: Any = connection.connection.dbapi_connection  # SQLAlchemy's asyncpg adapter: it owns the transaction
     statements = AsyncpgStatements(adapted, connection.dialect, updates_later=True)
@@ -504,7 +525,7 @@ def _run_on(kept: KeptConnection, jobs: list[Job], committing: Callable[[], None
     # Bound to the kept connection: a job that runs a statement through the session joins this very transaction
     # (the adapter's, begun by the first statement whoever sends it), which the session then commits.
     session = Session(bind=connection, expire_on_commit=False)
-    committed = False
+    committed = lost = False
     try:
         session.info[_DEFERRED] = {}
         session.info[_PLAIN] = True
@@ -530,26 +551,92 @@ def _run_on(kept: KeptConnection, jobs: list[Job], committing: Callable[[], None
         if through_session:
             session.flush()  # (its statements before the next batch may begin)
         committing()
-        if through_session:
-            session.commit()
-        else:
-            if connection.in_transaction():  # begun by a deferred insert run through the connection
-                connection.commit()
-            else:
-                adapted.commit()
-            # What a session's commit announces (the events it recorded, counted by ``gateway.observe``).
+        backend = _driver(connection).get_server_pid()
+        try:
+            commit_kept(session, connection, through_session=through_session)
+        except Exception as error:
+            lost = True
+            witness = _witness(deferred)
+            if witness is None or _refused(error) or not _committed(sessions, backend=backend, witness=witness):
+                raise
+            logger.warning("a write batch's COMMIT lost its answer (%s) but had committed: its answers stand", error)
             session.dispatch.after_commit(session)
         committed = True
         return results
     finally:
         kept.running = None
-        session.close()  # rolls back what a job ran through it, if the batch did not commit
-        if connection.in_transaction():
-            connection.rollback()
-        if adapted._transaction is not None:
-            adapted.rollback()
-        if committed:
+        # (After a lost COMMIT the connection is gone: nothing to roll back, and it is replaced on next use.)
+        with contextlib.suppress(Exception) if lost else contextlib.nullcontext():
+            session.close()  # rolls back what a job ran through it, if the batch did not commit
+            if connection.in_transaction():
+                connection.rollback()
+            if adapted._transaction is not None:
+                adapted.rollback()
+        if committed and not lost:
             kept.begin_next(connection)
+
+
+def commit_kept(session: Session, connection: Connection, *, through_session: bool) -> None:
+    """Commit a batch on a kept connection: through the session if a job used it, else straight on the adapter."""
+    if through_session:
+        session.commit()
+        return
+    if connection.in_transaction():  # begun by a deferred insert run through the connection
+        connection.commit()
+    else:
+        adapted: Any = connection.connection.dbapi_connection
+        adapted.commit()
+    # What a session's commit announces (the events it recorded, counted by ``gateway.observe``).
+    session.dispatch.after_commit(session)
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether PostgreSQL itself answered the COMMIT with an error (then it did not commit), rather than the answer
+    being lost with the connection."""
+    seen: BaseException | None = error
+    for _depth in range(8):  # (SQLAlchemy's error, the adapter's, asyncpg's)
+        if seen is None:
+            break
+        if isinstance(seen, PostgresError) and not isinstance(seen, PostgresConnectionError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def _witness(deferred: dict[Insert | RowsWriter, list[dict[str, Any]]]) -> tuple[Table, Any] | None:
+    """A row the batch wrote (a new user, an event), by its table and id: found after the batch, it committed."""
+    for key, rows in deferred.items():
+        table = key.table if isinstance(key, Insert) else _WRITTEN_INTO.get(key)
+        if isinstance(table, Table) and rows and "id" in table.c and rows[0].get("id") is not None:
+            return table, rows[0]["id"]
+    return None
+
+
+_BACKEND_GONE_SECONDS = 10.0
+
+
+def _committed(sessions: sessionmaker[Session], *, backend: int, witness: tuple[Table, Any]) -> bool:
+    """After a COMMIT whose answer was lost: whether it committed. Once the batch's backend process has ended its
+    transaction's outcome is final, and one of its rows tells which it was. False when that cannot be known (the
+    database unreachable, the backend still there after ``_BACKEND_GONE_SECONDS``): the jobs then run again, as
+    after any failed batch."""
+    table, row_id = witness
+    try:
+        with sessions() as session:
+            waited = 0.0
+            while session.execute(_BACKEND, {"pid": backend}).first() is not None:
+                session.rollback()  # (pg_stat_activity is read once per transaction)
+                if waited >= _BACKEND_GONE_SECONDS:
+                    return False
+                await_(asyncio.sleep(0.05))
+                waited += 0.05
+            return session.execute(select(table.c.id).where(table.c.id == row_id)).first() is not None
+    except Exception:
+        logger.warning("could not learn whether a write batch committed; its jobs run again", exc_info=True)
+        return False
+
+
+_BACKEND = text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid AND state <> 'idle'")
 
 
 # Deferred inserts compiled for the rows' columns (SQLite), per statement and set of columns.

@@ -45,7 +45,7 @@ async def test_overlapping_batches_keep_cursor_order_equal_to_commit_order(
     monkeypatch.setattr(grouped_writer, "run_batch", counting)
     run_on = grouped_writer._run_on
 
-    def slow_commit(kept: Any, jobs: Any, committing: Any) -> Any:
+    def slow_commit(kept: Any, jobs: Any, committing: Any, sessions: Any) -> Any:
         """Each COMMIT sent 10 ms after the next batch may begin: time enough for that one to commit first, were
         its events not to wait for this one's commit (the advisory lock)."""
 
@@ -53,7 +53,7 @@ async def test_overlapping_batches_keep_cursor_order_equal_to_commit_order(
             committing()
             await_(asyncio.sleep(0.01))
 
-        return run_on(kept, jobs, late)
+        return run_on(kept, jobs, late, sessions)
 
     monkeypatch.setattr(grouped_writer, "_run_on", slow_commit)
     violations: list[str] = []
