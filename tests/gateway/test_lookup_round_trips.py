@@ -18,14 +18,9 @@ from scim.backend.users import USERS
 from scim.protocol.filters import as_lookup
 from tests.conftest import make_directory
 
-pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("postgres_schema_url")
-    return url
-
+pytestmark = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 _ADD_USERS = text(
     "INSERT INTO directory_users (id, directory_id, idp_id, user_name, emails, state, custom_attributes,"
@@ -33,6 +28,15 @@ _ADD_USERS = text(
     " SELECT :prefix || lpad(g::text, 4, '0'), :directory_id, 'x' || g, :prefix || g, '[]', 'active', '{}', '{}', 1,"
     " now(), now() FROM generate_series(1, CAST(:count AS INTEGER)) AS g"
 )
+
+
+async def _directory_with_users(database: Database, count: int) -> tuple[str, str]:
+    """A new directory with ``count`` users, ids ``prefix0001``…; returns its id and the prefix."""
+    directory = await make_directory(database)
+    prefix = f"u{directory.id[-8:]}-"
+    async with database.engine.begin() as connection:
+        await connection.execute(_ADD_USERS, {"prefix": prefix, "directory_id": directory.id, "count": count})
+    return directory.id, prefix
 
 
 def _lookups(database: Database) -> LookupConnections:
@@ -63,23 +67,19 @@ async def _find(database: Database, directory_id: str, user_id: str) -> Found:
 async def test_waiting_calls_share_a_round_trip_and_each_gets_its_own_rows(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, second = await make_directory(database), await make_directory(database)
-    async with database.engine.begin() as connection:
-        for directory in (first, second):
-            prefix = f"u{directory.id[-8:]}-"
-            await connection.execute(_ADD_USERS, {"prefix": prefix, "directory_id": directory.id, "count": 40})
+    (first, ours), (second, theirs) = (
+        await _directory_with_users(database, 40),
+        await _directory_with_users(database, 40),
+    )
     sizes = _round_trip_sizes(monkeypatch, _lookups(database))
 
-    def user(directory_id: str, number: int) -> str:
-        return f"u{directory_id[-8:]}-{number:04d}"
-
-    asks = [(first.id, user(first.id, n)) for n in range(1, 41)]
+    asks = [(first, f"{ours}{n:04d}") for n in range(1, 41)]
     asks += [
-        (first.id, "no-such-user"),
-        (first.id, user(second.id, 1)),  # another directory's user: not found here
-        ("no-such-directory", user(first.id, 1)),  # no directory row at all
-        (second.id, user(second.id, 7)),
-        (first.id, user(first.id, 3)),  # asked twice at once
+        (first, "no-such-user"),
+        (first, f"{theirs}0001"),  # another directory's user: not found here
+        ("no-such-directory", f"{ours}0001"),  # no directory row at all
+        (second, f"{theirs}0007"),
+        (first, f"{ours}0003"),  # asked twice at once
     ]
     found = await asyncio.gather(*(_find(database, directory_id, user_id) for directory_id, user_id in asks))
 
@@ -97,15 +97,12 @@ async def test_waiting_calls_share_a_round_trip_and_each_gets_its_own_rows(
 async def test_a_call_that_fails_in_a_shared_round_trip_fails_alone(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    directory = await make_directory(database)
-    async with database.engine.begin() as connection:
-        prefix = f"u{directory.id[-8:]}-"
-        await connection.execute(_ADD_USERS, {"prefix": prefix, "directory_id": directory.id, "count": 10})
+    directory_id, prefix = await _directory_with_users(database, 10)
     sizes = _round_trip_sizes(monkeypatch, _lookups(database))
     asks = [f"{prefix}{n:04d}" for n in range(1, 11)]
     asks.insert(4, "bad\x00id")  # PostgreSQL refuses a NUL in text: this call's own error
 
-    found = await asyncio.gather(*(_find(database, directory.id, ask) for ask in asks), return_exceptions=True)
+    found = await asyncio.gather(*(_find(database, directory_id, ask) for ask in asks), return_exceptions=True)
 
     assert max(sizes) > 1, sizes
     for ask, result in zip(asks, found, strict=True):
@@ -113,16 +110,13 @@ async def test_a_call_that_fails_in_a_shared_round_trip_fails_alone(
             assert isinstance(result, PostgresError), result
         else:
             assert isinstance(result, Found) and [row.id for row in result.rows] == [ask], result
-    assert [row.id for row in (await _find(database, directory.id, asks[0])).rows] == [asks[0]]
+    assert [row.id for row in (await _find(database, directory_id, asks[0])).rows] == [asks[0]]
 
 
 async def test_a_value_the_driver_refuses_fails_only_its_own_call(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    directory = await make_directory(database)
-    async with database.engine.begin() as connection:
-        prefix = f"u{directory.id[-8:]}-"
-        await connection.execute(_ADD_USERS, {"prefix": prefix, "directory_id": directory.id, "count": 6})
+    directory_id, prefix = await _directory_with_users(database, 6)
     sizes = _round_trip_sizes(monkeypatch, _lookups(database))
 
     async def by_name(number: int, count: int) -> Found:
@@ -130,7 +124,7 @@ async def test_a_value_the_driver_refuses_fails_only_its_own_call(
         assert node is not None
         return await database.lookup(
             lambda reader: find_by(
-                reader, USERS, node, dialect="postgresql", directory_id=directory.id, count=count, related=True
+                reader, USERS, node, dialect="postgresql", directory_id=directory_id, count=count, related=True
             )
         )
 
