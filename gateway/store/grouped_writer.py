@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from asyncpg import PostgresConnectionError, PostgresError
 from sqlalchemy import Connection, Engine, Insert, Table, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import await_, greenlet_spawn
@@ -556,8 +555,12 @@ def _run_on(
             commit_kept(session, connection, through_session=through_session)
         except Exception as error:
             lost = True
+            # Whatever the error, this connection is done: cut it, so that its backend ends (releasing its locks, the
+            # events' one included) and the transaction's outcome is final (a refused COMMIT: rolled back already).
+            with contextlib.suppress(Exception):
+                _driver(connection).terminate()
             witness = _witness(deferred)
-            if witness is None or _refused(error) or not _committed(sessions, backend=backend, witness=witness):
+            if witness is None or not _committed(sessions, backend=backend, witness=witness):
                 raise
             logger.warning("a write batch's COMMIT lost its answer (%s) but had committed: its answers stand", error)
             session.dispatch.after_commit(session)
@@ -590,19 +593,6 @@ def commit_kept(session: Session, connection: Connection, *, through_session: bo
     session.dispatch.after_commit(session)
 
 
-def _refused(error: BaseException) -> bool:
-    """Whether PostgreSQL itself answered the COMMIT with an error (then it did not commit), rather than the answer
-    being lost with the connection."""
-    seen: BaseException | None = error
-    for _depth in range(8):  # (SQLAlchemy's error, the adapter's, asyncpg's)
-        if seen is None:
-            break
-        if isinstance(seen, PostgresError) and not isinstance(seen, PostgresConnectionError):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
-
-
 def _witness(deferred: dict[Insert | RowsWriter, list[dict[str, Any]]]) -> tuple[Table, Any] | None:
     """A row the batch wrote (a new user, an event), by its table and id: found after the batch, it committed."""
     for key, rows in deferred.items():
@@ -617,23 +607,29 @@ _BACKEND_GONE_SECONDS = 10.0
 
 def _committed(sessions: sessionmaker[Session], *, backend: int, witness: tuple[Table, Any]) -> bool:
     """After a COMMIT whose answer was lost: whether it committed. Once the batch's backend process has ended its
-    transaction's outcome is final, and one of its rows tells which it was. False when that cannot be known (the
-    database unreachable, the backend still there after ``_BACKEND_GONE_SECONDS``): the jobs then run again, as
-    after any failed batch."""
+    transaction's outcome is final, and one of its rows tells which it was. False when that cannot be known within
+    ``_BACKEND_GONE_SECONDS`` (the database unreachable, the backend still there): the jobs then run again, as after
+    any failed batch."""
     table, row_id = witness
-    try:
-        with sessions() as session:
-            waited = 0.0
-            while session.execute(_BACKEND, {"pid": backend}).first() is not None:
-                session.rollback()  # (pg_stat_activity is read once per transaction)
-                if waited >= _BACKEND_GONE_SECONDS:
-                    return False
-                await_(asyncio.sleep(0.05))
-                waited += 0.05
-            return session.execute(select(table.c.id).where(table.c.id == row_id)).first() is not None
-    except Exception:
-        logger.warning("could not learn whether a write batch committed; its jobs run again", exc_info=True)
-        return False
+    waited = 0.0
+    while True:
+        try:
+            with sessions() as session:
+                while session.execute(_BACKEND, {"pid": backend}).first() is not None:
+                    session.rollback()  # (pg_stat_activity is read once per transaction)
+                    if waited >= _BACKEND_GONE_SECONDS:
+                        return False
+                    await_(asyncio.sleep(0.05))
+                    waited += 0.05
+                return session.execute(select(table.c.id).where(table.c.id == row_id)).first() is not None
+        except Exception:
+            # A pooled connection lost too (a restart drops them all; the first error empties the pool), or the
+            # database still starting: again, within the same time.
+            if waited >= _BACKEND_GONE_SECONDS:
+                logger.warning("could not learn whether a write batch committed; its jobs run again", exc_info=True)
+                return False
+            await_(asyncio.sleep(0.1))
+            waited += 0.1
 
 
 _BACKEND = text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid AND state <> 'idle'")
