@@ -36,7 +36,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_, greenlet_spawn
 
 from gateway.store.plan_age import discard_plans, stale
-from gateway.store.prepared import Compiled, Row, compiled_for
+from gateway.store.prepared import Compiled, Row
 
 T = TypeVar("T")
 
@@ -92,8 +92,7 @@ class LookupConnections:
         self._opened = 0
         self._idle: list[_Connection] = []
         self._waiting: dict[_Numbered, list[_Call]] = {}  # by statement, the oldest first
-        self._numbered: dict[Select[Any], _Numbered] = {}
-        self._cache: dict[Any, Compiled] = {}
+        self._numbered: dict[Select[Any], _Numbered] = {}  # each statement compiled once, with its call number
         self._tasks: set[asyncio.Task[None]] = set()  # round trips for waiting calls, connections being closed
 
     async def run(self, job: Callable[[Any], T]) -> T:
@@ -107,8 +106,7 @@ class LookupConnections:
         numbered = self._numbered.get(statement)
         if numbered is None:
             with_number = statement.add_columns(bindparam(_CALL, type_=Integer))
-            compiled = compiled_for(with_number, self._engine.dialect, self._cache)
-            numbered = self._numbered[statement] = _Numbered(compiled)
+            numbered = self._numbered[statement] = _Numbered(Compiled(with_number, self._engine.dialect))
         arguments = numbered.compiled.bound({**parameters, _CALL: 0})
         if not self._waiting and (self._idle or self._opened < self._size):
             # A free connection and no one before: this call's own round trip, on this task (no hand-off).
