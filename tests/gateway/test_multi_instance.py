@@ -168,12 +168,10 @@ async def _create_users(base: str, directory: dict[str, Any], names: range, pref
             assert response.status_code == 201, response.text
 
 
-async def _until_delivered(
-    database_url: str, directory_id: str, *streams: list[dict[str, Any]], within: float = 10.0
-) -> None:
+async def _until_delivered(database_url: str, directory_id: str, *streams: list[dict[str, Any]]) -> None:
     log = await _log(database_url, directory_id)
     # Far below the 60 s poll: notifications did it.
-    await eventually(lambda: all(len(stream) >= len(log) for stream in streams), within=within)
+    await eventually(lambda: all(len(stream) >= len(log) for stream in streams), within=10)
     for stream in streams:
         assert [(int(e["cursor"]), e["event"]) for e in stream] == log
 
@@ -280,7 +278,7 @@ async def test_a_redis_restart_mid_stream_loses_nothing(database_url: str) -> No
                     # From the writer's last commit, which may come soon after the restart: both instances notice
                     # the restart at once (a failed publish, or B's stopped subscription reader even when none of
                     # its heartbeats fell in the outage), subscribe again and catch up, far below the 60 s poll.
-                    await _until_delivered(database_url, directory["id"], received, within=10)
+                    await _until_delivered(database_url, directory["id"], received)
                 finally:
                     listener.cancel()
                     await asyncio.gather(listener, return_exceptions=True)
