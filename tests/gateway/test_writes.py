@@ -76,9 +76,9 @@ async def test_a_write_after_the_store_is_closed_fails_at_once(settings: Setting
     database = Database(settings)
     await database.dispose()
 
-    def rename(session: Session) -> None:
+    def must_not_run(session: Session) -> None:
         raise AssertionError("a write job ran after the store was closed")
 
     for light in (False, True):
         with pytest.raises(RuntimeError, match="shutting down"):
-            await database.transaction(rename, light=light)
+            await database.transaction(must_not_run, light=light)
