@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from gateway.events.payloads import EventData, EventName, stored
-from gateway.store.batch_driver import asyncpg_statements
+from gateway.store.batch_driver import asyncpg_statements, string_literal
 from gateway.store.grouped_writer import defer_rows, insert_rows
 from gateway.store.ids import new_id
 from gateway.store.models import Event, utcnow
@@ -64,7 +64,7 @@ def record_events(
         for name, data in events
     ]
     if session.get_bind().dialect.name == "postgresql":
-        defer_rows(session, _insert_in_commit_order, rows, table=_EVENTS)
+        defer_rows(session, _insert_in_commit_order, rows, table=_EVENTS, with_commit=_in_commit_order_inlined)
     else:
         insert_rows(session, _INSERT_EVENT, rows)  # SQLite has a single writer: cursors follow commits anyway
     session.info[EVENTS_RECORDED] = session.info.get(EVENTS_RECORDED, 0) + len(rows)
@@ -76,14 +76,21 @@ _EVENT_LOCK = 0x64_73_79_6E_63  # "dsync"
 # for a whole batch's events, whatever their number. The advisory lock is taken in the same statement, before any
 # row exists (the join produces a row only once the lock is held), so the cursors (nextval, computed above the
 # join) are assigned under it, in the rows' order.
-_INSERT_EVENTS_IN_ORDER = text(
+_EVENTS_FROM_ROWS = (
     "INSERT INTO events (id, event, organization_id, directory_id, data, created_at) "
     "SELECT e.item->>'id', e.item->>'event', e.item->>'organization_id', e.item->>'directory_id', e.item->'data', "
     "CAST(e.item->>'created_at' AS TIMESTAMPTZ) "
     f"FROM (SELECT pg_advisory_xact_lock({_EVENT_LOCK})) AS sequenced, "
-    "jsonb_array_elements(CAST(:rows AS JSONB)) WITH ORDINALITY AS e(item, position) "
+    "jsonb_array_elements(CAST({rows} AS JSONB)) WITH ORDINALITY AS e(item, position) "
     "ORDER BY e.position"
 )
+_INSERT_EVENTS_IN_ORDER = text(_EVENTS_FROM_ROWS.format(rows=":rows"))
+
+
+def _in_commit_order_inlined(rows: list[dict[str, Any]]) -> str:
+    """``_insert_in_commit_order``'s statement with the rows inlined, for a batch to send with its COMMIT: the lock
+    is then held for that one round trip only."""
+    return _EVENTS_FROM_ROWS.format(rows=string_literal(dumps(rows)))
 
 
 def _insert_in_commit_order(connection: Connection, rows: list[dict[str, Any]]) -> None:

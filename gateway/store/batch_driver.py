@@ -307,3 +307,42 @@ def _translated(error: PostgresError, sql: str, dialect: Dialect) -> DBAPIError:
     orig = mapped(str(error.args[0]) if error.args else str(error), error)
     translated: DBAPIError = DBAPIError.instance(sql, None, orig, dbapi.Error, hide_parameters=True, dialect=dialect)
     return translated
+
+
+class CommitRefused(Exception):
+    """``commit_after``'s query was answered with an error: nothing it would have committed is."""
+
+
+def string_literal(value: str) -> str:
+    """``value`` as an SQL string constant, for a statement sent with its values inlined (``commit_after``): quotes
+    doubled, which is the whole of the escaping while ``standard_conforming_strings`` is on (``literals_safe``)."""
+    if "\x00" in value:  # (PostgreSQL's text holds no NUL, and a simple query would end at one)
+        raise ValueError("a string constant cannot hold a NUL character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def literals_safe(adapted: Any) -> bool:
+    """Whether ``string_literal`` is a constant to this connection: backslashes taken as themselves (the default
+    since PostgreSQL 9.1; a server configured otherwise gets its rows as parameters instead)."""
+    settings = adapted._connection.get_settings()
+    return getattr(settings, "standard_conforming_strings", None) == "on"
+
+
+def commit_after(adapted: Any, statement: str) -> None:
+    """Run ``statement`` (values inlined) and COMMIT the adapter's transaction in one round trip: one simple query,
+    which PostgreSQL runs in the open transaction and which stops at the first error (the COMMIT unsent, the
+    transaction aborted). ``CommitRefused``: nothing committed; anything else raised leaves the outcome unknown (the
+    connection lost with the answer)."""
+    driver = adapted._connection
+    try:
+        await_(driver.execute(f"{statement};\nCOMMIT"))
+    except PostgresError as error:
+        if driver.is_closed():
+            raise
+        # The server answered with an error, so nothing committed: either the statement failed (the COMMIT unsent)
+        # or the COMMIT did (rolled back). The transaction is still the adapter's to roll back.
+        raise CommitRefused(str(error)) from error
+    # Committed: over for SQLAlchemy's adapter and for asyncpg too, as after their own COMMIT (asyncpg would take the
+    # next transaction for a nested one, a SAVEPOINT, while it still knew this one).
+    adapted._transaction = None
+    driver._top_xact = None

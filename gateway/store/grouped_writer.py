@@ -19,7 +19,9 @@ may have landed: once its backend is gone, one of the batch's rows tells, and a 
 answers (its jobs run again would meet their own work: a 409, a 404).
 
 Inserts that nothing in the same job reads back and that cannot conflict (events) may be deferred with
-:func:`insert_rows` / :func:`defer_rows`: the batch writes each table's rows in one statement just before its commit.
+:func:`insert_rows` / :func:`defer_rows`: the batch writes each table's rows in one statement just before its commit;
+on PostgreSQL the events' statement goes in the COMMIT's own round trip (one simple query, the rows inlined), one
+round trip less while the batch holds its directory's row lock.
 New rows that may conflict but that no other job can refer to (a new user) are deferred too while the batch runs
 without savepoints (:func:`insert_new_rows`).
 A job that lost a deadlock (PostgreSQL, against another process's batch) runs again alone.
@@ -40,7 +42,15 @@ from sqlalchemy import Connection, Engine, Insert, Table, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import await_, greenlet_spawn
 
-from gateway.store.batch_driver import AsyncpgStatements, Later, asyncpg_statements, settled
+from gateway.store.batch_driver import (
+    AsyncpgStatements,
+    CommitRefused,
+    Later,
+    asyncpg_statements,
+    commit_after,
+    literals_safe,
+    settled,
+)
 from gateway.store.plan_age import keep_young
 from gateway.store.prepared import Compiled, DbapiReader, compiled_for
 
@@ -89,16 +99,29 @@ def insert_new_rows(session: Session, statement: Insert, rows: list[dict[str, An
         session.execute(statement, rows)
 
 
-def defer_rows(session: Session, writer: RowsWriter, rows: list[dict[str, Any]], *, table: Table) -> None:
+def defer_rows(
+    session: Session,
+    writer: RowsWriter,
+    rows: list[dict[str, Any]],
+    *,
+    table: Table,
+    with_commit: CommitText | None = None,
+) -> None:
     """Like :func:`insert_rows`, for rows that ``writer`` (the same function object for every job) writes itself
     into ``table`` (the rows' ``id`` its key): called now, or once just before the commit with the rows of every job
-    of the batch."""
+    of the batch. ``with_commit``: the same rows as one statement with their values inlined, which a PostgreSQL batch
+    sends in the very round trip of its COMMIT when they are the last rows it writes (see ``_run_on``)."""
     _WRITTEN_INTO[writer] = table
+    if with_commit is not None:
+        _WITH_COMMIT[writer] = with_commit
     _defer(session, writer, rows)
 
 
 # Where each deferred rows writer writes: a batch whose COMMIT lost its answer looks one of its rows up there.
 _WRITTEN_INTO: dict[RowsWriter, Table] = {}
+# A rows writer's rows as one statement, values inlined (``batch_driver.string_literal``).
+CommitText = Callable[[list[dict[str, Any]]], str]
+_WITH_COMMIT: dict[RowsWriter, CommitText] = {}
 
 
 def _defer(session: Session, key: Insert | RowsWriter, rows: list[dict[str, Any]]) -> None:
@@ -541,18 +564,33 @@ def _run_on(
         if statements.failed is not None:  # a kept update was refused, or a rest failed (and a job went on)
             return None
         deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
+        pending = [(key, rows) for key, rows in deferred.items() if rows]
+        # Rows that can go in the COMMIT's round trip (the events: their insert takes the log's lock, then held for
+        # that one round trip) go there, after all others, where the COMMIT is the adapter's own: one round trip less
+        # while the directory's row is locked, which is what one directory's writes wait for.
+        last = next((entry for entry in pending if _inlined(entry) is not None), None)
+        with_commit: str | None = None
         try:
             statements.flush()
-            _write_on_asyncpg(statements, connection, [(key, rows) for key, rows in deferred.items() if rows])
+            _write_on_asyncpg(statements, connection, [entry for entry in pending if entry is not last])
+            through_session = bool(session.in_transaction() or session.new or session.dirty or session.deleted)
+            if last is not None:
+                straight = not (through_session or connection.in_transaction()) and adapted._transaction is not None
+                inlined = _inlined(last)
+                if straight and inlined is not None and literals_safe(adapted):
+                    with_commit = inlined(last[1])
+                else:
+                    _write_on_asyncpg(statements, connection, [last])
         except Exception:
             return None
-        through_session = bool(session.in_transaction() or session.new or session.dirty or session.deleted)
         if through_session:
             session.flush()  # (its statements before the next batch may begin)
         committing()
         backend = _driver(connection).get_server_pid()
         try:
-            commit_kept(session, connection, through_session=through_session)
+            commit_kept(session, connection, through_session=through_session, before=with_commit)
+        except CommitRefused:
+            return None  # rolled back (below), answered: the jobs run again with a savepoint each
         except Exception as error:
             lost = True
             # Whatever the error, this connection is done: cut it, so that its backend ends (releasing its locks, the
@@ -579,8 +617,9 @@ def _run_on(
             kept.begin_next(connection)
 
 
-def commit_kept(session: Session, connection: Connection, *, through_session: bool) -> None:
-    """Commit a batch on a kept connection: through the session if a job used it, else straight on the adapter."""
+def commit_kept(session: Session, connection: Connection, *, through_session: bool, before: str | None = None) -> None:
+    """Commit a batch on a kept connection: through the session if a job used it, else straight on the adapter;
+    ``before`` (a statement, values inlined: only on the adapter's own transaction) in the COMMIT's round trip."""
     if through_session:
         session.commit()
         return
@@ -588,9 +627,18 @@ def commit_kept(session: Session, connection: Connection, *, through_session: bo
         connection.commit()
     else:
         adapted: Any = connection.connection.dbapi_connection
-        adapted.commit()
+        if before is None:
+            adapted.commit()
+        else:
+            commit_after(adapted, before)
     # What a session's commit announces (the events it recorded, counted by ``gateway.observe``).
     session.dispatch.after_commit(session)
+
+
+def _inlined(deferred: _Deferred) -> CommitText | None:
+    """What makes ``deferred``'s rows one statement to go with a COMMIT, if their writer has it."""
+    key, _rows = deferred
+    return None if isinstance(key, Insert) else _WITH_COMMIT.get(key)
 
 
 def _witness(deferred: dict[Insert | RowsWriter, list[dict[str, Any]]]) -> tuple[Table, Any] | None:

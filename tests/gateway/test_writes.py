@@ -11,10 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from gateway.events import log
 from gateway.settings import Settings
+from gateway.store import grouped_writer
 from gateway.store.database import Database
 from gateway.store.models import DirectoryUser, Event, GroupMembership
-from tests.conftest import DirectoryFixture
+from tests.conftest import DirectoryFixture, recorded_events
 
 
 async def test_concurrent_creates_with_conflicts(
@@ -37,6 +39,68 @@ async def test_concurrent_creates_with_conflicts(
     assert stored == created
     created_events = [d["id"] for e, d in events if e == "dsync.user.created"]
     assert len(created_events) == 40 and set(created_events) == created
+
+
+async def test_events_of_awkward_values_are_recorded_as_sent(
+    client: httpx.AsyncClient, directory: DirectoryFixture, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL a batch's events go in its COMMIT's round trip, their JSON inlined as a string constant: quotes,
+    # backslashes, dollar quotes and non-ASCII text must come back exactly as sent.
+    inlined: list[str] = []
+    commit = grouped_writer.commit_kept
+
+    def spying(session: Session, connection: Any, **how: Any) -> None:
+        if how.get("before") is not None:
+            inlined.append(how["before"])
+        commit(session, connection, **how)
+
+    monkeypatch.setattr(grouped_writer, "commit_kept", spying)
+    awkward = ["O'Brien", "it''s", "back\\slash\\", "$$dollar$$", "'); DROP TABLE events; --", "Zoë 山田 \u2028", "\\'"]
+
+    async def post(i: int, family: str) -> httpx.Response:
+        body = {"userName": f"awkward{i}@acme.test", "name": {"familyName": family}, "displayName": family}
+        return await client.post(f"{directory.path}/Users", json=body, headers=directory.headers)
+
+    assert (await post(-1, "first")).status_code == 201  # (the first request links the directory, in its own way)
+    responses = await asyncio.gather(*(post(i, family) for i, family in enumerate(awkward)))
+    assert [r.status_code for r in responses] == [201] * len(awkward)
+    created = {r.json()["id"]: family for r, family in zip(responses, awkward, strict=True)}
+    recorded = {data["id"]: data for name, data in await recorded_events(app.state.database, directory.id)}
+    assert {user_id: recorded[user_id]["last_name"] for user_id in created} == created
+    assert {user_id: recorded[user_id]["display_name"] for user_id in created} == created
+    if app.state.database.dialect == "postgresql":
+        assert inlined  # (the path under test was taken)
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_commit_refused_with_its_events_runs_the_batch_again(
+    client: httpx.AsyncClient, directory: DirectoryFixture, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The events' statement sent with the COMMIT fails once (the server answers, the connection stays): nothing of the
+    # batch committed, so its jobs run again and every request gets its own answer, each event recorded once.
+    assert (
+        await client.post(f"{directory.path}/Users", json={"userName": "first@acme.test"}, headers=directory.headers)
+    ).status_code == 201
+    inlined = log._in_commit_order_inlined
+    refused: list[int] = []
+
+    def failing_once(rows: list[dict[str, Any]]) -> str:
+        if refused:
+            return inlined(rows)
+        refused.append(len(rows))
+        return "SELECT 1 / 0"
+
+    monkeypatch.setattr(log, "_in_commit_order_inlined", failing_once)
+    names = [f"again{i}@acme.test" for i in range(6)]
+    responses = await asyncio.gather(
+        *(client.post(f"{directory.path}/Users", json={"userName": name}, headers=directory.headers) for name in names)
+    )
+    assert refused and [r.status_code for r in responses] == [201] * len(names)
+    created = sorted(r.json()["id"] for r in responses)
+    events = [data["id"] for name, data in await recorded_events(app.state.database, directory.id)]
+    assert sorted(event for event in events if event in created) == created  # each once
+    listed = await client.get(f"{directory.path}/Users", params={"count": 50}, headers=directory.headers)
+    assert listed.json()["totalResults"] == len(names) + 1
 
 
 async def test_concurrent_member_adds_to_one_group(

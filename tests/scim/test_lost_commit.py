@@ -26,18 +26,18 @@ def _lose_the_answer(monkeypatch: pytest.MonkeyPatch, *, after_commit: bool) -> 
     cut: list[int] = []
     commit = grouped_writer.commit_kept
 
-    def cutting(session: Session, connection: Connection, *, through_session: bool) -> None:
+    def cutting(session: Session, connection: Connection, **how: Any) -> None:
         if cut:
-            commit(session, connection, through_session=through_session)
+            commit(session, connection, **how)
             return
         cut.append(1)
         driver: Any = connection.connection.driver_connection
         if after_commit:
-            commit(session, connection, through_session=through_session)
+            commit(session, connection, **how)
             driver.terminate()
             raise ConnectionDoesNotExistError("connection was closed in the middle of operation")
         driver.terminate()
-        commit(session, connection, through_session=through_session)
+        commit(session, connection, **how)
 
     monkeypatch.setattr(grouped_writer, "commit_kept", cutting)
     return cut
