@@ -345,4 +345,6 @@ def commit_after(adapted: Any, statement: str) -> None:
     # Committed: over for SQLAlchemy's adapter and for asyncpg too, as after their own COMMIT (asyncpg would take the
     # next transaction for a nested one, a SAVEPOINT, while it still knew this one).
     adapted._transaction = None
+    if hasattr(adapted, "_started"):  # (SQLAlchemy 2.0's adapter also keeps this flag)
+        adapted._started = False
     driver._top_xact = None
