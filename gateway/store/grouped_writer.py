@@ -110,7 +110,7 @@ def defer_rows(
     """Like :func:`insert_rows`, for rows that ``writer`` (the same function object for every job) writes itself
     into ``table`` (the rows' ``id`` its key): called now, or once just before the commit with the rows of every job
     of the batch. ``with_commit``: the same rows as one statement with their values inlined, which a PostgreSQL batch
-    sends in the very round trip of its COMMIT when they are the last rows it writes (see ``_run_on``)."""
+    sends after its other deferred rows, in the very round trip of its COMMIT (see ``_run_on``)."""
     _WRITTEN_INTO[writer] = table
     if with_commit is not None:
         _WITH_COMMIT[writer] = with_commit
@@ -568,16 +568,15 @@ def _run_on(
         # Rows that can go in the COMMIT's round trip (the events: their insert takes the log's lock, then held for
         # that one round trip) go there, after all others, where the COMMIT is the adapter's own: one round trip less
         # while the directory's row is locked, which is what one directory's writes wait for.
-        last = next((entry for entry in pending if _inlined(entry) is not None), None)
+        last, inlined = next(((entry, build) for entry in pending if (build := _inlined(entry))), (None, None))
         with_commit: str | None = None
         try:
             statements.flush()
             _write_on_asyncpg(statements, connection, [entry for entry in pending if entry is not last])
             through_session = bool(session.in_transaction() or session.new or session.dirty or session.deleted)
-            if last is not None:
+            if last is not None and inlined is not None:
                 straight = not (through_session or connection.in_transaction()) and adapted._transaction is not None
-                inlined = _inlined(last)
-                if straight and inlined is not None and literals_safe(adapted):
+                if straight and literals_safe(adapted):
                     with_commit = inlined(last[1])
                 else:
                     _write_on_asyncpg(statements, connection, [last])
