@@ -21,7 +21,10 @@ uniqueness conflict, with ``.orig.sqlstate``, so a deadlock or a serialization f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import datetime
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from asyncpg import PostgresError
@@ -225,20 +228,10 @@ class AsyncpgStatements:
         """``statement`` for every one of ``rows`` in one round trip (asyncpg's ``executemany``); False, and nothing
         done, when the rows cannot go this way (not all the same columns, or a column left to a default that SQLAlchemy
         computes, which the driver would not)."""
-        names = tuple(rows[0])
-        if any(tuple(row) != names for row in rows):
+        filled = _with_defaults(statement, rows)
+        if filled is None:
             return False
-        table: Any = statement.table
-        # A column left to a plain value of SQLAlchemy's (a new user's ``state``…) gets it here, as SQLAlchemy would.
-        defaults: dict[str, Any] = {}
-        for column in table.c:
-            if column.default is not None and column.name not in names:
-                if not column.default.is_scalar:
-                    return False
-                defaults[column.name] = column.default.arg
-        if defaults:
-            rows = [{**row, **defaults} for row in rows]
-            names = tuple(rows[0])
+        rows, names = filled, tuple(filled[0])
         self.settle()
         self._guard()
         self.flush()
@@ -249,6 +242,32 @@ class AsyncpgStatements:
         except PostgresError as error:
             raise _translated(error, compiled.sql, self._dialect) from error
         return True
+
+    def insert_inlined(self, statement: Insert, rows: list[dict[str, Any]]) -> str | None:
+        """``insert_many``'s rows as one multi-row INSERT, their values inlined (``inlined``), for the COMMIT's query
+        (``commit_after``); None where they cannot go so (as ``insert_many``, or a value that has no literal)."""
+        filled = _with_defaults(statement, rows)
+        if filled is None:
+            return None
+        compiled = compiled_for(statement, self._dialect, _COMPILED, column_keys=tuple(filled[0]))
+        return inlined_insert(compiled.sql, [compiled.bound(row) for row in filled])
+
+    def later_inlined(self) -> list[str] | None:
+        """The updates ``update_later`` kept, as statements with their values inlined, taken from those ``flush``
+        would send: for the COMMIT's query, before its other statements. None (and still kept) where one of them
+        cannot go so."""
+        if not self._later:
+            return []
+        texts: list[str] = []
+        for compiled, arguments in self._later.items():
+            for bound in arguments:
+                text = inlined(compiled.sql, bound)
+                if text is None:
+                    return None
+                texts.append(text)
+        self._later = {}
+        self._later_rows.clear()
+        return texts
 
     def update_later(self, statement: ClauseElement, parameters: Mapping[str, Any], *, row: str) -> bool:
         """Keep an UPDATE of the row ``row`` (that returns nothing) for ``flush``, which sends every kept one in one
@@ -287,6 +306,76 @@ class AsyncpgStatements:
         # The adapter begins its transaction lazily, with its first statement: this may be the batch's first.
         if self._adapted._transaction is None:
             await_(self._adapted._start_transaction())
+
+
+def _with_defaults(statement: Insert, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """``rows`` as the driver is to insert them: a column left to a plain value of SQLAlchemy's (a new user's
+    ``state``…) given it, as SQLAlchemy would. None when they cannot go to the driver straight: not all the same
+    columns, or a column left to a default that SQLAlchemy computes."""
+    names = tuple(rows[0])
+    if any(tuple(row) != names for row in rows):
+        return None
+    table: Any = statement.table
+    defaults: dict[str, Any] = {}
+    for column in table.c:
+        if column.default is not None and column.name not in names:
+            if not column.default.is_scalar:
+                return None
+            defaults[column.name] = column.default.arg
+    return [{**row, **defaults} for row in rows] if defaults else rows
+
+
+# A compiled statement's parameters ($1, $2…) and, to be left as they are, its string constants and quoted names.
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\d+)")
+# An INSERT of one row of parameters only (each maybe cast), with nothing after it (no RETURNING, no ON CONFLICT).
+_VALUES = re.compile(r"^(INSERT INTO [^;]+? VALUES )(\((?:\$\d+(?:::[A-Z ]+)?(?:, )?)+\))$")
+
+
+def literal(value: Any) -> str | None:
+    """``value`` (a parameter as the driver takes it) as an SQL constant, or None where this does not know how: only
+    where ``literals_safe``. A placeholder's cast (``$1::VARCHAR``) types the constant that replaces it."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"({value})"
+    if isinstance(value, float):
+        return f"({value!r})" if math.isfinite(value) else None
+    if isinstance(value, str):
+        return string_literal(value) if "\x00" not in value else None
+    if isinstance(value, datetime.datetime):
+        # (A naive one is read in the session's time zone as text, where asyncpg would take it as UTC.)
+        return string_literal(value.isoformat()) if value.tzinfo is not None else None
+    if isinstance(value, datetime.date | datetime.time):
+        return string_literal(value.isoformat())
+    return None
+
+
+def inlined(sql: str, bound: Sequence[Any]) -> str | None:
+    """``sql`` (asyncpg's, numbered parameters) with ``bound``'s values written in as constants; None where one has
+    no ``literal``."""
+    values = [literal(value) for value in bound]
+    if any(value is None for value in values):
+        return None
+
+    def put(match: re.Match[str]) -> str:
+        number = match.group(1)
+        return match.group(0) if number is None else str(values[int(number) - 1])
+
+    return _PLACEHOLDER.sub(put, sql)
+
+
+def inlined_insert(sql: str, arguments: Sequence[Sequence[Any]]) -> str | None:
+    """An ``INSERT … VALUES (…)`` for every row of ``arguments``, as one statement of as many rows, values inlined."""
+    shape = _VALUES.match(sql)
+    if shape is None:
+        return None
+    head, row = shape.groups()
+    rows = [inlined(row, bound) for bound in arguments]
+    if any(text is None for text in rows):
+        return None
+    return head + ", ".join(str(text) for text in rows)
 
 
 def asyncpg_statements(connection: Connection) -> AsyncpgStatements | None:

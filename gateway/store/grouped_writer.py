@@ -19,11 +19,11 @@ may have landed: once its backend is gone, one of the batch's rows tells, and a 
 answers (its jobs run again would meet their own work: a 409, a 404).
 
 Inserts that nothing in the same job reads back and that cannot conflict (events) may be deferred with
-:func:`insert_rows` / :func:`defer_rows`: the batch writes each table's rows in one statement just before its commit;
-on PostgreSQL the events' statement goes in the COMMIT's own round trip (one simple query, the rows inlined), one
-round trip less while the batch holds its directory's row lock.
+:func:`insert_rows` / :func:`defer_rows`: the batch writes each table's rows in one statement just before its commit.
 New rows that may conflict but that no other job can refer to (a new user) are deferred too while the batch runs
-without savepoints (:func:`insert_new_rows`).
+without savepoints (:func:`insert_new_rows`). On PostgreSQL the deferred rows, and the updates kept for the commit
+(``AsyncpgStatements.update_later``), go in the COMMIT's own round trip: one simple query, their values inlined as
+constants (``batch_driver.inlined``), round trips less while the batch holds its directory's row lock.
 A job that lost a deadlock (PostgreSQL, against another process's batch) runs again alone.
 """
 
@@ -565,21 +565,27 @@ def _run_on(
             return None
         deferred: dict[Insert | RowsWriter, list[dict[str, Any]]] = session.info.pop(_DEFERRED, {})
         pending = [(key, rows) for key, rows in deferred.items() if rows]
-        # Rows that can go in the COMMIT's round trip (the events: their insert takes the log's lock, then held for
-        # that one round trip) go there, after all others, where the COMMIT is the adapter's own: one round trip less
-        # while the directory's row is locked, which is what one directory's writes wait for.
-        last, inlined = next(((entry, build) for entry in pending if (build := _inlined(entry))), (None, None))
+        # What is left to write goes in the COMMIT's own round trip where it can, values inlined, and where the COMMIT
+        # is the adapter's own (``commit_after``): the kept updates, then the deferred rows (the events last: their
+        # insert takes the log's lock, then held for that one round trip). Each round trip less is one less while the
+        # directory's row is locked, which is what one directory's writes wait for (and one less wait for the event
+        # loop's turn). Rows that cannot go so are written first, with the rows deferred before them.
         with_commit: str | None = None
         try:
-            statements.flush()
-            _write_on_asyncpg(statements, connection, [entry for entry in pending if entry is not last])
+            texts = _inlined_tail(statements, pending) if literals_safe(adapted) else []
+            head, tail = pending[: len(pending) - len(texts)], pending[len(pending) - len(texts) :]
+            if head:
+                _write_on_asyncpg(statements, connection, head)  # (the kept updates first)
             through_session = bool(session.in_transaction() or session.new or session.dirty or session.deleted)
-            if last is not None and inlined is not None:
-                straight = not (through_session or connection.in_transaction()) and adapted._transaction is not None
-                if straight and literals_safe(adapted):
-                    with_commit = inlined(last[1])
-                else:
-                    _write_on_asyncpg(statements, connection, [last])
+            straight = not (through_session or connection.in_transaction()) and adapted._transaction is not None
+            if straight and texts:
+                updates = statements.later_inlined()
+                if updates is None:  # (one has a value without a constant: they go first, as parameters)
+                    statements.flush()
+                with_commit = ";\n".join([*(updates or []), *texts])
+            else:
+                statements.flush()
+                _write_on_asyncpg(statements, connection, tail)
         except Exception:
             return None
         if through_session:
@@ -634,10 +640,20 @@ def commit_kept(session: Session, connection: Connection, *, through_session: bo
     session.dispatch.after_commit(session)
 
 
-def _inlined(deferred: _Deferred) -> CommitText | None:
-    """What makes ``deferred``'s rows one statement to go with a COMMIT, if their writer has it."""
-    key, _rows = deferred
-    return None if isinstance(key, Insert) else _WITH_COMMIT.get(key)
+def _inlined_tail(statements: AsyncpgStatements, pending: list[_Deferred]) -> list[str]:
+    """The last of ``pending`` that can go as one statement each, values inlined (an INSERT's rows, a writer's that
+    has such a statement: ``defer_rows``), as those statements, in order."""
+    texts: list[str] = []
+    for key, rows in reversed(pending):
+        if isinstance(key, Insert):
+            text = statements.insert_inlined(key, rows)
+        else:
+            build = _WITH_COMMIT.get(key)
+            text = None if build is None else build(rows)
+        if text is None:
+            break
+        texts.append(text)
+    return texts[::-1]
 
 
 def _witness(deferred: dict[Insert | RowsWriter, list[dict[str, Any]]]) -> tuple[Table, Any] | None:

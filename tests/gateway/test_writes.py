@@ -44,8 +44,8 @@ async def test_concurrent_creates_with_conflicts(
 async def test_events_of_awkward_values_are_recorded_as_sent(
     client: httpx.AsyncClient, directory: DirectoryFixture, app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # On PostgreSQL a batch's events go in its COMMIT's round trip, their JSON inlined as a string constant: quotes,
-    # backslashes, dollar quotes and non-ASCII text must come back exactly as sent.
+    # On PostgreSQL a batch's new users, kept updates and events go in its COMMIT's round trip, their values inlined
+    # as constants: quotes, backslashes, dollar quotes and non-ASCII text must come back exactly as sent.
     inlined: list[str] = []
     commit = grouped_writer.commit_kept
 
@@ -68,8 +68,32 @@ async def test_events_of_awkward_values_are_recorded_as_sent(
     recorded = {data["id"]: data for name, data in await recorded_events(app.state.database, directory.id)}
     assert {user_id: recorded[user_id]["last_name"] for user_id in created} == created
     assert {user_id: recorded[user_id]["display_name"] for user_id in created} == created
-    if app.state.database.dialect == "postgresql":
-        assert inlined  # (the path under test was taken)
+
+    async def stored(user_id: str) -> dict[str, Any]:
+        user: dict[str, Any] = (await client.get(f"{directory.path}/Users/{user_id}", headers=directory.headers)).json()
+        return user
+
+    read = {user_id: await stored(user_id) for user_id in created}
+    assert {user_id: user["name"]["familyName"] for user_id, user in read.items()} == created
+
+    async def put(user_id: str, family: str) -> httpx.Response:
+        body = {**read[user_id], "title": family + "\\'$1", "externalId": f"ext-{family}"}
+        return await client.put(f"{directory.path}/Users/{user_id}", json=body, headers=directory.headers)
+
+    responses = await asyncio.gather(*(put(user_id, family) for user_id, family in created.items()))
+    assert [r.status_code for r in responses] == [200] * len(awkward)
+    read = {user_id: await stored(user_id) for user_id in created}
+    assert {user_id: (u["title"], u["externalId"]) for user_id, u in read.items()} == {
+        user_id: (family + "\\'$1", f"ext-{family}") for user_id, family in created.items()
+    }
+    events = await recorded_events(app.state.database, directory.id)
+    updated = [data for name, data in events if name == "dsync.user.updated"]
+    assert {data["id"]: data["job_title"] for data in updated} == {
+        user_id: family + "\\'$1" for user_id, family in created.items()
+    }
+    if app.state.database.dialect == "postgresql":  # (the paths under test were taken)
+        assert any("INSERT INTO directory_users" in query for query in inlined)
+        assert any("UPDATE directory_users" in query for query in inlined)
 
 
 @pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
