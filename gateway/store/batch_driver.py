@@ -113,6 +113,7 @@ class AsyncpgStatements:
         "_together",
         "_rest",
         "_rest_rows",
+        "_locks",
     )
 
     def __init__(self, adapted: Any, dialect: Dialect, *, updates_later: bool = False) -> None:
@@ -129,6 +130,8 @@ class AsyncpgStatements:
         # each of them read its key's row only (``key_rows``).
         self._rest: frozenset[str] | None = None
         self._rest_rows = False
+        # ``lock_later``'s checks not sent yet, by the key of the row each locks.
+        self._locks: dict[str, tuple[Compiled, Any]] = {}
 
     def rows_together(
         self,
@@ -204,6 +207,44 @@ class AsyncpgStatements:
         self.settle()
         self._guard()
         self.flush()
+        self.lock_now()
+
+    def lock_later(self, statement: ClauseElement, parameters: Mapping[str, Any], *, key: str) -> bool:
+        """Take a row lock that ``statement`` takes and checks (it fails where the row is not as the job saw it) just
+        before the batch's next statement, or in its COMMIT's query if none comes: a job that only writes (a new
+        user) then holds it for that one round trip, not from its start. False, and nothing done, when this batch
+        runs statements at once (with a savepoint per job): the caller reads and locks the row itself."""
+        if self._later is None:
+            return False
+        self._locks[key] = (compiled_for(statement, self._dialect, _COMPILED), dict(parameters))
+        return True
+
+    def lock_now(self) -> None:
+        """Send the checks ``lock_later`` keeps (rows in key order, as every batch locks them)."""
+        if not self._locks:
+            return
+        locks, self._locks = self._locks, {}
+        if self._adapted._transaction is None:
+            await_(self._adapted._start_transaction())
+        for key in sorted(locks):
+            compiled, parameters = locks[key]
+            try:
+                await_(self._driver.fetch(compiled.sql, *compiled.bound(parameters)))
+            except PostgresError as error:
+                self.failed = _translated(error, compiled.sql, self._dialect)
+                raise self.failed from error
+
+    def locks_inlined(self) -> list[str] | None:
+        """The checks ``lock_later`` keeps, as statements with their values inlined (in key order), for the COMMIT's
+        query, before its other statements; None (and still kept) where one cannot go so."""
+        texts = [
+            inlined(compiled.sql, compiled.bound(parameters))
+            for _key, (compiled, parameters) in sorted(self._locks.items())
+        ]
+        if any(text is None for text in texts):
+            return None
+        self._locks = {}
+        return [str(text) for text in texts]
 
     def _guard(self) -> None:
         if self._rest is not None:
@@ -306,6 +347,7 @@ class AsyncpgStatements:
         # The adapter begins its transaction lazily, with its first statement: this may be the batch's first.
         if self._adapted._transaction is None:
             await_(self._adapted._start_transaction())
+        self.lock_now()  # (rows a statement may read, or change, are locked first)
 
 
 def _with_defaults(statement: Insert, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

@@ -581,11 +581,16 @@ def _run_on(
             if straight and texts:
                 updates = statements.later_inlined()
                 if updates is None:  # (one has a value without a constant: they go first, as parameters)
-                    statements.flush()
-                with_commit = ";\n".join([*(updates or []), *texts])
+                    statements.flush()  # (after the row locks kept for the end: ``lock_later``)
+                # The row locks kept for the end come first of all (sent now where one cannot go inlined).
+                locks = statements.locks_inlined()
+                if locks is None:
+                    statements.lock_now()
+                with_commit = ";\n".join([*(locks or []), *(updates or []), *texts])
             else:
                 statements.flush()
                 _write_on_asyncpg(statements, connection, tail)
+                statements.lock_now()
         except Exception:
             return None
         if through_session:

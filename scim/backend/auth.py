@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, literal_column, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -22,6 +22,26 @@ _GET_DIRECTORY = select(Directory.__table__).where(Directory.__table__.c.id == b
 _LOCK_DIRECTORY = _GET_DIRECTORY.where(
     _GET_DIRECTORY.selected_columns.token_hash == bindparam("token_hash")
 ).with_for_update(key_share=True)
+
+# The same lock taken at the end of a write batch (``AsyncpgStatements.lock_later``), which fails (a division by
+# zero: no row) unless the row is still as the batch's jobs saw it, so that what they did on that snapshot stands.
+_SEEN_COLUMNS = ("organization_id", "name", "type", "state", "deprovision_policy", "token_hash", "updated_at")
+_DIRECTORIES = _GET_DIRECTORY.selected_columns
+_STILL_AS_SEEN = (
+    select(_DIRECTORIES.id)
+    .where(
+        _DIRECTORIES.id == bindparam("id"),
+        _DIRECTORIES.rules_version == bindparam("seen_rules_version"),
+        *(_DIRECTORIES[name].is_not_distinct_from(bindparam(f"seen_{name}")) for name in _SEEN_COLUMNS),
+    )
+    .with_for_update(key_share=True)
+    .subquery()
+)
+_LOCK_AS_SEEN = select(literal_column("1") / func.count()).select_from(_STILL_AS_SEEN)
+# Each directory's row as the last write batch of this process locked it: the snapshot the next batches' jobs start
+# from, their lock taken at the end (``_LOCK_AS_SEEN``). Bounded: emptied when it outgrows this many directories.
+_seen: dict[str, dict[str, Any]] = {}
+_SEEN_MAX = 10_000
 
 # Charges one request against the authenticated directory's rate limit: None if admitted, else the refusal (429).
 # Made per request by the api layer: it charges once however often the request's job runs.
@@ -87,10 +107,22 @@ def _read_directory(session: Session, *, directory_id: str, token: str, lock: bo
         return dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True)) if rows else None
     postgres = postgres_statements(session) if lock else None  # PostgreSQL's write batches
     if postgres is not None:
+        token_hash = hash_secret(token)
+        seen = _seen.get(directory_id)
+        # A linked directory this token opened last time: its jobs start from that snapshot, the lock checked at the
+        # end (a batch whose jobs only write, new users, then holds it for its COMMIT's round trip only). Changed
+        # meanwhile (a rotated token, a new policy, deleted): the batch fails there and runs again, reading it here.
+        if seen is not None and seen["token_hash"] == token_hash and seen["state"] != DirectoryState.UNLINKED:
+            as_seen = {"id": directory_id, **{f"seen_{name}": seen[name] for name in (*_SEEN_COLUMNS, "rules_version")}}
+            if postgres.lock_later(_LOCK_AS_SEEN, as_seen, key=directory_id):
+                return seen
         # Locked if the token matches; else read unlocked, which tells a wrong token from an unknown directory.
-        parameters = {"id": directory_id, "token_hash": hash_secret(token)}
-        rows = postgres.rows(_LOCK_DIRECTORY, parameters, reads=directory_id)
-        if not rows:
+        rows = postgres.rows(_LOCK_DIRECTORY, {"id": directory_id, "token_hash": token_hash}, reads=directory_id)
+        if rows:
+            if len(_seen) >= _SEEN_MAX:
+                _seen.clear()
+            _seen[directory_id] = dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True))
+        else:
             rows = postgres.rows(_GET_DIRECTORY, {"id": directory_id}, reads=directory_id)
         return dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True)) if rows else None
     connection = session.connection()

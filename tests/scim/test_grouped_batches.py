@@ -198,6 +198,40 @@ async def test_a_rotation_deletion_or_policy_change_holds_for_the_next_job_of_th
     assert batches == [1, 3]
 
 
+async def test_a_directory_changed_since_the_last_batch_holds_for_the_next_write(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture
+) -> None:
+    # A PostgreSQL batch's jobs start from the directory as this process last locked it, and take its lock at the end
+    # (``AsyncpgStatements.lock_later``): a change committed meanwhile elsewhere (here in a transaction of its own,
+    # as another instance's would be) must hold all the same, the job answered from the directory as it now is.
+    database = app.state.database
+    path, headers = directory.path, directory.headers
+    await client.get(f"{path}/Users", headers=headers)  # linked: the next write's snapshot is one to start from
+    leaver = (await client.post(f"{path}/Users", json=_user("leaver@acme.test"), headers=headers)).json()["id"]
+
+    def rotate(session: Session) -> str:
+        issued = directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+        return issued.bearer_token
+
+    fresh = {**headers, "Authorization": f"Bearer {await database.transaction(rotate)}"}
+    stale = await client.post(f"{path}/Users", json=_user("stale@acme.test"), headers=headers)
+    assert stale.status_code == 401
+    assert (await client.post(f"{path}/Users", json=_user("new@acme.test"), headers=fresh)).status_code == 201
+
+    await database.transaction(
+        lambda s: directories.set_deprovision_policy(s, directory_id=directory.id, policy="delete_inactive")
+    )
+    deactivate = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]}
+    assert (await client.patch(f"{path}/Users/{leaver}", json=deactivate, headers=fresh)).status_code == 200
+    assert (await client.get(f"{path}/Users/{leaver}", headers=fresh)).status_code == 404  # deleted by the policy
+
+    await database.transaction(lambda s: directories.delete_directory(s, directory_id=directory.id))
+    orphan = await client.post(f"{path}/Users", json=_user("orphan@acme.test"), headers=fresh)
+    assert orphan.status_code == 401
+    names = [data.get("username") for name, data in await recorded_events(database, directory.id)]
+    assert "stale@acme.test" not in names and "orphan@acme.test" not in names
+
+
 async def test_the_writes_of_one_directory_in_a_batch_read_it_once(
     app: Any,
     client: httpx.AsyncClient,
