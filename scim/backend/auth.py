@@ -122,7 +122,8 @@ def _read_directory(session: Session, *, directory_id: str, token: str, lock: bo
             if len(_seen) >= _SEEN_MAX:
                 _seen.clear()
             _seen[directory_id] = dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True))
-        else:
+        else:  # (a token it no longer takes: the next such request is not sent down the path that fails)
+            _seen.pop(directory_id, None)
             rows = postgres.rows(_GET_DIRECTORY, {"id": directory_id}, reads=directory_id)
         return dict(zip(_DIRECTORY_COLUMNS, rows[0], strict=True)) if rows else None
     connection = session.connection()

@@ -199,7 +199,7 @@ async def test_a_rotation_deletion_or_policy_change_holds_for_the_next_job_of_th
 
 
 async def test_a_directory_changed_since_the_last_batch_holds_for_the_next_write(
-    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A PostgreSQL batch's jobs start from the directory as this process last locked it, and take its lock at the end
     # (``AsyncpgStatements.lock_later``): a change committed meanwhile elsewhere (here in a transaction of its own,
@@ -216,6 +216,18 @@ async def test_a_directory_changed_since_the_last_batch_holds_for_the_next_write
     fresh = {**headers, "Authorization": f"Bearer {await database.transaction(rotate)}"}
     stale = await client.post(f"{path}/Users", json=_user("stale@acme.test"), headers=headers)
     assert stale.status_code == 401
+    # The old token, refused once, is not taken down the path that fails at the end again.
+    deferred: list[str] = []
+    lock_later = batch_driver.AsyncpgStatements.lock_later
+
+    def counted(statements: batch_driver.AsyncpgStatements, *args: Any, **kwargs: Any) -> bool:
+        taken = lock_later(statements, *args, **kwargs)
+        deferred.extend([kwargs["key"]] if taken else [])
+        return taken
+
+    monkeypatch.setattr(batch_driver.AsyncpgStatements, "lock_later", counted)
+    again = await client.post(f"{path}/Users", json=_user("stale@acme.test"), headers=headers)
+    assert again.status_code == 401 and deferred == []
     assert (await client.post(f"{path}/Users", json=_user("new@acme.test"), headers=fresh)).status_code == 201
 
     await database.transaction(
