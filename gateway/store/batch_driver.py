@@ -131,7 +131,7 @@ class AsyncpgStatements:
         self._rest: frozenset[str] | None = None
         self._rest_rows = False
         # ``lock_later``'s checks not sent yet, by the key of the row each locks.
-        self._locks: dict[str, tuple[Compiled, Any]] = {}
+        self._locks: dict[str, list[tuple[Compiled, dict[str, Any]]]] = {}
 
     def rows_together(
         self,
@@ -216,7 +216,10 @@ class AsyncpgStatements:
         runs statements at once (with a savepoint per job): the caller reads and locks the row itself."""
         if self._later is None:
             return False
-        self._locks[key] = (compiled_for(statement, self._dialect, _COMPILED), dict(parameters))
+        check = (compiled_for(statement, self._dialect, _COMPILED), dict(parameters))
+        checks = self._locks.setdefault(key, [])
+        if check not in checks:  # (jobs that saw the row otherwise each have theirs checked)
+            checks.append(check)
         return True
 
     def lock_now(self) -> None:
@@ -227,19 +230,20 @@ class AsyncpgStatements:
         if self._adapted._transaction is None:
             await_(self._adapted._start_transaction())
         for key in sorted(locks):
-            compiled, parameters = locks[key]
-            try:
-                await_(self._driver.fetch(compiled.sql, *compiled.bound(parameters)))
-            except PostgresError as error:
-                self.failed = _translated(error, compiled.sql, self._dialect)
-                raise self.failed from error
+            for compiled, parameters in locks[key]:
+                try:
+                    await_(self._driver.fetch(compiled.sql, *compiled.bound(parameters)))
+                except PostgresError as error:
+                    self.failed = _translated(error, compiled.sql, self._dialect)
+                    raise self.failed from error
 
     def locks_inlined(self) -> list[str] | None:
         """The checks ``lock_later`` keeps, as statements with their values inlined (in key order), for the COMMIT's
         query, before its other statements; None (and still kept) where one cannot go so."""
         texts = [
             inlined(compiled.sql, compiled.bound(parameters))
-            for _key, (compiled, parameters) in sorted(self._locks.items())
+            for _key, checks in sorted(self._locks.items())
+            for compiled, parameters in checks
         ]
         if any(text is None for text in texts):
             return None

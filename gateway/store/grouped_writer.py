@@ -574,8 +574,10 @@ def _run_on(
         try:
             texts = _inlined_tail(statements, pending) if literals_safe(adapted) else []
             head, tail = pending[: len(pending) - len(texts)], pending[len(pending) - len(texts) :]
-            if head:
-                _write_on_asyncpg(statements, connection, head)  # (the kept updates first)
+            if head:  # (after the row locks kept for the end, then the kept updates: a writer may not see them)
+                statements.lock_now()
+                statements.flush()
+                _write_on_asyncpg(statements, connection, head)
             through_session = bool(session.in_transaction() or session.new or session.dirty or session.deleted)
             straight = not (through_session or connection.in_transaction()) and adapted._transaction is not None
             if straight and texts:
@@ -588,9 +590,9 @@ def _run_on(
                     statements.lock_now()
                 with_commit = ";\n".join([*(locks or []), *(updates or []), *texts])
             else:
+                statements.lock_now()
                 statements.flush()
                 _write_on_asyncpg(statements, connection, tail)
-                statements.lock_now()
         except Exception:
             return None
         if through_session:
