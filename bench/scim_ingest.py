@@ -670,6 +670,7 @@ class Bench:
         self.results: list[LoadResult] = []
         self.user_counter = 0
         self.bodies: dict[str, dict[str, Any]] = {}
+        self.round = 0  # the traffic phases' round under way
 
     def load(
         self, phase: str, target: Target, reqs: Sequence[Req], pads: Sequence[Req], counted: bool = True
@@ -719,8 +720,11 @@ class Bench:
         return res.ids
 
     def phase_traffic(self, targets: list[Target], created: dict[str, LoadResult]) -> None:
-        """GET by filter, GET by id, PUT, PATCH add member, DELETE: ``--ops`` requests each, A B C per phase."""
+        """GET by filter, GET by id, PUT, PATCH add member, DELETE: ``--ops`` requests each, A B C per phase, the
+        phase ``--traffic-rounds`` times (C B A on every other round); each round's PUTs, PATCHes and DELETEs on
+        users of their own, so that a round repeats no change another made (the ratios take each phase's median)."""
         ops = self.args.ops
+        rounds = self.args.traffic_rounds
         phases: list[tuple[str, Any]] = [
             ("3 GET /Users?filter=userName eq", self._get_filter),
             ("3e GET /Users?filter=emails eq", self._get_email_filter),
@@ -731,14 +735,22 @@ class Bench:
         ]
         groups = {t.name: self.phase_groups(t) for t in targets}
         for phase, build in phases:
-            for t in targets:
-                made = created[t.name]
-                count = min(ops, len(made.ids))
-                if phase.startswith("6") and t.name == "reference":
-                    count = min(count, self.args.reference_patch_ops)  # scim2-server copies the group per PATCH
-                reqs = build(t, made, count, groups[t.name])
-                pads = [Req("GET", f"{t.base}/ServiceProviderConfig", b"")] * (self.args.concurrency + 1)
-                self.load(phase, t, reqs, pads)
+            for r in range(rounds):
+                for t in targets if r % 2 == 0 else targets[::-1]:
+                    made = created[t.name]
+                    # PUT and PATCH take each round's users from the start, DELETE from the end: none twice.
+                    count = min(ops, len(made.ids) // (2 * rounds) if rounds > 1 else len(made.ids))
+                    if phase.startswith("6") and t.name == "reference":
+                        count = min(count, self.args.reference_patch_ops)  # scim2-server copies the group per PATCH
+                    mine = LoadResult("round", t.name, "", 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+                    mine.ids = (
+                        made.ids[r * count :] if not phase.startswith("7") else made.ids[: len(made.ids) - r * count]
+                    )
+                    mine.names = made.names[r * count :]
+                    self.round = r
+                    reqs = build(t, mine, count, groups[t.name])
+                    pads = [Req("GET", f"{t.base}/ServiceProviderConfig", b"")] * (self.args.concurrency + 1)
+                    self.load(phase, t, reqs, pads)
 
     def _get_filter(self, t: Target, made: LoadResult, count: int, _groups: list[str]) -> list[Req]:
         return [Req("GET", f"{t.base}/Users?filter=userName%20eq%20%22{name}%22", b"") for name in made.names[:count]]
@@ -753,7 +765,8 @@ class Bench:
     def _put(self, t: Target, made: LoadResult, count: int, _groups: list[str]) -> list[Req]:
         reqs = []
         for uid, name in zip(made.ids[:count], made.names[:count], strict=True):
-            body = {**self.bodies[name], "title": "Principal Engineer"}  # a replace that changes one attribute
+            # A replace that changes one attribute (each round its own value: a repeat would change nothing).
+            body = {**self.bodies[name], "title": "Principal Engineer" + (f" {self.round}" if self.round else "")}
             reqs.append(Req("PUT", f"{t.base}/Users/{uid}", _dumps(body)))
         return reqs
 
@@ -970,6 +983,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--skip-reference", action="store_true", help="do not run python-scim's scim2-server")
     p.add_argument("--rounds", type=int, default=2, help="phase-1 rounds per server, alternated A B A B (default 2)")
+    p.add_argument(
+        "--traffic-rounds",
+        type=int,
+        default=1,
+        help="rounds of each phase 3-7 per server, alternated A B C, C B A (default 1); the ratios take the medians",
+    )
     p.add_argument(
         "--reference-patch-ops", type=int, default=300, help="phase-6 requests to scim2-server (slow there; 300)"
     )

@@ -142,13 +142,15 @@ class AsyncpgStatements:
         key_column: int,
         then: Callable[[list[Row]], T],
         key_rows: bool = False,
+        covers_lock: str | None = None,
     ) -> T | Later[T]:
         """``then`` of the rows ``statement`` returns, where every row it returns holds ``key`` in column
         ``key_column``; in a batch without savepoints, a ``Later`` instead: the statement goes with the next jobs'
         calls of the same statement (other keys) in one round trip, and ``then`` runs once their answers are in, in
         job order. ``then`` may record events but must run no statement (else the batch runs again job by job).
         ``key_rows``: the statement reads the row of ``key`` and nothing an ``update_later`` may change but that row;
-        then ``then`` may keep an update of that row for later too."""
+        then ``then`` may keep an update of that row for later too. ``covers_lock``: the statement takes and checks
+        that row lock of ``lock_later``'s itself, first of all (only where ``defers_locks``): it is not sent apart."""
         if self._later is None:
             return then(self.rows(statement, parameters))
         compiled = compiled_for(statement, self._dialect, _COMPILED)
@@ -159,6 +161,8 @@ class AsyncpgStatements:
         if waiting is None:
             self._guard()
             waiting = self._together = _Together(compiled, key_column, key_rows)
+        if covers_lock is not None:  # (whatever else waited went first: this run is the next statement sent)
+            self._locks.pop(covers_lock, None)
         later: Later[T] = Later()
         waiting.calls[key] = (compiled.bound(parameters), then, later)
         return later
@@ -208,6 +212,11 @@ class AsyncpgStatements:
         self._guard()
         self.flush()
         self.lock_now()
+
+    @property
+    def defers_locks(self) -> bool:
+        """Whether ``lock_later`` keeps locks for later here (a batch without savepoints)."""
+        return self._later is not None
 
     def lock_later(self, statement: ClauseElement, parameters: Mapping[str, Any], *, key: str) -> bool:
         """Take a row lock that ``statement`` takes and checks (it fails where the row is not as the job saw it) just

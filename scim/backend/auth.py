@@ -38,6 +38,14 @@ _STILL_AS_SEEN = (
     .subquery()
 )
 _LOCK_AS_SEEN = select(literal_column("1") / func.count()).select_from(_STILL_AS_SEEN)
+# The same check as a condition, for a statement that takes the lock itself as its first step (``still_as_seen``
+# gives its parameters): true, or the statement fails.
+STILL_AS_SEEN_SQL = (
+    "(SELECT 1 / count(*) FROM (SELECT FROM directories WHERE id = :directory_id"
+    " AND rules_version = :seen_rules_version"
+    + "".join(f" AND {name} IS NOT DISTINCT FROM :seen_{name}" for name in _SEEN_COLUMNS)
+    + " FOR NO KEY UPDATE) AS locked) = 1"
+)
 # Each directory's row as the last write batch of this process locked it: the snapshot the next batches' jobs start
 # from, their lock taken at the end (``_LOCK_AS_SEEN``). Bounded: emptied when it outgrows this many directories.
 _seen: dict[str, dict[str, Any]] = {}
@@ -53,6 +61,11 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise ScimError(401, "Missing or malformed bearer token")
     return token.strip()
+
+
+def still_as_seen(directory: Directory) -> dict[str, Any]:
+    """``STILL_AS_SEEN_SQL``'s parameters for the directory as a job saw it (``:directory_id`` aside)."""
+    return {f"seen_{name}": getattr(directory, name) for name in (*_SEEN_COLUMNS, "rules_version")}
 
 
 def authenticate(session: Session, *, directory_id: str, authorization: str | None, lock: bool = False) -> Directory:

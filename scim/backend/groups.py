@@ -23,6 +23,7 @@ from gateway.store.batch_driver import Later
 from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
+from scim.backend.auth import STILL_AS_SEEN_SQL, still_as_seen
 from scim.backend.columns import group_columns
 from scim.backend.resources import (
     ResourceKind,
@@ -114,10 +115,13 @@ _WANTED_ARRAYS = (
 _WANTED_ONE = "SELECT CAST(:id AS VARCHAR) AS id, CAST(:display AS VARCHAR) AS display"
 
 
-def _add_members_unread_postgres(wanted: str) -> TextualSelect:
+def _add_members_unread_postgres(wanted: str, *, locking: bool = False) -> TextualSelect:
+    # ``locking``: the directory's row lock is taken and checked first (``auth.STILL_AS_SEEN_SQL``: a one-time
+    # filter of the group's read, which every other step waits for), in the same round trip.
+    locked = f" AND {STILL_AS_SEEN_SQL}" if locking else ""
     return text(
         "WITH target AS ("
-        " SELECT id FROM directory_groups WHERE id = :group_id AND directory_id = :directory_id"
+        f" SELECT id FROM directory_groups WHERE id = :group_id AND directory_id = :directory_id{locked}"
         f"), wanted AS ({wanted}"
         "), added AS ("
         " INSERT INTO group_memberships (group_id, user_id, directory_id, display, created_at)"
@@ -141,6 +145,10 @@ def _add_members_unread_postgres(wanted: str) -> TextualSelect:
 
 _ADD_MEMBERS_UNREAD_POSTGRES = _add_members_unread_postgres(_WANTED_ARRAYS)
 _ADD_ONE_MEMBER_UNREAD_POSTGRES = _add_members_unread_postgres(_WANTED_ONE)
+_LOCKING = {
+    _ADD_MEMBERS_UNREAD_POSTGRES: _add_members_unread_postgres(_WANTED_ARRAYS, locking=True),
+    _ADD_ONE_MEMBER_UNREAD_POSTGRES: _add_members_unread_postgres(_WANTED_ONE, locking=True),
+}
 
 
 def add_members_unread(
@@ -167,7 +175,13 @@ def add_members_unread(
     if group_id in rules_of(session, directory=directory).mapped_groups:
         # Its new members' roles are computed again (``regroup``): statements of their own, so not sent together.
         return added(postgres.rows(statement, parameters))
-    return postgres.rows_together(statement, parameters, key=group_id, key_column=0, then=added)
+    if not postgres.defers_locks:
+        return postgres.rows_together(statement, parameters, key=group_id, key_column=0, then=added)
+    # The directory's lock kept for later (``authenticate``) is taken by the add itself: one round trip less.
+    parameters.update(still_as_seen(directory))
+    return postgres.rows_together(
+        _LOCKING[statement], parameters, key=group_id, key_column=0, then=added, covers_lock=directory.id
+    )
 
 
 def _added_unread(

@@ -244,6 +244,31 @@ async def test_a_directory_changed_since_the_last_batch_holds_for_the_next_write
     assert "stale@acme.test" not in names and "orphan@acme.test" not in names
 
 
+async def test_a_member_add_takes_and_checks_the_directory_lock_itself(
+    app: Any, client: httpx.AsyncClient, directory: DirectoryFixture
+) -> None:
+    # On PostgreSQL a one-member add (the statement that reads no group first) takes the directory's lock kept for
+    # later in its own round trip: a token rotated since the snapshot must still refuse it, adding nothing.
+    database = app.state.database
+    path, headers = directory.path, directory.headers
+    await client.get(f"{path}/Users", headers=headers)  # linked
+    user = (await client.post(f"{path}/Users", json=_user("member@acme.test"), headers=headers)).json()["id"]
+    group = (await client.post(f"{path}/Groups", json={"displayName": "Team"}, headers=headers)).json()["id"]
+    add = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}
+
+    def rotate(session: Session) -> str:
+        issued = directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+        return issued.bearer_token
+
+    fresh = {**headers, "Authorization": f"Bearer {await database.transaction(rotate)}"}
+    assert (await client.patch(f"{path}/Groups/{group}", json=add, headers=headers)).status_code == 401
+    read = await client.get(f"{path}/Groups/{group}", headers=fresh)
+    assert read.json().get("members", []) == []
+    assert (await client.patch(f"{path}/Groups/{group}", json=add, headers=fresh)).status_code in (200, 204)
+    read = await client.get(f"{path}/Groups/{group}", headers=fresh)
+    assert [member["value"] for member in read.json()["members"]] == [user]
+
+
 async def test_the_writes_of_one_directory_in_a_batch_read_it_once(
     app: Any,
     client: httpx.AsyncClient,
