@@ -117,7 +117,12 @@ _WANTED_ONE = "SELECT CAST(:id AS VARCHAR) AS id, CAST(:display AS VARCHAR) AS d
 
 def _add_members_unread_postgres(wanted: str, *, locking: bool = False) -> TextualSelect:
     # ``locking``: the directory's row lock is taken and checked first (``auth.STILL_AS_SEEN_SQL``: a one-time
-    # filter of the group's read, which every other step waits for), in the same round trip.
+    # filter of the group's read, which every other step waits for), in the same round trip. Waiting for that lock,
+    # the statement keeps the snapshot it began with (READ COMMITTED), so what it reads may predate the batch that
+    # held the lock; but nothing it writes rests on such a read: its UPDATEs re-read the latest row versions, ON
+    # CONFLICT meets a membership added meanwhile, and the foreign keys refuse an edge to a user or group deleted
+    # meanwhile (the batch then runs again, reading under the lock first). Only a no-op add's answer (no member
+    # added) may show the group as it was. A read-then-write job (a user's PUT or PATCH) cannot take the lock so.
     locked = f" AND {STILL_AS_SEEN_SQL}" if locking else ""
     return text(
         "WITH target AS ("
