@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -23,29 +23,17 @@ _LOCK_DIRECTORY = _GET_DIRECTORY.where(
     _GET_DIRECTORY.selected_columns.token_hash == bindparam("token_hash")
 ).with_for_update(key_share=True)
 
-# The same lock taken at the end of a write batch (``AsyncpgStatements.lock_later``), which fails (a division by
-# zero: no row) unless the row is still as the batch's jobs saw it, so that what they did on that snapshot stands.
+# The directory's row lock as a write batch takes it at its end (``AsyncpgStatements.lock_later``), or a statement
+# as its first step: true, or an error (a division by zero: no row) unless the row is still as the batch's jobs saw
+# it (``still_as_seen`` gives the parameters besides ``:directory_id``), so that what they did on that snapshot stands.
 _SEEN_COLUMNS = ("organization_id", "name", "type", "state", "deprovision_policy", "token_hash", "updated_at")
-_DIRECTORIES = _GET_DIRECTORY.selected_columns
-_STILL_AS_SEEN = (
-    select(_DIRECTORIES.id)
-    .where(
-        _DIRECTORIES.id == bindparam("id"),
-        _DIRECTORIES.rules_version == bindparam("seen_rules_version"),
-        *(_DIRECTORIES[name].is_not_distinct_from(bindparam(f"seen_{name}")) for name in _SEEN_COLUMNS),
-    )
-    .with_for_update(key_share=True)
-    .subquery()
-)
-_LOCK_AS_SEEN = select(literal_column("1") / func.count()).select_from(_STILL_AS_SEEN)
-# The same check as a condition, for a statement that takes the lock itself as its first step (``still_as_seen``
-# gives its parameters): true, or the statement fails.
 STILL_AS_SEEN_SQL = (
     "(SELECT 1 / count(*) FROM (SELECT FROM directories WHERE id = :directory_id"
     " AND rules_version = :seen_rules_version"
     + "".join(f" AND {name} IS NOT DISTINCT FROM :seen_{name}" for name in _SEEN_COLUMNS)
     + " FOR NO KEY UPDATE) AS locked) = 1"
 )
+_LOCK_AS_SEEN = text(f"SELECT {STILL_AS_SEEN_SQL}")
 # Each directory's row as the last write batch of this process locked it: the snapshot the next batches' jobs start
 # from, their lock taken at the end (``_LOCK_AS_SEEN``). Bounded: emptied when it outgrows this many directories.
 _seen: dict[str, dict[str, Any]] = {}
@@ -63,9 +51,13 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def still_as_seen(directory: Directory) -> dict[str, Any]:
-    """``STILL_AS_SEEN_SQL``'s parameters for the directory as a job saw it (``:directory_id`` aside)."""
-    return {f"seen_{name}": getattr(directory, name) for name in (*_SEEN_COLUMNS, "rules_version")}
+def still_as_seen(directory: Directory | Mapping[str, Any]) -> dict[str, Any]:
+    """``STILL_AS_SEEN_SQL``'s parameters for the directory as a job saw it (a model, or its row), ``:directory_id``
+    aside."""
+    names = (*_SEEN_COLUMNS, "rules_version")
+    if isinstance(directory, Mapping):
+        return {f"seen_{name}": directory[name] for name in names}
+    return {f"seen_{name}": getattr(directory, name) for name in names}
 
 
 def authenticate(session: Session, *, directory_id: str, authorization: str | None, lock: bool = False) -> Directory:
@@ -126,7 +118,7 @@ def _read_directory(session: Session, *, directory_id: str, token: str, lock: bo
         # end (a batch whose jobs only write, new users, then holds it for its COMMIT's round trip only). Changed
         # meanwhile (a rotated token, a new policy, deleted): the batch fails there and runs again, reading it here.
         if seen is not None and seen["token_hash"] == token_hash and seen["state"] != DirectoryState.UNLINKED:
-            as_seen = {"id": directory_id, **{f"seen_{name}": seen[name] for name in (*_SEEN_COLUMNS, "rules_version")}}
+            as_seen = {"directory_id": directory_id, **still_as_seen(seen)}
             if postgres.lock_later(_LOCK_AS_SEEN, as_seen, key=directory_id):
                 return seen
         # Locked if the token matches; else read unlocked, which tells a wrong token from an unknown directory.
