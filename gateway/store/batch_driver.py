@@ -236,8 +236,7 @@ class AsyncpgStatements:
         if not self._locks:
             return
         locks, self._locks = self._locks, {}
-        if self._adapted._transaction is None:
-            await_(self._adapted._start_transaction())
+        self._start()
         for key in sorted(locks):
             for compiled, parameters in locks[key]:
                 try:
@@ -357,10 +356,14 @@ class AsyncpgStatements:
                 raise self.failed from error
 
     def _begun(self) -> None:
+        """Before a statement: the transaction begun, and the rows it may read or change locked first."""
+        self._start()
+        self.lock_now()
+
+    def _start(self) -> None:
         # The adapter begins its transaction lazily, with its first statement: this may be the batch's first.
         if self._adapted._transaction is None:
             await_(self._adapted._start_transaction())
-        self.lock_now()  # (rows a statement may read, or change, are locked first)
 
 
 def _with_defaults(statement: Insert, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
