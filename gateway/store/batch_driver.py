@@ -14,6 +14,9 @@ In a batch that runs without savepoints, jobs whose one statement is the same (a
 a group, each by key) may send it together (``rows_together``): one round trip for the batch's run of them, in job
 order, as if each had waited for its own answer. Each job's rest (its events) runs once the answers are in, still in
 job order; every other use of the connection, and every row deferred for the commit, waits for that first.
+The row locks a batch keeps for later (``lock_later``: its directory's) may go as the first executions of such a run
+(``LockFirst``): asyncpg sends a run's executions in one pipeline, each a statement of its own, so those after the
+lock read from a snapshot taken once it is held (READ COMMITTED), as if the lock had had a round trip of its own.
 
 Errors keep the shape the rest of the store expects: asyncpg's are raised as SQLAlchemy's (``IntegrityError`` for a
 uniqueness conflict, with ``.orig.sqlstate``, so a deadlock or a serialization failure is still retried).
@@ -87,16 +90,54 @@ class Reordered(RuntimeError):
     run again, each job on its own."""
 
 
+# The parameter of a ``LockFirst`` statement that makes it take a kept lock instead of doing its work.
+LOCK_FIRST = "dsync_lock_first"
+
+
+class LockFirst:
+    """A statement that ``rows_together`` sends with others, in the variant that can take the row locks a batch keeps
+    for later (``lock_later``'s checks of ``stands_for``) as the run's first executions: with ``LOCK_FIRST`` true and
+    a check's parameters (its own parameters None), ``statement`` takes and checks that lock instead of doing its
+    work, and returns no row; with ``LOCK_FIRST`` false it is the plain statement."""
+
+    __slots__ = ("statement", "stands_for")
+
+    def __init__(self, statement: ClauseElement, *, stands_for: ClauseElement) -> None:
+        self.statement = statement
+        self.stands_for = stands_for
+
+
 class _Together:
-    """Jobs' calls of one statement waiting to go together: each call's parameters, key, and what makes its answer."""
+    """Jobs' calls of one statement waiting to go together: each call's parameters, key, and what makes its answer;
+    ``sent``: the statement sent for them (``LockFirst``'s variant where the run takes the kept locks first, whose
+    check it stands for is ``locks``)."""
 
-    __slots__ = ("compiled", "key_column", "key_rows", "calls")
+    __slots__ = ("compiled", "sent", "locks", "key_column", "key_rows", "calls")
 
-    def __init__(self, compiled: Compiled, key_column: int, key_rows: bool) -> None:
+    def __init__(
+        self,
+        compiled: Compiled,
+        key_column: int,
+        key_rows: bool,
+        lock_first: tuple[Compiled, Compiled] | None = None,
+    ) -> None:
         self.compiled = compiled
+        self.sent: Compiled = compiled if lock_first is None else lock_first[0]
+        self.locks: Compiled | None = None if lock_first is None else lock_first[1]
         self.key_column = key_column
         self.key_rows = key_rows
         self.calls: dict[str, tuple[Any, Callable[[list[Row]], Any], Later[Any]]] = {}
+
+    def bound(self, parameters: Mapping[str, Any]) -> Any:
+        if self.locks is None:
+            return self.sent.bound(parameters)
+        return _bound_all(self.sent, {**parameters, LOCK_FIRST: False})
+
+
+def _bound_all(compiled: Compiled, parameters: Mapping[str, Any]) -> Any:
+    """``parameters`` bound, every other parameter of the statement None."""
+    unset = {name: None for name in compiled.names if name not in compiled.defaults}
+    return compiled.bound({**unset, **parameters})
 
 
 class AsyncpgStatements:
@@ -142,15 +183,15 @@ class AsyncpgStatements:
         key_column: int,
         then: Callable[[list[Row]], T],
         key_rows: bool = False,
-        covers_lock: str | None = None,
+        lock_first: LockFirst | None = None,
     ) -> T | Later[T]:
         """``then`` of the rows ``statement`` returns, where every row it returns holds ``key`` in column
         ``key_column``; in a batch without savepoints, a ``Later`` instead: the statement goes with the next jobs'
         calls of the same statement (other keys) in one round trip, and ``then`` runs once their answers are in, in
         job order. ``then`` may record events but must run no statement (else the batch runs again job by job).
         ``key_rows``: the statement reads the row of ``key`` and nothing an ``update_later`` may change but that row;
-        then ``then`` may keep an update of that row for later too. ``covers_lock``: the statement takes and checks
-        that row lock of ``lock_later``'s itself, first of all (only where ``defers_locks``): it is not sent apart."""
+        then ``then`` may keep an update of that row for later too. ``lock_first``: the statement's variant that
+        takes the locks still kept when the run begins as its first executions, in its round trip (``LockFirst``)."""
         if self._later is None:
             return then(self.rows(statement, parameters))
         compiled = compiled_for(statement, self._dialect, _COMPILED)
@@ -160,11 +201,15 @@ class AsyncpgStatements:
             waiting = None
         if waiting is None:
             self._guard()
-            waiting = self._together = _Together(compiled, key_column, key_rows)
-        if covers_lock is not None:  # (whatever else waited went first: this run is the next statement sent)
-            self._locks.pop(covers_lock, None)
+            first = None
+            if lock_first is not None and self._locks:  # (nothing else is sent before this run: see ``_settle_run``)
+                first = (
+                    compiled_for(lock_first.statement, self._dialect, _COMPILED),
+                    compiled_for(lock_first.stands_for, self._dialect, _COMPILED),
+                )
+            waiting = self._together = _Together(compiled, key_column, key_rows, first)
         later: Later[T] = Later()
-        waiting.calls[key] = (compiled.bound(parameters), then, later)
+        waiting.calls[key] = (waiting.bound(parameters), then, later)
         return later
 
     def settle(self) -> None:
@@ -183,9 +228,10 @@ class AsyncpgStatements:
         assert waiting is not None
         if self._later and (not waiting.key_rows or not self._later_rows.isdisjoint(waiting.calls)):
             self.flush()  # (a statement of theirs may read what an update kept for later changes)
+        locks = self._locks_first(waiting)
         self._begun()
-        compiled = waiting.compiled
-        arguments = [bound for bound, _, _ in waiting.calls.values()]
+        compiled = waiting.sent
+        arguments = [*locks, *(bound for bound, _, _ in waiting.calls.values())]
         try:
             if len(arguments) == 1:
                 fetched = await_(self._driver.fetch(compiled.sql, *arguments[0]))
@@ -205,6 +251,20 @@ class AsyncpgStatements:
         finally:
             self._rest = None
 
+    def _locks_first(self, waiting: _Together) -> list[Any]:
+        """The kept locks as the first executions of ``waiting``'s run (taken from those ``lock_now`` would send), in
+        key order as ever; none where the run cannot take them all."""
+        if waiting.locks is None or not self._locks:
+            return []
+        if any(compiled is not waiting.locks for checks in self._locks.values() for compiled, _ in checks):
+            return []
+        locks, self._locks = self._locks, {}
+        return [
+            _bound_all(waiting.sent, {**parameters, LOCK_FIRST: True})
+            for key in sorted(locks)
+            for _compiled, parameters in locks[key]
+        ]
+
     def before_statement(self) -> None:
         """Before a statement sent some other way (through SQLAlchemy) on the batch's connection: what waits goes
         first."""
@@ -212,11 +272,6 @@ class AsyncpgStatements:
         self._guard()
         self.flush()
         self.lock_now()
-
-    @property
-    def defers_locks(self) -> bool:
-        """Whether ``lock_later`` keeps locks for later here (a batch without savepoints)."""
-        return self._later is not None
 
     def lock_later(self, statement: ClauseElement, parameters: Mapping[str, Any], *, key: str) -> bool:
         """Take a row lock that ``statement`` takes and checks (it fails where the row is not as the job saw it) just

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Select, TextualSelect, bindparam, select, text, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, directory_payload, iso
+from gateway.store.batch_driver import LOCK_FIRST, LockFirst
 from gateway.store.credentials import hash_secret, secret_matches
 from gateway.store.grouped_writer import batch_memo, direct_statements, keep_batch_memo, postgres_statements
 from gateway.store.models import Directory, DirectoryState, utcnow
@@ -23,17 +24,34 @@ _LOCK_DIRECTORY = _GET_DIRECTORY.where(
     _GET_DIRECTORY.selected_columns.token_hash == bindparam("token_hash")
 ).with_for_update(key_share=True)
 
-# The directory's row lock as a write batch takes it at its end (``AsyncpgStatements.lock_later``), or a statement
-# as its first step: true, or an error (a division by zero: no row) unless the row is still as the batch's jobs saw
-# it (``still_as_seen`` gives the parameters besides ``:directory_id``), so that what they did on that snapshot stands.
+# The directory's row lock as a write batch takes it before its first statement or at its end
+# (``AsyncpgStatements.lock_later``): true, or an error (a division by zero: no row) unless the row is still as the
+# batch's jobs saw it (``_still_as_seen`` gives the parameters besides ``:directory_id``), so that what they did on
+# that snapshot stands.
 _SEEN_COLUMNS = ("organization_id", "name", "type", "state", "deprovision_policy", "token_hash", "updated_at")
-STILL_AS_SEEN_SQL = (
+_STILL_AS_SEEN_SQL = (
     "(SELECT 1 / count(*) FROM (SELECT FROM directories WHERE id = :directory_id"
     " AND rules_version = :seen_rules_version"
     + "".join(f" AND {name} IS NOT DISTINCT FROM :seen_{name}" for name in _SEEN_COLUMNS)
     + " FOR NO KEY UPDATE) AS locked) = 1"
 )
-_LOCK_AS_SEEN = text(f"SELECT {STILL_AS_SEEN_SQL}")
+_LOCK_AS_SEEN = text(f"SELECT {_STILL_AS_SEEN_SQL}")
+# A statement sent together with others (``rows_together``) that can take that lock as its run's first execution
+# (``LockFirst``): this condition, of no row of the statement's, is a one-time filter of its outermost query, checked
+# before it reads anything; with ``LOCK_FIRST`` true, the check (or its error), then false: no row.
+LOCK_FIRST_GATE_SQL = f"CASE WHEN CAST(:{LOCK_FIRST} AS BOOLEAN) THEN NOT {_STILL_AS_SEEN_SQL} ELSE true END"
+
+
+def taking_lock_first(statement: Select[Any] | TextualSelect, *, gated: bool = False) -> LockFirst:
+    """``statement`` (whose outermost query reads no table itself: a CTE that writes, one ``MATERIALIZED``) in the
+    variant that takes the directory's kept lock first (``LockFirst``); ``gated``: its SQL has the condition
+    (``LOCK_FIRST_GATE_SQL``) already."""
+    if not gated:
+        assert isinstance(statement, Select)
+        statement = statement.where(text(LOCK_FIRST_GATE_SQL))
+    return LockFirst(statement, stands_for=_LOCK_AS_SEEN)
+
+
 # Each directory's row as the last write batch of this process locked it: the snapshot the next batches' jobs start
 # from, their lock taken at the end (``_LOCK_AS_SEEN``). Bounded: emptied when it outgrows this many directories.
 _seen: dict[str, dict[str, Any]] = {}
@@ -51,8 +69,8 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def still_as_seen(directory: Directory | Mapping[str, Any]) -> dict[str, Any]:
-    """``STILL_AS_SEEN_SQL``'s parameters for the directory as a job saw it (a model, or its row), ``:directory_id``
+def _still_as_seen(directory: Directory | Mapping[str, Any]) -> dict[str, Any]:
+    """``_STILL_AS_SEEN_SQL``'s parameters for the directory as a job saw it (a model, or its row), ``:directory_id``
     aside."""
     names = (*_SEEN_COLUMNS, "rules_version")
     if isinstance(directory, Mapping):
@@ -118,7 +136,7 @@ def _read_directory(session: Session, *, directory_id: str, token: str, lock: bo
         # end (a batch whose jobs only write, new users, then holds it for its COMMIT's round trip only). Changed
         # meanwhile (a rotated token, a new policy, deleted): the batch fails there and runs again, reading it here.
         if seen is not None and seen["token_hash"] == token_hash and seen["state"] != DirectoryState.UNLINKED:
-            as_seen = {"directory_id": directory_id, **still_as_seen(seen)}
+            as_seen = {"directory_id": directory_id, **_still_as_seen(seen)}
             if postgres.lock_later(_LOCK_AS_SEEN, as_seen, key=directory_id):
                 return seen
         # Locked if the token matches; else read unlocked, which tells a wrong token from an unknown directory.

@@ -23,7 +23,7 @@ from gateway.store.batch_driver import Later
 from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.ids import new_id
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
-from scim.backend.auth import STILL_AS_SEEN_SQL, still_as_seen
+from scim.backend.auth import LOCK_FIRST_GATE_SQL, taking_lock_first
 from scim.backend.columns import group_columns
 from scim.backend.resources import (
     ResourceKind,
@@ -115,18 +115,13 @@ _WANTED_ARRAYS = (
 _WANTED_ONE = "SELECT CAST(:id AS VARCHAR) AS id, CAST(:display AS VARCHAR) AS display"
 
 
-def _add_members_unread_postgres(wanted: str, *, locking: bool = False) -> TextualSelect:
-    # ``locking``: the directory's row lock is taken and checked first (``auth.STILL_AS_SEEN_SQL``: a one-time
-    # filter of the group's read, which every other step waits for), in the same round trip. Waiting for that lock,
-    # the statement keeps the snapshot it began with (READ COMMITTED), so what it reads may predate the batch that
-    # held the lock; but nothing it writes rests on such a read: its UPDATEs re-read the latest row versions, ON
-    # CONFLICT meets a membership added meanwhile, and the foreign keys refuse an edge to a user or group deleted
-    # meanwhile (the batch then runs again, reading under the lock first). Only a no-op add's answer (no member
-    # added) may show the group as it was. A read-then-write job (a user's PUT or PATCH) cannot take the lock so.
-    locked = f" AND {STILL_AS_SEEN_SQL}" if locking else ""
+def _add_members_unread_postgres(wanted: str, *, gated: bool = False) -> TextualSelect:
+    # ``gated``: the variant that can take the directory's kept lock as its run's first execution
+    # (``auth.taking_lock_first``): the condition on the outermost query, which reads no table itself.
+    gate = f" WHERE {LOCK_FIRST_GATE_SQL}" if gated else ""
     return text(
         "WITH target AS ("
-        f" SELECT id FROM directory_groups WHERE id = :group_id AND directory_id = :directory_id{locked}"
+        " SELECT id FROM directory_groups WHERE id = :group_id AND directory_id = :directory_id"
         f"), wanted AS ({wanted}"
         "), added AS ("
         " INSERT INTO group_memberships (group_id, user_id, directory_id, display, created_at)"
@@ -144,15 +139,19 @@ def _add_members_unread_postgres(wanted: str, *, locking: bool = False) -> Textu
         f"{', '.join(f'b.{name}' for name in _USER_COLUMNS.split(', '))} FROM ("
         " SELECT * FROM touched UNION ALL SELECT directory_groups.* FROM directory_groups JOIN target USING (id)"
         " WHERE NOT EXISTS (SELECT FROM touched)"
-        ") AS g LEFT JOIN bumped AS b ON true"
+        f") AS g LEFT JOIN bumped AS b ON true{gate}"
     ).columns(*_groups.c, *_users.c)
 
 
 _ADD_MEMBERS_UNREAD_POSTGRES = _add_members_unread_postgres(_WANTED_ARRAYS)
 _ADD_ONE_MEMBER_UNREAD_POSTGRES = _add_members_unread_postgres(_WANTED_ONE)
-_LOCKING = {
-    _ADD_MEMBERS_UNREAD_POSTGRES: _add_members_unread_postgres(_WANTED_ARRAYS, locking=True),
-    _ADD_ONE_MEMBER_UNREAD_POSTGRES: _add_members_unread_postgres(_WANTED_ONE, locking=True),
+_LOCK_FIRST = {
+    _ADD_MEMBERS_UNREAD_POSTGRES: taking_lock_first(
+        _add_members_unread_postgres(_WANTED_ARRAYS, gated=True), gated=True
+    ),
+    _ADD_ONE_MEMBER_UNREAD_POSTGRES: taking_lock_first(
+        _add_members_unread_postgres(_WANTED_ONE, gated=True), gated=True
+    ),
 }
 
 
@@ -180,12 +179,8 @@ def add_members_unread(
     if group_id in rules_of(session, directory=directory).mapped_groups:
         # Its new members' roles are computed again (``regroup``): statements of their own, so not sent together.
         return added(postgres.rows(statement, parameters))
-    if not postgres.defers_locks:
-        return postgres.rows_together(statement, parameters, key=group_id, key_column=0, then=added)
-    # The directory's lock kept for later (``authenticate``) is taken by the add itself: one round trip less.
-    parameters.update(still_as_seen(directory))
     return postgres.rows_together(
-        _LOCKING[statement], parameters, key=group_id, key_column=0, then=added, covers_lock=directory.id
+        statement, parameters, key=group_id, key_column=0, then=added, lock_first=_LOCK_FIRST[statement]
     )
 
 

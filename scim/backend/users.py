@@ -25,6 +25,7 @@ from gateway.store.models import (
     utcnow,
 )
 from gateway.store.serialization import encoded
+from scim.backend.auth import taking_lock_first
 from scim.backend.columns import user_columns
 from scim.backend.resources import ResourceKind, delete_resource, new_row, save_resource, uniqueness_error, written
 
@@ -105,6 +106,8 @@ _DELETE_USER_POSTGRES = select(_gone).add_cte(
     .values(version=_groups.c.version + 1, updated_at=bindparam("now"))
     .cte("touched")
 )
+# The batch's directory lock, kept for later, taken as the first execution of its run of DELETEs.
+_DELETE_USER_LOCK_FIRST = taking_lock_first(_DELETE_USER_POSTGRES)
 
 
 # SQLite (no DML in a CTE): two statements. First the groups touched, while the memberships still name them: only
@@ -154,7 +157,9 @@ def delete_user_by_id(session: Session, *, directory: Directory, user_id: str) -
             row = dict(zip(_USER_COLUMNS, deleted[0], strict=True)) if deleted else None
             return _deleted(session, directory=directory, row=row)
 
-        return postgres.rows_together(_DELETE_USER_POSTGRES, parameters, key=user_id, key_column=0, then=gone)
+        return postgres.rows_together(
+            _DELETE_USER_POSTGRES, parameters, key=user_id, key_column=0, then=gone, lock_first=_DELETE_USER_LOCK_FIRST
+        )
     elif session.connection().dialect.name == "sqlite":
         session.connection().execute(_TOUCH_GROUPS_OF_USER_SQLITE, parameters)
         returned = session.connection().execute(_DELETE_USER_SQLITE, parameters).first()

@@ -248,7 +248,8 @@ async def test_a_member_add_takes_and_checks_the_directory_lock_itself(
     app: Any, client: httpx.AsyncClient, directory: DirectoryFixture
 ) -> None:
     # On PostgreSQL a one-member add (the statement that reads no group first) takes the directory's lock kept for
-    # later in its own round trip: a token rotated since the snapshot must still refuse it, adding nothing.
+    # later in its own round trip (its run's first execution): a token rotated since the snapshot must still refuse
+    # it, adding nothing.
     database = app.state.database
     path, headers = directory.path, directory.headers
     await client.get(f"{path}/Users", headers=headers)  # linked
