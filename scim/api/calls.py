@@ -148,6 +148,10 @@ class Call:
             entered = enter(
                 session, directory_id=self.directory_id, authorization=self.authorization, admit=self.admit, write=True
             )
+            if isinstance(entered, ScimError) and entered.status == 401:
+                # A rerun that read the directory under its lock refused the token a first run had taken from the
+                # snapshot it started from (rotated meanwhile elsewhere): the request is not an authenticated one.
+                self.directory, self._refusal = None, None
             return entered if isinstance(entered, ScimError) else work(session, entered)
 
         self._door()

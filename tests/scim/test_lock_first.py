@@ -145,6 +145,13 @@ async def test_a_put_or_delete_with_a_token_rotated_since_the_snapshot_changes_n
     assert locks_first == [1]  # refused by the lock taken first (then again, reading under the lock)
     kept = await client.get(f"{path}/Users/{user}", headers=fresh)
     assert kept.json()["displayName"] == "Before"
+    # Logged as a wrong token (the run that took it from the snapshot does not count it as authenticated).
+    await app.state.request_log.flush()
+    async with database.engine.connect() as connection:
+        rejected = text("SELECT last_rejected_token_at FROM directories WHERE id = :id")
+        assert (await connection.execute(rejected, {"id": directory.id})).scalar_one() is not None
+        logged = text("SELECT count(*) FROM scim_requests WHERE directory_id = :id AND method = 'PUT'")
+        assert (await connection.execute(logged, {"id": directory.id})).scalar_one() == 0
 
     await _created(client, dataclasses.replace(directory, token=fresh["Authorization"][7:]), "next@acme.test")
     await database.transaction(rotate)  # and rotated again since that batch's snapshot
