@@ -90,15 +90,17 @@ class Reordered(RuntimeError):
     run again, each job on its own."""
 
 
-# The parameter of a ``LockFirst`` statement that makes it take a kept lock instead of doing its work.
+# The parameter of a ``LockFirst`` statement that makes it take a kept lock instead of doing its work, and the prefix
+# of the names under which it takes that lock's parameters (none of them the statement's own).
 LOCK_FIRST = "dsync_lock_first"
+LOCK_FIRST_PREFIX = "dsync_lock_"
 
 
 class LockFirst:
     """A statement that ``rows_together`` sends with others, in the variant that can take the row locks a batch keeps
     for later (``lock_later``'s checks of ``stands_for``) as the run's first executions: with ``LOCK_FIRST`` true and
-    a check's parameters (its own parameters None), ``statement`` takes and checks that lock instead of doing its
-    work, and returns no row; with ``LOCK_FIRST`` false it is the plain statement."""
+    a check's parameters (named with ``LOCK_FIRST_PREFIX``; its own parameters None), ``statement`` takes and checks
+    that lock instead of doing its work, and returns no row; with ``LOCK_FIRST`` false it is the plain statement."""
 
     __slots__ = ("statement", "stands_for")
 
@@ -131,13 +133,20 @@ class _Together:
     def bound(self, parameters: Mapping[str, Any]) -> Any:
         if self.locks is None:
             return self.sent.bound(parameters)
-        return _bound_all(self.sent, {**parameters, LOCK_FIRST: False})
+        return _gated(self.sent, parameters, lock=False)
 
 
-def _bound_all(compiled: Compiled, parameters: Mapping[str, Any]) -> Any:
-    """``parameters`` bound, every other parameter of the statement None."""
-    unset = {name: None for name in compiled.names if name not in compiled.defaults}
-    return compiled.bound({**unset, **parameters})
+def _gated(compiled: Compiled, parameters: Mapping[str, Any], *, lock: bool) -> Any:
+    """A ``LockFirst`` statement's parameters bound: the statement's own (``lock`` false) or a lock's (``lock``: a
+    check's parameters, given their prefix), the other side's None. A parameter of the side given that is missing
+    still fails, as in a plain statement."""
+    given = {LOCK_FIRST_PREFIX + name: value for name, value in parameters.items()} if lock else parameters
+    other = [
+        name
+        for name in compiled.names
+        if name not in compiled.defaults and name != LOCK_FIRST and name.startswith(LOCK_FIRST_PREFIX) != lock
+    ]
+    return compiled.bound({**dict.fromkeys(other), **given, LOCK_FIRST: lock})
 
 
 class AsyncpgStatements:
@@ -202,7 +211,7 @@ class AsyncpgStatements:
         if waiting is None:
             self._guard()
             first = None
-            if lock_first is not None and self._locks:  # (nothing else is sent before this run: see ``_settle_run``)
+            if lock_first is not None and self._locks:  # (sent otherwise before the run: ``_locks_first`` finds none)
                 first = (
                     compiled_for(lock_first.statement, self._dialect, _COMPILED),
                     compiled_for(lock_first.stands_for, self._dialect, _COMPILED),
@@ -260,9 +269,7 @@ class AsyncpgStatements:
             return []
         locks, self._locks = self._locks, {}
         return [
-            _bound_all(waiting.sent, {**parameters, LOCK_FIRST: True})
-            for key in sorted(locks)
-            for _compiled, parameters in locks[key]
+            _gated(waiting.sent, parameters, lock=True) for key in sorted(locks) for _compiled, parameters in locks[key]
         ]
 
     def before_statement(self) -> None:

@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, directory_payload, iso
-from gateway.store.batch_driver import LOCK_FIRST, LockFirst
+from gateway.store.batch_driver import LOCK_FIRST, LOCK_FIRST_PREFIX, LockFirst
 from gateway.store.credentials import hash_secret, secret_matches
 from gateway.store.grouped_writer import batch_memo, direct_statements, keep_batch_memo, postgres_statements
 from gateway.store.models import Directory, DirectoryState, utcnow
@@ -27,25 +27,34 @@ _LOCK_DIRECTORY = _GET_DIRECTORY.where(
 # The directory's row lock as a write batch takes it before its first statement or at its end
 # (``AsyncpgStatements.lock_later``): true, or an error (a division by zero: no row) unless the row is still as the
 # batch's jobs saw it (``_still_as_seen`` gives the parameters besides ``:directory_id``), so that what they did on
-# that snapshot stands.
+# that snapshot stands. ``prefix``: of its parameters' names.
 _SEEN_COLUMNS = ("organization_id", "name", "type", "state", "deprovision_policy", "token_hash", "updated_at")
-_STILL_AS_SEEN_SQL = (
-    "(SELECT 1 / count(*) FROM (SELECT FROM directories WHERE id = :directory_id"
-    " AND rules_version = :seen_rules_version"
-    + "".join(f" AND {name} IS NOT DISTINCT FROM :seen_{name}" for name in _SEEN_COLUMNS)
-    + " FOR NO KEY UPDATE) AS locked) = 1"
-)
-_LOCK_AS_SEEN = text(f"SELECT {_STILL_AS_SEEN_SQL}")
+
+
+def _still_as_seen_sql(prefix: str = "") -> str:
+    return (
+        f"(SELECT 1 / count(*) FROM (SELECT FROM directories WHERE id = :{prefix}directory_id"
+        f" AND rules_version = :{prefix}seen_rules_version"
+        + "".join(f" AND {name} IS NOT DISTINCT FROM :{prefix}seen_{name}" for name in _SEEN_COLUMNS)
+        + " FOR NO KEY UPDATE) AS locked) = 1"
+    )
+
+
+_LOCK_AS_SEEN = text(f"SELECT {_still_as_seen_sql()}")
 # A statement sent together with others (``rows_together``) that can take that lock as its run's first execution
-# (``LockFirst``): this condition, of no row of the statement's, is a one-time filter of its outermost query, checked
-# before it reads anything; with ``LOCK_FIRST`` true, the check (or its error), then false: no row.
-LOCK_FIRST_GATE_SQL = f"CASE WHEN CAST(:{LOCK_FIRST} AS BOOLEAN) THEN NOT {_STILL_AS_SEEN_SQL} ELSE true END"
+# (``LockFirst``): this condition, of no row of the statement's and of none of its parameters (the lock's go under
+# ``LOCK_FIRST_PREFIX``), is a one-time filter of its outermost query, checked before any of its plan runs; with
+# ``LOCK_FIRST`` true, the check (or its error), then false: no row.
+LOCK_FIRST_GATE_SQL = (
+    f"CASE WHEN CAST(:{LOCK_FIRST} AS BOOLEAN) THEN NOT ({_still_as_seen_sql(LOCK_FIRST_PREFIX)}) ELSE true END"
+)
 
 
 def taking_lock_first(statement: Select[Any] | TextualSelect, *, gated: bool = False) -> LockFirst:
-    """``statement`` (whose outermost query reads no table itself: a CTE that writes, one ``MATERIALIZED``) in the
-    variant that takes the directory's kept lock first (``LockFirst``); ``gated``: its SQL has the condition
-    (``LOCK_FIRST_GATE_SQL``) already."""
+    """``statement`` in the variant that takes the directory's kept lock first (``LockFirst``); ``gated``: its SQL
+    has the condition (``LOCK_FIRST_GATE_SQL``) already. Its outermost query must be one that PostgreSQL cannot
+    prove empty from its own parameters (None in the lock's execution), or it could leave the condition unchecked:
+    one that reads CTEs that write, or a ``MATERIALIZED`` one, not a table by a key."""
     if not gated:
         assert isinstance(statement, Select)
         statement = statement.where(text(LOCK_FIRST_GATE_SQL))
@@ -69,13 +78,9 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def _still_as_seen(directory: Directory | Mapping[str, Any]) -> dict[str, Any]:
-    """``_STILL_AS_SEEN_SQL``'s parameters for the directory as a job saw it (a model, or its row), ``:directory_id``
-    aside."""
-    names = (*_SEEN_COLUMNS, "rules_version")
-    if isinstance(directory, Mapping):
-        return {f"seen_{name}": directory[name] for name in names}
-    return {f"seen_{name}": getattr(directory, name) for name in names}
+def _still_as_seen(directory: Mapping[str, Any]) -> dict[str, Any]:
+    """``_LOCK_AS_SEEN``'s parameters for the directory's row as a job saw it, ``:directory_id`` aside."""
+    return {f"seen_{name}": directory[name] for name in (*_SEEN_COLUMNS, "rules_version")}
 
 
 def authenticate(session: Session, *, directory_id: str, authorization: str | None, lock: bool = False) -> Directory:
@@ -132,9 +137,10 @@ def _read_directory(session: Session, *, directory_id: str, token: str, lock: bo
     if postgres is not None:
         token_hash = hash_secret(token)
         seen = _seen.get(directory_id)
-        # A linked directory this token opened last time: its jobs start from that snapshot, the lock checked at the
-        # end (a batch whose jobs only write, new users, then holds it for its COMMIT's round trip only). Changed
-        # meanwhile (a rotated token, a new policy, deleted): the batch fails there and runs again, reading it here.
+        # A linked directory this token opened last time: its jobs start from that snapshot, the lock checked before
+        # the batch's first statement (as its run's first execution where it can: ``LockFirst``) or at its end (a
+        # batch whose jobs only write, new users, then holds it for its COMMIT's round trip only). Changed meanwhile
+        # (a rotated token, a new policy, deleted): the batch fails there and runs again, reading it here.
         if seen is not None and seen["token_hash"] == token_hash and seen["state"] != DirectoryState.UNLINKED:
             as_seen = {"directory_id": directory_id, **_still_as_seen(seen)}
             if postgres.lock_later(_LOCK_AS_SEEN, as_seen, key=directory_id):

@@ -117,7 +117,8 @@ _WANTED_ONE = "SELECT CAST(:id AS VARCHAR) AS id, CAST(:display AS VARCHAR) AS d
 
 def _add_members_unread_postgres(wanted: str, *, gated: bool = False) -> TextualSelect:
     # ``gated``: the variant that can take the directory's kept lock as its run's first execution
-    # (``auth.taking_lock_first``): the condition on the outermost query, which reads no table itself.
+    # (``auth.taking_lock_first``): the condition on the outermost query, which reads the CTEs that write (and the
+    # group by ``target``, a CTE read more than once, so never inlined): nothing PostgreSQL can prove empty.
     gate = f" WHERE {LOCK_FIRST_GATE_SQL}" if gated else ""
     return text(
         "WITH target AS ("

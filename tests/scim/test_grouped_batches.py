@@ -244,11 +244,11 @@ async def test_a_directory_changed_since_the_last_batch_holds_for_the_next_write
     assert "stale@acme.test" not in names and "orphan@acme.test" not in names
 
 
-async def test_a_member_add_takes_and_checks_the_directory_lock_itself(
+async def test_a_member_add_with_a_token_rotated_since_the_snapshot_adds_nothing(
     app: Any, client: httpx.AsyncClient, directory: DirectoryFixture
 ) -> None:
     # On PostgreSQL a one-member add (the statement that reads no group first) takes the directory's lock kept for
-    # later in its own round trip (its run's first execution): a token rotated since the snapshot must still refuse
+    # later in its round trip, as its run's first execution: a token rotated since the snapshot must still refuse
     # it, adding nothing.
     database = app.state.database
     path, headers = directory.path, directory.headers

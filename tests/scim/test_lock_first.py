@@ -1,7 +1,7 @@
 """PostgreSQL: the directory lock a write batch keeps for later (``AsyncpgStatements.lock_later``) goes as the first
-execution of the batch's run of PUT reads or DELETEs, in their round trip (``batch_driver.LockFirst``). The
-executions after it must read what the batch that held the lock committed (a snapshot taken once it is held), and
-a directory changed since the snapshot the jobs started from must still refuse them."""
+execution of the batch's run of PUT reads, DELETEs or member adds, in their round trip (``batch_driver.LockFirst``).
+The executions after it must read what the batch that held the lock committed (a snapshot taken once it is held),
+and a directory changed since the snapshot the jobs started from must still refuse them."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,8 @@ from gateway.ops import directories
 from gateway.settings import Settings
 from gateway.store import batch_driver
 from gateway.store.database import Database
+from gateway.store.prepared import Compiled
+from scim.backend import groups, resources, users
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory, recorded_events
 
 pytestmark = pytest.mark.postgres
@@ -209,3 +212,32 @@ async def test_a_member_add_that_waited_for_the_lock_adds_to_the_group_as_its_ho
     assert [member["value"] for member in read["members"]] == [user]
     added = [data for name, data in await recorded_events(database, directory.id) if name == "dsync.group.user_added"]
     assert added[-1]["group"]["name"] == "Renamed"
+
+
+@pytest.mark.parametrize("plans", ["force_custom_plan", "force_generic_plan"])
+async def test_each_gated_statement_checks_the_lock_in_its_lock_execution(app: Any, plans: str) -> None:
+    # The lock's execution gives the statement's own parameters None: PostgreSQL must not prove the outermost query
+    # empty from them and leave the condition that takes the lock unchecked (``auth.taking_lock_first``). A check
+    # of a directory that is not as seen (here: none at all) must fail, whatever the plan.
+    gated = [
+        users._DELETE_USER_LOCK_FIRST,
+        resources._user_snapshot_lock_first(users.USERS),
+        *groups._LOCK_FIRST.values(),
+    ]
+    lock = {"directory_id": "'nowhere'", "seen_rules_version": "0", "seen_updated_at": "now()"}
+    async with app.state.database.engine.connect() as connection:
+        await connection.exec_driver_sql(f"SET plan_cache_mode = {plans}")
+        for number, statement in enumerate(gated):
+            compiled = Compiled(statement.statement, connection.dialect)
+            arguments = [
+                "true"
+                if name == batch_driver.LOCK_FIRST
+                else lock.get(name.removeprefix(batch_driver.LOCK_FIRST_PREFIX), "'x'")
+                if name.startswith(batch_driver.LOCK_FIRST_PREFIX)
+                else "NULL"
+                for name in compiled.names
+            ]
+            await connection.exec_driver_sql(f"PREPARE gated_{number} AS {compiled.sql}")
+            with pytest.raises(DBAPIError, match="division by zero"):
+                async with connection.begin_nested():
+                    await connection.exec_driver_sql(f"EXECUTE gated_{number}({', '.join(arguments)})")
