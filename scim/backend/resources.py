@@ -33,10 +33,9 @@ from sqlmodel import col
 from gateway.events.log import record_event
 from gateway.events.payloads import EventName, GroupData, UserData, previous_attributes
 from gateway.ops.rule_evaluation import members_to_regroup, reevaluate_users
-from gateway.store.batch_driver import AsyncpgStatements, Later, LockFirst
+from gateway.store.batch_driver import AsyncpgStatements, Later
 from gateway.store.grouped_writer import direct_statements, postgres_statements
 from gateway.store.models import Directory, DirectoryGroup, DirectoryUser, GroupMembership, utcnow
-from scim.backend.auth import taking_lock_first
 from scim.protocol.errors import ScimError
 from scim.protocol.render import Member, etag, location, mentions, project, related_attribute, render_resource
 from scim.protocol.schemas import Resource
@@ -196,13 +195,6 @@ def _user_snapshot_with_groups(kind: ResourceKind[Any]) -> Select[Any]:
     return kind._snapshot.add_columns(related_json(kind).label(_GROUPS_SEEN))
 
 
-@functools.cache
-def _user_snapshot_lock_first(kind: ResourceKind[Any]) -> LockFirst:
-    # (Read in a CTE of its own, so that the condition that takes the lock is its outer query's: see ``auth``.)
-    found = _user_snapshot_with_groups(kind).cte("found").prefix_with("MATERIALIZED")
-    return taking_lock_first(select(found))
-
-
 def read_resource(session: Session, kind: ResourceKind[R], *, directory_id: str, resource_id: str) -> R:
     """One resource as a snapshot: a Core row made into the model without the ORM's loading (no ORM state, not in
     the session). A write changes it with Core statements and records what they wrote with ``written``."""
@@ -259,15 +251,9 @@ def read_resource_together(
 
     parameters = {"resource_id": resource_id, "directory_id": directory_id}
     statement = _user_snapshot_with_groups(kind)
-    return postgres.rows_together(
-        statement,
-        parameters,
-        key=resource_id,
-        key_column=0,
-        then=snapshot,
-        key_rows=True,
-        lock_first=_user_snapshot_lock_first(kind),
-    )
+    # (Not a ``LockFirst`` run: its gated variant, this read in a MATERIALIZED CTE, was planned again at every
+    # execution, PostgreSQL never taking its generic plan: more of the database's CPU than the round trip it saves.)
+    return postgres.rows_together(statement, parameters, key=resource_id, key_column=0, then=snapshot, key_rows=True)
 
 
 def _user_with_groups(kind: ResourceKind[R], row: Any) -> R:
