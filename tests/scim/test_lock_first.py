@@ -74,6 +74,15 @@ async def _created(client: httpx.AsyncClient, directory: DirectoryFixture, name:
     return user_id
 
 
+async def _user_and_group(client: httpx.AsyncClient, directory: DirectoryFixture, name: str) -> tuple[str, str]:
+    """A new user (``_created``) and a new group without members."""
+    user = await _created(client, directory, name)
+    group = await client.post(f"{directory.path}/Groups", json={"displayName": "Team"}, headers=directory.headers)
+    assert group.status_code == 201
+    group_id: str = group.json()["id"]
+    return user, group_id
+
+
 async def _waits(call: Any) -> asyncio.Future[httpx.Response]:
     pending: asyncio.Future[httpx.Response] = asyncio.ensure_future(call)
     await asyncio.sleep(0.3)
@@ -110,9 +119,7 @@ async def test_a_delete_that_waited_for_the_lock_touches_the_group_its_holder_ad
     app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, locks_first: list[int]
 ) -> None:
     database = app.state.database
-    user = await _created(client, directory, "leaver@acme.test")
-    group = await client.post(f"{directory.path}/Groups", json={"displayName": "Team"}, headers=directory.headers)
-    group_id = group.json()["id"]
+    user, group_id = await _user_and_group(client, directory, "leaver@acme.test")
     holder = await _holding_the_directory(
         database,
         directory.id,
@@ -189,9 +196,7 @@ async def test_a_member_add_that_waited_for_the_lock_adds_to_the_group_as_its_ho
     app: Any, client: httpx.AsyncClient, directory: DirectoryFixture, locks_first: list[int]
 ) -> None:
     database = app.state.database
-    user = await _created(client, directory, "joiner@acme.test")
-    group = await client.post(f"{directory.path}/Groups", json={"displayName": "Team"}, headers=directory.headers)
-    group_id = group.json()["id"]
+    user, group_id = await _user_and_group(client, directory, "joiner@acme.test")
     holder = await _holding_the_directory(
         database,
         directory.id,
