@@ -66,6 +66,16 @@ class TokenBuckets:
             assert bucket is not None
             bucket.tokens = max(-float(self.burst), bucket.tokens - amount)
 
+    def refund(self, key: str, amount: float = 1.0) -> None:
+        """Give ``key``'s bucket back ``amount`` that ``acquire`` took for a request that turned out not to count
+        (never above its burst)."""
+        if not self.enabled or amount <= 0:
+            return
+        with self._lock:
+            bucket = self._bucket(key, self._clock(), create=False)
+            if bucket is not None:
+                bucket.tokens = min(float(self.burst), bucket.tokens + amount)
+
     def _bucket(self, key: str, now: float, *, create: bool) -> _Bucket | None:
         bucket = self._buckets.get(key)
         if bucket is None:

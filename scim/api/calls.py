@@ -148,9 +148,13 @@ class Call:
             entered = enter(
                 session, directory_id=self.directory_id, authorization=self.authorization, admit=self.admit, write=True
             )
-            if isinstance(entered, ScimError) and entered.status == 401:
+            if isinstance(entered, ScimError) and entered.status == 401 and self.directory is not None:
                 # A rerun that read the directory under its lock refused the token a first run had taken from the
-                # snapshot it started from (rotated meanwhile elsewhere): the request is not an authenticated one.
+                # snapshot it started from (rotated meanwhile elsewhere): the request is not an authenticated one,
+                # and gives the directory's rate limit back the request it was charged.
+                if self._refusal is None:
+                    limiter: RateLimiter = self._state.scim_rate_limiter
+                    limiter.refund(self.directory.id)
                 self.directory, self._refusal = None, None
             return entered if isinstance(entered, ScimError) else work(session, entered)
 

@@ -23,6 +23,7 @@ from gateway.settings import Settings
 from gateway.store import batch_driver
 from gateway.store.database import Database
 from gateway.store.prepared import Compiled
+from scim.api.rate_limit import RateLimiter
 from scim.backend import groups, users
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory, recorded_events
 
@@ -151,8 +152,13 @@ async def test_a_put_or_delete_with_a_token_rotated_since_the_snapshot_changes_n
         return issued.bearer_token
 
     fresh = {**headers, "Authorization": f"Bearer {await database.transaction(rotate)}"}
+    unlimited, limiter = app.state.scim_rate_limiter, RateLimiter(rate=1.0, burst=2, clock=lambda: 0.0)
+    app.state.scim_rate_limiter = limiter
     body = {"userName": "kept@acme.test", "displayName": "Stale", "emails": [{"value": "kept@acme.test"}]}
     assert (await client.put(f"{path}/Users/{user}", json=body, headers=headers)).status_code == 401
+    # The first run had admitted it from the snapshot: the directory's rate limit got that request back.
+    assert limiter.acquire(directory.id, amount=2) == 0.0
+    app.state.scim_rate_limiter = unlimited
     kept = await client.get(f"{path}/Users/{user}", headers=fresh)
     assert kept.json()["displayName"] == "Before"
     # Logged as a wrong token (the run that took it from the snapshot does not count it as authenticated).

@@ -253,6 +253,19 @@ async def test_wrong_tokens_are_limited_per_address_and_known_credentials_pass(
 # -- work, not only requests --------------------------------------------------------------------------------------
 
 
+def test_a_refund_gives_back_what_was_taken_up_to_the_burst() -> None:
+    clock = _Clock()
+    limiter = RateLimiter(rate=RATE, burst=BURST, clock=clock)
+    limiter.refund("d")  # (no bucket yet: nothing to give back)
+    for _ in range(BURST):
+        assert limiter.refusal("d") is None
+    assert limiter.refusal("d") is not None
+    limiter.refund("d")
+    assert limiter.refusal("d") is None and limiter.refusal("d") is not None
+    limiter.refund("d", 100)
+    assert limiter.acquire("d", amount=BURST) == 0.0 and limiter.acquire("d", take=False) > 0
+
+
 def test_amounts_and_charges_for_work_done() -> None:
     clock = _Clock()
     limiter = RateLimiter(rate=RATE, burst=BURST, clock=clock)
