@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import harness
 
+STABLE_PHASE_S = 2.0  # ``ratio_table`` flags phases that ran shorter than this
 MIN_CPU_WINDOW_S = 0.5  # CPU shares of shorter runs are printed as nan
 
 # The wrk script replays a file of pre-built requests (one "METHOD<TAB>PATH<TAB>BODY" per line), records the id of
@@ -949,7 +950,23 @@ def ratio_table(results: list[LoadResult], targets: list[Target]) -> str:
             + "".join(f"{rates[n]:>14.1f}" for n in names)
             + "".join(f"{rates[a] / rates[b]:>19.2f}x" for a, b in pairs)
         )
-    return harness.table(head, rows)
+    table = harness.table(head, rows)
+    # A phase over in a second or so is at the mercy of one GC pause or checkpoint: two runs of one build differed by
+    # up to 17% here with 1,500-request phases at 2,000-5,000/s.
+    short = [
+        label
+        for prefix, label in PHASES.items()
+        if any(
+            r.counted and r.phase.startswith(prefix) and r.target != "reference" and r.duration_s < STABLE_PHASE_S
+            for r in results
+        )
+    ]
+    if short:
+        table += (
+            f"\nnote: phases under {STABLE_PHASE_S:.0f} s on our servers ({', '.join(short)}): their figures are noisy;"
+            " raise --users / --ops (and --traffic-rounds) for stable ratios"
+        )
+    return table
 
 
 def build_parser() -> argparse.ArgumentParser:
