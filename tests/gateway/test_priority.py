@@ -12,6 +12,7 @@ import pytest
 from gateway.ops.priority import Scheduler
 
 STEP = 0.002  # seconds of work in each step of the test operations
+_TRIES = 3
 
 
 def _busy(seconds: float) -> None:
@@ -53,21 +54,27 @@ async def test_others_wait_for_one_background_step_not_for_all() -> None:
     assert await _longest_wait(alone, opened) >= 50 * STEP  # the whole burst at once: what #13's bench showed
     assert await alone == 50
 
-    scheduler, opened = Scheduler(), asyncio.Event()
-    background = asyncio.ensure_future(scheduler.run(_fan_out(50, opened), background=True))
-    longest = await _longest_wait(background, opened)
-    assert longest < 20 * STEP, longest  # one step (and the machine's noise)
-    assert await background == 50
-    assert scheduler.background_steps >= 50
+    # The best of three tries: the operating system or a collection can stop the process for tens of milliseconds
+    # (seen once: 52 ms on a 2-core CI run), which only ever lengthens a wait; without turns every try waits 100+.
+    waits = []
+    for _ in range(_TRIES):
+        scheduler, opened = Scheduler(), asyncio.Event()
+        background = asyncio.ensure_future(scheduler.run(_fan_out(50, opened), background=True))
+        waits.append(await _longest_wait(background, opened))
+        assert await background == 50
+        assert scheduler.background_steps >= 50
+    assert min(waits) < 20 * STEP, waits  # one step (and the machine's noise)
 
 
 async def test_an_operation_turns_background_once_it_has_held_the_loop_for_its_foreground_time() -> None:
     # Not known to be costly: its first steps run as they come, until 10 ms of them; the rest of the burst takes turns.
-    scheduler, opened = Scheduler(foreground_seconds=5 * STEP), asyncio.Event()
-    work = asyncio.ensure_future(scheduler.run(_fan_out(50, opened), background=False))
-    longest = await _longest_wait(work, opened)
-    assert longest < 25 * STEP, longest
-    assert await work == 50
+    waits = []
+    for _ in range(_TRIES):  # (the best of them: see above)
+        scheduler, opened = Scheduler(foreground_seconds=5 * STEP), asyncio.Event()
+        work = asyncio.ensure_future(scheduler.run(_fan_out(50, opened), background=False))
+        waits.append(await _longest_wait(work, opened))
+        assert await work == 50
+    assert min(waits) < 25 * STEP, waits
     assert scheduler.background_steps > 0
     # A short one never does.
     quick = Scheduler(foreground_seconds=10.0)
