@@ -147,12 +147,11 @@ def _add_members_unread_postgres(wanted: str, *, gated: bool = False) -> Textual
 _ADD_MEMBERS_UNREAD_POSTGRES = _add_members_unread_postgres(_WANTED_ARRAYS)
 _ADD_ONE_MEMBER_UNREAD_POSTGRES = _add_members_unread_postgres(_WANTED_ONE)
 _LOCK_FIRST = {
-    _ADD_MEMBERS_UNREAD_POSTGRES: taking_lock_first(
-        _add_members_unread_postgres(_WANTED_ARRAYS, gated=True), gated=True
-    ),
-    _ADD_ONE_MEMBER_UNREAD_POSTGRES: taking_lock_first(
-        _add_members_unread_postgres(_WANTED_ONE, gated=True), gated=True
-    ),
+    statement: taking_lock_first(_add_members_unread_postgres(wanted, gated=True), gated=True)
+    for statement, wanted in (
+        (_ADD_MEMBERS_UNREAD_POSTGRES, _WANTED_ARRAYS),
+        (_ADD_ONE_MEMBER_UNREAD_POSTGRES, _WANTED_ONE),
+    )
 }
 
 
