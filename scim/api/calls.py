@@ -64,6 +64,7 @@ class Call:
         "_address",
         "_credentials",
         "_refusal",
+        "_extra_charge",
         "_state",
     )
 
@@ -80,6 +81,7 @@ class Call:
         # The directory the request authenticated as, once it has (set on the database's thread).
         self.directory: Directory | None = None
         self._refusal: ScimError | None = None
+        self._extra_charge = 0.0  # taken by ``charge`` beyond the admitted request: given back with it (``write``)
         self._state = request.app.state
         self._address = request.client.host if request.client else ""
         # (directory id, token hash): what the doorman knows a request by; None without a well-formed bearer token.
@@ -104,6 +106,7 @@ class Call:
         if self.directory is not None and requests > 0:
             limiter: RateLimiter = self._state.scim_rate_limiter
             limiter.charge(self.directory.id, requests)
+            self._extra_charge += requests
 
     async def read(self, work: Work[T | ScimError]) -> T:
         """Run ``work`` in a read-only job; a ``ScimError`` it returns (or raises) is the answer."""
@@ -151,11 +154,11 @@ class Call:
             if isinstance(entered, ScimError) and entered.status == 401 and self.directory is not None:
                 # A rerun that read the directory under its lock refused the token a first run had taken from the
                 # snapshot it started from (rotated meanwhile elsewhere): the request is not an authenticated one,
-                # and gives the directory's rate limit back the request it was charged.
+                # and gives the directory's rate limit back what it was charged (a large PATCH's extra too).
                 if self._refusal is None:
                     limiter: RateLimiter = self._state.scim_rate_limiter
-                    limiter.refund(self.directory.id)
-                self.directory, self._refusal = None, None
+                    limiter.refund(self.directory.id, 1.0 + self._extra_charge)
+                self.directory, self._refusal, self._extra_charge = None, None, 0.0
             return entered if isinstance(entered, ScimError) else work(session, entered)
 
         self._door()

@@ -23,6 +23,7 @@ from gateway.settings import Settings
 from gateway.store import batch_driver
 from gateway.store.database import Database
 from gateway.store.prepared import Compiled
+from scim.api import resources
 from scim.api.rate_limit import RateLimiter
 from scim.backend import groups, users
 from tests.conftest import PUBLIC_URL, DirectoryFixture, make_directory, recorded_events
@@ -177,6 +178,45 @@ async def test_a_put_or_delete_with_a_token_rotated_since_the_snapshot_changes_n
     async with database.engine.connect() as connection:
         found = await connection.execute(text("SELECT display_name FROM directory_users WHERE id = :id"), {"id": user})
         assert found.scalar_one() == "Before"
+
+
+async def test_a_large_patch_refused_at_its_write_gets_back_all_it_was_charged(
+    app: Any,
+    client: httpx.AsyncClient,
+    directory: DirectoryFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PATCH too large for one request is charged its extra once its read has sized it; when the token is rotated
+    between that read and its write, the write (from the snapshot, then under the lock) refuses it: the directory's
+    rate limit gets back the request and the extra."""
+    database = app.state.database
+    user = await _created(client, directory, "large@acme.test")
+
+    def rotate(session: Session) -> str:
+        issued = directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
+        return issued.bearer_token
+
+    apply = resources._apply_off_loop
+
+    async def rotated_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        await database.transaction(rotate)
+        return await apply(*args, **kwargs)
+
+    monkeypatch.setattr(resources, "_apply_off_loop", rotated_meanwhile)
+    unlimited, limiter = app.state.scim_rate_limiter, RateLimiter(rate=1.0, burst=10, clock=lambda: 0.0)
+    app.state.scim_rate_limiter = limiter
+    emails = [{"value": f"e{i}@acme.test"} for i in range(100)]  # (charged about 3 requests' worth extra)
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "emails", "value": emails}],
+    }
+    response = await client.patch(f"{directory.path}/Users/{user}", json=patch, headers=directory.headers)
+    app.state.scim_rate_limiter = unlimited
+    assert response.status_code == 401
+    assert limiter.acquire(directory.id, amount=10) == 0.0  # the whole burst is there again: nothing kept
+    async with database.engine.connect() as connection:
+        found = text("SELECT count(*) FROM directory_users WHERE id = :id AND display_name = 'Before'")
+        assert (await connection.execute(found, {"id": user})).scalar_one() == 1
 
 
 async def test_deletes_of_two_directories_in_one_batch_take_both_locks_first(
