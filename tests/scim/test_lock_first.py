@@ -85,6 +85,17 @@ async def _user_and_group(client: httpx.AsyncClient, directory: DirectoryFixture
     return user, group_id
 
 
+async def _rotated(database: Database, directory_id: str) -> str:
+    """The directory's token rotated (as by another instance): the new one."""
+
+    def rotate(session: Session) -> str:
+        issued = directories.rotate_directory_token(session, directory_id=directory_id, public_url=PUBLIC_URL)
+        return issued.bearer_token
+
+    token: str = await database.transaction(rotate)
+    return token
+
+
 async def _waits(call: Any) -> asyncio.Future[httpx.Response]:
     pending: asyncio.Future[httpx.Response] = asyncio.ensure_future(call)
     await asyncio.sleep(0.3)
@@ -148,11 +159,7 @@ async def test_a_put_or_delete_with_a_token_rotated_since_the_snapshot_changes_n
     path, headers = directory.path, directory.headers
     user = await _created(client, directory, "kept@acme.test")
 
-    def rotate(session: Session) -> str:
-        issued = directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
-        return issued.bearer_token
-
-    fresh = {**headers, "Authorization": f"Bearer {await database.transaction(rotate)}"}
+    fresh = {**headers, "Authorization": f"Bearer {await _rotated(database, directory.id)}"}
     unlimited, limiter = app.state.scim_rate_limiter, RateLimiter(rate=1.0, burst=2, clock=lambda: 0.0)
     app.state.scim_rate_limiter = limiter
     body = {"userName": "kept@acme.test", "displayName": "Stale", "emails": [{"value": "kept@acme.test"}]}
@@ -171,7 +178,7 @@ async def test_a_put_or_delete_with_a_token_rotated_since_the_snapshot_changes_n
         assert (await connection.execute(logged, {"id": directory.id})).scalar_one() == 0
 
     await _created(client, dataclasses.replace(directory, token=fresh["Authorization"][7:]), "next@acme.test")
-    await database.transaction(rotate)  # and rotated again since that batch's snapshot
+    await _rotated(database, directory.id)  # and rotated again since that batch's snapshot
     assert (await client.delete(f"{path}/Users/{user}", headers=fresh)).status_code == 401
     assert locks_first == [1]  # refused by the lock taken first (then again, reading under the lock)
     assert (await client.get(f"{path}/Users/{user}", headers=fresh)).status_code == 401  # (that token is gone too)
@@ -192,14 +199,10 @@ async def test_a_large_patch_refused_at_its_write_gets_back_all_it_was_charged(
     database = app.state.database
     user = await _created(client, directory, "large@acme.test")
 
-    def rotate(session: Session) -> str:
-        issued = directories.rotate_directory_token(session, directory_id=directory.id, public_url=PUBLIC_URL)
-        return issued.bearer_token
-
     apply = resources._apply_off_loop
 
     async def rotated_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        await database.transaction(rotate)
+        await _rotated(database, directory.id)
         return await apply(*args, **kwargs)
 
     monkeypatch.setattr(resources, "_apply_off_loop", rotated_meanwhile)
